@@ -1,0 +1,87 @@
+//! Native stand-ins for the host, so plugins unit test with plain `cargo test`.
+//!
+//! ```
+//! use flowgate_plugin_sdk::testing::{context, with_config};
+//!
+//! let ctx = context(serde_json::json!({"amount": 120}));
+//! with_config(&[("limit", "100")], || {
+//!     assert_eq!(flowgate_plugin_sdk::config::get("limit").as_deref(), Some("100"));
+//! });
+//! assert!(ctx.data.contains("120"));
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::{LogLevel, Money, StepContext};
+
+/// A log line a plugin wrote during a native test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+thread_local! {
+    static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+    static LOGS: RefCell<Vec<LogLine>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with these configuration values set for the plugin, as a tenant would set them.
+pub fn with_config<R>(pairs: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+    let values = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let previous = CONFIG.with(|c| std::mem::replace(&mut *c.borrow_mut(), values));
+    let result = f();
+    CONFIG.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+/// The log lines written so far on this thread, oldest first; clears them.
+pub fn take_logs() -> Vec<LogLine> {
+    LOGS.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// A step context for tests with `data` as the instance data.
+pub fn context(data: serde_json::Value) -> StepContext {
+    StepContext {
+        tenant: "test-tenant".to_string(),
+        definition_id: "test-definition".to_string(),
+        definition_version: 1,
+        instance_id: "test-instance".to_string(),
+        step_id: "test-step".to_string(),
+        data: data.to_string(),
+    }
+}
+
+/// An amount in US dollars, given in cents.
+pub fn usd(cents: i64) -> Money {
+    Money {
+        currency: "USD".to_string(),
+        minor_units: cents,
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn config_value(key: &str) -> Option<String> {
+    CONFIG.with(|c| c.borrow().get(key).cloned())
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn config_keys() -> Vec<String> {
+    CONFIG.with(|c| c.borrow().keys().cloned().collect())
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn record_log(level: LogLevel, message: &str, fields: Vec<(String, String)>) {
+    LOGS.with(|l| {
+        l.borrow_mut().push(LogLine {
+            level,
+            message: message.to_string(),
+            fields,
+        })
+    });
+}
