@@ -50,6 +50,15 @@ impl StepAction for Misbehave {
                 eprintln!("to stderr");
                 data("{}")
             }
+            "spin" => {
+                let params: serde_json::Value = request.params_as()?;
+                let iterations = params["iterations"].as_u64().unwrap_or(0);
+                let mut n = 0u64;
+                for _ in 0..iterations {
+                    n = black_box(n.wrapping_add(1));
+                }
+                data(&format!(r#"{{"spun": {n}, "by": "misbehave"}}"#))
+            }
             "loop" => {
                 let mut n = 0u64;
                 loop {

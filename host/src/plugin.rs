@@ -1,0 +1,82 @@
+//! The sandboxed plugin runtime: tenant plugins are WebAssembly components that implement the
+//! `flowgate:plugin@0.1.0` contract in `wit/`, run by wasmtime with fuel, deadline, memory, stack
+//! and size caps, and nothing from the outside world unless their tenant granted it.
+//!
+//! ```no_run
+//! use flowgate::plugin::{PluginId, PluginRegistry, PluginRuntime, PluginSettings, RuntimeConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = PluginRegistry::new(PluginRuntime::new(RuntimeConfig::default())?);
+//! let wasm = std::fs::read("purchase_approval.wasm")?;
+//! let id = PluginId::new("acme", "purchase-approval");
+//! let plugin = registry.install(id, &wasm, PluginSettings::default())?;
+//! println!("{} exports {:?}", plugin.sha256(), plugin.capabilities());
+//! # Ok(())
+//! # }
+//! ```
+
+mod bindings;
+mod cache;
+mod error;
+mod grants;
+mod host_api;
+mod limits;
+mod loaded;
+mod registry;
+mod runtime;
+mod state;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+pub use bindings::LogLevel;
+pub use bindings::types;
+pub use cache::CacheOutcome;
+pub use error::{Blame, BoxError, GuestError, PluginError, PluginFailure};
+pub use grants::{FileGrant, Grant, Grants, Refusal};
+pub use limits::PluginLimits;
+pub use loaded::{ActionResult, Called, LoadedPlugin, PluginSettings};
+pub use registry::PluginRegistry;
+pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex};
+pub use state::LogLine;
+
+/// A capability a plugin can export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Chooses the next step(s).
+    Router,
+    /// Decides approval requirements.
+    ApprovalPolicy,
+    /// Runs automated steps.
+    StepAction,
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Capability::Router => "router",
+            Capability::ApprovalPolicy => "approval-policy",
+            Capability::StepAction => "step-action",
+        })
+    }
+}
+
+/// A tenant's plugin, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PluginId {
+    /// The tenant.
+    pub tenant: String,
+    /// The plugin's name within the tenant.
+    pub name: String,
+}
+
+impl PluginId {
+    /// The plugin `name` of `tenant`.
+    pub fn new(tenant: impl Into<String>, name: impl Into<String>) -> Self {
+        PluginId {
+            tenant: tenant.into(),
+            name: name.into(),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Every way a plugin call or load can fail, each naming the tenant, plugin, version and capability.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::Capability;
+
+/// A boxed error from a lower layer (wasmtime, the file system), kept as the source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Who has to act on a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The plugin misbehaved or was given bad input: its author or the tenant fixes it.
+    Guest,
+    /// The host failed or is overloaded: the operator looks, and a retry may succeed.
+    Host,
+}
+
+/// A plugin failure, with where it happened.
+///
+/// Its message includes the failure's; its `source()` is the failure's own cause (wasmtime's
+/// error, an I/O error), so an error chain never repeats a line.
+#[derive(Debug)]
+pub struct PluginError {
+    /// The tenant the plugin belongs to.
+    pub tenant: String,
+    /// The plugin's name within the tenant.
+    pub plugin: String,
+    /// The first 12 hex digits of the artifact's sha256.
+    pub version: String,
+    /// The capability being loaded or called, where there is one.
+    pub capability: Option<Capability>,
+    /// What went wrong (boxed: keeps `Result<_, PluginError>` small on the hot path).
+    pub failure: Box<PluginFailure>,
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "plugin `{}` ({}) of tenant `{}`",
+            self.plugin, self.version, self.tenant
+        )?;
+        if let Some(capability) = self.capability {
+            write!(f, ", {capability}")?;
+        }
+        write!(f, ": {}", self.failure)
+    }
+}
+
+impl std::error::Error for PluginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.failure)
+    }
+}
+
+impl PluginError {
+    /// Who has to act on it.
+    pub fn blame(&self) -> Blame {
+        self.failure.blame()
+    }
+
+    /// True when retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            *self.failure,
+            PluginFailure::Guest(GuestError::Retryable(_)) | PluginFailure::Busy { .. }
+        )
+    }
+}
+
+/// The error a plugin returned itself (the contract's `plugin-error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestError {
+    /// Transient: retry with backoff.
+    #[error("retryable error: {0}")]
+    Retryable(String),
+    /// Retrying will not help.
+    #[error("permanent error: {0}")]
+    Permanent(String),
+    /// The input did not have the shape the plugin needs.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// What went wrong in a plugin load or call.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFailure {
+    /// The bytes are not a WebAssembly component wasmtime accepts, or do not link against the host.
+    #[error("is not a valid component: {context}")]
+    InvalidComponent {
+        /// What was being checked.
+        context: &'static str,
+        /// wasmtime's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The component exports none of the contract's capabilities.
+    #[error(
+        "exports none of the capabilities router, approval-policy, step-action (flowgate:plugin@0.1.0)"
+    )]
+    NoCapabilities,
+    /// The component imports something its tenant was not granted, or that Flowgate never offers.
+    #[error("imports `{import}`, {why}")]
+    ImportNotGranted {
+        /// The import's full name, e.g. `wasi:clocks/wall-clock@0.2.6`.
+        import: String,
+        /// Why it was refused.
+        why: String,
+    },
+    /// The capability called is not exported by this plugin.
+    #[error("does not export the {0} capability")]
+    MissingExport(Capability),
+    /// The host could not instantiate the plugin right now (instance pool exhausted).
+    #[error("could not be instantiated: {reason}")]
+    Busy {
+        /// wasmtime's words.
+        reason: String,
+    },
+    /// The call used its whole fuel budget.
+    #[error("ran out of fuel (budget {budget} units)")]
+    FuelExhausted {
+        /// The budget that was used up.
+        budget: u64,
+    },
+    /// The call ran past its wall-clock limit.
+    #[error("ran past its time limit of {limit:?}")]
+    Deadline {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The call tried to grow its memory past the cap.
+    #[error("tried to grow its memory to {desired} bytes, over its cap of {limit} bytes")]
+    MemoryCap {
+        /// The cap in bytes.
+        limit: u64,
+        /// The size it asked for.
+        desired: u64,
+    },
+    /// The call exhausted its wasm stack (usually unbounded recursion).
+    #[error("overflowed its wasm stack")]
+    StackOverflow,
+    /// The call trapped (a panic, an unreachable, an out-of-bounds access).
+    #[error("trapped: {message}")]
+    Trap {
+        /// The trap and, where the guest printed one, its panic message.
+        message: String,
+    },
+    /// The request was larger than the plugin may be given.
+    #[error("input of {size} bytes is over the {limit} byte cap")]
+    InputTooLarge {
+        /// The request's size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin answered with more than it may return.
+    #[error("output of {size} bytes is over the {limit} byte cap")]
+    OutputTooLarge {
+        /// The answer's size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin's answer breaks the contract (a route to an unknown step, invalid JSON, ...).
+    #[error("returned a bad output: {reason}")]
+    BadOutput {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The plugin returned its own error.
+    #[error("{0}")]
+    Guest(GuestError),
+    /// The host itself failed.
+    #[error("host error: {reason}")]
+    Host {
+        /// What the host was doing.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl PluginFailure {
+    /// Who has to act on it.
+    pub fn blame(&self) -> Blame {
+        match self {
+            PluginFailure::Busy { .. } | PluginFailure::Host { .. } => Blame::Host,
+            _ => Blame::Guest,
+        }
+    }
+}
+
+/// Converts a wasmtime error into a boxed source that keeps its message and chain.
+pub(crate) fn boxed(error: wasmtime::Error) -> BoxError {
+    error.into()
+}

@@ -1,0 +1,312 @@
+//! The plugin runtime: one wasmtime `Engine`, one linker, compiled components cached in memory and
+//! on disk, and the epoch ticker behind every call's wall-clock deadline.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{Plugin, approval_policy, router, step_action};
+use super::cache::{CacheOutcome, DiskCache};
+use super::error::{PluginError, PluginFailure, boxed};
+use super::grants::Refusal;
+use super::loaded::{Compiled, LoadedPlugin, PluginSettings};
+use super::state::CallState;
+use super::{Capability, PluginId};
+
+/// How the runtime is set up; per-call limits are per plugin, in [`PluginSettings`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// How often the epoch ticks; call deadlines are rounded up to it.
+    pub epoch_tick: Duration,
+    /// The wasm stack of every call, in bytes.
+    pub max_wasm_stack: usize,
+    /// Instance slots of the pooling allocator (calls that can run at once); `None` allocates on
+    /// demand instead.
+    pub pool_slots: Option<u32>,
+    /// The largest memory any tenant may allow its plugins; with pooling, every slot reserves it.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(1),
+            max_wasm_stack: 512 << 10,
+            pool_slots: Some(256),
+            max_memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Errors setting the runtime up.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the configuration.
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(#[source] super::BoxError),
+    /// The cache directory cannot be used.
+    #[error("cannot use the plugin cache directory {path}: {source}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The runtime. Cheap to clone; clones share the engine and caches.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    disk: Option<DiskCache>,
+    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+    config: RuntimeConfig,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sha256 of an artifact, in hex: a plugin version's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginRuntime {
+    /// Sets up the engine, the linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack);
+        if let Some(slots) = config.pool_slots {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * 4)
+                .total_memories(slots * 2)
+                .total_tables(slots * 4)
+                .max_memory_size(config.max_memory_bytes)
+                // Reset small memories with memset instead of madvise: the next call finds its
+                // pages already mapped, which is most of a fresh instance's cost otherwise.
+                .linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(64 << 10);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(boxed(e)))?;
+
+        let mut linker = Linker::new(&engine);
+        let link = |linker: &mut Linker<CallState>| -> wasmtime::Result<()> {
+            wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+            Plugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
+        };
+        link(&mut linker).map_err(|e| RuntimeError::Engine(boxed(e)))?;
+
+        let disk = match &config.cache_dir {
+            Some(dir) => {
+                Some(
+                    DiskCache::new(dir, &engine).map_err(|source| RuntimeError::Cache {
+                        path: dir.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+
+        spawn_epoch_ticker(&engine, config.epoch_tick);
+        Ok(PluginRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                disk,
+                compiled: Mutex::new(HashMap::new()),
+                config,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Loads a plugin version for a tenant: compiles it (or finds it compiled), checks its imports
+    /// against the tenant's grants and its exports against the contract.
+    pub fn load(
+        &self,
+        id: PluginId,
+        wasm: &[u8],
+        settings: PluginSettings,
+    ) -> Result<LoadedPlugin, PluginError> {
+        let sha256 = sha256_hex(wasm);
+        let fail = |failure: PluginFailure| PluginError {
+            tenant: id.tenant.clone(),
+            plugin: id.name.clone(),
+            version: sha256[..12].to_string(),
+            capability: None,
+            failure: Box::new(failure),
+        };
+        if let Err(reason) = settings.grants.validate() {
+            return Err(fail(PluginFailure::ImportNotGranted {
+                import: "(grants)".to_string(),
+                why: format!("the tenant's grants are invalid: {reason}"),
+            }));
+        }
+        let (compiled, outcome) = self.compile(&sha256, wasm).map_err(fail)?;
+        settings
+            .grants
+            .check_imports(compiled.imports.iter().map(String::as_str))
+            .map_err(|(import, refusal)| {
+                fail(PluginFailure::ImportNotGranted {
+                    import,
+                    why: refusal.to_string(),
+                })
+            })?;
+        tracing::debug!(tenant = %id.tenant, plugin = %id.name, version = %&sha256[..12], ?outcome, "plugin.load");
+        Ok(LoadedPlugin::new(id, sha256, compiled, settings, outcome))
+    }
+
+    /// The compiled form of an artifact, from memory, disk, or compiled now.
+    fn compile(
+        &self,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<(Arc<Compiled>, CacheOutcome), PluginFailure> {
+        if let Some(found) = self.compiled_map().get(sha256) {
+            return Ok((found.clone(), CacheOutcome::Memory));
+        }
+        let disk = self.inner.disk.as_ref();
+        let (component, outcome) = match disk.and_then(|d| d.load(&self.inner.engine, sha256)) {
+            Some(component) => (component, CacheOutcome::Disk),
+            None => {
+                let component = Component::new(&self.inner.engine, wasm).map_err(|e| {
+                    PluginFailure::InvalidComponent {
+                        context: "wasmtime cannot compile it",
+                        source: boxed(e),
+                    }
+                })?;
+                if let Some(disk) = disk {
+                    disk.store(sha256, &component);
+                }
+                (component, CacheOutcome::Compiled)
+            }
+        };
+        let compiled = Arc::new(self.prepare(component)?);
+        self.compiled_map()
+            .insert(sha256.to_string(), compiled.clone());
+        Ok((compiled, outcome))
+    }
+
+    /// Pre-links a component and finds which capabilities it exports.
+    fn prepare(&self, component: Component) -> Result<Compiled, PluginFailure> {
+        let engine = &self.inner.engine;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // Refuse unknown imports by name before linking, so the message names the import rather
+        // than wasmtime's "no such import" for the first one it meets.
+        let none = super::Grants::default();
+        if let Some(import) = imports
+            .iter()
+            .find(|i| none.check_import(i) == Err(Refusal::NotOffered))
+        {
+            return Err(PluginFailure::ImportNotGranted {
+                import: import.clone(),
+                why: Refusal::NotOffered.to_string(),
+            });
+        }
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            PluginFailure::InvalidComponent {
+                context: "it does not link against the Flowgate host",
+                source: boxed(e),
+            }
+        })?;
+        let compiled = Compiled {
+            engine: engine.clone(),
+            router: router::GuestIndices::new(&pre).ok(),
+            approval: approval_policy::GuestIndices::new(&pre).ok(),
+            action: step_action::GuestIndices::new(&pre).ok(),
+            pre,
+            imports,
+            epoch_tick: self.inner.config.epoch_tick,
+        };
+        if compiled.capabilities().is_empty() {
+            return Err(PluginFailure::NoCapabilities);
+        }
+        Ok(compiled)
+    }
+
+    fn compiled_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Compiled>>> {
+        // The map stays consistent even if a holder panicked: entries are inserted whole.
+        self.inner
+            .compiled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the in-memory compiled forms (the disk cache stays); for measuring cold loads.
+    pub fn clear_memory_cache(&self) {
+        self.compiled_map().clear();
+    }
+}
+
+impl Compiled {
+    /// The capabilities this component exports.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut found = Vec::new();
+        if self.router.is_some() {
+            found.push(Capability::Router);
+        }
+        if self.approval.is_some() {
+            found.push(Capability::ApprovalPolicy);
+        }
+        if self.action.is_some() {
+            found.push(Capability::StepAction);
+        }
+        found
+    }
+}
+
+/// Ticks the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("flowgate-epoch".to_string())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(error) = spawned {
+        // Without a ticker only fuel bounds a call; say so loudly rather than fail start-up.
+        tracing::error!(%error, "plugin.runtime: cannot start the epoch ticker; deadlines are off");
+    }
+}

@@ -1,0 +1,148 @@
+//! The data of one call's `Store`: limits, the plugin's configuration and log, and a WASI context
+//! that is only built if the guest touches WASI.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Grants;
+use super::limits::Limiter;
+
+/// Bytes of stdout and stderr kept per call.
+const STDIO_CAPTURE_BYTES: usize = 16 << 10;
+
+/// A line the plugin logged during the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: super::bindings::LogLevel,
+    /// The message.
+    pub message: String,
+    /// Key-value fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Everything one call's store holds.
+pub(crate) struct CallState {
+    pub limiter: Limiter,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+    pub max_log_lines: usize,
+    grants: Arc<Grants>,
+    wasi: Option<Wasi>,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+}
+
+struct Wasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl CallState {
+    pub fn new(
+        limiter: Limiter,
+        config: Arc<BTreeMap<String, String>>,
+        grants: Arc<Grants>,
+        max_log_lines: usize,
+    ) -> Self {
+        CallState {
+            limiter,
+            config,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            max_log_lines,
+            grants,
+            wasi: None,
+            stdout: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
+            stderr: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
+        }
+    }
+
+    /// The call's log: what the plugin logged, then what it printed to stdout and stderr (one
+    /// line each, tagged `stream`).
+    pub fn into_logs(self) -> (Vec<LogLine>, usize) {
+        let mut logs = self.logs;
+        for (stream, pipe, level) in [
+            ("stdout", &self.stdout, super::bindings::LogLevel::Info),
+            ("stderr", &self.stderr, super::bindings::LogLevel::Warn),
+        ] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(target: "plugin", stream, "{line}");
+                logs.push(LogLine {
+                    level,
+                    message: line.to_string(),
+                    fields: vec![("stream".to_string(), stream.to_string())],
+                });
+            }
+        }
+        (logs, self.logs_dropped)
+    }
+
+    /// What the guest wrote to stderr (a Rust panic message lands here), lossily decoded.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
+    }
+}
+
+/// A fixed seed for `wasi:random/insecure-seed` (std's hash maps), so that un-granted plugins stay
+/// deterministic.
+const FIXED_SEED: u128 = 0x0f10_a6a7_e5ee_d000_0000_0000_0000_0001;
+
+fn build_wasi(grants: &Grants, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> Wasi {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .insecure_random_seed(FIXED_SEED);
+    for (key, value) in &grants.env {
+        builder.env(key, value);
+    }
+    if let Some(files) = &grants.files {
+        let perms = if files.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        if let Err(error) = builder.preopened_dir(&files.host_path, &files.guest_path, perms) {
+            // The plugin then sees no directory and its file calls fail; the host keeps going.
+            tracing::warn!(path = %files.host_path.display(), %error, "plugin.files: cannot open granted directory");
+        }
+    }
+    if !grants.network.is_empty() {
+        let allowed = grants.clone();
+        builder.socket_addr_check(move |addr, _use| {
+            let ok = allowed.allows_address(addr);
+            Box::pin(async move { ok })
+        });
+        builder.allow_ip_name_lookup(true);
+    }
+    Wasi {
+        ctx: builder.build(),
+        table: ResourceTable::new(),
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let CallState {
+            wasi,
+            grants,
+            stdout,
+            stderr,
+            ..
+        } = self;
+        let wasi = wasi.get_or_insert_with(|| build_wasi(grants, stdout, stderr));
+        WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Flowgate's integration tests: one binary, a module per theme (wasmtime's layout).
+
+mod common;
+mod guests;
+mod plugin_runtime;
+
+/// Every guest component built from `plugins/` must have a test module in `guests/`: a new guest
+/// without one fails to compile here.
+macro_rules! guest_has_tests {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use guests::$name as _;
+    };
+}
+flowgate_tests::for_each_guest!(guest_has_tests);

@@ -1,0 +1,199 @@
+//! The runtime around the calls: invalid components, the compile cache, hot swaps, concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate::plugin::{
+    CacheOutcome, PluginFailure, PluginId, PluginLimits, PluginRegistry, PluginRuntime,
+    PluginSettings, RuntimeConfig,
+};
+use flowgate_tests::artifacts::{EXPENSE_REIMBURSEMENT, MISBEHAVE, PURCHASE_APPROVAL};
+use serde_json::json;
+
+use crate::common::{action, runtime, wasm};
+
+#[test]
+fn invalid_artifacts_are_refused_with_the_reason() {
+    let cases: [(&str, &[u8]); 3] = [
+        ("garbage", b"definitely not wasm"),
+        ("core module", b"\0asm\x01\0\0\0"),
+        ("empty", b""),
+    ];
+    for (what, bytes) in cases {
+        let err = runtime()
+            .load(
+                PluginId::new("acme", what),
+                bytes,
+                PluginSettings::default(),
+            )
+            .err();
+        let Some(err) = err else {
+            panic!("{what} loaded");
+        };
+        assert!(
+            matches!(*err.failure, PluginFailure::InvalidComponent { .. }),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().contains("is not a valid component"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_across_runtimes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        pool_slots: None,
+        ..RuntimeConfig::default()
+    };
+    let bytes = wasm(PURCHASE_APPROVAL);
+    let id = PluginId::new("acme", "purchase-approval");
+    let first = PluginRuntime::new(config()).unwrap_or_else(|e| panic!("{e}"));
+    let a = first.load(id.clone(), &bytes, PluginSettings::default());
+    assert_eq!(
+        a.map(|p| p.loaded_from()).ok(),
+        Some(CacheOutcome::Compiled)
+    );
+    let again = first.load(id.clone(), &bytes, PluginSettings::default());
+    assert_eq!(
+        again.map(|p| p.loaded_from()).ok(),
+        Some(CacheOutcome::Memory)
+    );
+
+    // A restart: a new runtime over the same directory loads without compiling.
+    let second = PluginRuntime::new(config()).unwrap_or_else(|e| panic!("{e}"));
+    let b = second.load(id.clone(), &bytes, PluginSettings::default());
+    assert_eq!(
+        b.as_ref().map(|p| p.loaded_from()).ok(),
+        Some(CacheOutcome::Disk)
+    );
+    assert!(b.is_ok_and(|p| p.sha256() == flowgate::plugin::sha256_hex(&bytes)));
+
+    // A damaged cache file is discarded and the component compiled again.
+    for entry in std::fs::read_dir(dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        std::fs::write(entry.path(), b"damaged").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let third = PluginRuntime::new(config()).unwrap_or_else(|e| panic!("{e}"));
+    let c = third.load(id, &bytes, PluginSettings::default());
+    assert_eq!(
+        c.map(|p| p.loaded_from()).ok(),
+        Some(CacheOutcome::Compiled)
+    );
+}
+
+#[test]
+fn a_new_version_swaps_in_while_calls_run_on_the_old_one() {
+    let registry = Arc::new(PluginRegistry::new(runtime().clone()));
+    let id = PluginId::new("acme", "reimburse");
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_secs(60),
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let v1 = registry
+        .install(id.clone(), &wasm(MISBEHAVE), settings.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A long call on v1 holds its own Arc of v1.
+    let in_flight = {
+        let plugin = registry
+            .current(&id)
+            .unwrap_or_else(|| panic!("no current"));
+        std::thread::spawn(move || {
+            plugin
+                .run_action(&action(
+                    "spin",
+                    json!({}),
+                    json!({"iterations": 200_000_000u64}),
+                ))
+                .map(|c| c.value.data)
+                .map_err(|e| e.to_string())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = registry
+        .install(id.clone(), &wasm(EXPENSE_REIMBURSEMENT), settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(v1.sha256(), v2.sha256());
+
+    let finished = in_flight
+        .join()
+        .unwrap_or_else(|_| panic!("call thread panicked"));
+    assert_eq!(finished.map(|d| d["by"].clone()), Ok(json!("misbehave")));
+
+    let current = registry.current(&id).map(|p| p.sha256().to_string());
+    assert_eq!(current.as_deref(), Some(v2.sha256()));
+    // Instances pinned to v1 still find it.
+    assert!(registry.version(&id, v1.sha256()).is_some());
+    assert_eq!(registry.versions(&id).len(), 2);
+}
+
+#[test]
+fn a_refused_install_changes_nothing() {
+    let registry = PluginRegistry::new(runtime().clone());
+    let id = PluginId::new("acme", "p");
+    let v1 = registry.install(id.clone(), &wasm(MISBEHAVE), PluginSettings::default());
+    let v1 = v1.map(|p| p.sha256().to_string()).unwrap_or_default();
+    assert!(
+        registry
+            .install(id.clone(), b"junk", PluginSettings::default())
+            .is_err()
+    );
+    assert_eq!(
+        registry.current(&id).map(|p| p.sha256().to_string()),
+        Some(v1)
+    );
+    assert_eq!(registry.versions(&id).len(), 1);
+}
+
+#[test]
+fn settings_change_without_reloading() {
+    let registry = PluginRegistry::new(runtime().clone());
+    let id = PluginId::new("acme", "cfg");
+    let install = registry.install(id.clone(), &wasm(MISBEHAVE), PluginSettings::default());
+    assert!(install.is_ok());
+    let settings = crate::common::with_config(&[("k", "v")]);
+    let updated = registry.update_settings(&id, settings);
+    let plugin = updated
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no plugin"));
+    let data = plugin.run_action(&action("config", json!({}), json!({})));
+    assert_eq!(
+        data.map(|c| c.value.data["k"].clone()).ok(),
+        Some(json!("v"))
+    );
+    assert!(registry.list("acme").iter().any(|p| p.id().name == "cfg"));
+    assert!(registry.list("other-tenant").is_empty());
+}
+
+#[test]
+fn many_threads_call_at_once() {
+    let plugin = crate::common::loaded(MISBEHAVE, "misbehave", PluginSettings::default());
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let plugin = plugin.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter(|_| {
+                        plugin
+                            .run_action(&action("ok", json!({}), json!({})))
+                            .is_ok()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    assert_eq!(ok, 160);
+}
