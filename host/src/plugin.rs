@@ -24,6 +24,7 @@ mod limits;
 mod loaded;
 mod registry;
 mod runtime;
+mod session;
 mod state;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use limits::PluginLimits;
 pub use loaded::{ActionResult, Called, LoadedPlugin, PluginSettings};
 pub use registry::PluginRegistry;
 pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex};
+pub use session::PluginSession;
 pub use state::LogLine;
 
 /// A capability a plugin can export.

@@ -197,3 +197,46 @@ fn many_threads_call_at_once() {
     let ok: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     assert_eq!(ok, 160);
 }
+
+#[test]
+fn a_session_serves_several_calls_each_with_its_own_budget_and_log() {
+    let settings = PluginSettings {
+        limits: PluginLimits {
+            fuel: 3_000_000,
+            ..PluginLimits::default()
+        },
+        ..PluginSettings::default()
+    };
+    let plugin = crate::common::loaded(PURCHASE_APPROVAL, "purchase-approval", settings);
+    let mut session = plugin
+        .session(None)
+        .unwrap_or_else(|e| panic!("session: {e}"));
+    let request = flowgate::plugin::types::ApprovalRequest {
+        context: crate::common::context(json!({})),
+        amount: Some(flowgate::plugin::types::Money {
+            currency: "USD".to_string(),
+            minor_units: 70_000,
+        }),
+        category: "office".to_string(),
+        requester: "carol".to_string(),
+    };
+    // Far more calls than one budget of fuel would pay for: each call is refuelled.
+    let mut total_fuel = 0;
+    for _ in 0..200 {
+        let called = session
+            .evaluate_approval(&request)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(called.logs.len(), 1, "each call has its own log");
+        total_fuel += called.fuel_consumed;
+    }
+    assert!(total_fuel > 3_000_000, "{total_fuel}");
+    let err = session
+        .run_action(&action("ok", json!({}), json!({})))
+        .err();
+    assert!(matches!(
+        err.map(|e| *e.failure),
+        Some(PluginFailure::MissingExport(
+            flowgate::plugin::Capability::StepAction
+        ))
+    ));
+}

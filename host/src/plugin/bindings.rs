@@ -13,6 +13,6 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
+pub use self::flowgate::plugin::host::LogLevel;
+pub use self::flowgate::plugin::types;
 pub use exports::flowgate::plugin::{approval_policy, router, step_action};
-pub use flowgate::plugin::host::LogLevel;
-pub use flowgate::plugin::types;

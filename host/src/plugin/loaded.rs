@@ -2,21 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{Instance, InstancePre};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::Engine;
+use wasmtime::component::InstancePre;
 
 use super::bindings::types::{
     ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
 };
-use super::bindings::{approval_policy, router, step_action, types};
+use super::bindings::{approval_policy, router, step_action};
 use super::cache::CacheOutcome;
-use super::error::{GuestError, PluginError, PluginFailure};
-use super::limits::{Limiter, MemoryCapHit, PluginLimits};
+use super::error::{PluginError, PluginFailure};
+use super::limits::PluginLimits;
+use super::session::PluginSession;
 use super::state::{CallState, LogLine};
-use super::validate;
 use super::{Capability, Grants, PluginId};
 
 /// What a tenant set for one plugin: configuration values, limits and grants.
@@ -163,7 +163,11 @@ impl LoadedPlugin {
         ))
     }
 
-    fn error(&self, capability: Option<Capability>, failure: PluginFailure) -> PluginError {
+    pub(crate) fn error(
+        &self,
+        capability: Option<Capability>,
+        failure: PluginFailure,
+    ) -> PluginError {
         PluginError {
             tenant: self.id.tenant.clone(),
             plugin: self.id.name.clone(),
@@ -173,222 +177,48 @@ impl LoadedPlugin {
         }
     }
 
-    /// Asks the router to choose among `request.candidates`.
+    /// Asks the router to choose among `request.candidates`, on a fresh instance.
     pub fn route(&self, request: &RouteRequest) -> Result<Called<RouteDecision>, PluginError> {
-        let cap = Capability::Router;
-        let indices = self.compiled.router.as_ref();
-        let indices =
-            indices.ok_or_else(|| self.error(Some(cap), PluginFailure::MissingExport(cap)))?;
-        let size =
-            request.context.data.len() + request.candidates.iter().map(String::len).sum::<usize>();
-        let called = self.invoke(cap, &request.context, size, |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_route(store, request)
-        })?;
-        self.finish(cap, called, |decision| {
-            let size = decision.reason.len() + decision.next.iter().map(String::len).sum::<usize>();
-            Ok((size, validate::route(&request.candidates, decision)?))
-        })
+        self.session(Some(Capability::Router))?.route(request)
     }
 
-    /// Asks the approval policy what `request` needs.
+    /// Asks the approval policy what `request` needs, on a fresh instance.
     pub fn evaluate_approval(
         &self,
         request: &ApprovalRequest,
     ) -> Result<Called<ApprovalDecision>, PluginError> {
-        let cap = Capability::ApprovalPolicy;
-        let indices = self.compiled.approval.as_ref();
-        let indices =
-            indices.ok_or_else(|| self.error(Some(cap), PluginFailure::MissingExport(cap)))?;
-        let size = request.context.data.len() + request.category.len() + request.requester.len();
-        let called = self.invoke(cap, &request.context, size, |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_evaluate(store, request)
-        })?;
-        self.finish(cap, called, |decision| {
-            Ok((
-                validate::approval_size(&decision),
-                validate::approval(decision)?,
-            ))
-        })
+        self.session(Some(Capability::ApprovalPolicy))?
+            .evaluate_approval(request)
     }
 
-    /// Runs the step action.
+    /// Runs the step action, on a fresh instance.
     pub fn run_action(&self, request: &ActionRequest) -> Result<Called<ActionResult>, PluginError> {
-        let cap = Capability::StepAction;
-        let indices = self.compiled.action.as_ref();
-        let indices =
-            indices.ok_or_else(|| self.error(Some(cap), PluginFailure::MissingExport(cap)))?;
-        let size = request.context.data.len() + request.params.len() + request.action.len();
-        let called = self.invoke(cap, &request.context, size, |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_run(store, request)
-        })?;
-        self.finish(cap, called, |output| {
-            Ok((
-                output.data.len() + output.note.len(),
-                validate::action(output)?,
-            ))
-        })
+        self.session(Some(Capability::StepAction))?
+            .run_action(request)
     }
 
-    /// Turns the guest's own result into ours: its error variant, the output cap, the contract.
-    fn finish<W, T>(
+    /// A fresh instance for one or more calls. Each call gets the full fuel, deadline and caps;
+    /// the instance's memory carries over between calls, so a session serves one tenant's batch,
+    /// never several tenants.
+    pub fn session(
         &self,
-        cap: Capability,
-        called: Called<Result<W, types::PluginError>>,
-        check: impl FnOnce(W) -> Result<(usize, T), String>,
-    ) -> Result<Called<T>, PluginError> {
-        let Called {
-            value,
-            fuel_consumed,
-            elapsed,
-            logs,
-            logs_dropped,
-        } = called;
-        let fail = |failure| self.error(Some(cap), failure);
-        let answer = value.map_err(|e| fail(PluginFailure::Guest(guest_error(e))))?;
-        let (size, value) =
-            check(answer).map_err(|reason| fail(PluginFailure::BadOutput { reason }))?;
-        let limit = self.limits.max_output_bytes;
-        if size > limit {
-            return Err(fail(PluginFailure::OutputTooLarge { size, limit }));
+        capability: Option<Capability>,
+    ) -> Result<PluginSession<'_>, PluginError> {
+        if let Some(cap) = capability
+            && !self.capabilities().contains(&cap)
+        {
+            return Err(self.error(Some(cap), PluginFailure::MissingExport(cap)));
         }
-        Ok(Called {
-            value,
-            fuel_consumed,
-            elapsed,
-            logs,
-            logs_dropped,
-        })
+        PluginSession::open(self, capability)
     }
 
-    /// Instantiates on a fresh store within the limits and runs `call`.
-    fn invoke<T>(
+    pub(crate) fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    pub(crate) fn settings_parts(
         &self,
-        cap: Capability,
-        context: &types::StepContext,
-        input_size: usize,
-        call: impl FnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<T>,
-    ) -> Result<Called<T>, PluginError> {
-        let limits = &self.limits;
-        if input_size > limits.max_input_bytes {
-            let failure = PluginFailure::InputTooLarge {
-                size: input_size,
-                limit: limits.max_input_bytes,
-            };
-            return Err(self.error(Some(cap), failure));
-        }
-        let span = tracing::debug_span!(
-            "plugin.invoke",
-            tenant = %self.id.tenant,
-            plugin = %self.id.name,
-            version = %&self.sha256[..12],
-            capability = %cap,
-            instance = %context.instance_id,
-            step = %context.step_id,
-        );
-        let _entered = span.enter();
-        let started = Instant::now();
-
-        let state = CallState::new(
-            Limiter::new(limits),
-            self.config.clone(),
-            self.grants.clone(),
-            limits.max_log_lines,
-        );
-        let mut store = Store::new(&self.compiled.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        let tick = self.compiled.epoch_tick;
-        let ticks = limits.timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-        if let Err(e) = store.set_fuel(limits.fuel) {
-            let failure = PluginFailure::Host {
-                reason: "cannot set fuel".to_string(),
-                source: e.into(),
-            };
-            return Err(self.error(Some(cap), failure));
-        }
-
-        let result = self
-            .compiled
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| call(&mut store, &instance));
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let fuel_consumed = limits.fuel.saturating_sub(fuel_left);
-        match result {
-            Ok(value) => {
-                let (logs, logs_dropped) = store.into_data().into_logs();
-                Ok(Called {
-                    value,
-                    fuel_consumed,
-                    elapsed: started.elapsed(),
-                    logs,
-                    logs_dropped,
-                })
-            }
-            Err(error) => {
-                let failure = classify(error, store.data(), limits);
-                tracing::debug!(%failure, fuel_consumed, "plugin.invoke failed");
-                Err(self.error(Some(cap), failure))
-            }
-        }
-    }
-}
-
-fn guest_error(error: types::PluginError) -> GuestError {
-    match error {
-        types::PluginError::Retryable(m) => GuestError::Retryable(m),
-        types::PluginError::Permanent(m) => GuestError::Permanent(m),
-        types::PluginError::InvalidInput(m) => GuestError::InvalidInput(m),
-    }
-}
-
-/// Most of what a guest printed to stderr we keep in a trap message.
-const STDERR_IN_MESSAGE: usize = 1000;
-
-/// Names what stopped a call.
-fn classify(error: wasmtime::Error, state: &CallState, limits: &PluginLimits) -> PluginFailure {
-    if let Some(hit) = error.downcast_ref::<MemoryCapHit>() {
-        return PluginFailure::MemoryCap {
-            limit: hit.limit,
-            desired: hit.desired,
-        };
-    }
-    if error
-        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-        .is_some()
-    {
-        return PluginFailure::Busy {
-            reason: format!("{error}"),
-        };
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => PluginFailure::FuelExhausted {
-            budget: limits.fuel,
-        },
-        Some(Trap::Interrupt) => PluginFailure::Deadline {
-            limit: limits.timeout,
-        },
-        Some(Trap::StackOverflow) => PluginFailure::StackOverflow,
-        trap => {
-            let mut message = match trap {
-                Some(trap) => trap.to_string(),
-                None => format!("{error}"),
-            };
-            let stderr = state.stderr_text();
-            if !stderr.is_empty() {
-                let mut start = stderr.len().saturating_sub(STDERR_IN_MESSAGE);
-                while !stderr.is_char_boundary(start) {
-                    start += 1;
-                }
-                message = format!("{message}; the plugin wrote: {}", &stderr[start..]);
-            }
-            PluginFailure::Trap { message }
-        }
+    ) -> (&Arc<BTreeMap<String, String>>, &Arc<Grants>, &PluginLimits) {
+        (&self.config, &self.grants, &self.limits)
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct CallState {
     wasi: Option<Wasi>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+    /// Bytes of stdout and stderr already turned into log lines.
+    stdio_seen: [usize; 2],
 }
 
 struct Wasi {
@@ -60,19 +62,27 @@ impl CallState {
             wasi: None,
             stdout: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
             stderr: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
+            stdio_seen: [0, 0],
         }
     }
 
-    /// The call's log: what the plugin logged, then what it printed to stdout and stderr (one
-    /// line each, tagged `stream`).
-    pub fn into_logs(self) -> (Vec<LogLine>, usize) {
-        let mut logs = self.logs;
-        for (stream, pipe, level) in [
+    /// Takes the call's log: what the plugin logged, then what it printed to stdout and stderr
+    /// since the last take (one line each, tagged `stream`), and how many lines were dropped.
+    pub fn take_logs(&mut self) -> (Vec<LogLine>, usize) {
+        let mut logs = std::mem::take(&mut self.logs);
+        let dropped = std::mem::take(&mut self.logs_dropped);
+        let streams = [
             ("stdout", &self.stdout, super::bindings::LogLevel::Info),
             ("stderr", &self.stderr, super::bindings::LogLevel::Warn),
-        ] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        ];
+        for ((stream, pipe, level), seen) in streams.into_iter().zip(&mut self.stdio_seen) {
+            let bytes = pipe.contents();
+            let fresh = bytes.get(*seen..).unwrap_or_default();
+            *seen = bytes.len();
+            for line in String::from_utf8_lossy(fresh).lines() {
+                if line.trim().is_empty() {
+                    continue;
+                }
                 tracing::info!(target: "plugin", stream, "{line}");
                 logs.push(LogLine {
                     level,
@@ -81,7 +91,7 @@ impl CallState {
                 });
             }
         }
-        (logs, self.logs_dropped)
+        (logs, dropped)
     }
 
     /// What the guest wrote to stderr (a Rust panic message lands here), lossily decoded.
