@@ -3,6 +3,7 @@
 mod common;
 mod guests;
 mod plugin_runtime;
+mod scenarios;
 
 /// Every guest component built from `plugins/` must have a test module in `guests/`: a new guest
 /// without one fails to compile here.

@@ -1,0 +1,619 @@
+//! Workflow definitions as authored: a start step and a list of steps, each of one kind.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A workflow definition, as deployed by a tenant. Deploying a changed one makes a new version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// Stable id, e.g. `expense-report`; versions share it.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// What the workflow gets done.
+    #[serde(default)]
+    pub description: String,
+    /// The first step.
+    pub start: String,
+    /// The steps, in any order.
+    pub steps: Vec<Step>,
+}
+
+/// One step of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Step {
+    /// A person does something (fills a form, reviews, signs).
+    Task(TaskStep),
+    /// People approve, reject, or request changes.
+    Approval(ApprovalStep),
+    /// A plugin runs an automated action.
+    Action(ActionStep),
+    /// A plugin chooses the next step(s) from the data.
+    Route(RouteStep),
+    /// Wait for a duration or until a date.
+    Wait(WaitStep),
+    /// Start branches that run at once.
+    Parallel(ParallelStep),
+    /// Wait for branches of a parallel step: all, any, or N of them.
+    Join(JoinStep),
+    /// Start another workflow, and wait for its result or go on.
+    Subworkflow(SubworkflowStep),
+    /// Finish the instance.
+    End(EndStep),
+}
+
+/// A human task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// Assign to this person.
+    pub assignee: Option<String>,
+    /// Assign to the person named by this instance-data field (e.g. `manager`).
+    pub assignee_from: Option<String>,
+    /// Offer to anyone holding this role.
+    pub role: Option<String>,
+    /// Offer to any of these people.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// Fields the person fills in; validated on completion, merged into the data.
+    #[serde(default)]
+    pub form: Vec<FormField>,
+    /// The next step when there is one way on.
+    pub next: Option<String>,
+    /// Outcome → next step, when the person chooses the way on (e.g. `resolve`, `escalate`).
+    #[serde(default)]
+    pub on: BTreeMap<String, String>,
+    /// When it is due, reminders and escalation.
+    pub deadline: Option<Deadline>,
+}
+
+/// One form field of a human task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormField {
+    /// The data key it fills.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: FieldKind,
+    /// Whether completing the task needs it.
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed values, for `choice`.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// The type of a form field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldKind {
+    Text,
+    Number,
+    Integer,
+    Boolean,
+    /// An RFC 3339 date (`2026-11-22`) or date-time.
+    Date,
+    /// One of `options`.
+    Choice,
+}
+
+/// An approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// An approval-policy plugin decides who must approve.
+    pub policy: Option<String>,
+    /// Where the policy's request comes from in the instance data.
+    #[serde(default)]
+    pub request: PolicyRequest,
+    /// Or the approvers written inline.
+    #[serde(default)]
+    pub approvers: Vec<InlineStage>,
+    /// With inline approvers: whether stages run one after another or at once.
+    #[serde(default)]
+    pub order: StageOrder,
+    /// Where each outcome leads.
+    pub on: ApprovalOutcomes,
+    /// When it is due, reminders and escalation.
+    pub deadline: Option<Deadline>,
+}
+
+/// Data fields that make up an approval policy's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyRequest {
+    /// Field holding the amount in minor units (cents).
+    pub amount: String,
+    /// Field holding the ISO 4217 currency.
+    pub currency: String,
+    /// Field holding the category.
+    pub category: String,
+    /// Field holding the requester.
+    pub requester: String,
+}
+
+impl Default for PolicyRequest {
+    fn default() -> Self {
+        PolicyRequest {
+            amount: "amount".to_string(),
+            currency: "currency".to_string(),
+            category: "category".to_string(),
+            requester: "requester".to_string(),
+        }
+    }
+}
+
+/// Approvers written in the definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineStage {
+    /// Shown in the history.
+    pub name: String,
+    /// Roles, one approver slot each.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// People, one approver slot each.
+    #[serde(default)]
+    pub people: Vec<String>,
+    /// How many must approve (N of M); default 1.
+    #[serde(default = "one")]
+    pub required: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Whether approval stages run in sequence or at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageOrder {
+    #[default]
+    Sequential,
+    Parallel,
+}
+
+/// Where an approval's outcomes lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApprovalOutcomes {
+    pub approve: String,
+    pub reject: String,
+    /// Where "request changes" leads; without it, approvers cannot request changes.
+    pub request_changes: Option<String>,
+}
+
+/// An automated step run by a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The tenant's plugin.
+    pub plugin: String,
+    /// The action name passed to the plugin.
+    #[serde(default)]
+    pub action: String,
+    /// Parameters passed to the plugin as JSON.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+    /// Retries of retryable failures.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    pub next: String,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// How an action is retried after a retryable failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Wait before the second attempt.
+    #[serde(with = "duration")]
+    pub initial_backoff: Duration,
+    /// Each further wait is this many times the last.
+    pub multiplier: f64,
+    /// The longest wait.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1) as i32);
+        let wait = self.initial_backoff.as_secs_f64() * factor;
+        Duration::from_secs_f64(wait.min(self.max_backoff.as_secs_f64()))
+    }
+}
+
+/// A plugin chooses the way on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The tenant's router plugin.
+    pub plugin: String,
+    /// The steps it may choose from; several chosen run in parallel.
+    pub candidates: Vec<String>,
+}
+
+/// Waits for a duration, until a date, or until a date in the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default, with = "opt_duration")]
+    pub duration: Option<Duration>,
+    /// An RFC 3339 date-time.
+    pub until: Option<String>,
+    /// A data field holding an RFC 3339 date-time.
+    pub until_from: Option<String>,
+    pub next: String,
+}
+
+/// Starts branches that run at once and meet at `join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The first step of each branch.
+    pub branches: Vec<String>,
+    /// The join step where the branches meet.
+    pub join: String,
+}
+
+/// How many branches a join waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JoinMode {
+    #[default]
+    All,
+    Any,
+    /// `required` of them (N of M).
+    Quorum,
+}
+
+/// Where the branches of a parallel step meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub mode: JoinMode,
+    /// With `quorum`: how many branches must arrive.
+    pub required: Option<u32>,
+    pub next: String,
+}
+
+/// Starts another workflow of the same tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubworkflowStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The definition id to start (its latest version).
+    pub workflow: String,
+    /// Wait for it to finish (default), or start it and go on.
+    #[serde(default = "yes")]
+    pub wait: bool,
+    /// Data keys passed to it; empty passes all.
+    #[serde(default)]
+    pub input: Vec<String>,
+    /// Key under which its final data is stored; without it, its data is merged.
+    pub output: Option<String>,
+    /// The next step.
+    pub next: Option<String>,
+    /// Its outcome (`completed`, `rejected`, `cancelled`) → next step.
+    #[serde(default)]
+    pub on: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Ends the instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub outcome: EndOutcome,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndOutcome {
+    #[default]
+    Completed,
+    Rejected,
+    Cancelled,
+}
+
+impl std::fmt::Display for EndOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndOutcome::Completed => "completed",
+            EndOutcome::Rejected => "rejected",
+            EndOutcome::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// When a human step is due, when to remind, and what to do when it is overdue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadline {
+    /// Due this long after the task opens.
+    #[serde(with = "duration")]
+    pub due: Duration,
+    /// Reminders this long before the due time (`0s` reminds at the due time).
+    #[serde(default, with = "durations")]
+    pub reminders: Vec<Duration>,
+    /// What happens when it is overdue.
+    pub escalation: Option<Escalation>,
+}
+
+/// What happens when a task is overdue, `after` this long past its due time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Escalation {
+    /// Notify these roles.
+    Notify {
+        #[serde(default, with = "duration")]
+        after: Duration,
+        roles: Vec<String>,
+    },
+    /// Hand the task to this role.
+    Reassign {
+        #[serde(default, with = "duration")]
+        after: Duration,
+        role: String,
+    },
+    /// Complete the task with this outcome (e.g. `reject`, or `escalate` to a step).
+    Outcome {
+        #[serde(default, with = "duration")]
+        after: Duration,
+        outcome: String,
+    },
+}
+
+impl Escalation {
+    /// How long past the due time it happens.
+    pub fn after(&self) -> Duration {
+        match self {
+            Escalation::Notify { after, .. }
+            | Escalation::Reassign { after, .. }
+            | Escalation::Outcome { after, .. } => *after,
+        }
+    }
+}
+
+impl Step {
+    /// The step's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Step::Task(s) => &s.id,
+            Step::Approval(s) => &s.id,
+            Step::Action(s) => &s.id,
+            Step::Route(s) => &s.id,
+            Step::Wait(s) => &s.id,
+            Step::Parallel(s) => &s.id,
+            Step::Join(s) => &s.id,
+            Step::Subworkflow(s) => &s.id,
+            Step::End(s) => &s.id,
+        }
+    }
+
+    /// The step's title, or its id.
+    pub fn title(&self) -> &str {
+        let title = match self {
+            Step::Task(s) => &s.title,
+            Step::Approval(s) => &s.title,
+            Step::Action(s) => &s.title,
+            Step::Route(s) => &s.title,
+            Step::Wait(s) => &s.title,
+            Step::Parallel(s) => &s.title,
+            Step::Join(s) => &s.title,
+            Step::Subworkflow(s) => &s.title,
+            Step::End(s) => &s.title,
+        };
+        if title.is_empty() { self.id() } else { title }
+    }
+
+    /// The kind's name, as written in definitions.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Task(_) => "task",
+            Step::Approval(_) => "approval",
+            Step::Action(_) => "action",
+            Step::Route(_) => "route",
+            Step::Wait(_) => "wait",
+            Step::Parallel(_) => "parallel",
+            Step::Join(_) => "join",
+            Step::Subworkflow(_) => "subworkflow",
+            Step::End(_) => "end",
+        }
+    }
+
+    /// Every step this one can lead to, with the field that names it.
+    pub fn targets(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = Vec::new();
+        if let Step::Task(TaskStep { on, .. }) | Step::Subworkflow(SubworkflowStep { on, .. }) =
+            self
+        {
+            out.extend(on.iter().map(|(k, v)| (format!("on.{k}"), v.as_str())));
+        }
+        match self {
+            Step::Task(TaskStep { next: Some(n), .. })
+            | Step::Subworkflow(SubworkflowStep { next: Some(n), .. }) => {
+                out.push(("next".to_string(), n))
+            }
+            Step::Action(s) => out.push(("next".to_string(), &s.next)),
+            Step::Wait(s) => out.push(("next".to_string(), &s.next)),
+            Step::Join(s) => out.push(("next".to_string(), &s.next)),
+            Step::Approval(s) => {
+                out.push(("on.approve".to_string(), &s.on.approve));
+                out.push(("on.reject".to_string(), &s.on.reject));
+                if let Some(r) = &s.on.request_changes {
+                    out.push(("on.request-changes".to_string(), r));
+                }
+            }
+            Step::Route(s) => {
+                for (i, c) in s.candidates.iter().enumerate() {
+                    out.push((format!("candidates[{i}]"), c));
+                }
+            }
+            Step::Parallel(s) => {
+                for (i, b) in s.branches.iter().enumerate() {
+                    out.push((format!("branches[{i}]"), b));
+                }
+                out.push(("join".to_string(), &s.join));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The deadline of a human step.
+    pub fn deadline(&self) -> Option<&Deadline> {
+        match self {
+            Step::Task(s) => s.deadline.as_ref(),
+            Step::Approval(s) => s.deadline.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The plugin this step calls and the capability it needs.
+    pub fn plugin(&self) -> Option<(&str, crate::plugin::Capability)> {
+        use crate::plugin::Capability;
+        match self {
+            Step::Action(s) => Some((&s.plugin, Capability::StepAction)),
+            Step::Route(s) => Some((&s.plugin, Capability::Router)),
+            Step::Approval(ApprovalStep {
+                policy: Some(p), ..
+            }) => Some((p, Capability::ApprovalPolicy)),
+            _ => None,
+        }
+    }
+}
+
+impl Definition {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id() == id)
+    }
+
+    /// The plugins the definition calls, by name.
+    pub fn plugins(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| s.plugin().map(|p| p.0))
+            .collect()
+    }
+}
+
+/// Serde for a `Duration` written as `"2d"`, `"4h 30m"`, `"90s"`.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like `2d` or `4h 30m`: {e}"
+            ))
+        })
+    }
+}
+
+pub(crate) mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration")] Duration);
+        Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(d)| d))
+    }
+}
+
+pub(crate) mod durations {
+    use std::time::Duration;
+
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(ds.len()))?;
+        for d in ds {
+            seq.serialize_element(&humantime::format_duration(*d).to_string())?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration")] Duration);
+        Vec::<Wrapped>::deserialize(d).map(|v| v.into_iter().map(|Wrapped(d)| d).collect())
+    }
+}

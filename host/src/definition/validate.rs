@@ -1,0 +1,393 @@
+//! Deploy-time checks: every problem found, each with the path of the field at fault.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::model::{ApprovalStep, Definition, JoinMode, Step, TaskStep, WaitStep};
+use crate::plugin::Capability;
+
+/// What a definition may refer to outside itself: the tenant's plugins and definitions.
+pub trait Catalog {
+    /// The capabilities of the tenant's plugin `name`, or `None` if it has no such plugin.
+    fn plugin_capabilities(&self, name: &str) -> Option<Vec<Capability>>;
+    /// Whether the tenant has (or is deploying) a definition with this id.
+    fn has_definition(&self, id: &str) -> bool;
+}
+
+/// One thing wrong with a definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Where: `steps[2] (review).on.approve`.
+    pub path: String,
+    /// What is wrong and why.
+    pub message: String,
+    /// The index of the step at fault, to find its line in the source.
+    #[serde(skip)]
+    pub step: Option<usize>,
+    /// The source line, when known.
+    pub line: Option<usize>,
+}
+
+struct Checker<'a> {
+    def: &'a Definition,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, step: Option<usize>, field: &str, message: impl Into<String>) {
+        let path = match step {
+            Some(i) => {
+                let id = self.def.steps[i].id();
+                if field.is_empty() {
+                    format!("steps[{i}] ({id})")
+                } else {
+                    format!("steps[{i}] ({id}).{field}")
+                }
+            }
+            None => field.to_string(),
+        };
+        self.problems.push(Problem {
+            path,
+            message: message.into(),
+            step,
+            line: None,
+        });
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Checks `def` against itself and `catalog`; an empty list means it may be deployed.
+pub fn validate(def: &Definition, catalog: &dyn Catalog) -> Vec<Problem> {
+    let mut c = Checker {
+        def,
+        problems: Vec::new(),
+    };
+    if !valid_id(&def.id) {
+        c.at(
+            None,
+            "id",
+            format!("`{}` must be 1-64 of a-z, 0-9, - and _", def.id),
+        );
+    }
+    if def.steps.is_empty() {
+        c.at(None, "steps", "a workflow needs at least one step");
+        return c.problems;
+    }
+
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, step) in def.steps.iter().enumerate() {
+        if !valid_id(step.id()) {
+            c.at(
+                Some(i),
+                "id",
+                format!("`{}` must be 1-64 of a-z, 0-9, - and _", step.id()),
+            );
+        }
+        if let Some(first) = index.insert(step.id(), i) {
+            c.at(
+                Some(i),
+                "id",
+                format!(
+                    "duplicate step id `{}`, first used by steps[{first}]",
+                    step.id()
+                ),
+            );
+        }
+    }
+    if !index.contains_key(def.start.as_str()) {
+        c.at(None, "start", format!("unknown step `{}`", def.start));
+    }
+    for (i, step) in def.steps.iter().enumerate() {
+        for (field, target) in step.targets() {
+            if !index.contains_key(target) {
+                c.at(Some(i), &field, format!("unknown step `{target}`"));
+            }
+        }
+        check_step(&mut c, i, step, &index, catalog);
+    }
+    check_joins(&mut c, &index);
+    check_reachability(&mut c, &index);
+    c.problems
+}
+
+fn check_step(
+    c: &mut Checker<'_>,
+    i: usize,
+    step: &Step,
+    index: &BTreeMap<&str, usize>,
+    catalog: &dyn Catalog,
+) {
+    if let Some((plugin, capability)) = step.plugin() {
+        let field = match step {
+            Step::Approval(_) => "policy",
+            _ => "plugin",
+        };
+        match catalog.plugin_capabilities(plugin) {
+            None => c.at(Some(i), field, format!("the tenant has no plugin `{plugin}`")),
+            Some(caps) if !caps.contains(&capability) => c.at(
+                Some(i),
+                field,
+                format!("plugin `{plugin}` does not export the {capability} capability (it exports {caps:?})"),
+            ),
+            Some(_) => {}
+        }
+    }
+    match step {
+        Step::Task(t) => check_task(c, i, t),
+        Step::Approval(a) => check_approval(c, i, a),
+        Step::Wait(w) => check_wait(c, i, w),
+        Step::Route(r) if r.candidates.is_empty() => c.at(
+            Some(i),
+            "candidates",
+            "a route needs at least one candidate",
+        ),
+        Step::Action(a) if a.retry.max_attempts == 0 => {
+            c.at(Some(i), "retry.max_attempts", "must be at least 1")
+        }
+        Step::Action(a) if !a.params.is_object() => {
+            c.at(Some(i), "params", "must be a table (JSON object)")
+        }
+        Step::Parallel(p) => {
+            if p.branches.len() < 2 {
+                c.at(
+                    Some(i),
+                    "branches",
+                    "a parallel step needs at least two branches",
+                );
+            }
+            if index
+                .get(p.join.as_str())
+                .is_some_and(|&j| !matches!(c.def.steps[j], Step::Join(_)))
+            {
+                c.at(Some(i), "join", format!("`{}` is not a join step", p.join));
+            }
+        }
+        Step::Subworkflow(s) => {
+            if !catalog.has_definition(&s.workflow) {
+                c.at(
+                    Some(i),
+                    "workflow",
+                    format!("the tenant has no workflow `{}`", s.workflow),
+                );
+            }
+            if s.next.is_none() && s.on.is_empty() {
+                c.at(Some(i), "next", "needs `next` or `on`");
+            }
+            for outcome in s.on.keys() {
+                if !["completed", "rejected", "cancelled"].contains(&outcome.as_str()) {
+                    c.at(
+                        Some(i),
+                        &format!("on.{outcome}"),
+                        "outcomes are completed, rejected, cancelled",
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(deadline) = step.deadline() {
+        if deadline.due.is_zero() {
+            c.at(Some(i), "deadline.due", "must be longer than zero");
+        }
+        for (r, before) in deadline.reminders.iter().enumerate() {
+            if *before > deadline.due {
+                c.at(
+                    Some(i),
+                    &format!("deadline.reminders[{r}]"),
+                    "a reminder cannot come before the task opens",
+                );
+            }
+        }
+        if let Some(super::model::Escalation::Outcome { outcome, .. }) = &deadline.escalation {
+            let allowed: Vec<String> = match step {
+                Step::Task(t) => t.on.keys().cloned().collect(),
+                _ => vec!["approve".into(), "reject".into()],
+            };
+            let plain_task = matches!(step, Step::Task(t) if t.on.is_empty());
+            if !plain_task && !allowed.contains(outcome) {
+                c.at(
+                    Some(i),
+                    "deadline.escalation.outcome",
+                    format!("`{outcome}` is not one of the step's outcomes {allowed:?}"),
+                );
+            }
+        }
+    }
+}
+
+fn check_task(c: &mut Checker<'_>, i: usize, t: &TaskStep) {
+    let ways = [
+        t.assignee.is_some(),
+        t.assignee_from.is_some(),
+        t.role.is_some(),
+        !t.candidates.is_empty(),
+    ];
+    if ways.iter().filter(|w| **w).count() != 1 {
+        c.at(
+            Some(i),
+            "",
+            "a task needs exactly one of assignee, assignee_from, role, candidates",
+        );
+    }
+    match (&t.next, t.on.is_empty()) {
+        (Some(_), false) => c.at(Some(i), "next", "use either `next` or `on`, not both"),
+        (None, true) => c.at(Some(i), "next", "a task needs `next` or `on` outcomes"),
+        _ => {}
+    }
+    let mut names = BTreeSet::new();
+    for (f, field) in t.form.iter().enumerate() {
+        if !names.insert(&field.name) {
+            c.at(
+                Some(i),
+                &format!("form[{f}].name"),
+                format!("duplicate field `{}`", field.name),
+            );
+        }
+        let choice = field.kind == super::model::FieldKind::Choice;
+        if choice == field.options.is_empty() {
+            c.at(
+                Some(i),
+                &format!("form[{f}].options"),
+                "a choice needs options, and only a choice has them",
+            );
+        }
+    }
+}
+
+fn check_approval(c: &mut Checker<'_>, i: usize, a: &ApprovalStep) {
+    match (&a.policy, a.approvers.is_empty()) {
+        (Some(_), false) => c.at(
+            Some(i),
+            "approvers",
+            "use either `policy` or `approvers`, not both",
+        ),
+        (None, true) => c.at(
+            Some(i),
+            "approvers",
+            "an approval needs `policy` or `approvers`",
+        ),
+        _ => {}
+    }
+    for (s, stage) in a.approvers.iter().enumerate() {
+        let m = stage.roles.len() + stage.people.len();
+        if m == 0 {
+            c.at(
+                Some(i),
+                &format!("approvers[{s}]"),
+                "a stage needs roles or people",
+            );
+        } else if stage.required == 0 || stage.required as usize > m {
+            c.at(
+                Some(i),
+                &format!("approvers[{s}].required"),
+                format!("must be between 1 and {m}, the number of approvers"),
+            );
+        }
+    }
+}
+
+fn check_wait(c: &mut Checker<'_>, i: usize, w: &WaitStep) {
+    let ways = [
+        w.duration.is_some(),
+        w.until.is_some(),
+        w.until_from.is_some(),
+    ];
+    if ways.iter().filter(|w| **w).count() != 1 {
+        c.at(
+            Some(i),
+            "",
+            "a wait needs exactly one of duration, until, until_from",
+        );
+    }
+    if let Some(until) = &w.until
+        && humantime::parse_rfc3339_weak(until).is_err()
+    {
+        c.at(
+            Some(i),
+            "until",
+            format!("`{until}` is not an RFC 3339 date-time"),
+        );
+    }
+}
+
+/// Every join belongs to exactly one parallel step, and a quorum fits its branches.
+fn check_joins(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
+    let def = c.def;
+    for (i, step) in def.steps.iter().enumerate() {
+        let Step::Join(join) = step else { continue };
+        let forks: Vec<usize> = def
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Step::Parallel(p) if p.join == join.id))
+            .map(|(k, _)| k)
+            .collect();
+        match forks.as_slice() {
+            [] => c.at(
+                Some(i),
+                "",
+                "a join with no parallel step naming it in `join`",
+            ),
+            [fork] => {
+                if let Step::Parallel(p) = &def.steps[*fork] {
+                    let m = p.branches.len() as u32;
+                    match (join.mode, join.required) {
+                        (JoinMode::Quorum, Some(n)) if n == 0 || n > m => c.at(
+                            Some(i),
+                            "required",
+                            format!("must be between 1 and {m}, the branches of `{}`", p.id),
+                        ),
+                        (JoinMode::Quorum, None) => {
+                            c.at(Some(i), "required", "a quorum join needs `required`")
+                        }
+                        (JoinMode::All | JoinMode::Any, Some(_)) => {
+                            c.at(Some(i), "required", "only a quorum join takes `required`")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => c.at(Some(i), "", "more than one parallel step names this join"),
+        }
+        let _ = index;
+    }
+}
+
+/// Every step can be reached from `start`, and an end can be reached at all.
+fn check_reachability(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
+    let def = c.def;
+    let Some(&start) = index.get(def.start.as_str()) else {
+        return;
+    };
+    let mut seen = vec![false; def.steps.len()];
+    let mut queue = VecDeque::from([start]);
+    seen[start] = true;
+    while let Some(i) = queue.pop_front() {
+        for (_, target) in def.steps[i].targets() {
+            if let Some(&j) = index.get(target)
+                && !seen[j]
+            {
+                seen[j] = true;
+                queue.push_back(j);
+            }
+        }
+    }
+    for (i, reached) in seen.iter().enumerate() {
+        if !reached {
+            c.at(
+                Some(i),
+                "",
+                format!("unreachable from the start step `{}`", def.start),
+            );
+        }
+    }
+    if !def.steps.iter().any(|s| matches!(s, Step::End(_))) {
+        c.at(None, "steps", "a workflow needs an end step");
+    }
+}

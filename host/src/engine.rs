@@ -1,0 +1,62 @@
+//! The workflow engine's pure core: a command and an instance's state go in; the new state,
+//! history events and effects come out. Time is an input; effects (plugin calls, timers,
+//! notifications, sub-workflows) are data that a driver carries out after the commit.
+//!
+//! ```
+//! use flowgate::definition::{Format, parse};
+//! use flowgate::engine::{Command, Ctx, Person, StartSpec, apply, start};
+//!
+//! let def = parse("hello.toml", r#"
+//! id = "hello"
+//! start = "greet"
+//! [[steps]]
+//! id = "greet"
+//! kind = "task"
+//! role = "greeter"
+//! next = "done"
+//! [[steps]]
+//! id = "done"
+//! kind = "end"
+//! "#, Format::Toml).expect("valid");
+//! let ctx = Ctx { def: &def, now: 1_000 };
+//! let spec = StartSpec {
+//!     id: "i-1".into(), version: 1, tenant: "acme".into(), data: Default::default(),
+//!     plugins: Default::default(), parent: None, started_by: "ann".into(),
+//! };
+//! let (mut instance, _) = start(ctx, spec).expect("starts");
+//! let task = instance.open_tasks().next().expect("a task").id.clone();
+//! let done = Command::CompleteTask {
+//!     task, by: Person::new("bo", &["greeter"]), outcome: None,
+//!     data: Default::default(), expected_version: None,
+//! };
+//! apply(Ctx { def: &def, now: 2_000 }, &mut instance, done).expect("completes");
+//! assert_eq!(instance.status.as_str(), "completed");
+//! ```
+
+mod command;
+mod core;
+mod effect;
+mod event;
+mod results;
+mod state;
+mod steps;
+mod tasks;
+
+pub use command::*;
+pub use core::{Applied, Ctx, StartSpec, apply, start};
+pub use effect::{Effect, Notification, NotificationKind};
+pub use event::{Actor, Event, EventKind};
+pub use state::*;
+
+/// Milliseconds since the Unix epoch: the engine's only notion of time.
+pub type Millis = u64;
+
+/// The value at a dotted path (`customer.tier`) in instance data.
+pub fn data_path<'a>(
+    data: &'a serde_json::Map<String, serde_json::Value>,
+    path: &str,
+) -> Option<&'a serde_json::Value> {
+    let mut parts = path.split('.');
+    let first = data.get(parts.next()?)?;
+    parts.try_fold(first, |value, part| value.get(part))
+}

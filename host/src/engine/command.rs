@@ -1,0 +1,171 @@
+//! What can happen to an instance: a person acts, a plugin answers, a timer fires.
+
+use serde::{Deserialize, Serialize};
+
+use super::state::Approver;
+use crate::definition::{EndOutcome, StageOrder};
+
+/// A person acting on tasks, with the roles they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Person {
+    /// A person with these roles.
+    pub fn new(id: impl Into<String>, roles: &[&str]) -> Self {
+        Person {
+            id: id.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+/// A command to an existing instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Command {
+    /// Take a task so that others see it is being worked on.
+    ClaimTask { task: String, by: Person },
+    /// Give a claimed task back.
+    UnclaimTask { task: String, by: Person },
+    /// Complete a task with an outcome and form data.
+    CompleteTask {
+        task: String,
+        by: Person,
+        outcome: Option<String>,
+        #[serde(default)]
+        data: serde_json::Map<String, serde_json::Value>,
+        /// Refuse if the instance changed since this version.
+        expected_version: Option<u64>,
+    },
+    /// An action plugin answered.
+    ActionDone {
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<ActionOutput, EffectFailure>,
+    },
+    /// An approval-policy plugin answered.
+    PolicyDone {
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<Requirement, EffectFailure>,
+    },
+    /// A router plugin answered.
+    RouteDone {
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<Routed, EffectFailure>,
+    },
+    /// A timer is due.
+    TimerFired { timer: String },
+    /// A sub-workflow this instance waits for ended.
+    ChildFinished {
+        token: u64,
+        activation: u64,
+        child: String,
+        outcome: EndOutcome,
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Cancel the instance.
+    Cancel { by: String, reason: String },
+    /// Resolve an incident: retry the step, or skip it with an outcome.
+    ResolveIncident {
+        token: u64,
+        by: String,
+        resolution: Resolution,
+        reason: String,
+    },
+}
+
+/// How a person resolves an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Resolution {
+    /// Run the failed step's plugin call again.
+    Retry,
+    /// Leave the step as if it produced `outcome` (`approve`/`reject` for approvals, a candidate
+    /// step for routes; ignored for actions).
+    Skip { outcome: Option<String> },
+}
+
+/// Who the answer came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A plugin call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectFailure {
+    pub message: String,
+    pub retryable: bool,
+    pub plugin: Option<PluginRef>,
+}
+
+/// An action's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutput {
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub note: String,
+    pub plugin: PluginRef,
+}
+
+/// An approval requirement, from a policy plugin or the definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    /// No approval needed.
+    pub auto_approve: bool,
+    pub order: StageOrder,
+    pub stages: Vec<RequiredStage>,
+    pub reason: String,
+    pub plugin: Option<PluginRef>,
+}
+
+/// One stage of a requirement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequiredStage {
+    pub name: String,
+    pub approvers: Vec<Approver>,
+    pub required: u32,
+}
+
+/// A router's choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routed {
+    pub next: Vec<String>,
+    pub reason: String,
+    pub plugin: PluginRef,
+}
+
+/// Why a command was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The thing named does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    /// The command conflicts with the current state (already done, stale version).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The person may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The input is invalid; `field` names where.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl CommandError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        CommandError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The history: every event with its time, actor and reason. It is the audit trail and the source
+//! of the metrics.
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+use super::command::PluginRef;
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// 0-based position in the instance's history.
+    pub seq: u64,
+    pub at: Millis,
+    pub actor: Actor,
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// Why, where a decision was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Actor {
+    Person { id: String },
+    Plugin { name: String, sha256: String },
+    Timer,
+    System,
+}
+
+impl Actor {
+    /// A person.
+    pub fn person(id: &str) -> Actor {
+        Actor::Person { id: id.to_string() }
+    }
+
+    /// A plugin at a version.
+    pub fn plugin(p: &PluginRef) -> Actor {
+        Actor::Plugin {
+            name: p.name.clone(),
+            sha256: p.sha256.clone(),
+        }
+    }
+
+    /// Whether a person (rather than a plugin, timer or the engine) acted.
+    pub fn is_person(&self) -> bool {
+        matches!(self, Actor::Person { .. })
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventKind {
+    InstanceStarted {
+        definition: String,
+        version: u32,
+        data: serde_json::Value,
+    },
+    StepEntered {
+        step: String,
+        kind: String,
+        token: u64,
+    },
+    StepCompleted {
+        step: String,
+        token: u64,
+        outcome: Option<String>,
+    },
+    TaskCreated {
+        task: String,
+        step: String,
+        assignee: Option<String>,
+        role: Option<String>,
+        candidates: Vec<String>,
+        due_at: Option<Millis>,
+    },
+    TaskClaimed {
+        task: String,
+    },
+    TaskUnclaimed {
+        task: String,
+    },
+    TaskCompleted {
+        task: String,
+        step: String,
+        outcome: Option<String>,
+    },
+    TaskCancelled {
+        task: String,
+    },
+    TaskReassigned {
+        task: String,
+        role: String,
+    },
+    ApprovalRequired {
+        step: String,
+        stages: Vec<String>,
+    },
+    AutoApproved {
+        step: String,
+    },
+    StageDecided {
+        step: String,
+        stage: String,
+        approved: bool,
+    },
+    DataUpdated {
+        keys: Vec<String>,
+    },
+    ActionSucceeded {
+        step: String,
+        attempt: u32,
+        note: String,
+    },
+    PluginCallFailed {
+        step: String,
+        attempt: u32,
+        error: String,
+        retry_at: Option<Millis>,
+    },
+    Routed {
+        step: String,
+        next: Vec<String>,
+    },
+    ReminderSent {
+        task: String,
+    },
+    TaskOverdue {
+        task: String,
+    },
+    Escalated {
+        task: String,
+        action: String,
+    },
+    IncidentRaised {
+        step: String,
+        token: u64,
+        error: String,
+    },
+    IncidentResolved {
+        step: String,
+        token: u64,
+        resolution: String,
+    },
+    SubworkflowStarted {
+        step: String,
+        workflow: String,
+    },
+    SubworkflowFinished {
+        step: String,
+        child: String,
+        outcome: String,
+    },
+    BranchJoined {
+        step: String,
+        arrived: u32,
+        required: u32,
+    },
+    BranchCancelled {
+        step: String,
+        token: u64,
+    },
+    InstanceEnded {
+        outcome: String,
+        step: Option<String>,
+    },
+}

@@ -1,0 +1,523 @@
+//! Answers coming back: plugin results, timers, finished sub-workflows, resolved incidents.
+//! An answer for a step the token has already left (an older activation) changes nothing.
+
+use serde_json::{Map, Value};
+
+use super::command::{ActionOutput, CommandError, EffectFailure, Requirement, Resolution, Routed};
+use super::core::Run;
+use super::effect::{Effect, Notification, NotificationKind};
+use super::event::{Actor, EventKind};
+use super::state::{Incident, TaskStatus, TimerKind, Wait};
+use crate::definition::{EndOutcome, Escalation, RetryPolicy, Step};
+
+/// Plugin calls other than actions (routes, policies) retry on this policy.
+fn default_retry() -> RetryPolicy {
+    RetryPolicy::default()
+}
+
+impl Run<'_> {
+    pub(crate) fn action_done(
+        &mut self,
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<ActionOutput, EffectFailure>,
+    ) -> Result<(), CommandError> {
+        if !self.awaits(
+            token,
+            activation,
+            |w| matches!(w, Wait::Action { attempt: a } if *a == attempt),
+        ) {
+            return Ok(());
+        }
+        let Some(Step::Action(step)) = self.token_step(token) else {
+            return Ok(());
+        };
+        let (step_id, retry) = (step.id.clone(), step.retry.clone());
+        match result {
+            Ok(output) => {
+                let actor = Actor::plugin(&output.plugin);
+                self.emit(
+                    actor.clone(),
+                    EventKind::ActionSucceeded {
+                        step: step_id,
+                        attempt,
+                        note: output.note.clone(),
+                    },
+                    None,
+                );
+                self.merge(output.data, actor.clone());
+                self.advance(token, None, actor, Some(output.note))
+            }
+            Err(failure) => {
+                self.failed_call(
+                    token, activation, attempt, &step_id, "action", &retry, failure,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn policy_done(
+        &mut self,
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<Requirement, EffectFailure>,
+    ) -> Result<(), CommandError> {
+        if !self.awaits(
+            token,
+            activation,
+            |w| matches!(w, Wait::Policy { attempt: a } if *a == attempt),
+        ) {
+            return Ok(());
+        }
+        match result {
+            Ok(requirement) => self.open_approval(token, activation, requirement),
+            Err(failure) => {
+                let step = self
+                    .inst
+                    .tokens
+                    .get(&token)
+                    .map(|t| t.step.clone())
+                    .unwrap_or_default();
+                self.failed_call(
+                    token,
+                    activation,
+                    attempt,
+                    &step,
+                    "policy",
+                    &default_retry(),
+                    failure,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn route_done(
+        &mut self,
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        result: Result<Routed, EffectFailure>,
+    ) -> Result<(), CommandError> {
+        if !self.awaits(
+            token,
+            activation,
+            |w| matches!(w, Wait::Route { attempt: a } if *a == attempt),
+        ) {
+            return Ok(());
+        }
+        let step = self
+            .inst
+            .tokens
+            .get(&token)
+            .map(|t| t.step.clone())
+            .unwrap_or_default();
+        match result {
+            Ok(routed) => {
+                let actor = Actor::plugin(&routed.plugin);
+                self.take_routes(token, &step, routed.next, actor, routed.reason)
+            }
+            Err(failure) => {
+                self.failed_call(
+                    token,
+                    activation,
+                    attempt,
+                    &step,
+                    "route",
+                    &default_retry(),
+                    failure,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves a route step towards each chosen step: the first on this token, others on new
+    /// tokens in the same forks.
+    fn take_routes(
+        &mut self,
+        token: u64,
+        step: &str,
+        next: Vec<String>,
+        actor: Actor,
+        reason: String,
+    ) -> Result<(), CommandError> {
+        self.emit(
+            actor.clone(),
+            EventKind::Routed {
+                step: step.to_string(),
+                next: next.clone(),
+            },
+            Some(reason),
+        );
+        self.emit(
+            actor,
+            EventKind::StepCompleted {
+                step: step.to_string(),
+                token,
+                outcome: None,
+            },
+            None,
+        );
+        let forks = self
+            .inst
+            .tokens
+            .get(&token)
+            .map(|t| t.forks.clone())
+            .unwrap_or_default();
+        let mut targets = next.into_iter();
+        if let Some(first) = targets.next() {
+            self.move_to(token, &first)?;
+        }
+        for other in targets {
+            self.spawn(&other, forks.clone())?;
+        }
+        Ok(())
+    }
+
+    /// A plugin call failed: retry after a backoff while the policy allows, else an incident.
+    #[allow(clippy::too_many_arguments)]
+    fn failed_call(
+        &mut self,
+        token: u64,
+        activation: u64,
+        attempt: u32,
+        step: &str,
+        source: &str,
+        retry: &RetryPolicy,
+        failure: EffectFailure,
+    ) {
+        let actor = match &failure.plugin {
+            Some(p) => Actor::plugin(p),
+            None => Actor::System,
+        };
+        let retry_at = (failure.retryable && attempt < retry.max_attempts).then(|| {
+            self.ctx
+                .now
+                .saturating_add(super::steps::millis(retry.backoff(attempt)))
+        });
+        self.emit(
+            actor,
+            EventKind::PluginCallFailed {
+                step: step.to_string(),
+                attempt,
+                error: failure.message.clone(),
+                retry_at,
+            },
+            None,
+        );
+        match retry_at {
+            Some(at) => {
+                self.arm(
+                    at,
+                    TimerKind::Retry {
+                        token,
+                        activation,
+                        attempt: attempt + 1,
+                    },
+                );
+            }
+            None => {
+                let (plugin, sha256) = match failure.plugin {
+                    Some(p) => (Some(p.name), Some(p.sha256)),
+                    None => (None, None),
+                };
+                let incident = Incident {
+                    error: failure.message,
+                    source: source.to_string(),
+                    plugin,
+                    sha256,
+                    attempts: attempt,
+                    raised_at: self.ctx.now,
+                };
+                self.raise_incident(token, incident);
+            }
+        }
+    }
+
+    fn awaits(&self, token: u64, activation: u64, wanted: impl Fn(&Wait) -> bool) -> bool {
+        self.live_token(token, activation)
+            .is_some_and(|t| wanted(&t.wait))
+    }
+
+    pub(crate) fn child_finished(
+        &mut self,
+        token: u64,
+        activation: u64,
+        child: &str,
+        outcome: EndOutcome,
+        data: Map<String, Value>,
+    ) -> Result<(), CommandError> {
+        if !self.awaits(token, activation, |w| matches!(w, Wait::Subworkflow)) {
+            return Ok(());
+        }
+        let Some(Step::Subworkflow(step)) = self.token_step(token) else {
+            return Ok(());
+        };
+        let (step_id, output) = (step.id.clone(), step.output.clone());
+        self.emit(
+            Actor::System,
+            EventKind::SubworkflowFinished {
+                step: step_id,
+                child: child.to_string(),
+                outcome: outcome.to_string(),
+            },
+            None,
+        );
+        let merged = match output {
+            Some(key) => Map::from_iter([(key, Value::Object(data))]),
+            None => data,
+        };
+        self.merge(merged, Actor::System);
+        let outcome = outcome.to_string();
+        self.advance(token, Some(&outcome), Actor::System, None)
+    }
+
+    pub(crate) fn timer_fired(&mut self, id: &str) -> Result<(), CommandError> {
+        // A timer that is gone was cancelled with its step or task: nothing to do.
+        let Some(timer) = self.inst.timers.remove(id) else {
+            return Ok(());
+        };
+        match timer.kind {
+            TimerKind::Wait { token, activation } => {
+                if self.live_token(token, activation).is_some() {
+                    self.advance(token, None, Actor::Timer, None)?;
+                }
+            }
+            TimerKind::Retry {
+                token,
+                activation,
+                attempt,
+            } => {
+                if self.live_token(token, activation).is_some() {
+                    match self.token_step(token) {
+                        Some(Step::Action(_)) => self.request_action(token, activation, attempt),
+                        Some(Step::Approval(_)) => self.request_policy(token, activation, attempt),
+                        Some(Step::Route(_)) => self.request_route(token, activation, attempt),
+                        _ => {}
+                    }
+                }
+            }
+            TimerKind::Reminder { task } => self.task_notice(&task, NotificationKind::Reminder),
+            TimerKind::Due { task } => self.task_notice(&task, NotificationKind::Overdue),
+            TimerKind::Escalate { task } => self.escalate(&task)?,
+        }
+        Ok(())
+    }
+
+    fn task_notice(&mut self, id: &str, kind: NotificationKind) {
+        let Some(task) = self
+            .inst
+            .tasks
+            .get(id)
+            .filter(|t| t.status == TaskStatus::Open)
+        else {
+            return;
+        };
+        let notification = Notification {
+            kind,
+            task: Some(task.id.clone()),
+            title: task.title.clone(),
+            assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
+            roles: task
+                .role
+                .iter()
+                .cloned()
+                .chain(task.candidates.iter().cloned())
+                .collect(),
+        };
+        let event = match kind {
+            NotificationKind::Reminder => EventKind::ReminderSent {
+                task: id.to_string(),
+            },
+            _ => EventKind::TaskOverdue {
+                task: id.to_string(),
+            },
+        };
+        self.emit(Actor::Timer, event, None);
+        self.effect(Effect::Notify(notification));
+    }
+
+    fn escalate(&mut self, id: &str) -> Result<(), CommandError> {
+        let Some(task) = self
+            .inst
+            .tasks
+            .get(id)
+            .filter(|t| t.status == TaskStatus::Open)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let escalation = self
+            .ctx
+            .def
+            .step(&task.step)
+            .and_then(|s| s.deadline())
+            .and_then(|d| d.escalation.clone());
+        let Some(escalation) = escalation else {
+            return Ok(());
+        };
+        match escalation {
+            Escalation::Notify { roles, .. } => {
+                self.emit(
+                    Actor::Timer,
+                    EventKind::Escalated {
+                        task: id.to_string(),
+                        action: format!("notified {}", roles.join(", ")),
+                    },
+                    None,
+                );
+                self.effect(Effect::Notify(Notification {
+                    kind: NotificationKind::Escalated,
+                    task: Some(id.to_string()),
+                    title: task.title.clone(),
+                    assignee: None,
+                    roles,
+                }));
+                Ok(())
+            }
+            Escalation::Reassign { role, .. } => {
+                if let Some(t) = self.inst.tasks.get_mut(id) {
+                    t.assignee = None;
+                    t.candidates.clear();
+                    t.claimed_by = None;
+                    t.claimed_at = None;
+                    t.role = Some(role.clone());
+                }
+                self.emit(
+                    Actor::Timer,
+                    EventKind::Escalated {
+                        task: id.to_string(),
+                        action: format!("reassigned to {role}"),
+                    },
+                    None,
+                );
+                self.emit(
+                    Actor::Timer,
+                    EventKind::TaskReassigned {
+                        task: id.to_string(),
+                        role: role.clone(),
+                    },
+                    None,
+                );
+                self.effect(Effect::Notify(Notification {
+                    kind: NotificationKind::Escalated,
+                    task: Some(id.to_string()),
+                    title: task.title.clone(),
+                    assignee: None,
+                    roles: vec![role],
+                }));
+                Ok(())
+            }
+            Escalation::Outcome { outcome, .. } => {
+                self.emit(
+                    Actor::Timer,
+                    EventKind::Escalated {
+                        task: id.to_string(),
+                        action: format!("took outcome {outcome}"),
+                    },
+                    None,
+                );
+                let outcome =
+                    (!task.outcomes.is_empty() || task.stage.is_some()).then_some(outcome);
+                self.close_task(&task, Actor::Timer, outcome.clone(), Map::new())?;
+                match task.stage {
+                    // An overdue approval decides the whole step.
+                    Some(_) => {
+                        let others: Vec<String> = self
+                            .inst
+                            .tasks
+                            .values()
+                            .filter(|t| t.token == task.token && t.status == TaskStatus::Open)
+                            .map(|t| t.id.clone())
+                            .collect();
+                        for other in others {
+                            self.cancel_task(&other);
+                        }
+                        self.advance(
+                            task.token,
+                            outcome.as_deref(),
+                            Actor::Timer,
+                            Some("overdue".to_string()),
+                        )
+                    }
+                    None => self.advance(
+                        task.token,
+                        outcome.as_deref(),
+                        Actor::Timer,
+                        Some("overdue".to_string()),
+                    ),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn resolve_incident(
+        &mut self,
+        token: u64,
+        by: &str,
+        resolution: Resolution,
+        reason: String,
+    ) -> Result<(), CommandError> {
+        let Some(current) = self.inst.tokens.get(&token) else {
+            return Err(CommandError::NotFound {
+                what: "token",
+                id: token.to_string(),
+            });
+        };
+        let Wait::Incident(incident) = &current.wait else {
+            return Err(CommandError::Conflict(format!(
+                "step `{}` has no open incident",
+                current.step
+            )));
+        };
+        let (step, activation, attempts) =
+            (current.step.clone(), current.activation, incident.attempts);
+        let actor = Actor::person(by);
+        let described = match &resolution {
+            Resolution::Retry => "retry".to_string(),
+            Resolution::Skip { outcome: Some(o) } => format!("skip with outcome {o}"),
+            Resolution::Skip { outcome: None } => "skip".to_string(),
+        };
+        self.emit(
+            actor.clone(),
+            EventKind::IncidentResolved {
+                step: step.clone(),
+                token,
+                resolution: described,
+            },
+            Some(reason.clone()),
+        );
+        match resolution {
+            Resolution::Retry => {
+                let attempt = attempts + 1;
+                match self.step(&step)? {
+                    Step::Action(_) => self.request_action(token, activation, attempt),
+                    Step::Approval(_) => self.request_policy(token, activation, attempt),
+                    Step::Route(_) => self.request_route(token, activation, attempt),
+                    // Engine incidents (missing data) re-enter the step with the data as it is now.
+                    _ => self.move_to(token, &step)?,
+                }
+                Ok(())
+            }
+            Resolution::Skip { outcome } => match self.step(&step)? {
+                Step::Route(route) => {
+                    let Some(target) = outcome.filter(|o| route.candidates.contains(o)) else {
+                        return Err(CommandError::invalid(
+                            "outcome",
+                            format!(
+                                "skipping a route needs one of its candidates: {}",
+                                route.candidates.join(", ")
+                            ),
+                        ));
+                    };
+                    self.take_routes(token, &step, vec![target], actor, reason)
+                }
+                _ => self.advance(token, outcome.as_deref(), actor, Some(reason)),
+            },
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! An instance's state: data, tokens (active steps), tasks, timers and forks. The core changes it
+//! only through commands; the store keeps it and indexes its tasks and timers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+use crate::definition::{EndOutcome, StageOrder};
+
+/// A running or finished workflow instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub tenant: String,
+    pub definition_id: String,
+    pub definition_version: u32,
+    /// Plugin name → the sha256 the instance is pinned to.
+    pub plugins: BTreeMap<String, String>,
+    pub status: Status,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub tokens: BTreeMap<u64, Token>,
+    pub tasks: BTreeMap<String, Task>,
+    pub timers: BTreeMap<String, Timer>,
+    pub forks: BTreeMap<u64, Fork>,
+    pub parent: Option<ParentLink>,
+    pub started_by: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    /// Bumped by every command that changes the instance (optimistic concurrency).
+    pub version: u64,
+    /// Events recorded so far; the next event's sequence number.
+    pub history_len: u64,
+    /// The next id for a token, fork, task or timer.
+    pub next_id: u64,
+}
+
+/// Whether an instance runs, and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Running,
+    Completed,
+    Rejected,
+    Cancelled,
+}
+
+impl Status {
+    /// The status an end outcome gives.
+    pub fn ended(outcome: EndOutcome) -> Status {
+        match outcome {
+            EndOutcome::Completed => Status::Completed,
+            EndOutcome::Rejected => Status::Rejected,
+            EndOutcome::Cancelled => Status::Cancelled,
+        }
+    }
+
+    /// The word used in APIs and filters.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Rejected => "rejected",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A link from a sub-workflow to the step of its parent that waits for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub instance: String,
+    pub token: u64,
+    pub activation: u64,
+}
+
+/// An active step of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: u64,
+    pub step: String,
+    /// Unique per entry into a step: results and timers for an older entry are stale.
+    pub activation: u64,
+    pub entered_at: Millis,
+    /// The forks this token runs inside, innermost last.
+    pub forks: Vec<u64>,
+    pub wait: Wait,
+}
+
+/// What a token waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "for", rename_all = "kebab-case")]
+pub enum Wait {
+    /// A person to complete a task.
+    Task { task: String },
+    /// Approvers.
+    Approval(ApprovalState),
+    /// The approval-policy plugin.
+    Policy { attempt: u32 },
+    /// The action plugin (or the retry timer after a retryable failure).
+    Action { attempt: u32 },
+    /// The router plugin.
+    Route { attempt: u32 },
+    /// A wait timer.
+    Timer { timer: String },
+    /// A sub-workflow to finish.
+    Subworkflow,
+    /// The other branches at a join.
+    Joined,
+    /// A person to resolve an incident.
+    Incident(Incident),
+}
+
+/// A failure that stopped a step until a person acts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub error: String,
+    /// What failed: `action`, `policy`, `route` or `engine`.
+    pub source: String,
+    pub plugin: Option<String>,
+    pub sha256: Option<String>,
+    pub attempts: u32,
+    pub raised_at: Millis,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalState {
+    pub order: StageOrder,
+    pub stages: Vec<StageState>,
+}
+
+/// One stage of an approval: `required` of its approvers must approve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageState {
+    pub name: String,
+    pub approvers: Vec<Approver>,
+    pub required: u32,
+    pub tasks: Vec<String>,
+    pub approved_by: Vec<String>,
+    pub status: StageStatus,
+}
+
+/// A stage's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    Pending,
+    Open,
+    Approved,
+    Rejected,
+}
+
+/// Someone who may approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approver {
+    Role(String),
+    Person(String),
+}
+
+/// A human task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub instance: String,
+    pub token: u64,
+    pub activation: u64,
+    pub step: String,
+    pub title: String,
+    pub assignee: Option<String>,
+    pub role: Option<String>,
+    pub candidates: Vec<String>,
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<Millis>,
+    pub status: TaskStatus,
+    /// Set for an approver's task: the stage index.
+    pub stage: Option<usize>,
+    /// The outcomes a person may choose; empty when there is one way on.
+    pub outcomes: Vec<String>,
+    pub created_at: Millis,
+    pub due_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub completed_by: Option<String>,
+    pub outcome: Option<String>,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    Open,
+    Completed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The word used in APIs and filters.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A timer armed by an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub id: String,
+    pub due_at: Millis,
+    pub kind: TimerKind,
+}
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TimerKind {
+    /// A wait step is over.
+    Wait { token: u64, activation: u64 },
+    /// Retry a plugin call after a retryable failure.
+    Retry {
+        token: u64,
+        activation: u64,
+        attempt: u32,
+    },
+    /// Remind the assignee.
+    Reminder { task: String },
+    /// The task is due now.
+    Due { task: String },
+    /// The task is overdue: escalate.
+    Escalate { task: String },
+}
+
+/// Branches started by a parallel step, meeting at a join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fork {
+    pub id: u64,
+    pub parallel: String,
+    pub join: String,
+    pub branches: u32,
+    /// Tokens parked at the join.
+    pub arrived: Vec<u64>,
+}
+
+impl Instance {
+    /// Whether any step waits for a person to resolve an incident.
+    pub fn has_incident(&self) -> bool {
+        self.tokens
+            .values()
+            .any(|t| matches!(t.wait, Wait::Incident(_)))
+    }
+
+    /// The open tasks.
+    pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values().filter(|t| t.status == TaskStatus::Open)
+    }
+
+    /// The instance a task id belongs to: task ids are `{instance}.t{n}`.
+    pub fn of_task(task: &str) -> Option<&str> {
+        task.rsplit_once(".t").map(|(instance, _)| instance)
+    }
+}

@@ -1,0 +1,394 @@
+//! The engine as a service: definitions deployed per tenant, instances started and commanded
+//! through the single writer (group commit), and a driver that carries out effects and fires
+//! timers. The CLI and the daemon both use this, never the store directly.
+
+mod clock;
+mod driver;
+mod notify;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use notify::{BoxFuture, Delivery, LogNotifier, Notifier, RecordingNotifier};
+
+use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
+use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
+use crate::plugin::{Capability, PluginId, PluginRegistry};
+use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition, TaskRef};
+use writer::{Request, StartRequest, Writer};
+
+/// Why a service call failed. Nothing was stored unless the call says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the writer and the driver share.
+pub(crate) struct Shared {
+    pub store: Arc<dyn Storage>,
+    pub plugins: Arc<PluginRegistry>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Woken after every commit, so the driver looks at the outbox at once.
+    pub wake: Notify,
+    definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
+    /// Outbox entries and timers being carried out, so none is dispatched twice at once.
+    in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+impl Shared {
+    /// A definition version; versions never change, so they are cached for good.
+    pub fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u32,
+    ) -> Result<Arc<Definition>, ServiceError> {
+        let key = (tenant.to_string(), id.to_string(), version);
+        if let Some(found) = self
+            .definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(found.clone());
+        }
+        let stored = self
+            .store
+            .definition(tenant, id, Some(version))?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "workflow version",
+                id: format!("{id}@{version}"),
+            })?;
+        let def = Arc::new(stored.definition);
+        self.definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, def.clone());
+        Ok(def)
+    }
+}
+
+/// The Flowgate engine service. Cheap to clone.
+#[derive(Clone)]
+pub struct Flowgate {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Flowgate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flowgate").finish_non_exhaustive()
+    }
+}
+
+/// A deployed definition, and whether deploying made a new version.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub stored: StoredDefinition,
+    pub new_version: bool,
+}
+
+/// Checks definitions against a tenant's plugins and stored definitions.
+struct TenantCatalog<'a> {
+    tenant: &'a str,
+    plugins: &'a PluginRegistry,
+    store: &'a dyn Storage,
+    deploying: &'a str,
+}
+
+impl Catalog for TenantCatalog<'_> {
+    fn plugin_capabilities(&self, name: &str) -> Option<Vec<Capability>> {
+        self.plugins
+            .current(&PluginId::new(self.tenant, name))
+            .map(|p| p.capabilities())
+    }
+
+    fn has_definition(&self, id: &str) -> bool {
+        id == self.deploying
+            || self
+                .store
+                .definition(self.tenant, id, None)
+                .is_ok_and(|d| d.is_some())
+    }
+}
+
+impl Flowgate {
+    /// Starts the writer thread over `store`. Call from within a tokio runtime.
+    pub fn open(
+        store: Arc<dyn Storage>,
+        plugins: Arc<PluginRegistry>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<Self, ServiceError> {
+        let last_outbox = store.last_outbox_id()?;
+        let shared = Arc::new(Shared {
+            store,
+            plugins,
+            clock,
+            notifier,
+            wake: Notify::new(),
+            definitions: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+        });
+        let (tx, rx) = mpsc::channel(4096);
+        let writer = Writer::new(shared.clone(), last_outbox);
+        std::thread::Builder::new()
+            .name("flowgate-writer".to_string())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| {
+                ServiceError::Unavailable(format!("cannot start the writer thread: {e}"))
+            })?;
+        Ok(Flowgate { shared, writer: tx })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.shared.store
+    }
+
+    /// The plugin registry.
+    pub fn plugins(&self) -> &Arc<PluginRegistry> {
+        &self.shared.plugins
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(writer::Reply<T>) -> Request,
+    ) -> Result<T, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(make(tx))
+            .await
+            .map_err(|_| ServiceError::Unavailable("the writer has stopped".to_string()))?;
+        rx.await
+            .map_err(|_| ServiceError::Unavailable("the writer dropped the request".to_string()))?
+    }
+
+    /// Parses and validates a definition for `tenant` without deploying it.
+    pub fn validate(
+        &self,
+        tenant: &str,
+        file: &str,
+        source: &str,
+    ) -> Result<Definition, ServiceError> {
+        let format = Format::from_name(file);
+        let def = definition::parse(file, source, format)?;
+        let catalog = TenantCatalog {
+            tenant,
+            plugins: &self.shared.plugins,
+            store: self.shared.store.as_ref(),
+            deploying: &def.id,
+        };
+        Ok(definition::load(file, source, format, &catalog)?)
+    }
+
+    /// Validates and deploys a definition: a changed one becomes a new version.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        file: &str,
+        source: &str,
+    ) -> Result<Deployed, ServiceError> {
+        let definition = Box::new(self.validate(tenant, file, source)?);
+        let (tenant, source) = (tenant.to_string(), source.to_string());
+        let (stored, new_version) = self
+            .send(|reply| Request::Deploy {
+                tenant,
+                definition,
+                source,
+                reply,
+            })
+            .await?;
+        Ok(Deployed {
+            stored,
+            new_version,
+        })
+    }
+
+    /// Starts an instance of the latest version of `definition`. With an idempotency key, a
+    /// repeated start returns the instance the first one created.
+    pub async fn start(
+        &self,
+        tenant: &str,
+        definition: &str,
+        data: Map<String, Value>,
+        started_by: &str,
+        key: Option<String>,
+    ) -> Result<Instance, ServiceError> {
+        self.start_child(tenant, definition, data, started_by, key, None)
+            .await
+    }
+
+    pub(crate) async fn start_child(
+        &self,
+        tenant: &str,
+        definition: &str,
+        data: Map<String, Value>,
+        started_by: &str,
+        key: Option<String>,
+        parent: Option<ParentLink>,
+    ) -> Result<Instance, ServiceError> {
+        let start = Box::new(StartRequest {
+            tenant: tenant.to_string(),
+            definition: definition.to_string(),
+            data,
+            started_by: started_by.to_string(),
+            key,
+            parent,
+        });
+        self.send(|reply| Request::Start { start, reply }).await
+    }
+
+    /// Applies a command to an instance.
+    pub async fn command(
+        &self,
+        tenant: &str,
+        instance: &str,
+        command: Command,
+    ) -> Result<Instance, ServiceError> {
+        self.command_done(tenant, instance, command, None).await
+    }
+
+    pub(crate) async fn command_done(
+        &self,
+        tenant: &str,
+        instance: &str,
+        command: Command,
+        done: Option<u64>,
+    ) -> Result<Instance, ServiceError> {
+        let (tenant, instance, command) =
+            (tenant.to_string(), instance.to_string(), Box::new(command));
+        self.send(|reply| Request::Command {
+            tenant,
+            instance,
+            command,
+            done,
+            reply,
+        })
+        .await
+    }
+
+    /// Completes a task (its instance is found from the task id).
+    pub async fn complete_task(
+        &self,
+        tenant: &str,
+        task: &str,
+        by: Person,
+        outcome: Option<String>,
+        data: Map<String, Value>,
+    ) -> Result<Instance, ServiceError> {
+        let instance = Instance::of_task(task)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "task",
+                id: task.to_string(),
+            })?
+            .to_string();
+        let command = Command::CompleteTask {
+            task: task.to_string(),
+            by,
+            outcome,
+            data,
+            expected_version: None,
+        };
+        self.command(tenant, &instance, command).await
+    }
+
+    /// Claims a task for `by`.
+    pub async fn claim_task(
+        &self,
+        tenant: &str,
+        task: &str,
+        by: Person,
+    ) -> Result<Instance, ServiceError> {
+        let instance = Instance::of_task(task)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "task",
+                id: task.to_string(),
+            })?
+            .to_string();
+        let command = Command::ClaimTask {
+            task: task.to_string(),
+            by,
+        };
+        self.command(tenant, &instance, command).await
+    }
+
+    /// An instance.
+    pub fn instance(&self, tenant: &str, id: &str) -> Result<Instance, ServiceError> {
+        self.shared
+            .store
+            .instance(tenant, id)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "instance",
+                id: id.to_string(),
+            })
+    }
+
+    /// An instance's whole history.
+    pub fn history(&self, tenant: &str, id: &str) -> Result<Vec<Event>, ServiceError> {
+        Ok(self.shared.store.history(tenant, id, 0, usize::MAX)?)
+    }
+
+    /// Instances matching a filter.
+    pub fn instances(
+        &self,
+        tenant: &str,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, ServiceError> {
+        Ok(self.shared.store.instances(tenant, filter)?)
+    }
+
+    /// Open tasks of a person or role, with their details.
+    pub fn inbox(
+        &self,
+        tenant: &str,
+        inbox: &Inbox,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::engine::Task>, ServiceError> {
+        let refs = self
+            .shared
+            .store
+            .inbox(tenant, inbox, "open", after, limit)?;
+        let mut cache: BTreeMap<String, Instance> = BTreeMap::new();
+        let mut tasks = Vec::with_capacity(refs.len());
+        for TaskRef { task, instance } in refs {
+            if !cache.contains_key(&instance)
+                && let Some(found) = self.shared.store.instance(tenant, &instance)?
+            {
+                cache.insert(instance.clone(), found);
+            }
+            if let Some(t) = cache.get(&instance).and_then(|i| i.tasks.get(&task)) {
+                tasks.push(t.clone());
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Definitions of a tenant: every version.
+    pub fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, ServiceError> {
+        Ok(self.shared.store.definitions(tenant)?)
+    }
+}

@@ -1,0 +1,209 @@
+//! Durable storage behind a narrow boundary: reads, and one `commit` that applies a batch of
+//! changes atomically. Every key starts with the tenant. [`RedbStore`] is the default (one file);
+//! [`MemStore`] is the model the redb store is tested against.
+
+mod index;
+mod memory;
+mod redb;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::definition::Definition;
+use crate::engine::{Effect, Event, Instance, Millis};
+
+pub use self::memory::MemStore;
+pub use self::redb::RedbStore;
+pub use index::{task_keys, timer_keys};
+
+/// The schema version this build writes; a file of another version is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// A deployed definition version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDefinition {
+    pub tenant: String,
+    pub version: u32,
+    pub definition: Definition,
+    /// The source as deployed, for `get a version`.
+    pub source: String,
+    pub deployed_at: Millis,
+}
+
+/// An effect waiting to be carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Unique and increasing across the store: receivers dedupe on it.
+    pub id: u64,
+    pub tenant: String,
+    pub instance: String,
+    pub created_at: Millis,
+    pub effect: Effect,
+}
+
+/// One change in a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new definition version.
+    Definition(StoredDefinition),
+    /// An instance's new state, with what the command recorded and asked for.
+    Instance {
+        /// The state before, to drop its index entries; `None` for a new instance.
+        before: Option<Box<Instance>>,
+        after: Box<Instance>,
+        events: Vec<Event>,
+        outbox: Vec<OutboxEntry>,
+        /// A start's idempotency key.
+        idempotency_key: Option<String>,
+    },
+    /// An outbox entry was carried out.
+    Done { tenant: String, outbox: u64 },
+}
+
+/// Whose tasks an inbox lists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "by", content = "id", rename_all = "kebab-case")]
+pub enum Inbox {
+    /// Tasks assigned to (or claimed by, or offered as a candidate to) this person.
+    Person(String),
+    /// Tasks offered to this role.
+    Role(String),
+}
+
+impl Inbox {
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Inbox::Person(p) => format!("p:{p}"),
+            Inbox::Role(r) => format!("r:{r}"),
+        }
+    }
+}
+
+/// A page of an inbox: task ids and their instances, by task id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRef {
+    pub task: String,
+    pub instance: String,
+}
+
+/// A timer that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub due_at: Millis,
+    pub instance: String,
+    pub timer: String,
+}
+
+/// Filters for listing instances.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceFilter {
+    pub definition: Option<String>,
+    pub status: Option<String>,
+    pub started_after: Option<Millis>,
+    pub started_before: Option<Millis>,
+    /// Top-level data fields that must equal these values.
+    pub data: BTreeMap<String, serde_json::Value>,
+    /// Instance ids greater than this (paging).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl InstanceFilter {
+    pub(crate) fn matches(&self, instance: &Instance) -> bool {
+        self.definition
+            .as_ref()
+            .is_none_or(|d| *d == instance.definition_id)
+            && self
+                .status
+                .as_ref()
+                .is_none_or(|s| s == instance.status.as_str())
+            && self.started_after.is_none_or(|t| instance.started_at >= t)
+            && self.started_before.is_none_or(|t| instance.started_at < t)
+            && self
+                .data
+                .iter()
+                .all(|(k, v)| instance.data.get(k) == Some(v))
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("storage error: {0}")]
+    Db(#[source] Box<::redb::Error>),
+    /// A stored record does not decode.
+    #[error("corrupt record in {table}: {source}")]
+    Corrupt {
+        table: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file was written by another schema version.
+    #[error(
+        "{path}: schema version {found}, but this Flowgate reads version {SCHEMA_VERSION}; use a matching release or migrate the file"
+    )]
+    Schema { path: String, found: u64 },
+}
+
+pub(crate) fn db<E: Into<::redb::Error>>(error: E) -> StoreError {
+    StoreError::Db(Box::new(error.into()))
+}
+
+/// What the engine reads and writes.
+pub trait Storage: Send + Sync + 'static {
+    /// A definition version, or the latest when `version` is `None`.
+    fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError>;
+    /// Every version of every definition of the tenant, by id then version.
+    fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError>;
+    /// Tenants that have anything stored.
+    fn tenants(&self) -> Result<Vec<String>, StoreError>;
+    /// An instance.
+    fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError>;
+    /// Instances matching `filter`, by id.
+    fn instances(&self, tenant: &str, filter: &InstanceFilter)
+    -> Result<Vec<Instance>, StoreError>;
+    /// An instance's history from `from`, at most `limit` events.
+    fn history(
+        &self,
+        tenant: &str,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Tasks of an inbox with this status, after task id `after`, at most `limit`.
+    fn inbox(
+        &self,
+        tenant: &str,
+        inbox: &Inbox,
+        status: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRef>, StoreError>;
+    /// Timers due at or before `now`, earliest first.
+    fn due_timers(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+    /// Outbox entries with id greater than `after`, oldest first.
+    fn outbox(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The instance a start idempotency key created.
+    fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+    /// The highest outbox id ever issued.
+    fn last_outbox_id(&self) -> Result<u64, StoreError>;
+    /// Applies `changes` atomically and durably: all of them or none.
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,242 @@
+//! An in-memory store: the model the redb store is checked against, and a store for tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::index::{task_keys, timer_keys};
+use super::{
+    Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, Storage, StoreError, StoredDefinition,
+    TaskRef,
+};
+use crate::engine::{Event, Instance, Millis};
+
+/// Plain ordered maps, one per table, behind one lock.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    inner: Mutex<Tables>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Tables {
+    definitions: BTreeMap<(String, String, u32), StoredDefinition>,
+    instances: BTreeMap<(String, String), Instance>,
+    history: BTreeMap<(String, String, u64), Event>,
+    tasks: BTreeSet<(String, String, String, String, String)>,
+    timers: BTreeSet<(String, Millis, String, String)>,
+    outbox: BTreeMap<(String, u64), OutboxEntry>,
+    keys: BTreeMap<(String, String), String>,
+    last_outbox: u64,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Storage for MemStore {
+    fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        let t = self.lock();
+        let found = t
+            .definitions
+            .range(
+                (tenant.to_string(), id.to_string(), 0)
+                    ..=(tenant.to_string(), id.to_string(), u32::MAX),
+            )
+            .map(|(_, d)| d)
+            .rfind(|d| version.is_none_or(|v| v == d.version))
+            .cloned();
+        Ok(found)
+    }
+
+    fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
+        let t = self.lock();
+        Ok(t.definitions
+            .iter()
+            .filter(|((tn, _, _), _)| tn == tenant)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let t = self.lock();
+        let mut all: BTreeSet<String> = t.definitions.keys().map(|k| k.0.clone()).collect();
+        all.extend(t.instances.keys().map(|k| k.0.clone()));
+        Ok(all.into_iter().collect())
+    }
+
+    fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
+        Ok(self
+            .lock()
+            .instances
+            .get(&(tenant.to_string(), id.to_string()))
+            .cloned())
+    }
+
+    fn instances(
+        &self,
+        tenant: &str,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let t = self.lock();
+        Ok(t.instances
+            .iter()
+            .filter(|((tn, id), _)| tn == tenant && filter.after.as_ref().is_none_or(|a| id > a))
+            .map(|(_, i)| i)
+            .filter(|i| filter.matches(i))
+            .take(filter.limit)
+            .cloned()
+            .collect())
+    }
+
+    fn history(
+        &self,
+        tenant: &str,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let t = self.lock();
+        let start = (tenant.to_string(), instance.to_string(), from);
+        let end = (tenant.to_string(), instance.to_string(), u64::MAX);
+        Ok(t.history
+            .range(start..=end)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn inbox(
+        &self,
+        tenant: &str,
+        inbox: &Inbox,
+        status: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRef>, StoreError> {
+        let t = self.lock();
+        let who = inbox.key();
+        Ok(t.tasks
+            .iter()
+            .filter(|(tn, w, s, task, _)| {
+                tn == tenant && *w == who && s == status && after.is_none_or(|a| task.as_str() > a)
+            })
+            .take(limit)
+            .map(|(_, _, _, task, instance)| TaskRef {
+                task: task.clone(),
+                instance: instance.clone(),
+            })
+            .collect())
+    }
+
+    fn due_timers(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let t = self.lock();
+        Ok(t.timers
+            .iter()
+            .filter(|(tn, due, _, _)| tn == tenant && *due <= now)
+            .take(limit)
+            .map(|(_, due, instance, timer)| DueTimer {
+                due_at: *due,
+                instance: instance.clone(),
+                timer: timer.clone(),
+            })
+            .collect())
+    }
+
+    fn outbox(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let t = self.lock();
+        Ok(t.outbox
+            .range((tenant.to_string(), after.saturating_add(1))..=(tenant.to_string(), u64::MAX))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .keys
+            .get(&(tenant.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn last_outbox_id(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().last_outbox)
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        for change in changes {
+            match change {
+                Change::Definition(d) => {
+                    t.definitions.insert(
+                        (d.tenant.clone(), d.definition.id.clone(), d.version),
+                        d.clone(),
+                    );
+                }
+                Change::Instance {
+                    before,
+                    after,
+                    events,
+                    outbox,
+                    idempotency_key,
+                } => {
+                    let tenant = after.tenant.clone();
+                    let id = after.id.clone();
+                    if let Some(before) = before {
+                        for (who, status, task) in task_keys(before) {
+                            t.tasks
+                                .remove(&(tenant.clone(), who, status, task, id.clone()));
+                        }
+                        for (due, timer) in timer_keys(before) {
+                            t.timers.remove(&(tenant.clone(), due, id.clone(), timer));
+                        }
+                    }
+                    for (who, status, task) in task_keys(after) {
+                        t.tasks
+                            .insert((tenant.clone(), who, status, task, id.clone()));
+                    }
+                    for (due, timer) in timer_keys(after) {
+                        t.timers.insert((tenant.clone(), due, id.clone(), timer));
+                    }
+                    for event in events {
+                        t.history
+                            .insert((tenant.clone(), id.clone(), event.seq), event.clone());
+                    }
+                    for entry in outbox {
+                        t.last_outbox = t.last_outbox.max(entry.id);
+                        t.outbox.insert((tenant.clone(), entry.id), entry.clone());
+                    }
+                    if let Some(key) = idempotency_key {
+                        t.keys.insert((tenant.clone(), key.clone()), id.clone());
+                    }
+                    t.instances.insert((tenant, id), (**after).clone());
+                }
+                Change::Done { tenant, outbox } => {
+                    t.outbox.remove(&(tenant.clone(), *outbox));
+                }
+            }
+        }
+        Ok(())
+    }
+}

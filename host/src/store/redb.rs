@@ -1,0 +1,385 @@
+//! The default store: one redb file. One table per kind of record, keys as tuples that start
+//! with the tenant, values as JSON.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::index::{task_keys, timer_keys};
+use super::{
+    Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage, StoreError,
+    StoredDefinition, TaskRef, db,
+};
+use crate::engine::{Event, Instance, Millis};
+
+/// `(tenant, definition id, version)` → definition.
+const DEFINITIONS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("definitions");
+/// `(tenant, instance id)` → instance state.
+const INSTANCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("instances");
+/// `(tenant, instance id, seq)` → event.
+const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("history");
+/// `(tenant, "p:person" | "r:role", status, task id)` → instance id: inboxes without scans.
+const TASKS: TableDefinition<(&str, &str, &str, &str), &str> = TableDefinition::new("tasks");
+/// `(tenant, due, instance id, timer id)`: firing is a range read.
+const TIMERS: TableDefinition<(&str, u64, &str, &str), ()> = TableDefinition::new("timers");
+/// `(tenant, outbox id)` → effect.
+const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
+/// `(tenant, idempotency key)` → instance id.
+const START_KEYS: TableDefinition<(&str, &str), &str> = TableDefinition::new("start_keys");
+/// Schema version and counters.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The redb store.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain data (no maps with non-string keys): serializing cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path`, refusing a file of another schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| db(::redb::DatabaseError::Storage(e.into())))?;
+        }
+        let db_handle = Database::create(path).map_err(db)?;
+        let txn = db_handle.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            let found = meta.get("schema_version").map_err(db)?.map(|v| v.value());
+            match found {
+                Some(v) if v != SCHEMA_VERSION => {
+                    return Err(StoreError::Schema {
+                        path: path.display().to_string(),
+                        found: v,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
+                }
+            }
+            txn.open_table(DEFINITIONS).map_err(db)?;
+            txn.open_table(INSTANCES).map_err(db)?;
+            txn.open_table(HISTORY).map_err(db)?;
+            txn.open_table(TASKS).map_err(db)?;
+            txn.open_table(TIMERS).map_err(db)?;
+            txn.open_table(OUTBOX).map_err(db)?;
+            txn.open_table(START_KEYS).map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(RedbStore { db: db_handle })
+    }
+}
+
+impl Storage for RedbStore {
+    fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(DEFINITIONS).map_err(db)?;
+        let found = match version {
+            Some(v) => table
+                .get((tenant, id, v))
+                .map_err(db)?
+                .map(|g| g.value().to_vec()),
+            None => table
+                .range((tenant, id, 0)..=(tenant, id, u32::MAX))
+                .map_err(db)?
+                .next_back()
+                .transpose()
+                .map_err(db)?
+                .map(|(_, v)| v.value().to_vec()),
+        };
+        found.map(|bytes| decode("definitions", &bytes)).transpose()
+    }
+
+    fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(DEFINITIONS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, "", 0)..).map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            if key.value().0 != tenant {
+                break;
+            }
+            out.push(decode("definitions", value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let mut tenants = std::collections::BTreeSet::new();
+        let definitions = txn.open_table(DEFINITIONS).map_err(db)?;
+        let mut next: Option<String> = Some(String::new());
+        // Skip from tenant to tenant rather than reading every definition.
+        while let Some(from) = next.take() {
+            let mut range = definitions.range((from.as_str(), "", 0)..).map_err(db)?;
+            if let Some(entry) = range.next() {
+                let (key, _) = entry.map_err(db)?;
+                let tenant = key.value().0.to_string();
+                next = Some(format!("{tenant}\u{0}"));
+                tenants.insert(tenant);
+            }
+        }
+        Ok(tenants.into_iter().collect())
+    }
+
+    fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(INSTANCES).map_err(db)?;
+        let found = table.get((tenant, id)).map_err(db)?;
+        found.map(|g| decode("instances", g.value())).transpose()
+    }
+
+    fn instances(
+        &self,
+        tenant: &str,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(INSTANCES).map_err(db)?;
+        let after = filter
+            .after
+            .clone()
+            .map(|a| format!("{a}\u{0}"))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in table.range((tenant, after.as_str())..).map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            if key.value().0 != tenant || out.len() >= filter.limit {
+                break;
+            }
+            let instance: Instance = decode("instances", value.value())?;
+            if filter.matches(&instance) {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
+    fn history(
+        &self,
+        tenant: &str,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(HISTORY).map_err(db)?;
+        let range = table
+            .range((tenant, instance, from)..=(tenant, instance, u64::MAX))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for entry in range.take(limit) {
+            let (_, value) = entry.map_err(db)?;
+            out.push(decode("history", value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn inbox(
+        &self,
+        tenant: &str,
+        inbox: &Inbox,
+        status: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRef>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(TASKS).map_err(db)?;
+        let who = inbox.key();
+        let start = after.map(|a| format!("{a}\u{0}")).unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in table
+            .range((tenant, who.as_str(), status, start.as_str())..)
+            .map_err(db)?
+        {
+            let (key, value) = entry.map_err(db)?;
+            let (t, w, s, task) = key.value();
+            if t != tenant || w != who || s != status || out.len() >= limit {
+                break;
+            }
+            out.push(TaskRef {
+                task: task.to_string(),
+                instance: value.value().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn due_timers(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(TIMERS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, 0, "", "")..).map_err(db)? {
+            let (key, _) = entry.map_err(db)?;
+            let (t, due, instance, timer) = key.value();
+            if t != tenant || due > now || out.len() >= limit {
+                break;
+            }
+            out.push(DueTimer {
+                due_at: due,
+                instance: instance.to_string(),
+                timer: timer.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn outbox(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(OUTBOX).map_err(db)?;
+        let range = table
+            .range((tenant, after.saturating_add(1))..=(tenant, u64::MAX))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for entry in range.take(limit) {
+            let (_, value) = entry.map_err(db)?;
+            out.push(decode("outbox", value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(START_KEYS).map_err(db)?;
+        Ok(table
+            .get((tenant, key))
+            .map_err(db)?
+            .map(|g| g.value().to_string()))
+    }
+
+    fn last_outbox_id(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(META).map_err(db)?;
+        Ok(table
+            .get("last_outbox_id")
+            .map_err(db)?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let span = tracing::trace_span!("store.commit", changes = changes.len());
+        let _entered = span.enter();
+        let mut txn = self.db.begin_write().map_err(db)?;
+        txn.set_durability(Durability::Immediate).map_err(db)?;
+        {
+            let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
+            let mut instances = txn.open_table(INSTANCES).map_err(db)?;
+            let mut history = txn.open_table(HISTORY).map_err(db)?;
+            let mut tasks = txn.open_table(TASKS).map_err(db)?;
+            let mut timers = txn.open_table(TIMERS).map_err(db)?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
+            let mut keys = txn.open_table(START_KEYS).map_err(db)?;
+            let mut meta = txn.open_table(META).map_err(db)?;
+            let mut last_outbox = None;
+            for change in changes {
+                match change {
+                    Change::Definition(d) => {
+                        definitions
+                            .insert(
+                                (d.tenant.as_str(), d.definition.id.as_str(), d.version),
+                                encode(d).as_slice(),
+                            )
+                            .map_err(db)?;
+                    }
+                    Change::Instance {
+                        before,
+                        after,
+                        events,
+                        outbox: effects,
+                        idempotency_key,
+                    } => {
+                        let tenant = after.tenant.as_str();
+                        let id = after.id.as_str();
+                        let (new_tasks, new_timers) = (task_keys(after), timer_keys(after));
+                        if let Some(before) = before {
+                            for (who, status, task) in task_keys(before).difference(&new_tasks) {
+                                tasks
+                                    .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
+                                    .map_err(db)?;
+                            }
+                            for (due, timer) in timer_keys(before).difference(&new_timers) {
+                                timers
+                                    .remove((tenant, *due, id, timer.as_str()))
+                                    .map_err(db)?;
+                            }
+                        }
+                        for (who, status, task) in &new_tasks {
+                            tasks
+                                .insert((tenant, who.as_str(), status.as_str(), task.as_str()), id)
+                                .map_err(db)?;
+                        }
+                        for (due, timer) in &new_timers {
+                            timers
+                                .insert((tenant, *due, id, timer.as_str()), ())
+                                .map_err(db)?;
+                        }
+                        for event in events {
+                            history
+                                .insert((tenant, id, event.seq), encode(event).as_slice())
+                                .map_err(db)?;
+                        }
+                        for entry in effects {
+                            outbox
+                                .insert((tenant, entry.id), encode(entry).as_slice())
+                                .map_err(db)?;
+                            last_outbox = last_outbox.max(Some(entry.id));
+                        }
+                        if let Some(key) = idempotency_key {
+                            keys.insert((tenant, key.as_str()), id).map_err(db)?;
+                        }
+                        instances
+                            .insert((tenant, id), encode(after.as_ref()).as_slice())
+                            .map_err(db)?;
+                    }
+                    Change::Done {
+                        tenant,
+                        outbox: entry,
+                    } => {
+                        outbox.remove((tenant.as_str(), *entry)).map_err(db)?;
+                    }
+                }
+            }
+            if let Some(last) = last_outbox {
+                let current = meta
+                    .get("last_outbox_id")
+                    .map_err(db)?
+                    .map(|g| g.value())
+                    .unwrap_or(0);
+                meta.insert("last_outbox_id", current.max(last))
+                    .map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+}

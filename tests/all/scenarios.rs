@@ -1,0 +1,368 @@
+//! End-to-end scenarios, as data: each file in `tests/scenarios/` starts a workflow of the example
+//! tenant (`examples/acme`, with its real plugins) on a redb store, plays people's acts and the
+//! passing of time, and checks what a user would see: open tasks, data, notifications, the path
+//! taken and the final status.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate::engine::{Command, EventKind, Instance, Person};
+use flowgate::plugin::PluginRegistry;
+use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::store::{Inbox, RedbStore};
+use flowgate::tenant::TenantConfig;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// 2026-01-05T09:00:00Z, a Monday.
+pub const T0: u64 = 1_767_603_600_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    #[allow(dead_code)]
+    description: String,
+    workflow: String,
+    #[serde(default = "default_starter")]
+    started_by: String,
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    act: Vec<Act>,
+    expect: Expect,
+}
+
+fn default_starter() -> String {
+    "starter".to_string()
+}
+
+/// One thing that happens; exactly one of the action fields is set, plus optional checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Act {
+    /// Complete the one open task in this inbox (`role:x` or `person:x`).
+    complete: Option<String>,
+    /// Claim the one open task in this inbox.
+    claim: Option<String>,
+    by: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    outcome: Option<String>,
+    #[serde(default)]
+    data: Map<String, Value>,
+    /// Let this much time pass (`2h`), firing what comes due.
+    wait: Option<String>,
+    /// Cancel the instance with this reason.
+    cancel: Option<String>,
+    /// The act must fail with a message containing this.
+    error: Option<String>,
+    /// After the act: the open tasks, as sorted inbox names.
+    open: Option<Vec<String>>,
+    /// After the act: data values at dotted paths.
+    #[serde(default)]
+    data_is: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    status: String,
+    /// The steps completed, in order.
+    path: Vec<String>,
+    /// Notification kinds delivered at least once (`reminder`, `overdue`, ...).
+    #[serde(default)]
+    notified: Vec<String>,
+    #[serde(default)]
+    data_is: BTreeMap<String, Value>,
+}
+
+pub struct Harness {
+    pub flowgate: Flowgate,
+    pub clock: Arc<ManualClock>,
+    pub notifier: Arc<RecordingNotifier>,
+    pub tenant: String,
+    _dir: tempfile::TempDir,
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme")
+}
+
+/// The example tenant on a fresh redb store.
+pub async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = RedbStore::open(dir.path().join("flowgate.redb")).unwrap_or_else(|e| panic!("{e}"));
+    harness_on(Arc::new(store), dir).await
+}
+
+pub async fn harness_on(
+    store: Arc<dyn flowgate::store::Storage>,
+    dir: tempfile::TempDir,
+) -> Harness {
+    let tenant =
+        TenantConfig::load(&examples().join("tenant.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let registry = PluginRegistry::new(crate::common::runtime().clone());
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(T0));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let flowgate = Flowgate::open(store, Arc::new(registry), clock.clone(), notifier.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Harness {
+        flowgate,
+        clock,
+        notifier,
+        tenant: tenant.id,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    /// The one open task of the tenant in `inbox` (`role:x` or `person:x`).
+    pub fn task_in(&self, inbox: &str) -> Result<String, String> {
+        let inbox = parse_inbox(inbox)?;
+        let tasks = self
+            .flowgate
+            .inbox(&self.tenant, &inbox, None, 100)
+            .map_err(|e| e.to_string())?;
+        match tasks.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(format!("no open task for {inbox:?}")),
+            many => Err(format!("{} open tasks for {inbox:?}", many.len())),
+        }
+    }
+
+    pub async fn settle(&self) {
+        self.flowgate
+            .run_until_idle()
+            .await
+            .unwrap_or_else(|e| panic!("driver: {e}"));
+    }
+}
+
+fn parse_inbox(text: &str) -> Result<Inbox, String> {
+    match text.split_once(':') {
+        Some(("role", r)) => Ok(Inbox::Role(r.to_string())),
+        Some(("person", p)) => Ok(Inbox::Person(p.to_string())),
+        _ => Err(format!("`{text}` is not role:x or person:x")),
+    }
+}
+
+fn inbox_name(task: &flowgate::engine::Task) -> String {
+    match (&task.assignee, &task.role) {
+        (Some(p), _) => format!("person:{p}"),
+        (None, Some(r)) => format!("role:{r}"),
+        _ => format!("person:{}", task.candidates.join(",")),
+    }
+}
+
+fn check_data(data: &Map<String, Value>, expected: &BTreeMap<String, Value>, at: &str) {
+    for (path, value) in expected {
+        let found = flowgate::engine::data_path(data, path);
+        assert_eq!(found, Some(value), "{at}: data at `{path}`");
+    }
+}
+
+async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), String> {
+    let person = || Person {
+        id: act.by.clone().unwrap_or_else(|| "someone".to_string()),
+        roles: act.roles.clone(),
+    };
+    let result: Result<(), ServiceError> = if let Some(inbox) = &act.complete {
+        let task = h.task_in(inbox)?;
+        h.flowgate
+            .complete_task(
+                &h.tenant,
+                &task,
+                person(),
+                act.outcome.clone(),
+                act.data.clone(),
+            )
+            .await
+            .map(|_| ())
+    } else if let Some(inbox) = &act.claim {
+        let task = h.task_in(inbox)?;
+        h.flowgate
+            .claim_task(&h.tenant, &task, person())
+            .await
+            .map(|_| ())
+    } else if let Some(wait) = &act.wait {
+        let by = humantime::parse_duration(wait).map_err(|e| format!("{at}: {e}"))?;
+        // Time passes in steps, so that each timer fires at its own moment.
+        let mut left = by;
+        while !left.is_zero() {
+            let step = left.min(Duration::from_secs(600));
+            h.clock.advance(step);
+            left -= step;
+            h.settle().await;
+        }
+        Ok(())
+    } else if let Some(reason) = &act.cancel {
+        let command = Command::Cancel {
+            by: act.by.clone().unwrap_or_default(),
+            reason: reason.clone(),
+        };
+        h.flowgate
+            .command(&h.tenant, instance, command)
+            .await
+            .map(|_| ())
+    } else {
+        Ok(())
+    };
+    match (&act.error, result) {
+        (None, Ok(())) => {}
+        (None, Err(e)) => return Err(format!("{at}: unexpected error: {e}")),
+        (Some(expected), Ok(())) => {
+            return Err(format!("{at}: expected an error containing {expected:?}"));
+        }
+        (Some(expected), Err(e)) => {
+            let message = e.to_string();
+            if !message.contains(expected.as_str()) {
+                return Err(format!(
+                    "{at}: error {message:?} does not contain {expected:?}"
+                ));
+            }
+        }
+    }
+    h.settle().await;
+    let current: Instance = h
+        .flowgate
+        .instance(&h.tenant, instance)
+        .map_err(|e| e.to_string())?;
+    if let Some(open) = &act.open {
+        let mut found: Vec<String> = Vec::new();
+        // Open tasks across the tenant: sub-workflows' tasks count too.
+        let all = h
+            .flowgate
+            .instances(
+                &h.tenant,
+                &flowgate::store::InstanceFilter {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        for i in &all {
+            found.extend(i.open_tasks().map(inbox_name));
+        }
+        found.sort();
+        let mut expected = open.clone();
+        expected.sort();
+        assert_eq!(found, expected, "{at}: open tasks");
+    }
+    check_data(&current.data, &act.data_is, at);
+    Ok(())
+}
+
+async fn run(file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let scenario: Scenario =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let h = harness().await;
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let instance = h
+        .flowgate
+        .start(
+            &h.tenant,
+            &scenario.workflow,
+            scenario.data.clone(),
+            &scenario.started_by,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    h.settle().await;
+    for (i, a) in scenario.act.iter().enumerate() {
+        let at = format!("{name}: act[{i}]");
+        if let Err(message) = act(&h, &instance.id, a, &at).await {
+            panic!("{message}");
+        }
+    }
+    let done = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        done.status.as_str(),
+        scenario.expect.status,
+        "{name}: status"
+    );
+    let history = h
+        .flowgate
+        .history(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path: Vec<String> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepCompleted { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(path, scenario.expect.path, "{name}: path");
+    for (n, event) in history.iter().enumerate() {
+        assert_eq!(event.seq, n as u64, "{name}: history is gapless");
+    }
+    let delivered: Vec<String> = h
+        .notifier
+        .delivered()
+        .iter()
+        .map(|d| {
+            serde_json::to_value(d.notification.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    for kind in &scenario.expect.notified {
+        assert!(
+            delivered.contains(kind),
+            "{name}: no `{kind}` notification in {delivered:?}"
+        );
+    }
+    check_data(&done.data, &scenario.expect.data_is, &name);
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let file = format!("{}/scenarios/{}.toml", env!("CARGO_MANIFEST_DIR"), stringify!($name).replace('_', "-"));
+                run(Path::new(&file)).await;
+            }
+        )*
+
+        #[test]
+        fn every_scenario_file_has_a_test() {
+            let listed = [$(stringify!($name).replace('_', "-")),*];
+            let dir = format!("{}/scenarios", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let stem = entry.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                assert!(listed.contains(&stem), "tests/scenarios/{stem}.toml is not listed in scenarios!");
+            }
+        }
+    };
+}
+
+scenarios!(
+    expense_report_approved,
+    expense_report_revised_and_escalated,
+    document_approval_with_revision,
+    employee_onboarding,
+    proposal_review_quorum,
+    purchase_request_it_director,
+    purchase_request_auto_approved,
+    purchase_request_rejected,
+    support_ticket_safety_escalation,
+    support_ticket_sla_missed,
+);
