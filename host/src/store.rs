@@ -162,7 +162,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<StoredDefinition>, StoreError>;
     /// Every version of every definition of the tenant, by id then version.
     fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError>;
-    /// Tenants that have anything stored.
+    /// Tenants that have deployed definitions (every instance belongs to one).
     fn tenants(&self) -> Result<Vec<String>, StoreError>;
     /// An instance.
     fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError>;

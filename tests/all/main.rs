@@ -1,9 +1,12 @@
 //! Flowgate's integration tests: one binary, a module per theme (wasmtime's layout).
 
 mod common;
+mod crash;
+mod engine;
 mod guests;
 mod plugin_runtime;
 mod scenarios;
+mod store_model;
 
 /// Every guest component built from `plugins/` must have a test module in `guests/`: a new guest
 /// without one fails to compile here.

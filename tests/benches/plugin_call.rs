@@ -108,8 +108,22 @@ fn main() {
         wasm.len() / 1024
     );
     println!("|---|---:|---:|---:|");
-    for (label, pool) in [("pooling", Some(256)), ("on-demand", None)] {
-        let rt = runtime(pool, None);
+    let variants: [(&str, Option<u32>, usize, bool); 6] = [
+        ("pooling, 1 MiB resident, CoW", Some(256), 1 << 20, true),
+        ("pooling, 1 MiB resident, copy", Some(256), 1 << 20, false),
+        ("pooling, 4 MiB resident, CoW", Some(256), 4 << 20, true),
+        ("pooling, 4 MiB resident, copy", Some(256), 4 << 20, false),
+        ("pooling, 0 resident, CoW", Some(256), 0, true),
+        ("on-demand, CoW", None, 0, true),
+    ];
+    for (label, pool, resident, cow) in variants {
+        let config = RuntimeConfig {
+            pool_slots: pool,
+            keep_resident_bytes: resident,
+            memory_init_cow: cow,
+            ..RuntimeConfig::default()
+        };
+        let rt = PluginRuntime::new(config).unwrap_or_else(|e| panic!("runtime: {e}"));
         let plugin = rt
             .load(id.clone(), &wasm, PluginSettings::default())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -131,6 +145,33 @@ fn main() {
         });
         row(&format!("call on a reused instance ({label})"), &reused);
     }
+
+    // The runtime's floor: a guest action that makes no host calls and returns a constant.
+    let floor_rt = runtime(Some(256), None);
+    let misbehave =
+        std::fs::read(flowgate_tests::artifacts::MISBEHAVE).unwrap_or_else(|e| panic!("{e}"));
+    let empty = floor_rt
+        .load(
+            PluginId::new("acme", "misbehave"),
+            &misbehave,
+            PluginSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ok = flowgate::plugin::types::ActionRequest {
+        context: req.context.clone(),
+        action: "ok".to_string(),
+        params: "{}".to_string(),
+        idempotency: flowgate::plugin::types::IdempotencyKey {
+            key: "k".to_string(),
+            instance_id: "i".to_string(),
+            step_id: "s".to_string(),
+            attempt: 1,
+        },
+    };
+    let floor = measure(calls, 1, || {
+        assert!(empty.run_action(&ok).is_ok());
+    });
+    row("floor: no-op action on a fresh store (pooling)", &floor);
 
     let native_req = native_request();
     let native = measure(calls / 10, 100, || {

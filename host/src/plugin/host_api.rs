@@ -29,11 +29,8 @@ impl host::Host for CallState {
             .into_iter()
             .map(|(k, v)| (clip(k), clip(v)))
             .collect();
-        let rendered: String = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        // Rendered only if a subscriber wants the event.
+        let rendered = Fields(&fields);
         // The enclosing `plugin.invoke` span carries tenant, plugin and instance.
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", fields = %rendered, "{message}"),
@@ -59,6 +56,21 @@ impl host::Host for CallState {
 }
 
 impl types::Host for CallState {}
+
+/// Key-value fields, written `k=v k2=v2` when displayed.
+struct Fields<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

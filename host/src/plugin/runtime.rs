@@ -32,6 +32,11 @@ pub struct RuntimeConfig {
     pub pool_slots: Option<u32>,
     /// The largest memory any tenant may allow its plugins; with pooling, every slot reserves it.
     pub max_memory_bytes: usize,
+    /// With pooling: bytes of each memory reset by memset (kept mapped) rather than released, so
+    /// the next instance finds its pages already there.
+    pub keep_resident_bytes: usize,
+    /// Map data segments copy-on-write instead of copying them at instantiation.
+    pub memory_init_cow: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -42,6 +47,8 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             pool_slots: Some(256),
             max_memory_bytes: 256 << 20,
+            keep_resident_bytes: 1 << 20,
+            memory_init_cow: true,
         }
     }
 }
@@ -85,6 +92,9 @@ impl std::fmt::Debug for PluginRuntime {
     }
 }
 
+/// Frames kept in a trap's backtrace: enough to recognize unbounded recursion.
+pub(crate) const BACKTRACE_FRAMES: usize = 32;
+
 /// The sha256 of an artifact, in hex: a plugin version's identity.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -97,7 +107,9 @@ impl PluginRuntime {
         wasm.wasm_component_model(true)
             .consume_fuel(true)
             .epoch_interruption(true)
-            .max_wasm_stack(config.max_wasm_stack);
+            .max_wasm_stack(config.max_wasm_stack)
+            .memory_init_cow(config.memory_init_cow)
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES));
         if let Some(slots) = config.pool_slots {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_component_instances(slots)
@@ -107,7 +119,7 @@ impl PluginRuntime {
                 .max_memory_size(config.max_memory_bytes)
                 // Reset small memories with memset instead of madvise: the next call finds its
                 // pages already mapped, which is most of a fresh instance's cost otherwise.
-                .linear_memory_keep_resident(1 << 20)
+                .linear_memory_keep_resident(config.keep_resident_bytes)
                 .table_keep_resident(64 << 10);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

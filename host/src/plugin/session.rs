@@ -238,6 +238,21 @@ fn guest_error(error: types::PluginError) -> GuestError {
     }
 }
 
+/// Whether the trap's backtrace is one, two or three functions calling each other all the way
+/// down. A Rust guest keeps part of its stack in linear memory; when that stack overflows it
+/// wraps below address 0 and traps as an out-of-bounds access rather than a stack overflow.
+fn recursing(error: &wasmtime::Error) -> bool {
+    let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = trace.frames();
+    let distinct: std::collections::BTreeSet<u32> = frames.iter().map(|f| f.func_index()).collect();
+    frames.len() >= RECURSION_FRAMES && distinct.len() <= 3
+}
+
+/// Frames the backtrace must have for [`recursing`] (it keeps at most [`super::runtime::BACKTRACE_FRAMES`]).
+const RECURSION_FRAMES: usize = 24;
+
 /// Most of what a guest printed to stderr we keep in a trap message.
 const STDERR_IN_MESSAGE: usize = 1000;
 
@@ -265,6 +280,7 @@ fn classify(error: wasmtime::Error, state: &CallState, limits: &PluginLimits) ->
             limit: limits.timeout,
         },
         Some(Trap::StackOverflow) => PluginFailure::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) if recursing(&error) => PluginFailure::StackOverflow,
         trap => {
             let mut message = match trap {
                 Some(trap) => trap.to_string(),

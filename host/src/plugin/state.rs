@@ -33,9 +33,8 @@ pub(crate) struct CallState {
     pub logs_dropped: usize,
     pub max_log_lines: usize,
     grants: Arc<Grants>,
+    /// Built on the guest's first WASI call; most policy calls never make one.
     wasi: Option<Wasi>,
-    pub stdout: MemoryOutputPipe,
-    pub stderr: MemoryOutputPipe,
     /// Bytes of stdout and stderr already turned into log lines.
     stdio_seen: [usize; 2],
 }
@@ -43,6 +42,8 @@ pub(crate) struct CallState {
 struct Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
 }
 
 impl CallState {
@@ -60,8 +61,6 @@ impl CallState {
             max_log_lines,
             grants,
             wasi: None,
-            stdout: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
-            stderr: MemoryOutputPipe::new(STDIO_CAPTURE_BYTES),
             stdio_seen: [0, 0],
         }
     }
@@ -71,9 +70,12 @@ impl CallState {
     pub fn take_logs(&mut self) -> (Vec<LogLine>, usize) {
         let mut logs = std::mem::take(&mut self.logs);
         let dropped = std::mem::take(&mut self.logs_dropped);
+        let Some(wasi) = &self.wasi else {
+            return (logs, dropped);
+        };
         let streams = [
-            ("stdout", &self.stdout, super::bindings::LogLevel::Info),
-            ("stderr", &self.stderr, super::bindings::LogLevel::Warn),
+            ("stdout", &wasi.stdout, super::bindings::LogLevel::Info),
+            ("stderr", &wasi.stderr, super::bindings::LogLevel::Warn),
         ];
         for ((stream, pipe, level), seen) in streams.into_iter().zip(&mut self.stdio_seen) {
             let bytes = pipe.contents();
@@ -96,9 +98,12 @@ impl CallState {
 
     /// What the guest wrote to stderr (a Rust panic message lands here), lossily decoded.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_string()
+        match &self.wasi {
+            Some(wasi) => String::from_utf8_lossy(&wasi.stderr.contents())
+                .trim()
+                .to_string(),
+            None => String::new(),
+        }
     }
 }
 
@@ -106,7 +111,10 @@ impl CallState {
 /// deterministic.
 const FIXED_SEED: u128 = 0x0f10_a6a7_e5ee_d000_0000_0000_0000_0001;
 
-fn build_wasi(grants: &Grants, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> Wasi {
+fn build_wasi(grants: &Grants) -> Wasi {
+    tracing::trace!("plugin.wasi: building a WASI context");
+    let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
+    let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(stdout.clone())
@@ -137,19 +145,15 @@ fn build_wasi(grants: &Grants, stdout: &MemoryOutputPipe, stderr: &MemoryOutputP
     Wasi {
         ctx: builder.build(),
         table: ResourceTable::new(),
+        stdout,
+        stderr,
     }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let CallState {
-            wasi,
-            grants,
-            stdout,
-            stderr,
-            ..
-        } = self;
-        let wasi = wasi.get_or_insert_with(|| build_wasi(grants, stdout, stderr));
+        let CallState { wasi, grants, .. } = self;
+        let wasi = wasi.get_or_insert_with(|| build_wasi(grants));
         WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,

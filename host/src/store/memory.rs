@@ -70,8 +70,7 @@ impl Storage for MemStore {
 
     fn tenants(&self) -> Result<Vec<String>, StoreError> {
         let t = self.lock();
-        let mut all: BTreeSet<String> = t.definitions.keys().map(|k| k.0.clone()).collect();
-        all.extend(t.instances.keys().map(|k| k.0.clone()));
+        let all: BTreeSet<String> = t.definitions.keys().map(|k| k.0.clone()).collect();
         Ok(all.into_iter().collect())
     }
 

@@ -1,0 +1,700 @@
+//! The engine through its service API: concurrency, conflicts, idempotency, refusals that change
+//! nothing, versioning, incidents, and durability across a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate::engine::{Command, CommandError, EventKind, Person, Resolution, Status, Wait};
+use flowgate::plugin::{PluginId, PluginSettings};
+use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::store::{Inbox, RedbStore, Storage};
+use flowgate_tests::artifacts::MISBEHAVE;
+use serde_json::{Map, Value, json};
+
+use crate::scenarios::{Harness, T0, harness};
+
+fn obj(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+async fn start(h: &Harness, workflow: &str, data: Value) -> flowgate::engine::Instance {
+    let instance = h
+        .flowgate
+        .start(&h.tenant, workflow, obj(data), "tester", None)
+        .await
+        .unwrap_or_else(|e| panic!("start {workflow}: {e}"));
+    h.settle().await;
+    instance
+}
+
+fn reviewer(n: usize) -> Person {
+    Person::new(format!("reviewer-{n}"), &["reviewer"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_of_many_concurrent_completions_wins() {
+    let h = harness().await;
+    let instance = start(&h, "document-approval", json!({"author": "amos"})).await;
+    let task = h.task_in("role:reviewer").unwrap_or_else(|e| panic!("{e}"));
+    let attempts: Vec<_> = (0..32)
+        .map(|n| {
+            let flowgate = h.flowgate.clone();
+            let (tenant, task) = (h.tenant.clone(), task.clone());
+            tokio::spawn(async move {
+                flowgate
+                    .complete_task(
+                        &tenant,
+                        &task,
+                        reviewer(n),
+                        Some("approve".into()),
+                        Map::new(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => won += 1,
+            Err(ServiceError::Command(CommandError::Conflict(message))) => {
+                assert!(message.contains("already completed"), "{message}");
+            }
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let history = h
+        .flowgate
+        .history(&h.tenant, &instance.id)
+        .unwrap_or_default();
+    let completions = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskCompleted { .. }))
+        .count();
+    assert_eq!(completions, 1);
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_conflict_and_changes_nothing() {
+    let h = harness().await;
+    let instance = start(&h, "document-approval", json!({"author": "amos"})).await;
+    let task = h.task_in("role:reviewer").unwrap_or_else(|e| panic!("{e}"));
+    let claimed = h.flowgate.claim_task(&h.tenant, &task, reviewer(1)).await;
+    let after_claim = claimed.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after_claim.version, instance.version + 1);
+    let stale = Command::CompleteTask {
+        task: task.clone(),
+        by: reviewer(1),
+        outcome: Some("approve".into()),
+        data: Map::new(),
+        expected_version: Some(instance.version),
+    };
+    let err = h
+        .flowgate
+        .command(&h.tenant, &instance.id, stale)
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(ServiceError::Command(CommandError::Conflict(m))) if m.contains("version")),
+        "{err:?}"
+    );
+    let now = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(now, after_claim, "a refused command changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_with_an_idempotency_key_happens_once() {
+    let h = harness().await;
+    let starts: Vec<_> = (0..16)
+        .map(|_| {
+            let flowgate = h.flowgate.clone();
+            let tenant = h.tenant.clone();
+            tokio::spawn(async move {
+                flowgate
+                    .start(
+                        &tenant,
+                        "document-approval",
+                        obj(json!({"author": "amos"})),
+                        "t",
+                        Some("order-77".into()),
+                    )
+                    .await
+                    .map(|i| i.id)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for s in starts {
+        ids.push(
+            s.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let all = h
+        .flowgate
+        .instances(
+            &h.tenant,
+            &flowgate::store::InstanceFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_default();
+    assert_eq!(all.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_ids_and_other_tenants_data_are_not_found() {
+    let h = harness().await;
+    let instance = start(&h, "document-approval", json!({"author": "amos"})).await;
+    let task = h.task_in("role:reviewer").unwrap_or_else(|e| panic!("{e}"));
+    let complete = |tenant: &str, task: &str| {
+        let flowgate = h.flowgate.clone();
+        let (tenant, task) = (tenant.to_string(), task.to_string());
+        async move {
+            flowgate
+                .complete_task(
+                    &tenant,
+                    &task,
+                    reviewer(1),
+                    Some("approve".into()),
+                    Map::new(),
+                )
+                .await
+        }
+    };
+    // Another tenant cannot see acme's task, even with its id.
+    let err = complete("globex", &task).await.err();
+    assert!(
+        matches!(
+            &err,
+            Some(ServiceError::Command(CommandError::NotFound {
+                what: "instance",
+                ..
+            }))
+        ),
+        "{err:?}"
+    );
+    assert!(h.flowgate.instance("globex", &instance.id).is_err());
+    assert!(
+        h.flowgate
+            .inbox("globex", &Inbox::Role("reviewer".into()), None, 10)
+            .unwrap_or_default()
+            .is_empty()
+    );
+    // Unknown ids.
+    let err = complete(&h.tenant, &format!("{}.t999", instance.id))
+        .await
+        .err();
+    assert!(
+        matches!(
+            &err,
+            Some(ServiceError::Command(CommandError::NotFound {
+                what: "task",
+                ..
+            }))
+        ),
+        "{err:?}"
+    );
+    let err = complete(&h.tenant, "no-such-task").await.err();
+    assert!(matches!(err, Some(ServiceError::NotFound { .. })));
+    let err = h
+        .flowgate
+        .start(&h.tenant, "no-such-workflow", Map::new(), "t", None)
+        .await
+        .err();
+    assert!(matches!(
+        err,
+        Some(ServiceError::NotFound {
+            what: "workflow",
+            ..
+        })
+    ));
+    // Nothing changed for acme.
+    let now = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(now.version, instance.version);
+}
+
+const BROKEN: &str = r#"
+id = "broken"
+start = "first"
+
+[[steps]]
+id = "first"
+kind = "task"
+role = "clerk"
+next = "secnd"
+
+[[steps]]
+id = "orphan"
+kind = "task"
+role = "clerk"
+next = "done"
+
+[[steps]]
+id = "lonely-join"
+kind = "join"
+next = "done"
+
+[[steps]]
+id = "check"
+kind = "action"
+plugin = "purchase-approval"
+next = "done"
+
+[[steps]]
+id = "first"
+kind = "end"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[tokio::test]
+async fn a_broken_definition_is_refused_with_every_problem_located() {
+    let h = harness().await;
+    let before = h.flowgate.definitions(&h.tenant).unwrap_or_default().len();
+    let err = h
+        .flowgate
+        .deploy(&h.tenant, "broken.toml", BROKEN)
+        .await
+        .err();
+    let Some(ServiceError::Definition(flowgate::definition::DefinitionError::Invalid {
+        problems,
+        ..
+    })) = err
+    else {
+        panic!("expected validation problems, got {err:?}");
+    };
+    let has = |path: &str, message: &str, line: Option<usize>| {
+        problems
+            .iter()
+            .any(|p| p.path == path && p.message.contains(message) && p.line == line)
+    };
+    assert!(
+        has("steps[0] (first).next", "unknown step `secnd`", Some(5)),
+        "{problems:#?}"
+    );
+    assert!(
+        has("steps[1] (orphan)", "unreachable", Some(11)),
+        "{problems:#?}"
+    );
+    assert!(
+        has("steps[2] (lonely-join)", "no parallel step", Some(17)),
+        "{problems:#?}"
+    );
+    assert!(
+        has(
+            "steps[3] (check).plugin",
+            "does not export the step-action capability",
+            Some(22)
+        ),
+        "{problems:#?}"
+    );
+    assert!(
+        has("steps[4] (first).id", "duplicate step id", Some(28)),
+        "{problems:#?}"
+    );
+    assert_eq!(
+        h.flowgate.definitions(&h.tenant).unwrap_or_default().len(),
+        before,
+        "nothing deployed"
+    );
+
+    let malformed = h
+        .flowgate
+        .deploy(&h.tenant, "bad.toml", "id = \"x\"\nstart = 5\n")
+        .await
+        .err();
+    let message = malformed.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("bad.toml") && message.contains("line 2"),
+        "{message}"
+    );
+}
+
+const V1: &str = r#"
+id = "pinned"
+start = "one"
+[[steps]]
+id = "one"
+kind = "task"
+role = "clerk"
+next = "end"
+[[steps]]
+id = "end"
+kind = "end"
+"#;
+
+#[tokio::test]
+async fn a_changed_definition_is_a_new_version_and_instances_stay_pinned() {
+    let h = harness().await;
+    let v1 = h
+        .flowgate
+        .deploy(&h.tenant, "pinned.toml", V1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((v1.stored.version, v1.new_version), (1, true));
+    let again = h
+        .flowgate
+        .deploy(&h.tenant, "pinned.toml", V1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (again.stored.version, again.new_version),
+        (1, false),
+        "unchanged: same version"
+    );
+    let old = start(&h, "pinned", json!({})).await;
+
+    let v2_source = V1.replace("next = \"end\"", "next = \"two\"")
+        + "[[steps]]\nid = \"two\"\nkind = \"task\"\nrole = \"clerk\"\nnext = \"end\"\n";
+    let v2 = h
+        .flowgate
+        .deploy(&h.tenant, "pinned.toml", &v2_source)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v2.stored.version, 2);
+    let new = start(&h, "pinned", json!({})).await;
+    assert_eq!((old.definition_version, new.definition_version), (1, 2));
+
+    let clerk = Person::new("cat", &["clerk"]);
+    for instance in [&old, &new] {
+        let task = instance
+            .open_tasks()
+            .next()
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
+        let done = h
+            .flowgate
+            .complete_task(&h.tenant, &task, clerk.clone(), None, Map::new())
+            .await;
+        assert!(done.is_ok(), "{done:?}");
+    }
+    let old = h
+        .flowgate
+        .instance(&h.tenant, &old.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let new = h
+        .flowgate
+        .instance(&h.tenant, &new.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(old.status, Status::Completed, "v1 ends after one task");
+    assert_eq!(new.status, Status::Running, "v2 has a second task");
+}
+
+fn action_workflow(action: &str, attempts: u32) -> String {
+    format!(
+        r#"
+id = "flaky-{action}"
+start = "call"
+[[steps]]
+id = "call"
+kind = "action"
+plugin = "flaky"
+action = "{action}"
+retry = {{ max_attempts = {attempts}, initial_backoff = "10s" }}
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#
+    )
+}
+
+async fn with_flaky_plugin(h: &Harness) -> String {
+    let wasm = crate::common::wasm(MISBEHAVE);
+    let loaded = h
+        .flowgate
+        .plugins()
+        .install(
+            PluginId::new(h.tenant.clone(), "flaky"),
+            &wasm,
+            PluginSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    loaded.sha256().to_string()
+}
+
+#[tokio::test]
+async fn retryable_failures_retry_with_backoff_then_become_an_incident_a_person_resolves() {
+    let h = harness().await;
+    let sha = with_flaky_plugin(&h).await;
+    let source = action_workflow("retryable", 3);
+    h.flowgate
+        .deploy(&h.tenant, "flaky.toml", &source)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start(&h, "flaky-retryable", json!({})).await;
+
+    // Attempt 1 failed at once; attempts 2 and 3 wait for their backoff (10s, then 20s).
+    let failures = |h: &Harness| {
+        h.flowgate
+            .history(&h.tenant, &instance.id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::PluginCallFailed { .. }))
+            .count()
+    };
+    assert_eq!(failures(&h), 1);
+    h.clock.advance(Duration::from_secs(10));
+    h.settle().await;
+    assert_eq!(failures(&h), 2);
+    h.clock.advance(Duration::from_secs(20));
+    h.settle().await;
+    assert_eq!(failures(&h), 3);
+
+    let stuck = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stuck.has_incident());
+    let (token, incident) = stuck
+        .tokens
+        .values()
+        .find_map(|t| match &t.wait {
+            Wait::Incident(i) => Some((t.id, i.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no incident"));
+    assert_eq!(incident.sha256.as_deref(), Some(sha.as_str()));
+    assert!(
+        incident.error.contains("the ledger is busy"),
+        "{}",
+        incident.error
+    );
+    assert_eq!(incident.attempts, 3);
+
+    // Retrying fails again (the plugin always fails); skipping moves on.
+    let resolve = |resolution| Command::ResolveIncident {
+        token,
+        by: "olga".into(),
+        resolution,
+        reason: "ledger fixed".into(),
+    };
+    h.flowgate
+        .command(&h.tenant, &instance.id, resolve(Resolution::Retry))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.settle().await;
+    assert_eq!(failures(&h), 4);
+    h.clock.advance(Duration::from_secs(60));
+    h.settle().await;
+    let skip = resolve(Resolution::Skip { outcome: None });
+    let done = h.flowgate.command(&h.tenant, &instance.id, skip).await;
+    let done = done.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.status, Status::Completed);
+    let history = h
+        .flowgate
+        .history(&h.tenant, &instance.id)
+        .unwrap_or_default();
+    let resolved: Vec<_> = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::IncidentResolved { .. }))
+        .map(|e| e.reason.clone())
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            Some("ledger fixed".to_string()),
+            Some("ledger fixed".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_an_incident_at_once_and_cancel_ends_it() {
+    let h = harness().await;
+    with_flaky_plugin(&h).await;
+    h.flowgate
+        .deploy(&h.tenant, "p.toml", &action_workflow("permanent", 5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start(&h, "flaky-permanent", json!({})).await;
+    let stuck = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stuck.has_incident());
+    let cancel = Command::Cancel {
+        by: "olga".into(),
+        reason: "account closed for good".into(),
+    };
+    let done = h
+        .flowgate
+        .command(&h.tenant, &instance.id, cancel)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.status, Status::Cancelled);
+    let again = Command::Cancel {
+        by: "olga".into(),
+        reason: "twice".into(),
+    };
+    let err = h
+        .flowgate
+        .command(&h.tenant, &instance.id, again)
+        .await
+        .err();
+    assert!(matches!(
+        err,
+        Some(ServiceError::Command(CommandError::Conflict(_)))
+    ));
+}
+
+#[tokio::test]
+async fn actions_get_an_idempotency_key_per_attempt() {
+    let h = harness().await;
+    with_flaky_plugin(&h).await;
+    h.flowgate
+        .deploy(&h.tenant, "k.toml", &action_workflow("echo-key", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start(&h, "flaky-echo-key", json!({})).await;
+    let done = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.status, Status::Completed);
+    let key = done
+        .data
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        key.starts_with(&format!("{}/call/", instance.id)) && key.ends_with("/1"),
+        "{key}"
+    );
+    assert_eq!(done.data.get("attempt"), Some(&json!(1)));
+}
+
+#[tokio::test]
+async fn calls_in_flight_use_the_plugin_version_the_instance_is_pinned_to() {
+    let h = harness().await;
+    // Started, but the routing call is still in the outbox.
+    let data = json!({"subject": "Refund for a double charge", "next": ["general"]});
+    let old = h
+        .flowgate
+        .start(&h.tenant, "support-ticket", obj(data.clone()), "t", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let original = old
+        .plugins
+        .get("ticket-routing")
+        .cloned()
+        .unwrap_or_default();
+
+    // The tenant replaces its router with another component (this one routes to `data.next`).
+    let replacement = crate::common::wasm(MISBEHAVE);
+    let id = PluginId::new(h.tenant.clone(), "ticket-routing");
+    let new_version = h
+        .flowgate
+        .plugins()
+        .install(id, &replacement, PluginSettings::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let new = start(&h, "support-ticket", data).await;
+    assert_eq!(
+        new.plugins.get("ticket-routing").map(String::as_str),
+        Some(new_version.sha256())
+    );
+
+    h.settle().await;
+    let routed_by = |id: &str| {
+        let instance = h
+            .flowgate
+            .instance(&h.tenant, id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let roles: Vec<String> = instance
+            .open_tasks()
+            .filter_map(|t| t.role.clone())
+            .collect();
+        let history = h.flowgate.history(&h.tenant, id).unwrap_or_default();
+        let sha = history.iter().find_map(|e| match (&e.kind, &e.actor) {
+            (EventKind::Routed { .. }, flowgate::engine::Actor::Plugin { sha256, .. }) => {
+                Some(sha256.clone())
+            }
+            _ => None,
+        });
+        (roles, sha)
+    };
+    // The old instance was routed by the version it was pinned to: by keywords, to billing.
+    assert_eq!(
+        routed_by(&old.id),
+        (vec!["billing-agent".to_string()], Some(original))
+    );
+    // The new one by the new version, which follows `data.next`.
+    assert_eq!(
+        routed_by(&new.id),
+        (
+            vec!["support-agent".to_string()],
+            Some(new_version.sha256().to_string())
+        )
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_work_and_armed_timers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("flowgate.redb");
+    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let h = crate::scenarios::harness_on(
+        Arc::new(store),
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let instance = start(&h, "support-ticket", json!({"subject": "Refund please"})).await;
+    let tenant = h.tenant.clone();
+    drop(h);
+    // The writer thread exits once every handle is gone; give it a moment to close the file.
+    let reopened = loop {
+        match RedbStore::open(&path) {
+            Ok(store) => break store,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let stored = reopened
+        .instance(&tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored.is_some_and(|i| {
+        i.open_tasks()
+            .any(|t| t.role.as_deref() == Some("billing-agent"))
+    }));
+
+    let registry = flowgate::plugin::PluginRegistry::new(crate::common::runtime().clone());
+    let clock = Arc::new(ManualClock::new(T0));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let flowgate = Flowgate::open(
+        Arc::new(reopened),
+        Arc::new(registry),
+        clock.clone(),
+        notifier,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    clock.advance(Duration::from_secs(9 * 3600));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let after = flowgate
+        .instance(&tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let roles: Vec<_> = after.open_tasks().filter_map(|t| t.role.clone()).collect();
+    assert_eq!(
+        roles,
+        ["support-lead"],
+        "the SLA timer fired after the restart"
+    );
+}

@@ -1,0 +1,388 @@
+//! Model-based test of the redb store: random batches of changes go to both the redb store and the
+//! in-memory model (plain ordered maps), and every read query must answer the same after each
+//! commit. A seeded generator keeps failures reproducible.
+
+use std::collections::BTreeMap;
+
+use flowgate::definition::{Definition, EndOutcome, EndStep, Step};
+use flowgate::engine::{
+    Actor, Event, EventKind, Instance, Notification, NotificationKind, Status, Task, TaskStatus,
+    Timer, TimerKind,
+};
+use flowgate::store::{
+    Change, Inbox, InstanceFilter, MemStore, OutboxEntry, RedbStore, Storage, StoredDefinition,
+};
+
+/// xorshift64*: small, seeded, good enough to pick cases.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const TENANTS: [&str; 2] = ["acme", "globex"];
+const PEOPLE: [&str; 3] = ["ann", "bob", "cy"];
+const ROLES: [&str; 3] = ["manager", "finance", "it"];
+
+fn blank(tenant: &str, id: &str) -> Instance {
+    Instance {
+        id: id.to_string(),
+        tenant: tenant.to_string(),
+        definition_id: "d".to_string(),
+        definition_version: 1,
+        plugins: BTreeMap::new(),
+        status: Status::Running,
+        data: serde_json::Map::new(),
+        tokens: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+        timers: BTreeMap::new(),
+        forks: BTreeMap::new(),
+        parent: None,
+        started_by: "t".to_string(),
+        started_at: 0,
+        ended_at: None,
+        version: 0,
+        history_len: 0,
+        next_id: 1,
+    }
+}
+
+/// A random next state of `current`: tasks opened, completed, reassigned; timers armed, fired.
+fn mutate(rng: &mut Rng, current: &Instance) -> Instance {
+    let mut next = current.clone();
+    next.version += 1;
+    next.started_at = rng.below(1_000);
+    next.status = *rng.pick(&[Status::Running, Status::Running, Status::Completed]);
+    for _ in 0..rng.below(3) {
+        let n = next.next_id;
+        next.next_id += 1;
+        let id = format!("{}.t{n}", next.id);
+        let (assignee, role) = if rng.below(2) == 0 {
+            (Some(rng.pick(&PEOPLE).to_string()), None)
+        } else {
+            (None, Some(rng.pick(&ROLES).to_string()))
+        };
+        next.tasks.insert(
+            id.clone(),
+            Task {
+                id,
+                instance: next.id.clone(),
+                token: 1,
+                activation: 1,
+                step: "s".to_string(),
+                title: "t".to_string(),
+                assignee,
+                role,
+                candidates: Vec::new(),
+                claimed_by: None,
+                claimed_at: None,
+                status: TaskStatus::Open,
+                stage: None,
+                outcomes: Vec::new(),
+                created_at: 0,
+                due_at: None,
+                completed_at: None,
+                completed_by: None,
+                outcome: None,
+            },
+        );
+    }
+    let ids: Vec<String> = next.tasks.keys().cloned().collect();
+    for id in ids {
+        if let Some(task) = next.tasks.get_mut(&id) {
+            match rng.below(6) {
+                0 => {
+                    task.status = TaskStatus::Completed;
+                    task.completed_by = Some(rng.pick(&PEOPLE).to_string());
+                }
+                1 => task.status = TaskStatus::Cancelled,
+                2 => task.claimed_by = Some(rng.pick(&PEOPLE).to_string()),
+                3 => task.role = Some(rng.pick(&ROLES).to_string()),
+                _ => {}
+            }
+        }
+    }
+    for _ in 0..rng.below(3) {
+        let id = format!("x{}", next.next_id);
+        next.next_id += 1;
+        let due_at = rng.below(100);
+        next.timers.insert(
+            id.clone(),
+            Timer {
+                id,
+                due_at,
+                kind: TimerKind::Wait {
+                    token: 1,
+                    activation: 1,
+                },
+            },
+        );
+    }
+    if rng.below(3) == 0
+        && let Some(first) = next.timers.keys().next().cloned()
+    {
+        next.timers.remove(&first);
+    }
+    next
+}
+
+fn event(seq: u64) -> Event {
+    Event {
+        seq,
+        at: seq,
+        actor: Actor::System,
+        kind: EventKind::TaskClaimed {
+            task: format!("t{seq}"),
+        },
+        reason: None,
+    }
+}
+
+fn definition(tenant: &str, id: &str, version: u32) -> StoredDefinition {
+    StoredDefinition {
+        tenant: tenant.to_string(),
+        version,
+        definition: Definition {
+            id: id.to_string(),
+            name: String::new(),
+            description: String::new(),
+            start: "end".to_string(),
+            steps: vec![Step::End(EndStep {
+                id: "end".to_string(),
+                title: String::new(),
+                outcome: EndOutcome::Completed,
+            })],
+        },
+        source: String::new(),
+        deployed_at: 0,
+    }
+}
+
+/// Everything a store answers, for comparison.
+fn snapshot(store: &dyn Storage) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("tenants {:?}", store.tenants().ok()));
+    line(format!("last outbox {:?}", store.last_outbox_id().ok()));
+    for tenant in TENANTS {
+        let all = InstanceFilter {
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        let instances = store.instances(tenant, &all).unwrap_or_default();
+        line(format!(
+            "{tenant} instances {:?}",
+            instances
+                .iter()
+                .map(|i| (&i.id, i.version))
+                .collect::<Vec<_>>()
+        ));
+        for i in &instances {
+            line(format!(
+                "{tenant} get {} {:?}",
+                i.id,
+                store.instance(tenant, &i.id).ok().flatten() == Some(i.clone())
+            ));
+            line(format!(
+                "{tenant} history {} {:?}",
+                i.id,
+                store.history(tenant, &i.id, 0, usize::MAX).ok()
+            ));
+        }
+        let running = InstanceFilter {
+            status: Some("running".into()),
+            limit: 3,
+            ..Default::default()
+        };
+        line(format!(
+            "{tenant} running page {:?}",
+            store.instances(tenant, &running).map(|v| v.len()).ok()
+        ));
+        let inboxes = PEOPLE
+            .iter()
+            .map(|p| Inbox::Person(p.to_string()))
+            .chain(ROLES.iter().map(|r| Inbox::Role(r.to_string())));
+        for inbox in inboxes {
+            for status in ["open", "completed", "cancelled"] {
+                line(format!(
+                    "{tenant} inbox {inbox:?} {status} {:?}",
+                    store.inbox(tenant, &inbox, status, None, usize::MAX).ok()
+                ));
+            }
+            let first = store
+                .inbox(tenant, &inbox, "open", None, 1)
+                .unwrap_or_default();
+            let after = first.first().map(|t| t.task.clone());
+            line(format!(
+                "{tenant} inbox page2 {inbox:?} {:?}",
+                store
+                    .inbox(tenant, &inbox, "open", after.as_deref(), 2)
+                    .ok()
+            ));
+        }
+        for now in [0, 25, 50, 99] {
+            line(format!(
+                "{tenant} due {now} {:?}",
+                store.due_timers(tenant, now, usize::MAX).ok()
+            ));
+        }
+        line(format!(
+            "{tenant} outbox {:?}",
+            store.outbox(tenant, 0, usize::MAX).ok()
+        ));
+        line(format!(
+            "{tenant} outbox after 5 {:?}",
+            store.outbox(tenant, 5, 3).ok()
+        ));
+        for key in ["k0", "k1", "k2"] {
+            line(format!(
+                "{tenant} key {key} {:?}",
+                store.started_with_key(tenant, key).ok()
+            ));
+        }
+        line(format!(
+            "{tenant} definitions {:?}",
+            store.definitions(tenant).ok()
+        ));
+        for id in ["d", "e"] {
+            line(format!(
+                "{tenant} latest {id} {:?}",
+                store.definition(tenant, id, None).ok()
+            ));
+            line(format!(
+                "{tenant} v1 {id} {:?}",
+                store.definition(tenant, id, Some(1)).ok()
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn redb_answers_like_the_model_after_random_batches() {
+    for seed in [1u64, 7, 42] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let redb = RedbStore::open(dir.path().join("model.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let model = MemStore::new();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut state: BTreeMap<(String, String), Instance> = BTreeMap::new();
+        let mut outbox: Vec<(String, u64)> = Vec::new();
+        let mut next_outbox = 1;
+        let mut versions: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for step in 0..150 {
+            let mut batch = Vec::new();
+            for _ in 0..=rng.below(4) {
+                let tenant = rng.pick(&TENANTS).to_string();
+                match rng.below(10) {
+                    0 => {
+                        let id = rng.pick(&["d", "e"]).to_string();
+                        let v = versions.entry((tenant.clone(), id.clone())).or_insert(0);
+                        *v += 1;
+                        batch.push(Change::Definition(definition(&tenant, &id, *v)));
+                    }
+                    1 if !outbox.is_empty() => {
+                        let (tenant, id) = outbox.remove(rng.below(outbox.len() as u64) as usize);
+                        batch.push(Change::Done { tenant, outbox: id });
+                    }
+                    _ => {
+                        let id = format!("i{}", rng.below(6));
+                        let key = (tenant.clone(), id.clone());
+                        let before = state.get(&key).cloned();
+                        let mut after =
+                            mutate(&mut rng, before.as_ref().unwrap_or(&blank(&tenant, &id)));
+                        let events: Vec<Event> = (0..rng.below(3))
+                            .map(|n| event(after.history_len + n))
+                            .collect();
+                        after.history_len += events.len() as u64;
+                        let effects: Vec<OutboxEntry> = (0..rng.below(3))
+                            .map(|_| {
+                                let entry = OutboxEntry {
+                                    id: next_outbox,
+                                    tenant: tenant.clone(),
+                                    instance: id.clone(),
+                                    created_at: 0,
+                                    effect: flowgate::engine::Effect::Notify(Notification {
+                                        kind: NotificationKind::Reminder,
+                                        task: None,
+                                        title: format!("n{next_outbox}"),
+                                        assignee: None,
+                                        roles: Vec::new(),
+                                    }),
+                                };
+                                outbox.push((tenant.clone(), next_outbox));
+                                next_outbox += 1;
+                                entry
+                            })
+                            .collect();
+                        let idempotency_key = (before.is_none() && rng.below(2) == 0)
+                            .then(|| format!("k{}", rng.below(3)));
+                        state.insert(key, after.clone());
+                        batch.push(Change::Instance {
+                            before: before.map(Box::new),
+                            after: Box::new(after),
+                            events,
+                            outbox: effects,
+                            idempotency_key,
+                        });
+                    }
+                }
+            }
+            redb.commit(&batch)
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+            model
+                .commit(&batch)
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+            let (got, want) = (snapshot(&redb), snapshot(&model));
+            if got != want {
+                let diff: Vec<_> = got
+                    .lines()
+                    .zip(want.lines())
+                    .filter(|(a, b)| a != b)
+                    .take(3)
+                    .collect();
+                panic!("seed {seed} step {step}: redb differs from the model: {diff:#?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("old.redb");
+    {
+        let db = redb::Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(def).unwrap_or_else(|e| panic!("{e}"));
+            meta.insert("schema_version", 99)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let err = RedbStore::open(&path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("schema version 99") && err.contains("reads version 1"),
+        "{err}"
+    );
+}
