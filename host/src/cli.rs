@@ -1,5 +1,7 @@
 //! The `flowgate` command line: one module per command group.
 
+mod engine_cmds;
+mod local;
 mod plugin;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +13,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLOWGATE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    local: local::LocalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +30,20 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate, deploy and list workflow definitions.
+    #[command(subcommand)]
+    Workflow(engine_cmds::WorkflowCommand),
+    /// Start, show, list and cancel instances.
+    #[command(subcommand)]
+    Instance(engine_cmds::InstanceCommand),
+    /// List, claim and complete tasks.
+    #[command(subcommand)]
+    Task(engine_cmds::TaskCommand),
+    /// Resolve incidents: retry or skip a failed step.
+    #[command(subcommand)]
+    Incident(engine_cmds::IncidentCommand),
+    /// Fire due timers and carry out pending effects.
+    Tick,
     /// Inspect and try out plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -47,6 +65,24 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Workflow(c) => engine_cmds::workflow(&cli.local, c),
+        Command::Instance(c) => engine_cmds::instance(&cli.local, c),
+        Command::Task(c) => engine_cmds::task(&cli.local, c),
+        Command::Incident(c) => engine_cmds::incident(&cli.local, c),
+        Command::Tick => engine_cmds::tick(&cli.local),
         Command::Plugin(command) => plugin::run(command),
+    }
+}
+
+/// Prints pretty JSON; a closed pipe (`| head`) ends quietly rather than panicking.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

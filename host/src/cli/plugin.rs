@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
+use super::print_json;
 use crate::plugin::types::{
     ActionRequest, ApprovalRequest, IdempotencyKey, Money, RouteRequest, StepContext,
 };
@@ -123,19 +124,6 @@ fn inspect(wasm: PathBuf) -> anyhow::Result<()> {
         "imports": loaded.imports(),
     });
     print_json(&report)
-}
-
-/// Prints pretty JSON; a closed pipe (`| head`) ends quietly rather than panicking.
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out));
-    match written {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {

@@ -158,7 +158,8 @@ impl Writer {
                     }
                 }
                 if !batch.changes.is_empty() {
-                    self.shared.wake.notify_waiters();
+                    // notify_one keeps a permit when the driver is busy: no commit goes unnoticed.
+                    self.shared.wake.notify_one();
                 }
             }
             Err(error) => {

@@ -1,0 +1,260 @@
+//! `flowgate workflow|instance|task|incident|tick`: the engine over a local data file.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::local::{LocalArgs, json_object};
+use super::print_json;
+use crate::engine::{Command, Person, Resolution};
+use crate::store::{Inbox, InstanceFilter};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Check a definition against the tenant without deploying it.
+    Validate { file: std::path::PathBuf },
+    /// Deploy a definition; a changed one becomes a new version.
+    Deploy { file: std::path::PathBuf },
+    /// List the tenant's definitions and versions.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstanceCommand {
+    /// Start an instance of the latest version of a workflow.
+    Start {
+        workflow: String,
+        /// The instance data: a JSON object, or @file.json.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Who starts it.
+        #[arg(long, default_value = "cli")]
+        by: String,
+        /// An idempotency key: starting again with it returns the same instance.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show an instance and its history.
+    Show { id: String },
+    /// List instances.
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Cancel an instance.
+    Cancel {
+        id: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCommand {
+    /// Open tasks of a person or a role.
+    List {
+        #[arg(long, conflicts_with = "role", required_unless_present = "role")]
+        person: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Claim a task.
+    Claim {
+        task: String,
+        #[arg(long)]
+        by: String,
+        /// A role `by` holds; repeatable.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Complete a task with an outcome and form data.
+    Complete {
+        task: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Form data: a JSON object, or @file.json.
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IncidentCommand {
+    /// Run the failed step's plugin call again.
+    Retry {
+        instance: String,
+        token: u64,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Leave the step as if it produced `--outcome`.
+    Skip {
+        instance: String,
+        token: u64,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        outcome: Option<String>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub(crate) fn workflow(local: &LocalArgs, command: WorkflowCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let l = local.open().await?;
+        match command {
+            WorkflowCommand::Validate { file } => {
+                let source = std::fs::read_to_string(&file)?;
+                let def = l.flowgate.validate(&l.tenant, &file.display().to_string(), &source)?;
+                print_json(&json!({"valid": true, "id": def.id, "steps": def.steps.len()}))
+            }
+            WorkflowCommand::Deploy { file } => {
+                let source = std::fs::read_to_string(&file)?;
+                let d = l.flowgate.deploy(&l.tenant, &file.display().to_string(), &source).await?;
+                print_json(&json!({"id": d.stored.definition.id, "version": d.stored.version, "new_version": d.new_version}))
+            }
+            WorkflowCommand::List => {
+                let all = l.flowgate.definitions(&l.tenant)?;
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|d| json!({"id": d.definition.id, "version": d.version, "name": d.definition.name, "deployed_at": d.deployed_at}))
+                    .collect();
+                print_json(&json!(rows))
+            }
+        }
+    })
+}
+
+pub(crate) fn instance(local: &LocalArgs, command: InstanceCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let l = local.open().await?;
+        let shown = match command {
+            InstanceCommand::Start { workflow, data, by, key } => {
+                let i = l.flowgate.start(&l.tenant, &workflow, json_object(&data)?, &by, key).await?;
+                l.flowgate.run_until_idle().await?;
+                i.id
+            }
+            InstanceCommand::Show { id } => id,
+            InstanceCommand::List { workflow, status, limit } => {
+                let filter = InstanceFilter { definition: workflow, status, limit, ..Default::default() };
+                let rows: Vec<_> = l
+                    .flowgate
+                    .instances(&l.tenant, &filter)?
+                    .iter()
+                    .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "started_at": i.started_at}))
+                    .collect();
+                return print_json(&json!(rows));
+            }
+            InstanceCommand::Cancel { id, by, reason } => {
+                l.flowgate.command(&l.tenant, &id, Command::Cancel { by, reason }).await?;
+                l.flowgate.run_until_idle().await?;
+                id
+            }
+        };
+        let instance = l.flowgate.instance(&l.tenant, &shown)?;
+        let history = l.flowgate.history(&l.tenant, &shown)?;
+        print_json(&json!({"instance": instance, "history": history}))
+    })
+}
+
+pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let l = local.open().await?;
+        let instance = match command {
+            TaskCommand::List { person, role } => {
+                let inbox = match (person, role) {
+                    (Some(p), _) => Inbox::Person(p),
+                    (None, Some(r)) => Inbox::Role(r),
+                    (None, None) => anyhow::bail!("give --person or --role"),
+                };
+                let tasks = l.flowgate.inbox(&l.tenant, &inbox, None, 100)?;
+                return print_json(&json!(tasks));
+            }
+            TaskCommand::Claim { task, by, roles } => {
+                l.flowgate
+                    .claim_task(&l.tenant, &task, Person { id: by, roles })
+                    .await?
+            }
+            TaskCommand::Complete {
+                task,
+                by,
+                roles,
+                outcome,
+                data,
+            } => {
+                let data = json_object(&data)?;
+                let done = l
+                    .flowgate
+                    .complete_task(&l.tenant, &task, Person { id: by, roles }, outcome, data)
+                    .await?;
+                l.flowgate.run_until_idle().await?;
+                l.flowgate.instance(&l.tenant, &done.id)?
+            }
+        };
+        let open: Vec<_> = instance.open_tasks().collect();
+        print_json(&json!({"instance": instance.id, "status": instance.status, "open_tasks": open}))
+    })
+}
+
+pub(crate) fn incident(local: &LocalArgs, command: IncidentCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let l = local.open().await?;
+        let (instance, token, by, reason, resolution) = match command {
+            IncidentCommand::Retry {
+                instance,
+                token,
+                by,
+                reason,
+            } => (instance, token, by, reason, Resolution::Retry),
+            IncidentCommand::Skip {
+                instance,
+                token,
+                by,
+                reason,
+                outcome,
+            } => (instance, token, by, reason, Resolution::Skip { outcome }),
+        };
+        l.flowgate
+            .command(
+                &l.tenant,
+                &instance,
+                Command::ResolveIncident {
+                    token,
+                    by,
+                    resolution,
+                    reason,
+                },
+            )
+            .await?;
+        l.flowgate.run_until_idle().await?;
+        let i = l.flowgate.instance(&l.tenant, &instance)?;
+        print_json(&json!({"instance": i.id, "status": i.status, "incident": i.has_incident()}))
+    })
+}
+
+/// Fires due timers and carries out pending effects.
+pub(crate) fn tick(local: &LocalArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let l = local.open().await?;
+        let handled = l.flowgate.run_until_idle().await?;
+        print_json(&json!({"handled": handled}))
+    })
+}

@@ -1,0 +1,267 @@
+//! Engine throughput and latency: purchase-request instances run from start to end (the
+//! purchase-approval plugin decides; a manager approves; procurement orders) by 1, 16 and 64
+//! concurrent clients on a redb file with durable commits, first on an empty store and then with
+//! many instances already stored; plus the time of an inbox query for a role.
+//!
+//! Run: `cargo bench -p flowgate-tests --bench engine` (`-- --stored 100000` for a smaller store,
+//! `-- --seconds 5` per measurement).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flowgate::engine::{Instance, Person, Status};
+use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
+use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier, SystemClock};
+use flowgate::store::{Change, Inbox, RedbStore, Storage};
+use flowgate::tenant::TenantConfig;
+use serde_json::{Map, Value, json};
+
+/// Delivers nothing: the benchmark measures the engine, not a webhook receiver.
+struct Discard;
+
+impl Notifier for Discard {
+    fn deliver<'a>(&'a self, _: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn data() -> Map<String, Value> {
+    match json!({"amount_cents": 120_000, "currency": "USD", "category": "office", "requester": "bench"})
+    {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+async fn open(dir: &Path) -> (Flowgate, Arc<RedbStore>) {
+    let store = Arc::new(RedbStore::open(dir.join("bench.redb")).unwrap_or_else(|e| panic!("{e}")));
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cwasm")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let registry = PluginRegistry::new(runtime);
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml");
+    let tenant = TenantConfig::load(&examples).unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = Flowgate::open(
+        store.clone(),
+        Arc::new(registry),
+        Arc::new(SystemClock),
+        Arc::new(Discard),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (flowgate, store)
+}
+
+/// Waits (politely) until the instance has an open task for `role`.
+async fn task_for(flowgate: &Flowgate, id: &str, role: &str) -> String {
+    loop {
+        if let Ok(i) = flowgate.instance("acme", id)
+            && let Some(t) = i.open_tasks().find(|t| t.role.as_deref() == Some(role))
+        {
+            return t.id.clone();
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+struct Run {
+    client_commands: u64,
+    instances: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `clients` loops, each running instances start to end until `duration` is over.
+async fn run(flowgate: &Flowgate, clients: usize, duration: Duration) -> Run {
+    let stop = Instant::now() + duration;
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (flowgate, done) = (flowgate.clone(), done.clone());
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let manager = Person::new("mia", &["manager"]);
+            let buyer = Person::new("pat", &["procurement"]);
+            while Instant::now() < stop {
+                let t = Instant::now();
+                let Ok(instance) = flowgate
+                    .start("acme", "purchase-request", data(), "bench", None)
+                    .await
+                else {
+                    break;
+                };
+                latencies.push(t.elapsed());
+                let task = task_for(&flowgate, &instance.id, "manager").await;
+                let t = Instant::now();
+                let ok = flowgate
+                    .complete_task(
+                        "acme",
+                        &task,
+                        manager.clone(),
+                        Some("approve".into()),
+                        Map::new(),
+                    )
+                    .await;
+                latencies.push(t.elapsed());
+                assert!(ok.is_ok(), "{ok:?}");
+                let task = task_for(&flowgate, &instance.id, "procurement").await;
+                let t = Instant::now();
+                let po = match json!({"po_number": "PO-1"}) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                let end: Instance = flowgate
+                    .complete_task("acme", &task, buyer.clone(), None, po)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                latencies.push(t.elapsed());
+                assert_eq!(end.status, Status::Completed);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap_or_default());
+    }
+    latencies.sort();
+    Run {
+        client_commands: latencies.len() as u64,
+        instances: done.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+fn pct(sorted: &[Duration], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn report(label: &str, clients: usize, r: &Run) {
+    let secs = r.elapsed.as_secs_f64();
+    // Each instance is 3 client commands plus 1 plugin answer and 3 notification
+    // acknowledgements committed by the driver: 7 durable commands.
+    let durable = r.instances * 7;
+    println!(
+        "| {label:<22} | {clients:>3} | {:>9.0} | {:>9.0} | {:>8.0} | {:>7.2} | {:>7.2} |",
+        r.client_commands as f64 / secs,
+        durable as f64 / secs,
+        r.instances as f64 / secs,
+        pct(&r.latencies, 50),
+        pct(&r.latencies, 99),
+    );
+}
+
+/// Stores `count` copies of a purchase request waiting for its approver, in batches, as the
+/// engine itself would store them (state, indexes); open tasks spread over 100 roles.
+fn preload(store: &RedbStore, template: &Instance, count: u64) {
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for n in 0..count {
+        let id = format!("pre-{n:09}");
+        let role = if n % 100 == 0 {
+            "manager".to_string()
+        } else {
+            format!("role-{}", n % 100)
+        };
+        let copy = text
+            .replace(&template.id, &id)
+            .replace("\"role\":\"manager\"", &format!("\"role\":\"{role}\""));
+        let instance: Instance = serde_json::from_str(&copy).unwrap_or_else(|e| panic!("{e}"));
+        batch.push(Change::Instance {
+            before: None,
+            after: Box::new(instance),
+            events: Vec::new(),
+            outbox: Vec::new(),
+            idempotency_key: None,
+        });
+        if batch.len() == 10_000 {
+            store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+            batch.clear();
+        }
+    }
+    store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "preloaded {count} instances in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let stored = arg("--stored", 1_000_000);
+    let seconds = arg("--seconds", 10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (flowgate, store) = open(dir.path()).await;
+        let driver = flowgate.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let driving = tokio::spawn(async move {
+            driver.run_driver(Duration::from_millis(50), async { drop(stop_rx.await) }).await
+        });
+
+        println!("| store | clients | client cmds/s | durable cmds/s | instances/s | p50 ms | p99 ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for clients in [1, 16, 64] {
+            let r = run(&flowgate, clients, Duration::from_secs(seconds)).await;
+            report("empty", clients, &r);
+        }
+
+        // A template: an instance waiting for its manager.
+        let template = flowgate.start("acme", "purchase-request", data(), "bench", None).await.unwrap_or_else(|e| panic!("{e}"));
+        task_for(&flowgate, &template.id, "manager").await;
+        let template = flowgate.instance("acme", &template.id).unwrap_or_else(|e| panic!("{e}"));
+        preload(&store, &template, stored);
+        let label = format!("{stored} stored");
+        for clients in [1, 16, 64] {
+            let r = run(&flowgate, clients, Duration::from_secs(seconds)).await;
+            report(&label, clients, &r);
+        }
+
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let page = flowgate.inbox("acme", &Inbox::Role("manager".into()), None, 50).unwrap_or_default();
+            times.push(t.elapsed());
+            assert_eq!(page.len(), 50);
+        }
+        times.sort();
+        println!(
+            "\ninbox query, role `manager` ({} open tasks of {} stored instances), first page of 50 with task details: p50 {:.2} ms, p99 {:.2} ms",
+            stored / 100,
+            stored,
+            pct(&times, 50),
+            pct(&times, 99)
+        );
+        let _ = stop_tx.send(());
+        let _ = driving.await;
+    });
+}
