@@ -79,7 +79,7 @@ async fn task_for(flowgate: &Flowgate, id: &str, role: &str) -> String {
         {
             return t.id.clone();
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
