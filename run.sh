@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Builds the example plugins and the host, then runs Flowgate on the example tenant
-# (examples/acme): its plugins are loaded, its workflows deployed into data/flowgate.redb, and a
-# purchase request goes from start to end through the engine, with the plugin deciding who must
-# approve. Until the daemon exists (issue 4), this is Flowgate's main job.
+# Builds the example plugins and the host, runs a purchase request of the example tenant
+# (examples/acme) from start to end through the engine (data in data/flowgate.redb), then starts
+# the daemon on 127.0.0.1:8080 for that tenant. Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./scripts/ensure-toolchain.sh
@@ -51,5 +50,12 @@ plugins=plugins/target/wasm32-wasip2/release
   --input examples/plugin-calls/ticket.json | json 'print("  ticket-routing:", d["result"]["next"], "-", d["result"]["reason"])'
 "$flowgate" plugin eval "$plugins/expense_reimbursement.wasm" --capability step-action \
   --input examples/plugin-calls/expense-report.json | json 'print("  expense-reimbursement:", d["result"]["note"])'
-echo
-echo "Try more: $flowgate --help (workflow, instance, task, incident, tick, plugin)"
+
+cat <<'HELP'
+
+== starting the daemon (Ctrl-C stops it). Example tokens: acme-admin-token (admin),
+   acme-dora-token (director, manager), acme-ian-token (it-reviewer), acme-pat-token (procurement).
+   curl -H 'Authorization: Bearer acme-admin-token' localhost:8080/api/v1/definitions
+   curl -H 'Authorization: Bearer acme-dora-token' 'localhost:8080/api/v1/tasks?role=director'
+HELP
+exec "$flowgate" serve --listen "${FLOWGATE_LISTEN:-127.0.0.1:8080}"

@@ -3,6 +3,7 @@
 mod engine_cmds;
 mod local;
 mod plugin;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -44,6 +45,8 @@ enum Command {
     Incident(engine_cmds::IncidentCommand),
     /// Fire due timers and carry out pending effects.
     Tick,
+    /// Run the daemon: the HTTP API for every configured tenant.
+    Serve(serve::ServeArgs),
     /// Inspect and try out plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -70,6 +73,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(c) => engine_cmds::task(&cli.local, c),
         Command::Incident(c) => engine_cmds::incident(&cli.local, c),
         Command::Tick => engine_cmds::tick(&cli.local),
+        Command::Serve(args) => {
+            // Only flags given explicitly override the daemon's configuration file.
+            let data_dir = std::env::args()
+                .any(|a| a.starts_with("--data-dir"))
+                .then(|| cli.local.data_dir.clone());
+            let tenant = std::env::args()
+                .any(|a| a.starts_with("--tenant"))
+                .then(|| cli.local.tenant.clone());
+            serve::run(args, data_dir, tenant)
+        }
         Command::Plugin(command) => plugin::run(command),
     }
 }

@@ -7,9 +7,11 @@
 //! - [`store`]: durable storage (redb by default).
 //! - [`tenant`]: a tenant's configuration: plugins and workflows.
 //! - [`service`]: the engine as a service: group-committing writer and effect driver.
+//! - [`daemon`]: the HTTP API.
 //! - [`cli`]: the `flowgate` command line.
 
 pub mod cli;
+pub mod daemon;
 pub mod definition;
 pub mod engine;
 pub mod plugin;

@@ -36,6 +36,9 @@ pub struct TenantConfig {
     pub workflows: Option<PathBuf>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// API credentials (used by the daemon).
+    #[serde(default)]
+    pub tokens: Vec<crate::daemon::TokenConfig>,
     /// Where the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -55,6 +58,17 @@ pub struct PluginConfig {
     pub limits: PluginLimits,
     #[serde(default)]
     pub grants: Grants,
+}
+
+impl PluginConfig {
+    /// The settings a loaded version of this plugin runs with.
+    pub fn settings(&self) -> PluginSettings {
+        PluginSettings {
+            config: self.config.clone(),
+            limits: self.limits,
+            grants: self.grants.clone(),
+        }
+    }
 }
 
 /// Why a tenant could not be loaded.
@@ -127,11 +141,7 @@ impl TenantConfig {
                     });
                 }
             }
-            let settings = PluginSettings {
-                config: plugin.config.clone(),
-                limits: plugin.limits,
-                grants: plugin.grants.clone(),
-            };
+            let settings = plugin.settings();
             loaded.push(registry.install(
                 PluginId::new(self.id.clone(), name.clone()),
                 &bytes,

@@ -2,6 +2,7 @@
 
 mod common;
 mod crash;
+mod daemon;
 mod engine;
 mod guests;
 mod plugin_runtime;

@@ -1,0 +1,156 @@
+//! The daemon: the engine service behind an HTTP API, for every configured tenant, with the effect
+//! driver running in the background and a graceful shutdown.
+
+mod api;
+mod auth;
+mod config;
+mod error;
+mod extract;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::{Access, AccessKind, Authenticator, Principal, TokenConfig};
+pub use config::{ConfigError, DaemonConfig};
+pub use error::ApiError;
+
+use crate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig, RuntimeError};
+use crate::service::{Flowgate, LogNotifier, ServiceError, SystemClock};
+use crate::store::{RedbStore, StoreError};
+use crate::tenant::{TenantConfig, TenantError};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub flowgate: Flowgate,
+    pub auth: Arc<Authenticator>,
+    pub tenants: Arc<BTreeMap<String, TenantConfig>>,
+    pub max_body_bytes: usize,
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error("tenant `{tenant}`: {message}")]
+    Tokens { tenant: String, message: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the store, loads every tenant (plugins, tokens, workflows) and builds the handlers' state.
+pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("cwasm")),
+        ..RuntimeConfig::default()
+    })?;
+    let registry = Arc::new(PluginRegistry::new(runtime));
+    let mut tenants = BTreeMap::new();
+    let mut auth = Authenticator::default();
+    for path in &config.tenants {
+        let tenant = TenantConfig::load(path)?;
+        tenant.install_plugins(&registry)?;
+        auth.add(&tenant.id, &tenant.tokens)
+            .map_err(|message| DaemonError::Tokens {
+                tenant: tenant.id.clone(),
+                message,
+            })?;
+        tenants.insert(tenant.id.clone(), tenant);
+    }
+    let store = RedbStore::open(config.data_dir.join("flowgate.redb"))?;
+    let flowgate = Flowgate::open(
+        Arc::new(store),
+        registry,
+        Arc::new(SystemClock),
+        Arc::new(LogNotifier),
+    )?;
+    for tenant in tenants.values() {
+        tenant.deploy_workflows(&flowgate).await?;
+    }
+    Ok(AppState {
+        flowgate,
+        auth: Arc::new(auth),
+        tenants: Arc::new(tenants),
+        max_body_bytes: config.max_body_bytes,
+    })
+}
+
+/// Serves until `shutdown` resolves: then stops accepting, lets requests in flight finish (their
+/// commands commit before they answer), stops the driver and returns.
+pub async fn serve(
+    config: DaemonConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let state = prepare(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(DaemonError::Serve)?;
+    // Scripts and tests read this line to find the port (with `--listen 127.0.0.1:0`).
+    println!("flowgate listening on http://{addr}");
+    tracing::info!(%addr, tenants = state.tenants.len(), "daemon.start");
+
+    let driver = state.flowgate.clone();
+    let (stop_driver, driver_stopped) = tokio::sync::oneshot::channel::<()>();
+    let tick = Duration::from_millis(config.tick_ms.max(10));
+    let driving = tokio::spawn(async move {
+        driver
+            .run_driver(tick, async { drop(driver_stopped.await) })
+            .await;
+    });
+
+    let app = api::router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("daemon.stop: requests finished; stopping the driver");
+    let _ = stop_driver.send(());
+    let _ = driving.await;
+    served.map_err(DaemonError::Serve)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,177 @@
+//! Tasks: an inbox by person or role with paging, claim and unclaim, complete with an outcome and
+//! form data. A person token acts as its person; an administrator names who acts.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::daemon::AppState;
+use crate::daemon::auth::Access;
+use crate::daemon::error::ApiError;
+use crate::daemon::extract::{Body, Caller};
+use crate::engine::{Command, CommandError, Instance, Person};
+use crate::service::ServiceError;
+use crate::store::Inbox;
+
+pub async fn inbox(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let inbox = match (q.get("person"), q.get("role"), &caller.0.access) {
+        (Some(p), None, _) => Inbox::Person(p.clone()),
+        (None, Some(r), _) => Inbox::Role(r.clone()),
+        (None, None, Access::Person(p)) => Inbox::Person(p.id.clone()),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "give exactly one of `person` or `role`",
+            )
+            .with(json!({"field": "person"})));
+        }
+    };
+    if let Access::Person(me) = &caller.0.access {
+        let mine = match &inbox {
+            Inbox::Person(p) => *p == me.id,
+            Inbox::Role(r) => me.roles.contains(r),
+        };
+        if !mine {
+            return Err(ApiError::forbidden("read another person's or role's inbox"));
+        }
+    }
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(50)
+        .min(500);
+    let tasks = s.flowgate.inbox(
+        caller.tenant(),
+        &inbox,
+        q.get("after").map(String::as_str),
+        limit,
+    )?;
+    let next = if tasks.len() == limit {
+        tasks.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(json!({"tasks": tasks, "next": next})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Act {
+    /// Who acts, for administrator tokens.
+    by: Option<Person>,
+    outcome: Option<String>,
+    #[serde(default)]
+    data: Map<String, Value>,
+    expected_version: Option<u64>,
+}
+
+fn instance_of(task: &str) -> Result<String, ApiError> {
+    Instance::of_task(task).map(str::to_string).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("task `{task}` not found"),
+        )
+    })
+}
+
+/// An optional body: empty means `{}`.
+fn optional(body: &Bytes) -> Result<Act, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Act::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
+}
+
+pub async fn claim(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let act = optional(&body)?;
+    let by = caller.person(act.by)?;
+    let instance = instance_of(&task)?;
+    let done = s
+        .flowgate
+        .command(caller.tenant(), &instance, Command::ClaimTask { task, by })
+        .await?;
+    Ok(Json(json!({"instance": done.id, "version": done.version})))
+}
+
+pub async fn unclaim(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let act = optional(&body)?;
+    let by = caller.person(act.by)?;
+    let instance = instance_of(&task)?;
+    let done = s
+        .flowgate
+        .command(
+            caller.tenant(),
+            &instance,
+            Command::UnclaimTask { task, by },
+        )
+        .await?;
+    Ok(Json(json!({"instance": done.id, "version": done.version})))
+}
+
+/// With an `Idempotency-Key` header, repeating a completion that already happened (same person,
+/// same outcome) answers as the first time did instead of with a conflict.
+pub async fn complete(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Body(act): Body<Act>,
+) -> Result<Json<Value>, ApiError> {
+    let by = caller.person(act.by)?;
+    let instance_id = instance_of(&task)?;
+    let command = Command::CompleteTask {
+        task: task.clone(),
+        by: by.clone(),
+        outcome: act.outcome.clone(),
+        data: act.data,
+        expected_version: act.expected_version,
+    };
+    match s
+        .flowgate
+        .command(caller.tenant(), &instance_id, command)
+        .await
+    {
+        Ok(instance) => Ok(Json(answer(&instance))),
+        Err(ServiceError::Command(CommandError::Conflict(message)))
+            if headers.contains_key("idempotency-key") =>
+        {
+            let instance = s.flowgate.instance(caller.tenant(), &instance_id)?;
+            let same = instance.tasks.get(&task).is_some_and(|t| {
+                t.completed_by.as_deref() == Some(by.id.as_str()) && t.outcome == act.outcome
+            });
+            if same {
+                Ok(Json(answer(&instance)))
+            } else {
+                Err(ServiceError::Command(CommandError::Conflict(message)).into())
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn answer(instance: &Instance) -> Value {
+    let open: Vec<_> = instance.open_tasks().collect();
+    json!({"instance": instance.id, "status": instance.status, "version": instance.version, "open_tasks": open})
+}

@@ -1,0 +1,108 @@
+//! The daemon's configuration: a TOML file, overridden by environment variables, overridden by
+//! command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "data"
+//! tenants = ["examples/acme/tenant.toml"]
+//! max_body_bytes = 4194304
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How the daemon runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the data file and the compiled-plugin cache.
+    pub data_dir: PathBuf,
+    /// Tenant configuration files.
+    pub tenants: Vec<PathBuf>,
+    /// Largest request body, in bytes (plugin uploads included).
+    pub max_body_bytes: usize,
+    /// How often the driver looks for due timers when nothing wakes it, in milliseconds.
+    pub tick_ms: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            tenants: vec![PathBuf::from("examples/acme/tenant.toml")],
+            max_body_bytes: 4 << 20,
+            tick_ms: 250,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?}: {message}")]
+    Env {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+impl DaemonConfig {
+    /// Reads `path` (or the defaults without one), then applies `FLOWGATE_LISTEN`,
+    /// `FLOWGATE_DATA_DIR` and `FLOWGATE_TENANTS` (comma-separated paths).
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let mut config: DaemonConfig =
+                    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message: e.to_string().trim().to_string(),
+                    })?;
+                // Relative paths in the file are relative to the file.
+                let base = path.parent().unwrap_or(Path::new(""));
+                config.data_dir = base.join(&config.data_dir);
+                config.tenants = config.tenants.iter().map(|t| base.join(t)).collect();
+                config
+            }
+            None => DaemonConfig::default(),
+        };
+        if let Ok(value) = std::env::var("FLOWGATE_LISTEN") {
+            config.listen =
+                value
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                        name: "FLOWGATE_LISTEN",
+                        value,
+                        message: e.to_string(),
+                    })?;
+        }
+        if let Ok(value) = std::env::var("FLOWGATE_DATA_DIR") {
+            config.data_dir = PathBuf::from(value);
+        }
+        if let Ok(value) = std::env::var("FLOWGATE_TENANTS") {
+            config.tenants = value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect();
+        }
+        Ok(config)
+    }
+}

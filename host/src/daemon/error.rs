@@ -1,0 +1,112 @@
+//! Every API error has the same shape: a status code and
+//! `{"error": {"code", "message", "details"}}`, with the path of the bad field where there is one.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::definition::DefinitionError;
+use crate::engine::CommandError;
+use crate::plugin::PluginError;
+use crate::service::ServiceError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn with(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+    }
+
+    pub fn forbidden(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not {what}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let message = error.to_string();
+        match error {
+            ServiceError::Definition(DefinitionError::Parse { file, .. }) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_definition", message)
+                    .with(json!({"file": file}))
+            }
+            ServiceError::Definition(DefinitionError::Invalid { file, problems }) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_definition",
+                message,
+            )
+            .with(json!({"file": file, "problems": problems})),
+            ServiceError::Command(CommandError::NotFound { .. })
+            | ServiceError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            ServiceError::Command(CommandError::Conflict(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            ServiceError::Command(CommandError::Forbidden(_)) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            ServiceError::Command(CommandError::Invalid { field, .. })
+            | ServiceError::Invalid { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+                    .with(json!({"field": field}))
+            }
+            ServiceError::Store(_) => {
+                tracing::error!(%message, "api: storage error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
+            }
+            ServiceError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+        }
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(error: PluginError) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plugin",
+            error.to_string(),
+        )
+        .with(json!({"plugin": error.plugin, "version": error.version}))
+    }
+}

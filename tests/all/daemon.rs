@@ -1,0 +1,558 @@
+//! Black-box tests of the daemon: the real binary on a free loopback port, driven over HTTP only,
+//! with two tenants (acme, the example; globex, a fixture).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ACME_ADMIN: &str = "acme-admin-token";
+const GLOBEX_ADMIN: &str = "globex-admin-token";
+
+struct Daemon {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(max_body_bytes: usize) -> Daemon {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = [{:?}, {:?}]\nmax_body_bytes = {max_body_bytes}\ntick_ms = 50\n",
+        dir.path().join("data"),
+        root.join("examples/acme/tenant.toml"),
+        root.join("tests/fixtures/globex/tenant.toml"),
+    );
+    let config_path = dir.path().join("flowgate.toml");
+    std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn flowgate: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let base = line
+        .trim()
+        .strip_prefix("flowgate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    Daemon {
+        child,
+        base,
+        agent,
+        _dir: dir,
+    }
+}
+
+impl Daemon {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut req = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
+            (_, body) => {
+                let mut req = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.send_json(body.unwrap_or_else(|| json!({})))
+            }
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let mut response = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Polls until the instance has an open task for `role` (the driver runs in the background).
+    fn task_for(&self, instance: &str, role: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let (_, body) = self.call(
+                "GET",
+                &format!("/api/v1/instances/{instance}"),
+                Some(ACME_ADMIN),
+                None,
+            );
+            let tasks = body["instance"]["tasks"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            if let Some((id, _)) = tasks
+                .iter()
+                .find(|(_, t)| t["status"] == "open" && t["role"] == role)
+            {
+                return id.clone();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no open task for {role} in {instance}");
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("(no error code)")
+}
+
+fn start_purchase(d: &Daemon, cents: i64, category: &str) -> String {
+    let data = json!({"workflow": "purchase-request", "data": {"amount_cents": cents, "currency": "USD", "category": category, "requester": "alice"}});
+    let (status, body) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(data));
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn health_readiness_and_every_endpoint_needs_a_token() {
+    let d = start(1 << 20);
+    assert_eq!(d.call("GET", "/healthz", None, None).0, 200);
+    assert_eq!(
+        d.call("GET", "/readyz", None, None),
+        (200, json!({"ready": true}))
+    );
+    let endpoints = [
+        ("GET", "/api/v1/definitions"),
+        ("POST", "/api/v1/definitions"),
+        ("POST", "/api/v1/definitions/validate"),
+        ("GET", "/api/v1/definitions/purchase-request/versions/1"),
+        ("GET", "/api/v1/plugins"),
+        ("POST", "/api/v1/plugins/x"),
+        ("GET", "/api/v1/instances"),
+        ("POST", "/api/v1/instances"),
+        ("GET", "/api/v1/instances/x"),
+        ("POST", "/api/v1/instances/x/cancel"),
+        ("GET", "/api/v1/tasks?role=manager"),
+        ("POST", "/api/v1/tasks/x.t1/claim"),
+        ("POST", "/api/v1/tasks/x.t1/unclaim"),
+        ("POST", "/api/v1/tasks/x.t1/complete"),
+    ];
+    for (method, path) in endpoints {
+        for token in [None, Some("wrong-token")] {
+            let (status, body) = d.call(method, path, token, None);
+            assert_eq!(
+                (status, code(&body)),
+                (401, "unauthorized"),
+                "{method} {path} with {token:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn another_tenants_data_is_not_found_on_every_endpoint() {
+    let d = start(1 << 20);
+    let instance = start_purchase(&d, 70_000, "office");
+    let task = d.task_for(&instance, "manager");
+    let g = Some(GLOBEX_ADMIN);
+    let act = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "approve"});
+    let checks = [
+        d.call("GET", &format!("/api/v1/instances/{instance}"), g, None),
+        d.call(
+            "POST",
+            &format!("/api/v1/instances/{instance}/cancel"),
+            g,
+            Some(json!({"reason": "x"})),
+        ),
+        d.call(
+            "POST",
+            &format!("/api/v1/tasks/{task}/claim"),
+            g,
+            Some(act.clone()),
+        ),
+        d.call(
+            "POST",
+            &format!("/api/v1/tasks/{task}/unclaim"),
+            g,
+            Some(act.clone()),
+        ),
+        d.call(
+            "POST",
+            &format!("/api/v1/tasks/{task}/complete"),
+            g,
+            Some(act),
+        ),
+        d.call(
+            "GET",
+            "/api/v1/definitions/purchase-request/versions/1",
+            g,
+            None,
+        ),
+        d.call(
+            "POST",
+            "/api/v1/instances",
+            g,
+            Some(json!({"workflow": "purchase-request"})),
+        ),
+    ];
+    for (status, body) in checks {
+        assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+    }
+    // Lists show only globex's own things.
+    let (_, tasks) = d.call("GET", "/api/v1/tasks?role=manager", g, None);
+    assert_eq!(tasks["tasks"], json!([]));
+    let (_, instances) = d.call("GET", "/api/v1/instances", g, None);
+    assert_eq!(instances, json!([]));
+    let (_, defs) = d.call("GET", "/api/v1/definitions", g, None);
+    let ids: Vec<&str> = defs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["leave-request"]);
+    let (_, plugins) = d.call("GET", "/api/v1/plugins", g, None);
+    assert_eq!(plugins, json!([]));
+    // And acme's instance is untouched.
+    let (status, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(
+        (status, body["instance"]["status"].as_str()),
+        (200, Some("running"))
+    );
+}
+
+#[test]
+fn a_purchase_approval_driven_only_through_http() {
+    let d = start(1 << 20);
+    let instance = start_purchase(&d, 1_140_000, "it");
+    let director_task = d.task_for(&instance, "director");
+    let it_task = d.task_for(&instance, "it-reviewer");
+
+    // Person tokens act as their person, on tasks their roles allow.
+    let dora = Some("acme-dora-token");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{it_task}/complete"),
+        dora,
+        Some(json!({"outcome": "approve"})),
+    );
+    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions",
+        dora,
+        Some(json!({"file": "x.toml", "source": ""})),
+    );
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let (status, inbox) = d.call("GET", "/api/v1/tasks?role=director", dora, None);
+    assert_eq!(status, 200);
+    assert!(
+        inbox["tasks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["id"] == director_task.as_str()))
+    );
+    let (status, _) = d.call("GET", "/api/v1/tasks?role=procurement", dora, None);
+    assert_eq!(status, 403, "dora may not read procurement's inbox");
+
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{director_task}/complete"),
+        dora,
+        Some(json!({"outcome": "approve"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{it_task}/complete"),
+        Some("acme-ian-token"),
+        Some(json!({"outcome": "approve"})),
+    );
+    assert_eq!(status, 200);
+    let order = d.task_for(&instance, "procurement");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{order}/complete"),
+        Some("acme-pat-token"),
+        Some(json!({"data": {"po_number": "PO-9"}})),
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
+
+    let (_, shown) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    let history = shown["history"].as_array().cloned().unwrap_or_default();
+    let decided = history.iter().find(|e| e["event"] == "approval-required");
+    assert_eq!(
+        decided.map(|e| e["actor"]["name"].clone()),
+        Some(json!("purchase-approval"))
+    );
+    assert!(
+        decided
+            .and_then(|e| e["reason"].as_str())
+            .is_some_and(|r| r.contains("IT review"))
+    );
+    let people: Vec<&str> = history
+        .iter()
+        .filter(|e| e["event"] == "task-completed")
+        .filter_map(|e| e["actor"]["id"].as_str())
+        .collect();
+    assert_eq!(people, ["dora", "ian", "pat"]);
+    let (_, listed) = d.call(
+        "GET",
+        "/api/v1/instances?status=completed&data.category=it",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let d = start(64 << 10);
+    let admin = ACME_ADMIN;
+    // Malformed JSON: 400 with the position.
+    let (status, body) = d.raw(
+        "/api/v1/instances",
+        admin,
+        "application/json",
+        b"{\"workflow\": ",
+    );
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 1 column 13")),
+        "{body}"
+    );
+    // Oversized: 413 with the limit.
+    let big = format!(
+        "{{\"workflow\": \"x\", \"data\": {{\"blob\": \"{}\"}}}}",
+        "x".repeat(70 << 10)
+    );
+    let (status, body) = d.raw(
+        "/api/v1/instances",
+        admin,
+        "application/json",
+        big.as_bytes(),
+    );
+    assert_eq!((status, code(&body)), (413, "payload_too_large"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("65536 byte limit")),
+        "{body}"
+    );
+    // Wrong shape, unknown ids, unknown routes.
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(admin),
+        Some(json!({"workflow": 5})),
+    );
+    assert_eq!((status, code(&body)), (422, "invalid"));
+    assert_eq!(
+        d.call("GET", "/api/v1/instances/nope", Some(admin), None).0,
+        404
+    );
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/instances",
+            Some(admin),
+            Some(json!({"workflow": "nope"}))
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        code(&d.call("GET", "/api/v1/nowhere", Some(admin), None).1),
+        "not_found"
+    );
+    // A definition with problems: 422 listing each with its path and line.
+    let source = "id = \"bad\"\nstart = \"a\"\n\n[[steps]]\nid = \"a\"\nkind = \"task\"\nrole = \"r\"\nnext = \"b\"\n";
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions",
+        Some(admin),
+        Some(json!({"file": "bad.toml", "source": source})),
+    );
+    assert_eq!((status, code(&body)), (422, "invalid_definition"), "{body}");
+    let problems = body["error"]["details"]["problems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["path"] == "steps[0] (a).next" && p["line"] == 4),
+        "{problems:?}"
+    );
+    let (_, defs) = d.call("GET", "/api/v1/definitions", Some(admin), None);
+    assert!(!defs.to_string().contains("\"bad\""), "nothing deployed");
+    // Completing a task twice: 409; with an idempotency key, the same completion is a safe retry.
+    let instance = start_purchase(&d, 70_000, "office");
+    let task = d.task_for(&instance, "manager");
+    let act = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "approve"});
+    let path = format!("/api/v1/tasks/{task}/complete");
+    assert_eq!(d.call("POST", &path, Some(admin), Some(act.clone())).0, 200);
+    let (status, body) = d.call("POST", &path, Some(admin), Some(act.clone()));
+    assert_eq!((status, code(&body)), (409, "conflict"));
+    let retry = d
+        .agent
+        .post(&format!("{}{path}", d.base))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .header("Idempotency-Key", "retry-1")
+        .send_json(act)
+        .map(|r| r.status().as_u16());
+    assert_eq!(retry.ok(), Some(200));
+    // Plugins that are not components, or import what the tenant was not granted: 422.
+    let (status, body) = d.raw(
+        "/api/v1/plugins/junk",
+        admin,
+        "application/wasm",
+        b"not wasm at all",
+    );
+    assert_eq!((status, code(&body)), (422, "invalid_plugin"), "{body}");
+}
+
+#[test]
+fn plugins_upload_with_grants_checked_and_hot_swap() {
+    let d = start(4 << 20);
+    let clock = std::fs::read(flowgate_tests::artifacts::CLOCK_READER).unwrap_or_default();
+    let (status, body) = d.raw(
+        "/api/v1/plugins/clock",
+        ACME_ADMIN,
+        "application/wasm",
+        &clock,
+    );
+    assert_eq!((status, code(&body)), (422, "invalid_plugin"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("wasi:clocks")),
+        "{body}"
+    );
+    assert_eq!(
+        d.raw(
+            "/api/v1/plugins/clock",
+            "acme-dora-token",
+            "application/wasm",
+            &clock
+        )
+        .0,
+        403
+    );
+
+    // A running instance keeps its version when a new one is uploaded.
+    let instance = start_purchase(&d, 70_000, "office");
+    d.task_for(&instance, "manager");
+    let (_, before) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    let pinned = before["instance"]["plugins"]["purchase-approval"].clone();
+    let misbehave = std::fs::read(flowgate_tests::artifacts::MISBEHAVE).unwrap_or_default();
+    let (status, body) = d.raw(
+        "/api/v1/plugins/ticket-routing",
+        ACME_ADMIN,
+        "application/wasm",
+        &misbehave,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["capabilities"], json!(["router", "step-action"]));
+    let (_, listed) = d.call("GET", "/api/v1/plugins", Some(ACME_ADMIN), None);
+    let routing = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "ticket-routing")
+        .cloned();
+    assert_eq!(
+        routing.map(|p| p["sha256"].clone()),
+        Some(body["sha256"].clone())
+    );
+    let (_, after) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(after["instance"]["plugins"]["purchase-approval"], pinned);
+}
+
+#[test]
+fn sigterm_finishes_gracefully() {
+    let mut d = start(1 << 20);
+    let instance = start_purchase(&d, 70_000, "office");
+    d.task_for(&instance, "manager");
+    let pid = d.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(status)) = d.child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}"
+    );
+}
