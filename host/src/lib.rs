@@ -3,6 +3,7 @@
 //!
 //! - [`definition`]: workflow definitions, parsed and validated.
 //! - [`engine`]: the pure core that runs instances.
+//! - [`metrics`]: workflow metrics from the history.
 //! - [`plugin`]: the sandboxed plugin runtime.
 //! - [`store`]: durable storage (redb by default).
 //! - [`tenant`]: a tenant's configuration: plugins and workflows.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod daemon;
 pub mod definition;
 pub mod engine;
+pub mod metrics;
 pub mod plugin;
 pub mod service;
 pub mod store;

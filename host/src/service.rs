@@ -387,6 +387,43 @@ impl Flowgate {
         Ok(tasks)
     }
 
+    /// Workflow metrics of `workflow` over `[from, to)`, from the histories of its instances
+    /// started before `to` (at most the 100,000 most recent ids).
+    pub fn metrics(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<crate::metrics::WorkflowMetrics, ServiceError> {
+        let def = self
+            .shared
+            .store
+            .definition(tenant, workflow, None)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "workflow",
+                id: workflow.to_string(),
+            })?;
+        let filter = InstanceFilter {
+            definition: Some(workflow.to_string()),
+            started_before: Some(to),
+            limit: 100_000,
+            ..InstanceFilter::default()
+        };
+        let mut runs = Vec::new();
+        for instance in self.shared.store.instances(tenant, &filter)? {
+            if instance.ended_at.is_some_and(|end| end < from) {
+                continue;
+            }
+            let history = self
+                .shared
+                .store
+                .history(tenant, &instance.id, 0, usize::MAX)?;
+            runs.push((instance, history));
+        }
+        Ok(crate::metrics::compute(&def.definition, &runs, from, to))
+    }
+
     /// Definitions of a tenant: every version.
     pub fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, ServiceError> {
         Ok(self.shared.store.definitions(tenant)?)

@@ -172,6 +172,7 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("GET", "/api/v1/instances/x"),
         ("POST", "/api/v1/instances/x/cancel"),
         ("GET", "/api/v1/tasks?role=manager"),
+        ("GET", "/api/v1/metrics/purchase-request"),
         ("POST", "/api/v1/tasks/x.t1/claim"),
         ("POST", "/api/v1/tasks/x.t1/unclaim"),
         ("POST", "/api/v1/tasks/x.t1/complete"),

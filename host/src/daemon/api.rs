@@ -3,6 +3,7 @@
 
 mod definitions;
 mod instances;
+mod metrics;
 mod plugins;
 mod tasks;
 
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/instances/{id}", get(instances::get))
         .route("/api/v1/instances/{id}/cancel", post(instances::cancel))
+        .route("/api/v1/metrics/{workflow}", get(metrics::workflow))
         .route("/api/v1/tasks", get(tasks::inbox))
         .route("/api/v1/tasks/{id}/claim", post(tasks::claim))
         .route("/api/v1/tasks/{id}/unclaim", post(tasks::unclaim))

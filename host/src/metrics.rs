@@ -1,0 +1,397 @@
+//! Workflow metrics, computed from instances' histories (the domain's definitions):
+//!
+//! - **cycle time**: an instance's start to its end, per outcome;
+//! - **task completion time**: a task becoming available to its completion, per step;
+//! - **handoff delay**: a task becoming available (the previous step's end) to the start of work
+//!   on it: its claim, or its completion when nobody claimed it;
+//! - **error rate**: failed plugin calls over all plugin calls, per step;
+//! - **automation share**: steps completed by plugins, timers or the engine rather than people.
+//!
+//! Percentiles (p50, p90, p99) over a time range, not only averages. Pure: events in, numbers out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::definition::Definition;
+use crate::engine::{Actor, Event, EventKind, Instance, Millis};
+
+/// Summary of durations, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub mean_ms: f64,
+    pub p50_ms: u64,
+    pub p90_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Summary {
+    /// Nearest-rank percentiles of `samples`.
+    pub fn of(mut samples: Vec<u64>) -> Summary {
+        if samples.is_empty() {
+            return Summary::default();
+        }
+        samples.sort_unstable();
+        let rank = |p: usize| {
+            samples[((samples.len() * p).div_ceil(100))
+                .saturating_sub(1)
+                .min(samples.len() - 1)]
+        };
+        Summary {
+            count: samples.len(),
+            mean_ms: samples.iter().sum::<u64>() as f64 / samples.len() as f64,
+            p50_ms: rank(50),
+            p90_ms: rank(90),
+            p99_ms: rank(99),
+            max_ms: samples[samples.len() - 1],
+        }
+    }
+}
+
+/// Metrics of one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StepMetrics {
+    pub completed: u64,
+    pub completed_by_people: u64,
+    pub task_completion: Summary,
+    pub handoff_delay: Summary,
+    pub plugin_calls: u64,
+    pub plugin_failures: u64,
+    /// `plugin_failures / plugin_calls`, or 0 without calls.
+    pub error_rate: f64,
+}
+
+/// Metrics of one workflow over a time range.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorkflowMetrics {
+    pub workflow: String,
+    pub from: Millis,
+    pub to: Millis,
+    pub started: u64,
+    pub ended: u64,
+    /// Outcome (`completed`, `rejected`, `cancelled`) → cycle times of instances ended in range.
+    pub cycle_time: BTreeMap<String, Summary>,
+    pub steps: BTreeMap<String, StepMetrics>,
+    /// Share of completed steps (tasks, approvals, actions, routes, waits, sub-workflows) that no
+    /// person completed.
+    pub automation_share: f64,
+}
+
+/// Kinds of step that count for automation share: structural steps (parallel, join, end) do not.
+fn counts_as_work(def: &Definition, step: &str) -> bool {
+    def.step(step)
+        .is_some_and(|s| !matches!(s.kind(), "parallel" | "join" | "end"))
+}
+
+/// Computes the metrics of `def`'s instances over `[from, to)`: events are counted when they
+/// happen in the range, durations when they end in it.
+pub fn compute(
+    def: &Definition,
+    instances: &[(Instance, Vec<Event>)],
+    from: Millis,
+    to: Millis,
+) -> WorkflowMetrics {
+    let in_range = |t: Millis| t >= from && t < to;
+    let mut cycle: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut completion: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut handoff: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut steps: BTreeMap<String, StepMetrics> = BTreeMap::new();
+    let (mut started, mut ended, mut work, mut automated) = (0, 0, 0u64, 0u64);
+
+    for (instance, events) in instances {
+        // task → (step, created at, first claim)
+        let mut tasks: HashMap<&str, (&str, Millis, Option<Millis>)> = HashMap::new();
+        for event in events {
+            let at = event.at;
+            match &event.kind {
+                EventKind::InstanceStarted { .. } if in_range(at) => started += 1,
+                EventKind::InstanceEnded { outcome, .. } if in_range(at) => {
+                    ended += 1;
+                    cycle
+                        .entry(outcome.clone())
+                        .or_default()
+                        .push(at.saturating_sub(instance.started_at));
+                }
+                EventKind::TaskCreated { task, step, .. } => {
+                    tasks.insert(task, (step, at, None));
+                }
+                EventKind::TaskClaimed { task } => {
+                    if let Some(entry) = tasks.get_mut(task.as_str()) {
+                        entry.2 = entry.2.or(Some(at));
+                    }
+                }
+                EventKind::TaskCompleted { task, .. } if in_range(at) => {
+                    if let Some((step, created, claimed)) = tasks.get(task.as_str()) {
+                        completion
+                            .entry(step.to_string())
+                            .or_default()
+                            .push(at.saturating_sub(*created));
+                        let started_work = claimed.unwrap_or(at);
+                        handoff
+                            .entry(step.to_string())
+                            .or_default()
+                            .push(started_work.saturating_sub(*created));
+                    }
+                }
+                EventKind::StepCompleted { step, .. } if in_range(at) => {
+                    let m = steps.entry(step.clone()).or_default();
+                    m.completed += 1;
+                    if event.actor.is_person() {
+                        m.completed_by_people += 1;
+                    }
+                    if counts_as_work(def, step) {
+                        work += 1;
+                        if !event.actor.is_person() {
+                            automated += 1;
+                        }
+                    }
+                }
+                EventKind::ActionSucceeded { step, .. } | EventKind::Routed { step, .. }
+                    if in_range(at) =>
+                {
+                    steps.entry(step.clone()).or_default().plugin_calls += 1;
+                }
+                EventKind::ApprovalRequired { step, .. } | EventKind::AutoApproved { step }
+                    if in_range(at) && matches!(event.actor, Actor::Plugin { .. }) =>
+                {
+                    steps.entry(step.clone()).or_default().plugin_calls += 1;
+                }
+                EventKind::PluginCallFailed { step, .. } if in_range(at) => {
+                    let m = steps.entry(step.clone()).or_default();
+                    m.plugin_calls += 1;
+                    m.plugin_failures += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    for (step, samples) in completion {
+        steps.entry(step).or_default().task_completion = Summary::of(samples);
+    }
+    for (step, samples) in handoff {
+        steps.entry(step).or_default().handoff_delay = Summary::of(samples);
+    }
+    for m in steps.values_mut() {
+        if m.plugin_calls > 0 {
+            m.error_rate = m.plugin_failures as f64 / m.plugin_calls as f64;
+        }
+    }
+    WorkflowMetrics {
+        workflow: def.id.clone(),
+        from,
+        to,
+        started,
+        ended,
+        cycle_time: cycle
+            .into_iter()
+            .map(|(k, v)| (k, Summary::of(v)))
+            .collect(),
+        steps,
+        automation_share: if work == 0 {
+            0.0
+        } else {
+            automated as f64 / work as f64
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::{Format, parse};
+    use crate::engine::Status;
+
+    const DEF: &str = r#"
+id = "w"
+start = "review"
+[[steps]]
+id = "review"
+kind = "task"
+role = "r"
+next = "pay"
+[[steps]]
+id = "pay"
+kind = "action"
+plugin = "p"
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+    fn ev(seq: u64, at: Millis, actor: Actor, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at,
+            actor,
+            kind,
+            reason: None,
+        }
+    }
+
+    fn instance(id: &str, started_at: Millis) -> Instance {
+        let mut i: Instance = serde_json::from_value(serde_json::json!({
+            "id": id, "tenant": "t", "definition_id": "w", "definition_version": 1, "plugins": {},
+            "status": "completed", "data": {}, "tokens": {}, "tasks": {}, "timers": {}, "forks": {},
+            "parent": null, "started_by": "s", "started_at": 0, "ended_at": null, "version": 1,
+            "history_len": 0, "next_id": 1
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        i.started_at = started_at;
+        i.status = Status::Completed;
+        i
+    }
+
+    /// An instance started at `t`: a task waits `wait` before its claim, takes `work` more, then
+    /// the plugin fails `failures` times before it pays.
+    fn run(id: &str, t: Millis, wait: u64, work: u64, failures: u64) -> (Instance, Vec<Event>) {
+        let ann = Actor::person("ann");
+        let plugin = Actor::Plugin {
+            name: "p".into(),
+            sha256: "s".into(),
+        };
+        let task = format!("{id}.t1");
+        let mut events = vec![
+            ev(
+                0,
+                t,
+                ann.clone(),
+                EventKind::InstanceStarted {
+                    definition: "w".into(),
+                    version: 1,
+                    data: serde_json::json!({}),
+                },
+            ),
+            ev(
+                1,
+                t,
+                Actor::System,
+                EventKind::TaskCreated {
+                    task: task.clone(),
+                    step: "review".into(),
+                    assignee: None,
+                    role: Some("r".into()),
+                    candidates: vec![],
+                    due_at: None,
+                },
+            ),
+            ev(
+                2,
+                t + wait,
+                ann.clone(),
+                EventKind::TaskClaimed { task: task.clone() },
+            ),
+            ev(
+                3,
+                t + wait + work,
+                ann.clone(),
+                EventKind::TaskCompleted {
+                    task,
+                    step: "review".into(),
+                    outcome: None,
+                },
+            ),
+            ev(
+                4,
+                t + wait + work,
+                ann,
+                EventKind::StepCompleted {
+                    step: "review".into(),
+                    token: 1,
+                    outcome: None,
+                },
+            ),
+        ];
+        let mut at = t + wait + work;
+        for n in 0..failures {
+            at += 10;
+            events.push(ev(
+                5 + n,
+                at,
+                plugin.clone(),
+                EventKind::PluginCallFailed {
+                    step: "pay".into(),
+                    attempt: n as u32 + 1,
+                    error: "busy".into(),
+                    retry_at: None,
+                },
+            ));
+        }
+        at += 10;
+        events.push(ev(
+            20,
+            at,
+            plugin.clone(),
+            EventKind::ActionSucceeded {
+                step: "pay".into(),
+                attempt: 1,
+                note: String::new(),
+            },
+        ));
+        events.push(ev(
+            21,
+            at,
+            plugin,
+            EventKind::StepCompleted {
+                step: "pay".into(),
+                token: 1,
+                outcome: None,
+            },
+        ));
+        events.push(ev(
+            22,
+            at,
+            Actor::System,
+            EventKind::InstanceEnded {
+                outcome: "completed".into(),
+                step: Some("done".into()),
+            },
+        ));
+        (instance(id, t), events)
+    }
+
+    #[test]
+    fn metrics_follow_the_domain_definitions() {
+        let def = parse("w.toml", DEF, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+        let data = vec![
+            run("a", 1_000, 100, 900, 0),
+            run("b", 2_000, 300, 700, 1),
+            run("c", 3_000, 500, 500, 3),
+        ];
+        let m = compute(&def, &data, 0, 100_000);
+        assert_eq!((m.started, m.ended), (3, 3));
+        let review = &m.steps["review"];
+        assert_eq!(review.task_completion.count, 3);
+        assert_eq!(review.task_completion.p50_ms, 1_000);
+        assert_eq!(review.handoff_delay.p50_ms, 300);
+        assert_eq!(review.handoff_delay.max_ms, 500);
+        let pay = &m.steps["pay"];
+        assert_eq!((pay.plugin_calls, pay.plugin_failures), (7, 4));
+        assert!((pay.error_rate - 4.0 / 7.0).abs() < 1e-9);
+        // review by a person, pay by the plugin: half the work is automated.
+        assert!((m.automation_share - 0.5).abs() < 1e-9);
+        let cycle = &m.cycle_time["completed"];
+        assert_eq!((cycle.count, cycle.p50_ms), (3, 1_020));
+        assert_eq!(cycle.max_ms, 1_040);
+    }
+
+    #[test]
+    fn the_time_range_selects_what_ended_in_it() {
+        let def = parse("w.toml", DEF, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+        let data = vec![run("a", 1_000, 100, 900, 0), run("b", 50_000, 100, 900, 0)];
+        let m = compute(&def, &data, 0, 10_000);
+        assert_eq!((m.started, m.ended), (1, 1));
+        assert_eq!(m.steps["review"].task_completion.count, 1);
+        assert_eq!(compute(&def, &data, 60_000, 70_000).ended, 0);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let s = Summary::of((1..=100).collect());
+        assert_eq!((s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms), (50, 90, 99, 100));
+        assert_eq!(Summary::of(vec![]).count, 0);
+        assert_eq!(Summary::of(vec![7]).p99_ms, 7);
+    }
+}
