@@ -17,7 +17,7 @@ pub use config::{ConfigError, DaemonConfig};
 pub use error::ApiError;
 
 use crate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig, RuntimeError};
-use crate::service::{Flowgate, LogNotifier, ServiceError, SystemClock};
+use crate::service::{Flowgate, ServiceError, SystemClock, WebhookNotifier};
 use crate::store::{RedbStore, StoreError};
 use crate::tenant::{TenantConfig, TenantError};
 
@@ -75,12 +75,12 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         tenants.insert(tenant.id.clone(), tenant);
     }
     let store = RedbStore::open(config.data_dir.join("flowgate.redb"))?;
-    let flowgate = Flowgate::open(
-        Arc::new(store),
-        registry,
-        Arc::new(SystemClock),
-        Arc::new(LogNotifier),
-    )?;
+    let hooks = tenants
+        .values()
+        .filter_map(|t| t.webhook.clone().map(|w| (t.id.clone(), w)))
+        .collect();
+    let notifier = Arc::new(WebhookNotifier::new(hooks));
+    let flowgate = Flowgate::open(Arc::new(store), registry, Arc::new(SystemClock), notifier)?;
     for tenant in tenants.values() {
         tenant.deploy_workflows(&flowgate).await?;
     }

@@ -5,6 +5,7 @@
 mod clock;
 mod driver;
 mod notify;
+mod webhook;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,6 +16,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use notify::{BoxFuture, Delivery, LogNotifier, Notifier, RecordingNotifier};
+pub use webhook::{WebhookConfig, WebhookNotifier, signature};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
@@ -50,6 +52,9 @@ pub(crate) struct Shared {
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
     /// Outbox entries and timers being carried out, so none is dispatched twice at once.
     in_flight: Mutex<HashSet<(String, String)>>,
+    /// Outbox entries whose last attempt failed: attempts so far and when to try again. Kept in
+    /// memory: after a restart everything pending is tried at once.
+    backoff: Mutex<HashMap<(String, u64), (u32, u64)>>,
 }
 
 impl Shared {
@@ -146,6 +151,7 @@ impl Flowgate {
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);

@@ -36,6 +36,8 @@ pub struct TenantConfig {
     pub workflows: Option<PathBuf>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Where notifications (task assigned, reminders, overdue, escalated, finished) are POSTed.
+    pub webhook: Option<crate::service::WebhookConfig>,
     /// API credentials (used by the daemon).
     #[serde(default)]
     pub tokens: Vec<crate::daemon::TokenConfig>,

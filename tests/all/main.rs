@@ -8,6 +8,7 @@ mod guests;
 mod plugin_runtime;
 mod scenarios;
 mod store_model;
+mod webhooks;
 
 /// Every guest component built from `plugins/` must have a test module in `guests/`: a new guest
 /// without one fails to compile here.

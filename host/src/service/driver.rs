@@ -50,14 +50,19 @@ impl Flowgate {
                 });
             }
             for entry in self.shared.store.outbox(&tenant, 0, PAGE)? {
+                if self.backing_off(&tenant, entry.id, now) {
+                    continue;
+                }
                 let key = (tenant.clone(), format!("outbox:{}", entry.id));
                 if !self.claim(&key) {
                     continue;
                 }
                 count += 1;
                 let this = self.clone();
+                let (tenant, id) = (tenant.clone(), entry.id);
                 work.spawn(async move {
                     let result = this.execute(entry).await;
+                    this.settle_attempt(&tenant, id, result.is_ok());
                     this.release(&key);
                     result
                 });
@@ -103,6 +108,38 @@ impl Flowgate {
                 _ = tokio::time::sleep(tick) => {}
             }
         }
+    }
+
+    /// Whether an entry's last failure asks to wait longer.
+    fn backing_off(&self, tenant: &str, id: u64, now: u64) -> bool {
+        let backoff = self
+            .shared
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        backoff
+            .get(&(tenant.to_string(), id))
+            .is_some_and(|(_, next)| *next > now)
+    }
+
+    /// Records an attempt: a failure waits 1 s, 2 s, 4 s ... up to 5 minutes before the next.
+    fn settle_attempt(&self, tenant: &str, id: u64, ok: bool) {
+        let mut backoff = self
+            .shared
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (tenant.to_string(), id);
+        if ok {
+            backoff.remove(&key);
+            return;
+        }
+        let attempts = backoff.get(&key).map_or(0, |(a, _)| *a) + 1;
+        let wait = (1_000u64 << attempts.saturating_sub(1).min(20)).min(300_000);
+        backoff.insert(
+            key,
+            (attempts, self.shared.clock.now().saturating_add(wait)),
+        );
     }
 
     fn claim(&self, key: &(String, String)) -> bool {

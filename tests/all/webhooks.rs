@@ -1,0 +1,253 @@
+//! Webhook notifications against a real HTTP receiver on loopback: signed with HMAC-SHA256, each
+//! with a delivery id; failures retried with backoff; pending deliveries survive a restart.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowgate::plugin::PluginRegistry;
+use flowgate::service::{Flowgate, ManualClock, WebhookConfig, WebhookNotifier};
+use flowgate::store::RedbStore;
+use flowgate::tenant::TenantConfig;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec-test";
+
+/// What the receiver saw: headers (lowercased names) and body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A minimal HTTP/1.1 receiver: answers 500 to the first `fail_first` requests, then 204.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+fn receiver(fail_first: usize) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/hook",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (seen, count) = (received.clone(), requests.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut headers = BTreeMap::new();
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line); // request line
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let status = if n < fail_first {
+                "500 Internal Server Error"
+            } else {
+                "204 No Content"
+            };
+            if n >= fail_first
+                && let Ok(mut s) = seen.lock()
+            {
+                s.push(Received { headers, body });
+            }
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    Receiver {
+        url,
+        received,
+        requests,
+    }
+}
+
+async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualClock>) -> Flowgate {
+    let tenant = TenantConfig::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let registry = PluginRegistry::new(crate::common::runtime().clone());
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hook = WebhookConfig {
+        url: url.to_string(),
+        secret: SECRET.to_string(),
+        timeout_ms: 2_000,
+    };
+    let notifier = Arc::new(WebhookNotifier::new(BTreeMap::from([(
+        "acme".to_string(),
+        hook,
+    )])));
+    let flowgate = Flowgate::open(store, Arc::new(registry), clock, notifier)
+        .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+}
+
+fn expected_signature(body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn doc_data() -> Map<String, Value> {
+    match json!({"author": "amos"}) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_signed_retried_with_backoff_and_deduplicable() {
+    let rx = receiver(2);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store =
+        Arc::new(RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}")));
+    let clock = Arc::new(ManualClock::new(crate::scenarios::T0));
+    let flowgate = flowgate_with_hook(store, &rx.url, clock.clone()).await;
+    flowgate
+        .start("acme", "document-approval", doc_data(), "amos", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Attempt 1 fails; attempt 2 waits 1 s and fails; attempt 3 waits 2 s more and succeeds.
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_millis(999));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 1, "still backing off");
+    clock.advance(Duration::from_millis(1));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_secs(2));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    clock.advance(Duration::from_secs(60));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rx.requests.load(Ordering::SeqCst),
+        3,
+        "delivered once it succeeded, not again"
+    );
+
+    let received = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+    assert_eq!(received.len(), 1);
+    let r = &received[0];
+    assert_eq!(
+        r.headers.get("x-flowgate-signature"),
+        Some(&expected_signature(&r.body))
+    );
+    let payload: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(
+        r.headers.get("x-flowgate-delivery").map(String::as_str),
+        payload["id"].as_u64().map(|i| i.to_string()).as_deref()
+    );
+    assert_eq!(payload["tenant"], "acme");
+    assert_eq!(payload["notification"]["kind"], "task-assigned");
+    assert_eq!(payload["notification"]["roles"], json!(["reviewer"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_deliveries_survive_a_restart() {
+    // Nothing listens at first: deliveries stay pending in the outbox.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let dead_url = format!(
+        "http://{}/hook",
+        closed
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("f.redb");
+    let clock = Arc::new(ManualClock::new(crate::scenarios::T0));
+    {
+        let store = Arc::new(RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+        let flowgate = flowgate_with_hook(store, &dead_url, clock.clone()).await;
+        for _ in 0..3 {
+            flowgate
+                .start("acme", "document-approval", doc_data(), "amos", None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        flowgate
+            .run_until_idle()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Restart with a receiver that works: every pending delivery arrives, once.
+    let rx = receiver(0);
+    let store = loop {
+        match RedbStore::open(&path) {
+            Ok(store) => break Arc::new(store),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let flowgate = flowgate_with_hook(store, &rx.url, clock).await;
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let received = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut ids: Vec<String> = received
+        .iter()
+        .filter_map(|r| r.headers.get("x-flowgate-delivery").cloned())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "no duplicates");
+}
