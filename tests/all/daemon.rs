@@ -26,7 +26,14 @@ impl Drop for Daemon {
 }
 
 fn start(max_body_bytes: usize) -> Daemon {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    start_in(
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+        max_body_bytes,
+    )
+}
+
+/// Starts the daemon on `dir` (its data folder is `dir/data`), which may hold earlier data.
+fn start_in(dir: tempfile::TempDir, max_body_bytes: usize) -> Daemon {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = [{:?}, {:?}]\nmax_body_bytes = {max_body_bytes}\ntick_ms = 50\n",
@@ -250,7 +257,7 @@ fn another_tenants_data_is_not_found_on_every_endpoint() {
         .flatten()
         .filter_map(|d| d["id"].as_str())
         .collect();
-    assert_eq!(ids, ["leave-request"]);
+    assert_eq!(ids, ["follow-up", "leave-request"]);
     let (_, plugins) = d.call("GET", "/api/v1/plugins", g, None);
     assert_eq!(plugins, json!([]));
     // And acme's instance is untouched.
@@ -534,11 +541,8 @@ fn plugins_upload_with_grants_checked_and_hot_swap() {
     assert_eq!(after["instance"]["plugins"]["purchase-approval"], pinned);
 }
 
-#[test]
-fn sigterm_finishes_gracefully() {
-    let mut d = start(1 << 20);
-    let instance = start_purchase(&d, 70_000, "office");
-    d.task_for(&instance, "manager");
+/// Sends SIGTERM and waits for a clean exit.
+fn terminate(d: &mut Daemon) {
     let pid = d.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();
     assert!(killed.is_ok_and(|s| s.success()));
@@ -556,4 +560,59 @@ fn sigterm_finishes_gracefully() {
         status.is_some_and(|s| s.success()),
         "exit status {status:?}"
     );
+}
+
+#[test]
+fn sigterm_finishes_gracefully() {
+    let mut d = start(1 << 20);
+    let instance = start_purchase(&d, 70_000, "office");
+    d.task_for(&instance, "manager");
+    terminate(&mut d);
+}
+
+#[test]
+fn a_timer_due_while_the_daemon_was_down_fires_after_its_restart() {
+    let mut d = start(1 << 20);
+    let g = Some(GLOBEX_ADMIN);
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        g,
+        Some(json!({"workflow": "follow-up"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    terminate(&mut d);
+    // Past the 2 s wait while nothing runs.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let dir = std::mem::replace(
+        &mut d._dir,
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+    );
+    drop(d);
+    let d = start_in(dir, 1 << 20);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = d.call("GET", &format!("/api/v1/instances/{id}"), g, None);
+        let waits_ended = body["history"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter(|e| e["event"] == "step-completed" && e["step"] == "pause")
+                    .count()
+            })
+            .unwrap_or(0);
+        if waits_ended == 1 {
+            let open = body["instance"]["tasks"]
+                .as_object()
+                .map(|t| t.values().filter(|t| t["status"] == "open").count());
+            assert_eq!(open, Some(1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timer did not fire after the restart: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
