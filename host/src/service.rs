@@ -5,6 +5,7 @@
 mod clock;
 mod driver;
 mod notify;
+mod telemetry;
 mod webhook;
 mod writer;
 
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use notify::{BoxFuture, Delivery, LogNotifier, Notifier, RecordingNotifier};
+pub use telemetry::Telemetry;
 pub use webhook::{WebhookConfig, WebhookNotifier, signature};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
@@ -55,6 +57,7 @@ pub(crate) struct Shared {
     /// Outbox entries whose last attempt failed: attempts so far and when to try again. Kept in
     /// memory: after a restart everything pending is tried at once.
     backoff: Mutex<HashMap<(String, u64), (u32, u64)>>,
+    pub telemetry: Telemetry,
 }
 
 impl Shared {
@@ -152,6 +155,7 @@ impl Flowgate {
             definitions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
+            telemetry: Telemetry::default(),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -181,15 +185,36 @@ impl Flowgate {
 
     async fn send<T>(
         &self,
+        kind: &'static str,
         make: impl FnOnce(writer::Reply<T>) -> Request,
     ) -> Result<T, ServiceError> {
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.writer
             .send(make(tx))
             .await
             .map_err(|_| ServiceError::Unavailable("the writer has stopped".to_string()))?;
-        rx.await
-            .map_err(|_| ServiceError::Unavailable("the writer dropped the request".to_string()))?
+        let result = rx
+            .await
+            .map_err(|_| ServiceError::Unavailable("the writer dropped the request".to_string()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.shared.telemetry.command(kind, result.is_ok(), seconds);
+        result
+    }
+
+    /// Prometheus metrics: counters and histograms, plus timers due, pending outbox entries and
+    /// the writer's queue, read now.
+    pub fn render_metrics(&self) -> Result<String, ServiceError> {
+        let now = self.shared.clock.now();
+        let queue = self.writer.max_capacity() - self.writer.capacity();
+        for tenant in self.shared.store.tenants()? {
+            let due = self.shared.store.due_timers(&tenant, now, 100_000)?.len();
+            let pending = self.shared.store.outbox(&tenant, 0, 100_000)?.len();
+            self.shared
+                .telemetry
+                .set_depths(&tenant, due, pending, queue);
+        }
+        Ok(self.shared.telemetry.render())
     }
 
     /// Parses and validates a definition for `tenant` without deploying it.
@@ -220,7 +245,7 @@ impl Flowgate {
         let definition = Box::new(self.validate(tenant, file, source)?);
         let (tenant, source) = (tenant.to_string(), source.to_string());
         let (stored, new_version) = self
-            .send(|reply| Request::Deploy {
+            .send("deploy", |reply| Request::Deploy {
                 tenant,
                 definition,
                 source,
@@ -264,7 +289,8 @@ impl Flowgate {
             key,
             parent,
         });
-        self.send(|reply| Request::Start { start, reply }).await
+        self.send("start", |reply| Request::Start { start, reply })
+            .await
     }
 
     /// Applies a command to an instance.
@@ -286,7 +312,7 @@ impl Flowgate {
     ) -> Result<Instance, ServiceError> {
         let (tenant, instance, command) =
             (tenant.to_string(), instance.to_string(), Box::new(command));
-        self.send(|reply| Request::Command {
+        self.send("command", |reply| Request::Command {
             tenant,
             instance,
             command,

@@ -363,6 +363,54 @@ fn a_purchase_approval_driven_only_through_http() {
         None,
     );
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // Prometheus metrics count what happened.
+    let (status, text) = d.call("GET", "/metrics", None, None);
+    let text = text.as_str().unwrap_or_default().to_string();
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("flowgate_commands_total{kind=\"start\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "plugin=\"purchase-approval\",capability=\"approval-policy\",outcome=\"ok\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("flowgate_commit_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("flowgate_outbox_pending{tenant=\"acme\"}"),
+        "{text}"
+    );
+
+    // Workflow metrics from the history: one completed instance; the order step done by a person;
+    // the approval decided by the plugin (one call, no failure).
+    let (status, m) = d.call(
+        "GET",
+        "/api/v1/metrics/purchase-request",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["ended"], 1);
+    assert_eq!(m["cycle_time"]["completed"]["count"], 1);
+    assert_eq!(m["steps"]["order"]["completed_by_people"], 1);
+    assert_eq!(m["steps"]["order"]["task_completion"]["count"], 1);
+    assert_eq!(
+        (
+            m["steps"]["approval"]["plugin_calls"].as_u64(),
+            m["steps"]["approval"]["error_rate"].as_f64()
+        ),
+        (Some(1), Some(0.0))
+    );
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/metrics/purchase-request?from=10&to=5",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!((status, code(&body)), (400, "invalid"));
 }
 
 #[test]

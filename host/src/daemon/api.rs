@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(prometheus))
         .route(
             "/api/v1/definitions",
             get(definitions::list).post(definitions::deploy),
@@ -47,6 +48,21 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Prometheus metrics. Unauthenticated like most scrape endpoints: keep it on a trusted network
+/// (it names tenants and their plugins).
+async fn prometheus(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let text = state.flowgate.render_metrics()?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    ))
 }
 
 /// Ready when the store answers and every tenant's plugins are loaded.

@@ -220,6 +220,10 @@ impl Flowgate {
                     }
                     Err(f) => Err(f),
                 };
+                let ok = result.is_ok();
+                self.shared
+                    .telemetry
+                    .plugin_call(tenant, &plugin, "step-action", ok);
                 report(Command::ActionDone {
                     token,
                     activation,
@@ -263,6 +267,10 @@ impl Flowgate {
                     }
                     Err(f) => Err(f),
                 };
+                let ok = result.is_ok();
+                self.shared
+                    .telemetry
+                    .plugin_call(tenant, &plugin, "approval-policy", ok);
                 report(Command::PolicyDone {
                     token,
                     activation,
@@ -304,6 +312,10 @@ impl Flowgate {
                     }
                     Err(f) => Err(f),
                 };
+                let ok = result.is_ok();
+                self.shared
+                    .telemetry
+                    .plugin_call(tenant, &plugin, "router", ok);
                 report(Command::RouteDone {
                     token,
                     activation,
@@ -366,7 +378,7 @@ impl Flowgate {
 
     async fn mark_done(&self, tenant: &str, outbox: u64) -> Result<(), ServiceError> {
         let tenant = tenant.to_string();
-        self.send(|reply| super::writer::Request::Done {
+        self.send("done", |reply| super::writer::Request::Done {
             tenant,
             outbox,
             reply,

@@ -146,7 +146,11 @@ impl Writer {
         let committed = if batch.changes.is_empty() {
             Ok(())
         } else {
-            self.shared.store.commit(&batch.changes)
+            let started = std::time::Instant::now();
+            let committed = self.shared.store.commit(&batch.changes);
+            let seconds = started.elapsed().as_secs_f64();
+            self.shared.telemetry.commit(pending.len(), seconds);
+            committed
         };
         match committed {
             Ok(()) => {

@@ -1,0 +1,168 @@
+//! Prometheus metrics of the engine: commands by kind and outcome with their latency to
+//! acknowledgement, commit batches, plugin calls by outcome, and (read at scrape time) timers
+//! due, pending outbox entries and the writer's queue.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    tenant: String,
+    plugin: String,
+    capability: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+/// The engine's metrics.
+pub struct Telemetry {
+    registry: Registry,
+    commands: Family<CommandLabels, Counter>,
+    latency: Family<KindLabel, Histogram, fn() -> Histogram>,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
+    plugin_calls: Family<PluginLabels, Counter>,
+    timers_due: Family<TenantLabel, Gauge>,
+    outbox_pending: Family<TenantLabel, Gauge>,
+    writer_queue: Gauge,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("flowgate");
+        let t = Telemetry {
+            commands: Family::default(),
+            latency: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            commit_seconds: seconds_histogram(),
+            plugin_calls: Family::default(),
+            timers_due: Family::default(),
+            outbox_pending: Family::default(),
+            writer_queue: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "commands",
+            "Commands handled, by kind and outcome",
+            t.commands.clone(),
+        );
+        registry.register(
+            "command_seconds",
+            "Time from a command's submission to its acknowledgement",
+            t.latency.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Commands committed per transaction",
+            t.batch_size.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time of one durable commit",
+            t.commit_seconds.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin calls carried out by the driver, by outcome",
+            t.plugin_calls.clone(),
+        );
+        registry.register(
+            "timers_due",
+            "Timers due and not yet fired",
+            t.timers_due.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Effects waiting in the outbox",
+            t.outbox_pending.clone(),
+        );
+        registry.register(
+            "writer_queue",
+            "Commands waiting for the writer",
+            t.writer_queue.clone(),
+        );
+        Telemetry { registry, ..t }
+    }
+}
+
+impl Telemetry {
+    pub(crate) fn command(&self, kind: &'static str, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.commands
+            .get_or_create(&CommandLabels { kind, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&KindLabel { kind })
+            .observe(seconds);
+    }
+
+    pub(crate) fn commit(&self, batch: usize, seconds: f64) {
+        self.batch_size.observe(batch as f64);
+        self.commit_seconds.observe(seconds);
+    }
+
+    pub(crate) fn plugin_call(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        capability: &'static str,
+        ok: bool,
+    ) {
+        let outcome = if ok { "ok" } else { "error" };
+        let labels = PluginLabels {
+            tenant: tenant.to_string(),
+            plugin: plugin.to_string(),
+            capability,
+            outcome,
+        };
+        self.plugin_calls.get_or_create(&labels).inc();
+    }
+
+    pub(crate) fn set_depths(&self, tenant: &str, timers_due: usize, outbox: usize, queue: usize) {
+        let label = TenantLabel {
+            tenant: tenant.to_string(),
+        };
+        self.timers_due.get_or_create(&label).set(timers_due as i64);
+        self.outbox_pending.get_or_create(&label).set(outbox as i64);
+        self.writer_queue.set(queue as i64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "telemetry: cannot encode metrics");
+        }
+        out
+    }
+}
