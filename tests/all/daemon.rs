@@ -306,6 +306,14 @@ fn a_purchase_approval_driven_only_through_http() {
     let (status, _) = d.call("GET", "/api/v1/tasks?role=procurement", dora, None);
     assert_eq!(status, 403, "dora may not read procurement's inbox");
 
+    // Claim, give back, and a second give-back is refused.
+    let claim = format!("/api/v1/tasks/{director_task}/claim");
+    let unclaim = format!("/api/v1/tasks/{director_task}/unclaim");
+    assert_eq!(d.call("POST", &claim, dora, None).0, 200);
+    assert_eq!(d.call("POST", &unclaim, dora, None).0, 200);
+    let (status, body) = d.call("POST", &unclaim, dora, None);
+    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+
     let (status, body) = d.call(
         "POST",
         &format!("/api/v1/tasks/{director_task}/complete"),

@@ -190,40 +190,26 @@ impl Flowgate {
                 params,
                 key,
             } => {
-                let call = self.pinned(&current, &plugin).map(|p| {
-                    let request = ActionRequest {
-                        context: context(&current, &step),
-                        action,
-                        params: params.to_string(),
-                        idempotency: IdempotencyKey {
-                            key,
-                            instance_id: current.id.clone(),
-                            step_id: step.clone(),
-                            attempt,
-                        },
-                    };
-                    (p, request)
-                });
-                let result = match call {
-                    Ok((p, request)) => {
-                        blocking(move || {
-                            let plugin_ref = plugin_ref(&p);
-                            p.run_action(&request)
-                                .map(|c| ActionOutput {
-                                    data: c.value.data,
-                                    note: c.value.note,
-                                    plugin: plugin_ref.clone(),
-                                })
-                                .map_err(|e| failure(&e, &plugin_ref))
-                        })
-                        .await?
-                    }
-                    Err(f) => Err(f),
+                let request = ActionRequest {
+                    context: context(&current, &step),
+                    action,
+                    params: params.to_string(),
+                    idempotency: IdempotencyKey {
+                        key,
+                        instance_id: current.id.clone(),
+                        step_id: step,
+                        attempt,
+                    },
                 };
-                let ok = result.is_ok();
-                self.shared
-                    .telemetry
-                    .plugin_call(tenant, &plugin, "step-action", ok);
+                let result = self
+                    .call_plugin(&current, &plugin, "step-action", move |p, by| {
+                        p.run_action(&request).map(|c| ActionOutput {
+                            data: c.value.data,
+                            note: c.value.note,
+                            plugin: by,
+                        })
+                    })
+                    .await?;
                 report(Command::ActionDone {
                     token,
                     activation,
@@ -243,34 +229,21 @@ impl Flowgate {
                 category,
                 requester,
             } => {
-                let call = self.pinned(&current, &plugin).map(|p| {
-                    let request = ApprovalRequest {
-                        context: context(&current, &step),
-                        amount: amount.map(|minor_units| Money {
-                            currency,
-                            minor_units,
-                        }),
-                        category,
-                        requester,
-                    };
-                    (p, request)
-                });
-                let result = match call {
-                    Ok((p, request)) => {
-                        blocking(move || {
-                            let plugin_ref = plugin_ref(&p);
-                            p.evaluate_approval(&request)
-                                .map(|c| requirement(c.value, plugin_ref.clone()))
-                                .map_err(|e| failure(&e, &plugin_ref))
-                        })
-                        .await?
-                    }
-                    Err(f) => Err(f),
+                let request = ApprovalRequest {
+                    context: context(&current, &step),
+                    amount: amount.map(|minor_units| Money {
+                        currency,
+                        minor_units,
+                    }),
+                    category,
+                    requester,
                 };
-                let ok = result.is_ok();
-                self.shared
-                    .telemetry
-                    .plugin_call(tenant, &plugin, "approval-policy", ok);
+                let result = self
+                    .call_plugin(&current, &plugin, "approval-policy", move |p, by| {
+                        p.evaluate_approval(&request)
+                            .map(|c| requirement(c.value, by))
+                    })
+                    .await?;
                 report(Command::PolicyDone {
                     token,
                     activation,
@@ -287,35 +260,19 @@ impl Flowgate {
                 plugin,
                 candidates,
             } => {
-                let call = self.pinned(&current, &plugin).map(|p| {
-                    (
-                        p,
-                        RouteRequest {
-                            context: context(&current, &step),
-                            candidates,
-                        },
-                    )
-                });
-                let result = match call {
-                    Ok((p, request)) => {
-                        blocking(move || {
-                            let plugin_ref = plugin_ref(&p);
-                            p.route(&request)
-                                .map(|c| Routed {
-                                    next: c.value.next,
-                                    reason: c.value.reason,
-                                    plugin: plugin_ref.clone(),
-                                })
-                                .map_err(|e| failure(&e, &plugin_ref))
-                        })
-                        .await?
-                    }
-                    Err(f) => Err(f),
+                let request = RouteRequest {
+                    context: context(&current, &step),
+                    candidates,
                 };
-                let ok = result.is_ok();
-                self.shared
-                    .telemetry
-                    .plugin_call(tenant, &plugin, "router", ok);
+                let result = self
+                    .call_plugin(&current, &plugin, "router", move |p, by| {
+                        p.route(&request).map(|c| Routed {
+                            next: c.value.next,
+                            reason: c.value.reason,
+                            plugin: by,
+                        })
+                    })
+                    .await?;
                 report(Command::RouteDone {
                     token,
                     activation,
@@ -384,6 +341,31 @@ impl Flowgate {
             reply,
         })
         .await
+    }
+
+    /// Calls the plugin version the instance is pinned to, on the blocking pool, and counts the
+    /// outcome. A failure is the engine's to handle (retry, incident), so it is a value here.
+    async fn call_plugin<T: Send + 'static>(
+        &self,
+        instance: &Instance,
+        name: &str,
+        capability: &'static str,
+        call: impl FnOnce(&LoadedPlugin, PluginRef) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<Result<T, EffectFailure>, ServiceError> {
+        let result = match self.pinned(instance, name) {
+            Ok(plugin) => {
+                blocking(move || {
+                    let by = plugin_ref(&plugin);
+                    call(&plugin, by.clone()).map_err(|e| failure(&e, &by))
+                })
+                .await?
+            }
+            Err(missing) => Err(missing),
+        };
+        self.shared
+            .telemetry
+            .plugin_call(&instance.tenant, name, capability, result.is_ok());
+        Ok(result)
     }
 
     /// The plugin version the instance is pinned to.

@@ -100,14 +100,7 @@ pub async fn claim(
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let act = optional(&body)?;
-    let by = caller.person(act.by)?;
-    let instance = instance_of(&task)?;
-    let done = s
-        .flowgate
-        .command(caller.tenant(), &instance, Command::ClaimTask { task, by })
-        .await?;
-    Ok(Json(json!({"instance": done.id, "version": done.version})))
+    claim_or_unclaim(s, caller, task, body, true).await
 }
 
 pub async fn unclaim(
@@ -116,16 +109,26 @@ pub async fn unclaim(
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let act = optional(&body)?;
-    let by = caller.person(act.by)?;
+    claim_or_unclaim(s, caller, task, body, false).await
+}
+
+async fn claim_or_unclaim(
+    s: AppState,
+    caller: Caller,
+    task: String,
+    body: Bytes,
+    claim: bool,
+) -> Result<Json<Value>, ApiError> {
+    let by = caller.person(optional(&body)?.by)?;
     let instance = instance_of(&task)?;
+    let command = if claim {
+        Command::ClaimTask { task, by }
+    } else {
+        Command::UnclaimTask { task, by }
+    };
     let done = s
         .flowgate
-        .command(
-            caller.tenant(),
-            &instance,
-            Command::UnclaimTask { task, by },
-        )
+        .command(caller.tenant(), &instance, command)
         .await?;
     Ok(Json(json!({"instance": done.id, "version": done.version})))
 }
