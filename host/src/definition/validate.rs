@@ -111,7 +111,7 @@ pub fn validate(def: &Definition, catalog: &dyn Catalog) -> Vec<Problem> {
         }
         check_step(&mut c, i, step, &index, catalog);
     }
-    check_joins(&mut c, &index);
+    check_joins(&mut c);
     check_reachability(&mut c, &index);
     c.problems
 }
@@ -317,7 +317,7 @@ fn check_wait(c: &mut Checker<'_>, i: usize, w: &WaitStep) {
 }
 
 /// Every join belongs to exactly one parallel step, and a quorum fits its branches.
-fn check_joins(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
+fn check_joins(c: &mut Checker<'_>) {
     let def = c.def;
     for (i, step) in def.steps.iter().enumerate() {
         let Step::Join(join) = step else { continue };
@@ -355,7 +355,6 @@ fn check_joins(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
             }
             _ => c.at(Some(i), "", "more than one parallel step names this join"),
         }
-        let _ = index;
     }
 }
 
