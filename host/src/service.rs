@@ -43,6 +43,16 @@ pub enum ServiceError {
     Unavailable(String),
 }
 
+/// The instance a task belongs to (task ids are `{instance}.t{n}`).
+pub fn task_instance(task: &str) -> Result<String, ServiceError> {
+    Instance::of_task(task)
+        .map(str::to_string)
+        .ok_or_else(|| ServiceError::NotFound {
+            what: "task",
+            id: task.to_string(),
+        })
+}
+
 /// What the writer and the driver share.
 pub(crate) struct Shared {
     pub store: Arc<dyn Storage>,
@@ -331,12 +341,7 @@ impl Flowgate {
         outcome: Option<String>,
         data: Map<String, Value>,
     ) -> Result<Instance, ServiceError> {
-        let instance = Instance::of_task(task)
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "task",
-                id: task.to_string(),
-            })?
-            .to_string();
+        let instance = task_instance(task)?;
         let command = Command::CompleteTask {
             task: task.to_string(),
             by,
@@ -354,12 +359,7 @@ impl Flowgate {
         task: &str,
         by: Person,
     ) -> Result<Instance, ServiceError> {
-        let instance = Instance::of_task(task)
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "task",
-                id: task.to_string(),
-            })?
-            .to_string();
+        let instance = task_instance(task)?;
         let command = Command::ClaimTask {
             task: task.to_string(),
             by,

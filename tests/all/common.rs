@@ -77,3 +77,14 @@ pub fn action(action: &str, data: serde_json::Value, params: serde_json::Value) 
         },
     }
 }
+
+/// Opens a redb file whose previous owner (a dropped service) may still be closing it: the
+/// writer thread lets go of the file only once every handle to it is gone.
+pub async fn reopen(path: &std::path::Path) -> flowgate::store::RedbStore {
+    loop {
+        match flowgate::store::RedbStore::open(path) {
+            Ok(store) => return store,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}

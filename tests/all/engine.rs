@@ -658,13 +658,7 @@ async fn acknowledged_work_and_armed_timers_survive_a_restart() {
     let instance = start(&h, "support-ticket", json!({"subject": "Refund please"})).await;
     let tenant = h.tenant.clone();
     drop(h);
-    // The writer thread exits once every handle is gone; give it a moment to close the file.
-    let reopened = loop {
-        match RedbStore::open(&path) {
-            Ok(store) => break store,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
+    let reopened = crate::common::reopen(&path).await;
     let stored = reopened
         .instance(&tenant, &instance.id)
         .unwrap_or_else(|e| panic!("{e}"));

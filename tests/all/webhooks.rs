@@ -226,12 +226,7 @@ async fn pending_deliveries_survive_a_restart() {
     }
     // Restart with a receiver that works: every pending delivery arrives, once.
     let rx = receiver(0);
-    let store = loop {
-        match RedbStore::open(&path) {
-            Ok(store) => break Arc::new(store),
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
+    let store = Arc::new(crate::common::reopen(&path).await);
     let flowgate = flowgate_with_hook(store, &rx.url, clock).await;
     flowgate
         .run_until_idle()

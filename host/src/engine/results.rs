@@ -162,12 +162,7 @@ impl Run<'_> {
             },
             None,
         );
-        let forks = self
-            .inst
-            .tokens
-            .get(&token)
-            .map(|t| t.forks.clone())
-            .unwrap_or_default();
+        let forks = self.forks_of(token);
         let mut targets = next.into_iter();
         if let Some(first) = targets.next() {
             self.move_to(token, &first)?;

@@ -40,12 +40,7 @@ impl Run<'_> {
             Step::Wait(wait) => self.enter_wait(id, activation, wait),
             Step::Parallel(p) => {
                 let fork = self.next_id();
-                let mut forks = self
-                    .inst
-                    .tokens
-                    .get(&id)
-                    .map(|t| t.forks.clone())
-                    .unwrap_or_default();
+                let mut forks = self.forks_of(id);
                 self.inst.forks.insert(
                     fork,
                     Fork {
@@ -561,12 +556,7 @@ impl Run<'_> {
                 None,
             );
         }
-        let mut forks = self
-            .inst
-            .tokens
-            .get(&id)
-            .map(|t| t.forks.clone())
-            .unwrap_or_default();
+        let mut forks = self.forks_of(id);
         forks.pop();
         for arrived in &fork.arrived {
             if *arrived != id {
@@ -644,6 +634,15 @@ impl Run<'_> {
             candidates: step.candidates.clone(),
         });
         self.set_wait(id, Wait::Route { attempt });
+    }
+
+    /// The forks token `id` runs inside, innermost last.
+    pub(crate) fn forks_of(&self, id: u64) -> Vec<u64> {
+        self.inst
+            .tokens
+            .get(&id)
+            .map(|t| t.forks.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn token_step(&self, id: u64) -> Option<&Step> {

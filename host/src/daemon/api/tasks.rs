@@ -15,7 +15,7 @@ use crate::daemon::auth::Access;
 use crate::daemon::error::ApiError;
 use crate::daemon::extract::{Body, Caller};
 use crate::engine::{Command, CommandError, Instance, Person};
-use crate::service::ServiceError;
+use crate::service::{ServiceError, task_instance};
 use crate::store::Inbox;
 
 pub async fn inbox(
@@ -75,16 +75,6 @@ pub struct Act {
     expected_version: Option<u64>,
 }
 
-fn instance_of(task: &str) -> Result<String, ApiError> {
-    Instance::of_task(task).map(str::to_string).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("task `{task}` not found"),
-        )
-    })
-}
-
 /// An optional body: empty means `{}`.
 fn optional(body: &Bytes) -> Result<Act, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -120,7 +110,7 @@ async fn claim_or_unclaim(
     claim: bool,
 ) -> Result<Json<Value>, ApiError> {
     let by = caller.person(optional(&body)?.by)?;
-    let instance = instance_of(&task)?;
+    let instance = task_instance(&task)?;
     let command = if claim {
         Command::ClaimTask { task, by }
     } else {
@@ -143,7 +133,7 @@ pub async fn complete(
     Body(act): Body<Act>,
 ) -> Result<Json<Value>, ApiError> {
     let by = caller.person(act.by)?;
-    let instance_id = instance_of(&task)?;
+    let instance_id = task_instance(&task)?;
     let command = Command::CompleteTask {
         task: task.clone(),
         by: by.clone(),
