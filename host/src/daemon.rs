@@ -6,27 +6,27 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+mod tenants;
 
-use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::{Access, AccessKind, Authenticator, Principal, TokenConfig};
 pub use config::{ConfigError, DaemonConfig};
 pub use error::ApiError;
+pub use tenants::{Snapshot, Tenants};
 
-use crate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig, RuntimeError};
-use crate::service::{Flowgate, ServiceError, SystemClock, WebhookNotifier};
+use crate::plugin::{ArtifactStore, PluginRegistry, PluginRuntime, RuntimeConfig, RuntimeError};
+use crate::service::{ChannelNotifier, Flowgate, ServiceError, SystemClock};
 use crate::store::{RedbStore, StoreError};
-use crate::tenant::{TenantConfig, TenantError};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub flowgate: Flowgate,
-    pub auth: Arc<Authenticator>,
-    pub tenants: Arc<BTreeMap<String, TenantConfig>>,
+    pub tenants: Arc<Tenants>,
     pub max_body_bytes: usize,
 }
 
@@ -35,10 +35,8 @@ pub struct AppState {
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tenant(#[from] TenantError),
-    #[error("tenant `{tenant}`: {message}")]
-    Tokens { tenant: String, message: String },
+    #[error("tenant {path}: {message}")]
+    Tenant { path: PathBuf, message: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -61,32 +59,19 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         cache_dir: Some(config.data_dir.join("cwasm")),
         ..RuntimeConfig::default()
     })?;
-    let registry = Arc::new(PluginRegistry::new(runtime));
-    let mut tenants = BTreeMap::new();
-    let mut auth = Authenticator::default();
-    for path in &config.tenants {
-        let tenant = TenantConfig::load(path)?;
-        tenant.install_plugins(&registry)?;
-        auth.add(&tenant.id, &tenant.tokens)
-            .map_err(|message| DaemonError::Tokens {
-                tenant: tenant.id.clone(),
-                message,
-            })?;
-        tenants.insert(tenant.id.clone(), tenant);
-    }
+    let artifacts = ArtifactStore::new(config.data_dir.join("plugins"));
+    let registry = Arc::new(PluginRegistry::with_artifacts(runtime, artifacts));
     let store = RedbStore::open(config.data_dir.join("flowgate.redb"))?;
-    let hooks = tenants
-        .values()
-        .filter_map(|t| t.webhook.clone().map(|w| (t.id.clone(), w)))
-        .collect();
-    let notifier = Arc::new(WebhookNotifier::new(hooks));
-    let flowgate = Flowgate::open(Arc::new(store), registry, Arc::new(SystemClock), notifier)?;
-    for tenant in tenants.values() {
-        tenant.deploy_workflows(&flowgate).await?;
-    }
+    let channels = Arc::new(ChannelNotifier::default());
+    let flowgate = Flowgate::open(
+        Arc::new(store),
+        registry,
+        Arc::new(SystemClock),
+        channels.clone(),
+    )?;
+    let tenants = Tenants::load(config.tenants.clone(), flowgate.clone(), channels).await?;
     Ok(AppState {
         flowgate,
-        auth: Arc::new(auth),
         tenants: Arc::new(tenants),
         max_body_bytes: config.max_body_bytes,
     })
@@ -108,7 +93,8 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(DaemonError::Serve)?;
     // Scripts and tests read this line to find the port (with `--listen 127.0.0.1:0`).
     println!("flowgate listening on http://{addr}");
-    tracing::info!(%addr, tenants = state.tenants.len(), "daemon.start");
+    let tenant_count = state.tenants.snapshot().configs.len();
+    tracing::info!(%addr, tenants = tenant_count, "daemon.start");
 
     let driver = state.flowgate.clone();
     let (stop_driver, driver_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -119,11 +105,26 @@ pub async fn serve(
             .await;
     });
 
+    let (stop_watch, watch_stopped) = tokio::sync::oneshot::channel::<()>();
+    let watching = (config.reload_ms > 0).then(|| {
+        let every = Duration::from_millis(config.reload_ms.max(50));
+        tokio::spawn(
+            state
+                .tenants
+                .clone()
+                .watch(every, async { drop(watch_stopped.await) }),
+        )
+    });
+
     let app = api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("daemon.stop: requests finished; stopping the driver");
+    let _ = stop_watch.send(());
+    if let Some(watching) = watching {
+        let _ = watching.await;
+    }
     let _ = stop_driver.send(());
     let _ = driving.await;
     served.map_err(DaemonError::Serve)

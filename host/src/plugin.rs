@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+mod artifacts;
 mod bindings;
 mod cache;
 mod error;
@@ -30,6 +31,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
+pub use artifacts::{ArtifactError, ArtifactStore, Upload, valid_name};
 pub use bindings::LogLevel;
 pub use bindings::types;
 pub use cache::CacheOutcome;
@@ -80,5 +82,11 @@ impl PluginId {
             tenant: tenant.into(),
             name: name.into(),
         }
+    }
+}
+
+impl std::fmt::Display for PluginId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.name)
     }
 }

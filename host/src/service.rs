@@ -4,6 +4,7 @@
 
 mod clock;
 mod driver;
+mod email;
 mod notify;
 mod telemetry;
 mod webhook;
@@ -16,9 +17,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use notify::{BoxFuture, Delivery, LogNotifier, Notifier, RecordingNotifier};
+pub use email::{EmailConfig, EmailSender};
+pub use notify::{
+    BoxFuture, ChannelNotifier, Channels, Delivery, LogNotifier, Notifier, RecordingNotifier,
+};
 pub use telemetry::Telemetry;
-pub use webhook::{WebhookConfig, WebhookNotifier, signature};
+pub use webhook::{WebhookConfig, signature};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
@@ -372,6 +376,21 @@ impl Flowgate {
         self.shared
             .store
             .instance(tenant, id)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "instance",
+                id: id.to_string(),
+            })
+    }
+
+    /// An instance with its whole history, as of one moment.
+    pub fn instance_with_history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(Instance, Vec<Event>), ServiceError> {
+        self.shared
+            .store
+            .instance_with_history(tenant, id)?
             .ok_or_else(|| ServiceError::NotFound {
                 what: "instance",
                 id: id.to_string(),

@@ -177,6 +177,12 @@ pub trait Storage: Send + Sync + 'static {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
+    /// An instance with its whole history, read at one moment (the two agree).
+    fn instance_with_history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Instance, Vec<Event>)>, StoreError>;
     /// Tasks of an inbox with this status, after task id `after`, at most `limit`.
     fn inbox(
         &self,

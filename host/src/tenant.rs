@@ -20,10 +20,10 @@ use serde::Deserialize;
 
 use crate::definition::DefinitionError;
 use crate::plugin::{
-    Grants, LoadedPlugin, PluginError, PluginId, PluginLimits, PluginRegistry, PluginSettings,
-    sha256_hex,
+    ArtifactError, Grants, LoadedPlugin, PluginError, PluginId, PluginLimits, PluginRegistry,
+    PluginSettings, Upload, sha256_hex,
 };
-use crate::service::{Deployed, Flowgate, ServiceError};
+use crate::service::{Channels, Deployed, EmailSender, Flowgate, ServiceError};
 
 /// A tenant as configured.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,13 +38,21 @@ pub struct TenantConfig {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Where notifications (task assigned, reminders, overdue, escalated, finished) are POSTed.
     pub webhook: Option<crate::service::WebhookConfig>,
+    /// Where notifications are emailed (SMTP), and people's and roles' addresses.
+    pub email: Option<crate::service::EmailConfig>,
     /// API credentials (used by the daemon).
     #[serde(default)]
     pub tokens: Vec<crate::daemon::TokenConfig>,
-    /// Where the file was read from; relative paths start there.
+    /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
+
+/// What was applied of a tenant's plugins: name → the file's sha256 and the settings.
+pub type Applied = BTreeMap<String, (String, PluginSettings)>;
 
 /// One plugin of a tenant.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,8 +99,12 @@ pub enum TenantError {
         expected: String,
         found: String,
     },
+    #[error("{path}: {message}")]
+    Email { path: PathBuf, message: String },
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -109,7 +121,60 @@ impl TenantConfig {
             message: e.to_string().trim().to_string(),
         })?;
         config.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.path = path.to_path_buf();
         Ok(config)
+    }
+
+    /// The notification channels it configures (checking the email settings).
+    pub fn channels(&self) -> Result<Channels, TenantError> {
+        let email = self
+            .email
+            .clone()
+            .map(EmailSender::new)
+            .transpose()
+            .map_err(|message| TenantError::Email {
+                path: self.path.clone(),
+                message,
+            })?;
+        Ok(Channels {
+            webhook: self.webhook.clone(),
+            email,
+        })
+    }
+
+    /// The files it is made of: itself, its plugins and its workflows (to notice changes).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        files.extend(self.plugins.values().map(|p| self.resolve(&p.path)));
+        if let Some(dir) = &self.workflows
+            && let Ok(entries) = std::fs::read_dir(self.resolve(dir))
+        {
+            let mut found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            found.sort();
+            files.extend(found);
+        }
+        files
+    }
+
+    /// Reads a plugin's file, checking its pin.
+    pub fn plugin_bytes(&self, name: &str, plugin: &PluginConfig) -> Result<Vec<u8>, TenantError> {
+        let path = self.resolve(&plugin.path);
+        let bytes = std::fs::read(&path).map_err(|source| TenantError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(expected) = &plugin.sha256 {
+            let found = sha256_hex(&bytes);
+            if !found.eq_ignore_ascii_case(expected) {
+                return Err(TenantError::Pin {
+                    plugin: name.to_string(),
+                    path,
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+        }
+        Ok(bytes)
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
@@ -127,22 +192,7 @@ impl TenantConfig {
     ) -> Result<Vec<Arc<LoadedPlugin>>, TenantError> {
         let mut loaded = Vec::new();
         for (name, plugin) in &self.plugins {
-            let path = self.resolve(&plugin.path);
-            let bytes = std::fs::read(&path).map_err(|source| TenantError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if let Some(expected) = &plugin.sha256 {
-                let found = sha256_hex(&bytes);
-                if !found.eq_ignore_ascii_case(expected) {
-                    return Err(TenantError::Pin {
-                        plugin: name.clone(),
-                        path,
-                        expected: expected.clone(),
-                        found,
-                    });
-                }
-            }
+            let bytes = self.plugin_bytes(name, plugin)?;
             let settings = plugin.settings();
             loaded.push(registry.install(
                 PluginId::new(self.id.clone(), name.clone()),
@@ -151,6 +201,77 @@ impl TenantConfig {
             )?);
         }
         Ok(loaded)
+    }
+
+    /// Brings the registry in line with the configured plugins, given what was `applied` before
+    /// (empty at start-up); returns the names that changed. A plugin whose file is new or changed
+    /// becomes the current version, unless an upload was made since that file was configured (the
+    /// upload stays current); changed settings apply to every loaded version. An uploaded plugin
+    /// the configuration does not name is loaded too. On error the plugins before it are applied.
+    pub fn sync_plugins(
+        &self,
+        registry: &PluginRegistry,
+        applied: &mut Applied,
+    ) -> Result<Vec<String>, TenantError> {
+        let uploads: BTreeMap<String, Upload> = match registry.artifacts() {
+            Some(artifacts) => artifacts.uploads(&self.id)?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        let mut changed = Vec::new();
+        for (name, plugin) in &self.plugins {
+            let id = PluginId::new(self.id.clone(), name.clone());
+            let bytes = self.plugin_bytes(name, plugin)?;
+            let sha = sha256_hex(&bytes);
+            let settings = plugin.settings();
+            match applied.get(name) {
+                Some((was, before)) if *was == sha => {
+                    if *before != settings {
+                        registry.update_settings(&id, settings.clone())?;
+                        changed.push(name.clone());
+                    }
+                }
+                _ => {
+                    let upload = uploads
+                        .get(name)
+                        .filter(|u| u.configured.as_deref() == Some(sha.as_str()));
+                    let kept = upload.and_then(|u| self.kept(registry, &id, &u.sha256));
+                    registry.install(id.clone(), &bytes, settings.clone())?;
+                    match kept {
+                        // Installed after the file's version, so the upload stays current.
+                        Some(wasm) => drop(registry.install(id, &wasm, settings.clone())?),
+                        None => {
+                            if let Some(artifacts) = registry.artifacts() {
+                                artifacts.clear_upload(&id)?;
+                            }
+                        }
+                    }
+                    changed.push(name.clone());
+                }
+            }
+            applied.insert(name.clone(), (sha, settings));
+        }
+        for (name, upload) in &uploads {
+            let id = PluginId::new(self.id.clone(), name.clone());
+            if self.plugins.contains_key(name) || registry.current(&id).is_some() {
+                continue;
+            }
+            if let Some(wasm) = self.kept(registry, &id, &upload.sha256) {
+                registry.install(id, &wasm, PluginSettings::default())?;
+                changed.push(name.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A kept version's bytes from the registry's artifact store.
+    fn kept(&self, registry: &PluginRegistry, id: &PluginId, sha256: &str) -> Option<Vec<u8>> {
+        match registry.artifacts()?.read(id, sha256) {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(plugin = %id, %error, "cannot read an uploaded plugin version");
+                None
+            }
+        }
     }
 
     /// Deploys every workflow in the folder; unchanged ones keep their version. A workflow that

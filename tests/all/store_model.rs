@@ -204,6 +204,12 @@ fn snapshot(store: &dyn Storage) -> String {
                 i.id,
                 store.history(tenant, &i.id, 0, usize::MAX).ok()
             ));
+            let both = store.instance_with_history(tenant, &i.id).ok().flatten();
+            line(format!(
+                "{tenant} with history {} {:?}",
+                i.id,
+                both.map(|(found, history)| (found == *i, history.len()))
+            ));
         }
         let running = InstanceFilter {
             status: Some("running".into()),

@@ -1,94 +1,20 @@
 //! Webhook notifications against a real HTTP receiver on loopback: signed with HMAC-SHA256, each
 //! with a delivery id; failures retried with backoff; pending deliveries survive a restart.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::plugin::PluginRegistry;
-use flowgate::service::{Flowgate, ManualClock, WebhookConfig, WebhookNotifier};
+use flowgate::service::{ChannelNotifier, Channels, Flowgate, ManualClock, WebhookConfig};
 use flowgate::store::RedbStore;
 use flowgate::tenant::TenantConfig;
+use flowgate_tests::receivers::WebhookReceiver;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 const SECRET: &str = "whsec-test";
-
-/// What the receiver saw: headers (lowercased names) and body.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A minimal HTTP/1.1 receiver: answers 500 to the first `fail_first` requests, then 204.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-    requests: Arc<AtomicUsize>,
-}
-
-fn receiver(fail_first: usize) -> Receiver {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let url = format!(
-        "http://{}/hook",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let (seen, count) = (received.clone(), requests.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut headers = BTreeMap::new();
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line); // request line
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    headers.insert(k.trim().to_lowercase(), v.trim().to_string());
-                }
-            }
-            let length: usize = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let status = if n < fail_first {
-                "500 Internal Server Error"
-            } else {
-                "204 No Content"
-            };
-            if n >= fail_first
-                && let Ok(mut s) = seen.lock()
-            {
-                s.push(Received { headers, body });
-            }
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    Receiver {
-        url,
-        received,
-        requests,
-    }
-}
 
 async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualClock>) -> Flowgate {
     let tenant = TenantConfig::load(
@@ -104,10 +30,14 @@ async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualC
         secret: SECRET.to_string(),
         timeout_ms: 2_000,
     };
-    let notifier = Arc::new(WebhookNotifier::new(BTreeMap::from([(
-        "acme".to_string(),
-        hook,
-    )])));
+    let notifier = Arc::new(ChannelNotifier::default());
+    notifier.set(
+        "acme",
+        Channels {
+            webhook: Some(hook),
+            email: None,
+        },
+    );
     let flowgate = Flowgate::open(store, Arc::new(registry), clock, notifier)
         .unwrap_or_else(|e| panic!("{e}"));
     tenant
@@ -133,7 +63,7 @@ fn doc_data() -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_are_signed_retried_with_backoff_and_deduplicable() {
-    let rx = receiver(2);
+    let rx = WebhookReceiver::start(2).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store =
         Arc::new(RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}")));
@@ -149,19 +79,19 @@ async fn deliveries_are_signed_retried_with_backoff_and_deduplicable() {
         .run_until_idle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(rx.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(rx.requests(), 1);
     clock.advance(Duration::from_millis(999));
     flowgate
         .run_until_idle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(rx.requests.load(Ordering::SeqCst), 1, "still backing off");
+    assert_eq!(rx.requests(), 1, "still backing off");
     clock.advance(Duration::from_millis(1));
     flowgate
         .run_until_idle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(rx.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(rx.requests(), 2);
     clock.advance(Duration::from_secs(2));
     flowgate
         .run_until_idle()
@@ -172,13 +102,9 @@ async fn deliveries_are_signed_retried_with_backoff_and_deduplicable() {
         .run_until_idle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        rx.requests.load(Ordering::SeqCst),
-        3,
-        "delivered once it succeeded, not again"
-    );
+    assert_eq!(rx.requests(), 3, "delivered once it succeeded, not again");
 
-    let received = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+    let received = rx.received();
     assert_eq!(received.len(), 1);
     let r = &received[0];
     assert_eq!(
@@ -225,7 +151,7 @@ async fn pending_deliveries_survive_a_restart() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // Restart with a receiver that works: every pending delivery arrives, once.
-    let rx = receiver(0);
+    let rx = WebhookReceiver::start(0).unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(crate::common::reopen(&path).await);
     let flowgate = flowgate_with_hook(store, &rx.url, clock).await;
     flowgate
@@ -236,7 +162,7 @@ async fn pending_deliveries_survive_a_restart() {
         .run_until_idle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let received = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+    let received = rx.received();
     let mut ids: Vec<String> = received
         .iter()
         .filter_map(|r| r.headers.get("x-flowgate-delivery").cloned())

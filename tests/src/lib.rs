@@ -5,3 +5,5 @@
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
+
+pub mod receivers;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
+use crate::plugin::{ArtifactStore, PluginRegistry, PluginRuntime, RuntimeConfig};
 use crate::service::{Flowgate, LogNotifier, SystemClock};
 use crate::store::RedbStore;
-use crate::tenant::TenantConfig;
+use crate::tenant::{Applied, TenantConfig};
 
 /// Where the data lives and which tenant acts.
 #[derive(Debug, Clone, Args)]
@@ -42,8 +42,9 @@ impl LocalArgs {
             pool_slots: None,
             ..RuntimeConfig::default()
         })?;
-        let registry = PluginRegistry::new(runtime);
-        tenant.install_plugins(&registry)?;
+        let artifacts = ArtifactStore::new(self.data_dir.join("plugins"));
+        let registry = PluginRegistry::with_artifacts(runtime, artifacts);
+        tenant.sync_plugins(&registry, &mut Applied::new())?;
         let path = self.data_dir.join("flowgate.redb");
         let store =
             RedbStore::open(&path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -7,51 +7,92 @@ mod metrics;
 mod plugins;
 mod tasks;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 
-/// Every route.
+/// The API description; paths come from the handlers' annotations as they are routed.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Flowgate",
+        description = "The Flowgate workflow engine: definitions, plugins, instances, tasks and metrics \
+                       of the caller's tenant (from its bearer token). Every error answers \
+                       `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The bearer-token security scheme every `/api/v1` route uses.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route, and the OpenAPI document made from them.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(prometheus))
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(prometheus))
+        .routes(routes!(definitions::list, definitions::deploy))
+        .routes(routes!(definitions::validate))
+        .routes(routes!(definitions::version))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::upload))
+        .routes(routes!(instances::list, instances::start))
+        .routes(routes!(instances::get))
+        .routes(routes!(instances::cancel))
+        .routes(routes!(metrics::workflow))
+        .routes(routes!(tasks::inbox))
+        .routes(routes!(tasks::claim))
+        .routes(routes!(tasks::unclaim))
+        .routes(routes!(tasks::complete))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    routes
         .route(
-            "/api/v1/definitions",
-            get(definitions::list).post(definitions::deploy),
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
         )
-        .route("/api/v1/definitions/validate", post(definitions::validate))
-        .route(
-            "/api/v1/definitions/{id}/versions/{version}",
-            get(definitions::version),
-        )
-        .route("/api/v1/plugins", get(plugins::list))
-        .route("/api/v1/plugins/{name}", post(plugins::upload))
-        .route(
-            "/api/v1/instances",
-            get(instances::list).post(instances::start),
-        )
-        .route("/api/v1/instances/{id}", get(instances::get))
-        .route("/api/v1/instances/{id}/cancel", post(instances::cancel))
-        .route("/api/v1/metrics/{workflow}", get(metrics::workflow))
-        .route("/api/v1/tasks", get(tasks::inbox))
-        .route("/api/v1/tasks/{id}/claim", post(tasks::claim))
-        .route("/api/v1/tasks/{id}/unclaim", post(tasks::unclaim))
-        .route("/api/v1/tasks/{id}/complete", post(tasks::complete))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`ok`")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// Prometheus metrics. Unauthenticated like most scrape endpoints: keep it on a trusted network
 /// (it names tenants and their plugins).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn prometheus(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
@@ -65,26 +106,32 @@ async fn prometheus(
     ))
 }
 
-/// Ready when the store answers and every tenant's plugins are loaded.
+/// Ready when the store answers, every tenant's plugins are loaded and the last reload of the
+/// tenants' files found no problem.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "`{ready: true}`"), (status = 503, description = "What is not ready", body = ErrorBody)))]
 async fn ready(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let store = state.flowgate.store().tenants();
-    let missing: Vec<&String> = state
-        .tenants
+    let unavailable =
+        |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    if let Err(e) = state.flowgate.store().tenants() {
+        return Err(unavailable(format!("store: {e}")));
+    }
+    let snapshot = state.tenants.snapshot();
+    let missing: Vec<&String> = snapshot
+        .configs
         .iter()
         .filter(|(id, t)| state.flowgate.plugins().list(id).len() < t.plugins.len())
         .map(|(id, _)| id)
         .collect();
-    match (store, missing.is_empty()) {
-        (Ok(_), true) => Ok(axum::Json(json!({"ready": true}))),
-        (Err(e), _) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("store: {e}"),
-        )),
-        (Ok(_), false) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("plugins not loaded for {missing:?}"),
-        )),
+    if !missing.is_empty() {
+        return Err(unavailable(format!("plugins not loaded for {missing:?}")));
     }
+    let problems = state.tenants.problems();
+    if let Some((path, problem)) = problems.iter().next() {
+        return Err(unavailable(format!(
+            "tenant {}: {problem} (its previous configuration is in force)",
+            path.display()
+        ))
+        .with(json!({"problems": problems.len()})));
+    }
+    Ok(axum::Json(json!({"ready": true})))
 }

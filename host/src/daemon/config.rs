@@ -27,6 +27,8 @@ pub struct DaemonConfig {
     pub max_body_bytes: usize,
     /// How often the driver looks for due timers when nothing wakes it, in milliseconds.
     pub tick_ms: u64,
+    /// How often tenant files are checked for changes, in milliseconds (0: only on SIGHUP).
+    pub reload_ms: u64,
 }
 
 impl Default for DaemonConfig {
@@ -37,6 +39,7 @@ impl Default for DaemonConfig {
             tenants: vec![PathBuf::from("examples/acme/tenant.toml")],
             max_body_bytes: 4 << 20,
             tick_ms: 250,
+            reload_ms: 1000,
         }
     }
 }

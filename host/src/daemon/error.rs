@@ -4,11 +4,13 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::definition::DefinitionError;
 use crate::engine::CommandError;
-use crate::plugin::PluginError;
+use crate::plugin::{ArtifactError, Blame, PluginError};
 use crate::service::ServiceError;
 
 /// An error answer.
@@ -52,10 +54,34 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`,
+    /// `invalid_definition`, `invalid_plugin`, `malformed_json`, `payload_too_large`, ...
+    pub code: &'static str,
+    /// What, where and why, for people.
+    pub message: String,
+    /// Structured details: the field, the limit, the problems.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -102,11 +128,22 @@ impl From<ServiceError> for ApiError {
 
 impl From<PluginError> for ApiError {
     fn from(error: PluginError) -> Self {
+        let (status, code) = match error.blame() {
+            Blame::Guest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            Blame::Host => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, error.to_string())
+            .with(json!({"plugin": error.plugin, "version": error.version}))
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(error: ArtifactError) -> Self {
+        tracing::error!(%error, "api: cannot keep a plugin artifact");
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_plugin",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
             error.to_string(),
         )
-        .with(json!({"plugin": error.plugin, "version": error.version}))
     }
 }

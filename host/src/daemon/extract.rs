@@ -61,6 +61,8 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
         state
+            .tenants
+            .snapshot()
             .auth
             .authenticate(token.trim())
             .map(Caller)

@@ -133,6 +133,15 @@ impl LoadedPlugin {
         self.loaded_from
     }
 
+    /// The settings this version runs with.
+    pub fn settings(&self) -> PluginSettings {
+        PluginSettings {
+            config: (*self.config).clone(),
+            limits: self.limits,
+            grants: (*self.grants).clone(),
+        }
+    }
+
     /// The limits every call runs under.
     pub fn limits(&self) -> &PluginLimits {
         &self.limits

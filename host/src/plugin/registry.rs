@@ -1,18 +1,23 @@
 //! Each tenant's plugins by name: the current version, and every version an instance may still
-//! be pinned to. Installing a version swaps an `Arc`, so calls in flight finish on theirs.
+//! be pinned to. Installing a version swaps an `Arc`, so calls in flight finish on theirs. With an
+//! [`ArtifactStore`], every installed version is kept on disk and a version an instance is pinned
+//! to is loaded again on demand after a restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use super::PluginId;
+use super::artifacts::ArtifactStore;
+use super::error::{PluginError, PluginFailure};
 use super::loaded::{LoadedPlugin, PluginSettings};
 use super::runtime::PluginRuntime;
-use super::{PluginError, PluginId};
 
 /// The plugins of every tenant.
 #[derive(Debug)]
 pub struct PluginRegistry {
     runtime: PluginRuntime,
     plugins: RwLock<HashMap<PluginId, Versions>>,
+    artifacts: Option<ArtifactStore>,
 }
 
 #[derive(Debug, Default)]
@@ -27,7 +32,21 @@ impl PluginRegistry {
         PluginRegistry {
             runtime,
             plugins: RwLock::new(HashMap::new()),
+            artifacts: None,
         }
+    }
+
+    /// A registry that keeps every installed version in `artifacts`.
+    pub fn with_artifacts(runtime: PluginRuntime, artifacts: ArtifactStore) -> Self {
+        PluginRegistry {
+            artifacts: Some(artifacts),
+            ..PluginRegistry::new(runtime)
+        }
+    }
+
+    /// Where installed versions are kept, if anywhere.
+    pub fn artifacts(&self) -> Option<&ArtifactStore> {
+        self.artifacts.as_ref()
     }
 
     /// The runtime.
@@ -44,6 +63,20 @@ impl PluginRegistry {
         settings: PluginSettings,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let loaded = Arc::new(self.runtime.load(id.clone(), wasm, settings)?);
+        if let Some(artifacts) = &self.artifacts {
+            artifacts
+                .keep(&id, loaded.sha256(), wasm)
+                .map_err(|source| PluginError {
+                    tenant: id.tenant.clone(),
+                    plugin: id.name.clone(),
+                    version: loaded.sha256()[..12].to_string(),
+                    capability: None,
+                    failure: Box::new(PluginFailure::Host {
+                        reason: "cannot keep the artifact".to_string(),
+                        source: Box::new(source),
+                    }),
+                })?;
+        }
         let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
         let versions = plugins.entry(id).or_default();
         versions
@@ -86,12 +119,41 @@ impl PluginRegistry {
         plugins.get(id).and_then(|v| v.current.clone())
     }
 
-    /// A specific version (by sha256) of the tenant's plugin, current or not.
+    /// A specific version (by sha256) of the tenant's plugin, current or not. A version not loaded
+    /// in this process is loaded from the artifact store, with the current version's settings.
     pub fn version(&self, id: &PluginId, sha256: &str) -> Option<Arc<LoadedPlugin>> {
-        let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
-        plugins
-            .get(id)
-            .and_then(|v| v.by_sha256.get(sha256).cloned())
+        let settings = {
+            let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
+            let versions = plugins.get(id);
+            if let Some(found) = versions.and_then(|v| v.by_sha256.get(sha256)) {
+                return Some(found.clone());
+            }
+            versions
+                .and_then(|v| v.current.as_ref())
+                .map(|c| c.settings())
+                .unwrap_or_default()
+        };
+        let wasm = match self.artifacts.as_ref()?.read(id, sha256) {
+            Ok(wasm) => wasm?,
+            Err(error) => {
+                tracing::warn!(plugin = %id, %error, "cannot read a kept plugin version");
+                return None;
+            }
+        };
+        let loaded = match self.runtime.load(id.clone(), &wasm, settings) {
+            Ok(loaded) => Arc::new(loaded),
+            Err(error) => {
+                tracing::warn!(plugin = %id, %error, "cannot load a kept plugin version");
+                return None;
+            }
+        };
+        let mut plugins = self.plugins.write().unwrap_or_else(PoisonError::into_inner);
+        let versions = plugins.entry(id.clone()).or_default();
+        let kept = versions
+            .by_sha256
+            .entry(loaded.sha256().to_string())
+            .or_insert(loaded);
+        Some(kept.clone())
     }
 
     /// The tenant's plugins, by name, with their current version.

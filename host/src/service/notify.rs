@@ -1,12 +1,17 @@
 //! Delivering notifications: the driver hands each one to a [`Notifier`] and clears it from the
 //! outbox only when delivery succeeded, so every notification is delivered at least once.
+//! [`ChannelNotifier`] sends each through its tenant's channels (webhook, email), whose settings
+//! can change while the daemon runs.
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::Serialize;
 
+use super::email::EmailSender;
+use super::webhook::{self, WebhookConfig};
 use crate::engine::Notification;
 
 /// One notification to deliver; `id` is stable across retries, for receivers to dedupe on.
@@ -73,5 +78,94 @@ impl Notifier for RecordingNotifier {
             .unwrap_or_else(PoisonError::into_inner)
             .push(d.clone());
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// Where a tenant's notifications go.
+#[derive(Debug, Clone, Default)]
+pub struct Channels {
+    pub webhook: Option<WebhookConfig>,
+    pub email: Option<EmailSender>,
+}
+
+/// Delivers through each tenant's channels. A delivery is done when every channel took it; a
+/// channel that took it is not sent it again while another channel is retried (in this process:
+/// after a restart a pending delivery goes to every channel again, at least once).
+#[derive(Debug, Default)]
+pub struct ChannelNotifier {
+    tenants: RwLock<BTreeMap<String, Arc<Channels>>>,
+    sent: Mutex<HashSet<(String, u64, &'static str)>>,
+}
+
+impl ChannelNotifier {
+    /// Sets (or replaces) a tenant's channels.
+    pub fn set(&self, tenant: &str, channels: Channels) {
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.to_string(), Arc::new(channels));
+    }
+
+    /// A tenant's channels.
+    pub fn channels(&self, tenant: &str) -> Option<Arc<Channels>> {
+        self.tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+    }
+
+    /// Runs one channel unless it already took this delivery.
+    async fn once(
+        &self,
+        d: &Delivery,
+        channel: &'static str,
+        send: impl Future<Output = Result<(), String>>,
+    ) -> Result<(), String> {
+        let key = (d.tenant.clone(), d.id, channel);
+        if self.sent().contains(&key) {
+            return Ok(());
+        }
+        send.await.map_err(|e| format!("{channel}: {e}"))?;
+        self.sent().insert(key);
+        Ok(())
+    }
+
+    fn sent(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u64, &'static str)>> {
+        self.sent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Notifier for ChannelNotifier {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let channels = self.channels(&d.tenant).unwrap_or_default();
+            if channels.webhook.is_none() && channels.email.is_none() {
+                return LogNotifier.deliver(d).await;
+            }
+            let hook = async {
+                match &channels.webhook {
+                    Some(hook) => self.once(d, "webhook", webhook::post(hook, d)).await,
+                    None => Ok(()),
+                }
+            };
+            let mail = async {
+                match &channels.email {
+                    Some(sender) => self.once(d, "email", sender.send(d)).await,
+                    None => Ok(()),
+                }
+            };
+            let (hook, mail) = tokio::join!(hook, mail);
+            match (hook, mail) {
+                (Ok(()), Ok(())) => {
+                    let mut sent = self.sent();
+                    sent.remove(&(d.tenant.clone(), d.id, "webhook"));
+                    sent.remove(&(d.tenant.clone(), d.id, "email"));
+                    Ok(())
+                }
+                (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        })
     }
 }

@@ -3,20 +3,19 @@
 //! `X-Flowgate-Delivery` for the receiver to dedupe on. A failed delivery stays in the outbox and
 //! is retried with backoff, so every notification arrives at least once.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::notify::{BoxFuture, Delivery, Notifier};
+use super::notify::Delivery;
 
 /// A tenant's webhook.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Where deliveries are POSTed (`http://`; TLS termination belongs in front of the receiver).
+    /// Where deliveries are POSTed (`http://` or `https://`).
     pub url: String,
     /// The HMAC key.
     pub secret: String,
@@ -27,19 +26,6 @@ pub struct WebhookConfig {
 
 fn default_timeout_ms() -> u64 {
     5_000
-}
-
-/// Delivers to each tenant's webhook; tenants without one only get a log line.
-#[derive(Debug)]
-pub struct WebhookNotifier {
-    hooks: BTreeMap<String, WebhookConfig>,
-}
-
-impl WebhookNotifier {
-    /// A notifier for these tenants' webhooks.
-    pub fn new(hooks: BTreeMap<String, WebhookConfig>) -> Self {
-        WebhookNotifier { hooks }
-    }
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(`secret`, `body`).
@@ -53,40 +39,34 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-impl Notifier for WebhookNotifier {
-    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let Some(hook) = self.hooks.get(&d.tenant).cloned() else {
-                tracing::info!(tenant = %d.tenant, id = d.id, kind = ?d.notification.kind, "notify (no webhook): {}", d.notification.title);
-                return Ok(());
-            };
-            let body = serde_json::to_vec(d).map_err(|e| e.to_string())?;
-            let signed = signature(&hook.secret, &body);
-            let id = d.id.to_string();
-            tokio::task::spawn_blocking(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_millis(hook.timeout_ms)))
-                    .build()
-                    .into();
-                let response = agent
-                    .post(&hook.url)
-                    .header("Content-Type", "application/json")
-                    .header("X-Flowgate-Delivery", &id)
-                    .header("X-Flowgate-Signature", &signed)
-                    .send(&body[..])
-                    .map_err(|e| format!("POST {}: {e}", hook.url))?;
-                let status = response.status().as_u16();
-                if (200..300).contains(&status) {
-                    Ok(())
-                } else {
-                    Err(format!("POST {} answered {status}", hook.url))
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())?
-        })
-    }
+/// POSTs one delivery to a webhook; anything but a 2xx answer is an error.
+pub async fn post(hook: &WebhookConfig, d: &Delivery) -> Result<(), String> {
+    let body = serde_json::to_vec(d).map_err(|e| e.to_string())?;
+    let signed = signature(&hook.secret, &body);
+    let id = d.id.to_string();
+    let hook = hook.clone();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_millis(hook.timeout_ms)))
+            .build()
+            .into();
+        let response = agent
+            .post(&hook.url)
+            .header("Content-Type", "application/json")
+            .header("X-Flowgate-Delivery", &id)
+            .header("X-Flowgate-Signature", &signed)
+            .send(&body[..])
+            .map_err(|e| format!("POST {}: {e}", hook.url))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(format!("POST {} answered {status}", hook.url))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]

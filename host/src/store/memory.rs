@@ -115,6 +115,25 @@ impl Storage for MemStore {
             .collect())
     }
 
+    fn instance_with_history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
+        let t = self.lock();
+        let Some(instance) = t.instances.get(&(tenant.to_string(), id.to_string())) else {
+            return Ok(None);
+        };
+        let start = (tenant.to_string(), id.to_string(), 0);
+        let end = (tenant.to_string(), id.to_string(), u64::MAX);
+        let history = t
+            .history
+            .range(start..=end)
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok(Some((instance.clone(), history)))
+    }
+
     fn inbox(
         &self,
         tenant: &str,

@@ -182,16 +182,22 @@ impl Storage for RedbStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(HISTORY).map_err(db)?;
-        let range = table
-            .range((tenant, instance, from)..=(tenant, instance, u64::MAX))
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for entry in range.take(limit) {
-            let (_, value) = entry.map_err(db)?;
-            out.push(decode("history", value.value())?);
-        }
-        Ok(out)
+        read_history(&txn, tenant, instance, from, limit)
+    }
+
+    fn instance_with_history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(INSTANCES).map_err(db)?;
+        let Some(found) = table.get((tenant, id)).map_err(db)? else {
+            return Ok(None);
+        };
+        let instance = decode("instances", found.value())?;
+        let history = read_history(&txn, tenant, id, 0, usize::MAX)?;
+        Ok(Some((instance, history)))
     }
 
     fn inbox(
@@ -382,4 +388,24 @@ impl Storage for RedbStore {
         txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// An instance's history from `from`, at most `limit` events, within `txn`.
+fn read_history(
+    txn: &redb::ReadTransaction,
+    tenant: &str,
+    instance: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let table = txn.open_table(HISTORY).map_err(db)?;
+    let range = table
+        .range((tenant, instance, from)..=(tenant, instance, u64::MAX))
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for entry in range.take(limit) {
+        let (_, value) = entry.map_err(db)?;
+        out.push(decode("history", value.value())?);
+    }
+    Ok(out)
 }

@@ -6,19 +6,39 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::daemon::AppState;
-use crate::daemon::error::ApiError;
+use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
 
 /// A definition's source; `file` names it in errors and picks the format (`.json` or TOML).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
+    /// A file name, e.g. `purchase-request.toml`.
     file: String,
+    /// The definition's text.
     source: String,
 }
 
+/// Deploys a definition: a changed one becomes a new version (administrators).
+#[utoipa::path(
+    post,
+    path = "/api/v1/definitions",
+    tag = "definitions",
+    request_body = Source,
+    responses(
+        (status = 201, description = "A new version: `{id, version, new_version}`", body = serde_json::Value),
+        (status = 200, description = "Unchanged: the same version", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn deploy(
     State(s): State<AppState>,
     caller: Caller,
@@ -42,6 +62,21 @@ pub async fn deploy(
     ))
 }
 
+/// Validates a definition without deploying it (administrators).
+#[utoipa::path(
+    post,
+    path = "/api/v1/definitions/validate",
+    tag = "definitions",
+    request_body = Source,
+    responses(
+        (status = 200, description = "`{valid: true, id, steps}`", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn validate(
     State(s): State<AppState>,
     caller: Caller,
@@ -56,6 +91,17 @@ pub async fn validate(
     ))
 }
 
+/// Every version of every workflow of the tenant.
+#[utoipa::path(
+    get,
+    path = "/api/v1/definitions",
+    tag = "definitions",
+    responses(
+        (status = 200, description = "`[{id, version, name, deployed_at}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let all = s.flowgate.definitions(caller.tenant())?;
     let rows: Vec<Value> = all
@@ -65,6 +111,19 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
     Ok(Json(json!(rows)))
 }
 
+/// One version of a workflow, with its source.
+#[utoipa::path(
+    get,
+    path = "/api/v1/definitions/{id}/versions/{version}",
+    tag = "definitions",
+    params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
+    responses(
+        (status = 200, description = "`{id, version, deployed_at, source, definition}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn version(
     State(s): State<AppState>,
     caller: Caller,

@@ -7,23 +7,44 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::daemon::AppState;
-use crate::daemon::error::ApiError;
+use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
 use crate::engine::Command;
 use crate::store::InstanceFilter;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Start {
+    /// The workflow id; its latest version starts.
     workflow: String,
+    /// The instance's data.
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Map<String, Value>,
     /// Also accepted as the `Idempotency-Key` header.
     idempotency_key: Option<String>,
 }
 
+/// Starts an instance of a workflow's latest version. With an idempotency key (body or `Idempotency-Key` header), a repeat returns the first start's instance.
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    tag = "instances",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried start safe")),
+    request_body = Start,
+    responses(
+        (status = 201, description = "The instance", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn start(
     State(s): State<AppState>,
     caller: Caller,
@@ -46,16 +67,49 @@ pub async fn start(
     Ok((StatusCode::CREATED, Json(json!(instance))))
 }
 
+/// An instance with its whole history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    params(("id" = String, Path, description = "The instance id")),
+    responses(
+        (status = 200, description = "`{instance, history}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let instance = s.flowgate.instance(caller.tenant(), &id)?;
-    let history = s.flowgate.history(caller.tenant(), &id)?;
+    let (instance, history) = s.flowgate.instance_with_history(caller.tenant(), &id)?;
     Ok(Json(json!({"instance": instance, "history": history})))
 }
 
+/// Instances, newest first, filtered; page with `after`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    params(
+        ("workflow" = Option<String>, Query, description = "Only this workflow"),
+        ("status" = Option<String>, Query, description = "running, completed, rejected or cancelled"),
+        ("started_after" = Option<u64>, Query, description = "Milliseconds since the epoch"),
+        ("started_before" = Option<u64>, Query, description = "Milliseconds since the epoch"),
+        ("after" = Option<String>, Query, description = "The last id of the previous page"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 1000)"),
+        ("data.{field}" = Option<String>, Query, description = "Data field equals (JSON, or else text)")
+    ),
+    responses(
+        (status = 200, description = "`[{id, workflow, version, status, incident, started_at, ended_at}]`", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -102,12 +156,30 @@ pub async fn list(
     Ok(Json(json!(rows)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cancel {
+    /// Why, for the history.
     reason: String,
 }
 
+/// Cancels a running instance (administrators).
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/cancel",
+    tag = "instances",
+    params(("id" = String, Path, description = "The instance id")),
+    request_body = Cancel,
+    responses(
+        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn cancel(
     State(s): State<AppState>,
     caller: Caller,

@@ -9,11 +9,29 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::daemon::AppState;
-use crate::daemon::error::ApiError;
+use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::Caller;
 
 const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
 
+/// Workflow metrics over `[from, to)`: cycle time by outcome; per step task completion time, handoff delay and error rate; automation share; with percentiles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/{workflow}",
+    tag = "metrics",
+    params(
+        ("workflow" = String, Path, description = "The workflow id"),
+        ("from" = Option<u64>, Query, description = "Milliseconds since the epoch (default: 30 days before `to`)"),
+        ("to" = Option<u64>, Query, description = "Milliseconds since the epoch (default: now)")
+    ),
+    responses(
+        (status = 200, description = "The metrics", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn workflow(
     State(s): State<AppState>,
     caller: Caller,

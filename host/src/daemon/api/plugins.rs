@@ -8,10 +8,27 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::daemon::AppState;
-use crate::daemon::error::ApiError;
+use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::Caller;
-use crate::plugin::{PluginId, PluginSettings};
+use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
 
+/// Uploads a component as the new current version of a plugin (administrators). It is validated against the WIT contract and the tenant's grants, compiled and kept.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{name}",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin name")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    responses(
+        (status = 201, description = "`{name, sha256, capabilities, imports}`", body = serde_json::Value),
+        (status = 400, description = "An empty body", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn upload(
     State(s): State<AppState>,
     caller: Caller,
@@ -26,24 +43,58 @@ pub async fn upload(
             "the body must be the component's bytes",
         ));
     }
+    if !valid_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("plugin name `{name}` must be 1 to 64 letters, digits, `-` or `_`"),
+        )
+        .with(json!({"field": "name"})));
+    }
     // Settings come from the tenant's configuration for this plugin name, if it has any.
-    let settings = s
-        .tenants
+    let snapshot = s.tenants.snapshot();
+    let settings = snapshot
+        .configs
         .get(caller.tenant())
         .and_then(|t| t.plugins.get(&name))
         .map(|p| p.settings())
         .unwrap_or_else(PluginSettings::default);
+    // The configured file's version at upload time: when the file changes, it wins again.
+    let configured = snapshot
+        .applied
+        .get(caller.tenant())
+        .and_then(|a| a.get(&name))
+        .map(|(sha, _)| sha.clone());
     let registry = s.flowgate.plugins().clone();
     let id = PluginId::new(caller.tenant(), name);
-    let loaded = tokio::task::spawn_blocking(move || registry.install(id, &wasm, settings))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = registry.install(id.clone(), &wasm, settings)?;
+        if let Some(artifacts) = registry.artifacts() {
+            let upload = Upload {
+                sha256: loaded.sha256().to_string(),
+                configured,
+            };
+            artifacts.set_upload(&id, &upload).map_err(ApiError::from)?;
+        }
+        Ok::<_, ApiError>(loaded)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let body = json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports()});
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// The tenant's plugins with their current versions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins",
+    tag = "plugins",
+    responses(
+        (status = 200, description = "`[{name, sha256, capabilities}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let rows: Vec<Value> = s
         .flowgate

@@ -9,15 +9,35 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::daemon::AppState;
 use crate::daemon::auth::Access;
-use crate::daemon::error::ApiError;
+use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
 use crate::engine::{Command, CommandError, Instance, Person};
 use crate::service::{ServiceError, task_instance};
 use crate::store::Inbox;
 
+/// Open tasks of a person or a role, oldest first; page with `after` (the answer's `next`). A person token reads its own inbox or its roles'.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "tasks",
+    params(
+        ("person" = Option<String>, Query, description = "Tasks assigned to this person"),
+        ("role" = Option<String>, Query, description = "Tasks for this role"),
+        ("after" = Option<String>, Query, description = "The previous page's `next`"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 500)")
+    ),
+    responses(
+        (status = 200, description = "`{tasks, next}`", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn inbox(
     State(s): State<AppState>,
     caller: Caller,
@@ -64,14 +84,20 @@ pub async fn inbox(
     Ok(Json(json!({"tasks": tasks, "next": next})))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Act {
-    /// Who acts, for administrator tokens.
+    /// Who acts, `{"id": ..., "roles": [...]}`: required of administrator tokens, and must be
+    /// the token's own person otherwise.
+    #[schema(value_type = Option<Object>)]
     by: Option<Person>,
+    /// The outcome, one the step allows (e.g. `approve`, `reject`, `request-changes`).
     outcome: Option<String>,
+    /// Form data, checked against the step's form.
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// Refuse with 409 unless the instance is still at this version.
     expected_version: Option<u64>,
 }
 
@@ -84,6 +110,22 @@ fn optional(body: &Bytes) -> Result<Act, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
 }
 
+/// Claims a task for the acting person.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/claim",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id")),
+    request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
+    responses(
+        (status = 200, description = "`{instance, version}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn claim(
     State(s): State<AppState>,
     caller: Caller,
@@ -93,6 +135,22 @@ pub async fn claim(
     claim_or_unclaim(s, caller, task, body, true).await
 }
 
+/// Gives a claimed task back to its role.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/unclaim",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id")),
+    request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
+    responses(
+        (status = 200, description = "`{instance, version}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn unclaim(
     State(s): State<AppState>,
     caller: Caller,
@@ -125,6 +183,25 @@ async fn claim_or_unclaim(
 
 /// With an `Idempotency-Key` header, repeating a completion that already happened (same person,
 /// same outcome) answers as the first time did instead of with a conflict.
+/// Completes a task with an outcome and form data. With an `Idempotency-Key` header, repeating a completion that happened answers as the first did.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/complete",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body = Act,
+    responses(
+        (status = 200, description = "`{instance, status, version, open_tasks}`", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 pub async fn complete(
     State(s): State<AppState>,
     caller: Caller,

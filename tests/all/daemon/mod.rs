@@ -1,163 +1,14 @@
 //! Black-box tests of the daemon: the real binary on a free loopback port, driven over HTTP only,
 //! with two tenants (acme, the example; globex, a fixture).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod harness;
+mod operations;
+
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ACME_ADMIN: &str = "acme-admin-token";
-const GLOBEX_ADMIN: &str = "globex-admin-token";
-
-struct Daemon {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(max_body_bytes: usize) -> Daemon {
-    start_in(
-        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
-        max_body_bytes,
-    )
-}
-
-/// Starts the daemon on `dir` (its data folder is `dir/data`), which may hold earlier data.
-fn start_in(dir: tempfile::TempDir, max_body_bytes: usize) -> Daemon {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = [{:?}, {:?}]\nmax_body_bytes = {max_body_bytes}\ntick_ms = 50\n",
-        dir.path().join("data"),
-        root.join("examples/acme/tenant.toml"),
-        root.join("tests/fixtures/globex/tenant.toml"),
-    );
-    let config_path = dir.path().join("flowgate.toml");
-    std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn flowgate: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
-    let base = line
-        .trim()
-        .strip_prefix("flowgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    Daemon {
-        child,
-        base,
-        agent,
-        _dir: dir,
-    }
-}
-
-impl Daemon {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let response = match (method, body) {
-            ("GET", _) => {
-                let mut req = self.agent.get(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-            (_, body) => {
-                let mut req = self.agent.post(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send_json(body.unwrap_or_else(|| json!({})))
-            }
-        };
-        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    fn raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-        let mut response = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .header("Authorization", &format!("Bearer {token}"))
-            .header("Content-Type", content_type)
-            .send(body)
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Polls until the instance has an open task for `role` (the driver runs in the background).
-    fn task_for(&self, instance: &str, role: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let (_, body) = self.call(
-                "GET",
-                &format!("/api/v1/instances/{instance}"),
-                Some(ACME_ADMIN),
-                None,
-            );
-            let tasks = body["instance"]["tasks"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            if let Some((id, _)) = tasks
-                .iter()
-                .find(|(_, t)| t["status"] == "open" && t["role"] == role)
-            {
-                return id.clone();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("no open task for {role} in {instance}");
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("(no error code)")
-}
-
-fn start_purchase(d: &Daemon, cents: i64, category: &str) -> String {
-    let data = json!({"workflow": "purchase-request", "data": {"amount_cents": cents, "currency": "USD", "category": category, "requester": "alice"}});
-    let (status, body) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(data));
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap_or_default().to_string()
-}
+use harness::*;
 
 #[test]
 fn health_readiness_and_every_endpoint_needs_a_token() {
@@ -597,27 +448,6 @@ fn plugins_upload_with_grants_checked_and_hot_swap() {
     assert_eq!(after["instance"]["plugins"]["purchase-approval"], pinned);
 }
 
-/// Sends SIGTERM and waits for a clean exit.
-fn terminate(d: &mut Daemon) {
-    let pid = d.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(killed.is_ok_and(|s| s.success()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Ok(Some(status)) = d.child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "exit status {status:?}"
-    );
-}
-
 #[test]
 fn sigterm_finishes_gracefully() {
     let mut d = start(1 << 20);
@@ -641,12 +471,7 @@ fn a_timer_due_while_the_daemon_was_down_fires_after_its_restart() {
     terminate(&mut d);
     // Past the 2 s wait while nothing runs.
     std::thread::sleep(Duration::from_millis(2_500));
-    let dir = std::mem::replace(
-        &mut d._dir,
-        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
-    );
-    drop(d);
-    let d = start_in(dir, 1 << 20);
+    let d = start_in(folder_of(d), 1 << 20);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, body) = d.call("GET", &format!("/api/v1/instances/{id}"), g, None);

@@ -1,0 +1,229 @@
+//! The tenants as configured now. Their files (configuration, plugins, workflows) are watched:
+//! when one changes, or on SIGHUP, every tenant is read again and what changed is applied while
+//! the daemon serves: plugins installed or re-set, tokens and notification settings replaced,
+//! workflows deployed. A tenant whose new configuration is broken keeps its previous one, and the
+//! error is logged and shown on `/readyz`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::DaemonError;
+use super::auth::Authenticator;
+use crate::plugin::PluginRegistry;
+use crate::service::{ChannelNotifier, Flowgate};
+use crate::tenant::{Applied, TenantConfig, TenantError};
+
+/// One consistent view of every tenant: handlers take it once per request.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub configs: BTreeMap<String, TenantConfig>,
+    pub auth: Authenticator,
+    /// Each tenant's plugins as applied (file sha256 and settings).
+    pub applied: BTreeMap<String, Applied>,
+}
+
+/// What a file looked like: its size and modification time, or nothing when missing.
+type Stamp = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
+
+/// The configured tenants, reloadable.
+#[derive(Debug)]
+pub struct Tenants {
+    paths: Vec<PathBuf>,
+    flowgate: Flowgate,
+    channels: Arc<ChannelNotifier>,
+    current: RwLock<Arc<Snapshot>>,
+    /// The last reload's problems, by tenant file.
+    problems: Mutex<BTreeMap<PathBuf, String>>,
+    stamp: Mutex<Stamp>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Tenants {
+    /// Loads every tenant: at start-up any problem is an error.
+    pub async fn load(
+        paths: Vec<PathBuf>,
+        flowgate: Flowgate,
+        channels: Arc<ChannelNotifier>,
+    ) -> Result<Self, DaemonError> {
+        let tenants = Tenants {
+            paths,
+            flowgate,
+            channels,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            problems: Mutex::new(BTreeMap::new()),
+            stamp: Mutex::new(Vec::new()),
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        let problems = tenants.reload().await;
+        if let Some((path, problem)) = problems.into_iter().next() {
+            return Err(DaemonError::Tenant {
+                path,
+                message: problem,
+            });
+        }
+        Ok(tenants)
+    }
+
+    /// Every tenant as configured now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The last reload's problems, by tenant file.
+    pub fn problems(&self) -> BTreeMap<PathBuf, String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads every tenant again and applies what changed; returns the problems (each tenant with
+    /// one keeps its previous configuration).
+    pub async fn reload(&self) -> BTreeMap<PathBuf, String> {
+        let _one = self.reloading.lock().await;
+        let before = self.snapshot();
+        let stamp = self.stamp_now(&before);
+        let mut next = Snapshot::default();
+        let mut problems = BTreeMap::new();
+        for path in &self.paths {
+            match self.apply(path, &before).await {
+                Ok((config, applied)) => {
+                    next.applied.insert(config.id.clone(), applied);
+                    next.configs.insert(config.id.clone(), config);
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "tenant.reload failed; keeping its previous configuration");
+                    problems.insert(path.clone(), error.to_string());
+                    // Keep what was in force for this file.
+                    if let Some(old) = before.configs.values().find(|c| c.path == *path) {
+                        if let Some(applied) = before.applied.get(&old.id) {
+                            next.applied.insert(old.id.clone(), applied.clone());
+                        }
+                        next.configs.insert(old.id.clone(), old.clone());
+                    }
+                }
+            }
+        }
+        for config in next.configs.values() {
+            // Tokens were checked in `apply`; a tenant kept from before had valid ones.
+            if let Err(message) = next.auth.add(&config.id, &config.tokens) {
+                problems.insert(config.path.clone(), message);
+            }
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
+        *self.problems.lock().unwrap_or_else(PoisonError::into_inner) = problems.clone();
+        problems
+    }
+
+    /// Loads one tenant file and applies it: plugins, notification channels, workflows.
+    async fn apply(
+        &self,
+        path: &PathBuf,
+        before: &Snapshot,
+    ) -> Result<(TenantConfig, Applied), TenantError> {
+        let config = TenantConfig::load(path)?;
+        if let Some(other) = before
+            .configs
+            .get(&config.id)
+            .filter(|other| other.path != *path)
+        {
+            return Err(TenantError::Parse {
+                path: path.clone(),
+                message: format!(
+                    "tenant id `{}` is already configured by {}",
+                    config.id,
+                    other.path.display()
+                ),
+            });
+        }
+        Authenticator::default()
+            .add(&config.id, &config.tokens)
+            .map_err(|message| TenantError::Parse {
+                path: path.clone(),
+                message,
+            })?;
+        let channels = config.channels()?;
+        let mut applied = before.applied.get(&config.id).cloned().unwrap_or_default();
+        let registry: Arc<PluginRegistry> = self.flowgate.plugins().clone();
+        let (config, applied, changed) = tokio::task::spawn_blocking(move || {
+            let changed = config.sync_plugins(&registry, &mut applied);
+            (config, applied, changed)
+        })
+        .await
+        .map_err(|e| TenantError::Parse {
+            path: path.clone(),
+            message: format!("loading plugins failed: {e}"),
+        })?;
+        let changed = changed?;
+        if !changed.is_empty() {
+            tracing::info!(tenant = %config.id, plugins = ?changed, "tenant.plugins applied");
+        }
+        self.channels.set(&config.id, channels);
+        for deployed in config.deploy_workflows(&self.flowgate).await? {
+            if deployed.new_version {
+                tracing::info!(tenant = %config.id, workflow = %deployed.stored.definition.id, version = deployed.stored.version, "tenant.workflow deployed");
+            }
+        }
+        Ok((config, applied))
+    }
+
+    /// The files every tenant is made of, as they are now.
+    fn stamp_now(&self, snapshot: &Snapshot) -> Stamp {
+        let mut files: Vec<PathBuf> = self.paths.clone();
+        for config in snapshot.configs.values() {
+            files.extend(config.files());
+        }
+        files.sort();
+        files.dedup();
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).ok();
+                let seen = meta.and_then(|m| Some((m.len(), m.modified().ok()?)));
+                (f, seen)
+            })
+            .collect()
+    }
+
+    /// True when a file changed since the last reload.
+    pub fn changed(&self) -> bool {
+        let now = self.stamp_now(&self.snapshot());
+        *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) != now
+    }
+
+    /// Reloads whenever a file changes (looking every `every`) or SIGHUP arrives, until `stop`.
+    pub async fn watch(self: Arc<Self>, every: Duration, stop: impl Future<Output = ()>) {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            #[cfg(unix)]
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(signal) => drop(signal.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup = std::future::pending::<()>();
+            let reason = tokio::select! {
+                _ = &mut stop => return,
+                _ = hup => "SIGHUP",
+                _ = tokio::time::sleep(every) => {
+                    if !self.changed() { continue; }
+                    "a file changed"
+                }
+            };
+            tracing::info!(reason, "tenant.reload");
+            self.reload().await;
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Operating the daemon: tenant files changed while it runs, plugin versions kept across restarts,
+//! notifications (webhook and email) pending across a crash, and the OpenAPI document.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::harness::*;
+use flowgate_tests::artifacts;
+use flowgate_tests::receivers::{SmtpSink, WebhookReceiver};
+
+const ADMIN: &str = "initech-admin-token";
+const MILTON: &str = "initech-milton-token";
+
+/// A tenant file's `[[tokens]]` entry.
+fn token(name: &str, secret: &str, access: &str, person: &str) -> String {
+    let sha = hex::encode(Sha256::digest(secret.as_bytes()));
+    let person = if person.is_empty() {
+        String::new()
+    } else {
+        format!("person = \"{person}\"\nroles = [\"manager\"]\n")
+    };
+    format!("[[tokens]]\nname = \"{name}\"\nsha256 = \"{sha}\"\naccess = \"{access}\"\n{person}\n")
+}
+
+/// Writes the `initech` tenant into `dir` with `more` appended; returns its path.
+fn write_tenant(dir: &Path, more: &str) -> PathBuf {
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/globex/workflows");
+    let text = format!(
+        "id = \"initech\"\nworkflows = {workflows:?}\n\n{}{more}",
+        token("admin", ADMIN, "admin", "")
+    );
+    let path = dir.join("initech.toml");
+    // Through a rename, so the watcher never reads half a file.
+    let partial = dir.join("initech.toml.partial");
+    std::fs::write(&partial, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&partial, &path).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+fn plugin_names(d: &Daemon, token: &str) -> Vec<(String, String)> {
+    let (status, body) = d.call("GET", "/api/v1/plugins", Some(token), None);
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or_default().to_string();
+            (name, p["sha256"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_changed_tenant_file_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = write_tenant(dir.path(), "");
+    let d = start_with(dir, std::slice::from_ref(&tenant), "reload_ms = 100\n");
+    assert!(plugin_names(&d, ADMIN).is_empty());
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 401);
+
+    // A plugin and a person's token are added to the file.
+    let plugin = format!(
+        "{}[plugins.bot]\npath = {:?}\n[plugins.bot.config]\ngreeting = \"hi\"\n",
+        token("milton", MILTON, "person", "milton"),
+        artifacts::MISBEHAVE
+    );
+    write_tenant(tenant.parent().unwrap_or(Path::new(".")), &plugin);
+    let names = eventually("the new plugin", || {
+        let names = plugin_names(&d, ADMIN);
+        (!names.is_empty()).then_some(names)
+    });
+    assert_eq!(names[0].0, "bot");
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 200);
+
+    // A broken file keeps the previous configuration in force and says why on /readyz.
+    write_tenant(tenant.parent().unwrap_or(Path::new(".")), "[plugins.bot\n");
+    let problem = eventually("readiness to report the broken file", || {
+        let (status, body) = d.call("GET", "/readyz", None, None);
+        (status == 503).then_some(body)
+    });
+    let message = problem["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("initech.toml"), "{problem}");
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 200);
+    assert_eq!(plugin_names(&d, ADMIN), names);
+
+    // Fixed again without the person's token: it stops working, readiness returns.
+    let without_milton = format!("[plugins.bot]\npath = {:?}\n", artifacts::MISBEHAVE);
+    write_tenant(tenant.parent().unwrap_or(Path::new(".")), &without_milton);
+    eventually("the token to be withdrawn", || {
+        let (status, _) = d.call("GET", "/api/v1/plugins", Some(MILTON), None);
+        (status == 401).then_some(())
+    });
+    eventually("readiness", || {
+        (d.call("GET", "/readyz", None, None).0 == 200).then_some(())
+    });
+}
+
+/// A workflow of two `bot` actions around a manager's task.
+const BOT_RUN: &str = r#"
+id = "bot-run"
+start = "first"
+
+[[steps]]
+id = "first"
+kind = "action"
+plugin = "bot"
+action = "echo-key"
+next = "check"
+
+[[steps]]
+id = "check"
+kind = "task"
+role = "manager"
+next = "second"
+
+[[steps]]
+id = "second"
+kind = "action"
+plugin = "bot"
+action = "echo-key"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+fn upload(d: &Daemon, name: &str, wasm_path: &str) -> String {
+    let wasm = std::fs::read(wasm_path).unwrap_or_else(|e| panic!("{wasm_path}: {e}"));
+    let path = format!("/api/v1/plugins/{name}");
+    let (status, body) = d.raw(&path, GLOBEX_ADMIN, "application/wasm", &wasm);
+    assert_eq!(status, 201, "{body}");
+    body["sha256"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn uploads_and_pinned_plugin_versions_survive_a_restart() {
+    let mut d = start(8 << 20);
+    let g = Some(GLOBEX_ADMIN);
+    let first = upload(&d, "bot", artifacts::MISBEHAVE);
+    let deploy = json!({"file": "bot-run.toml", "source": BOT_RUN});
+    let (status, body) = d.call("POST", "/api/v1/definitions", g, Some(deploy));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        g,
+        Some(json!({"workflow": "bot-run"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    let task = d.open_task(GLOBEX_ADMIN, &id, "manager");
+
+    // A new version becomes current; the instance stays pinned to the first.
+    let second = upload(&d, "bot", artifacts::TICKET_ROUTING);
+    assert_ne!(first, second);
+    terminate(&mut d);
+    let d = start_in(folder_of(d), 8 << 20);
+    assert_eq!(
+        plugin_names(&d, GLOBEX_ADMIN),
+        vec![("bot".to_string(), second.clone())],
+        "the upload is still current after the restart"
+    );
+
+    // The pinned version is loaded again from the kept artifact to run the second action.
+    let act = json!({"outcome": "done", "by": {"id": "mia", "roles": ["manager"]}});
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{task}/complete"),
+        g,
+        Some(act),
+    );
+    assert_eq!(status, 200, "{body}");
+    let finished = eventually("the instance to finish", || {
+        let (_, body) = d.call("GET", &format!("/api/v1/instances/{id}"), g, None);
+        (body["instance"]["status"] != "running").then_some(body)
+    });
+    assert_eq!(finished["instance"]["status"], "completed", "{finished}");
+    assert_eq!(finished["instance"]["plugins"]["bot"], json!(first));
+}
+
+/// The `initech` tenant with a webhook and email to these receivers.
+fn notifying_tenant(dir: &Path, hook: &WebhookReceiver, smtp: &SmtpSink) -> PathBuf {
+    let more = format!(
+        "{}[webhook]\nurl = {:?}\nsecret = \"whsec-initech\"\n\n[email]\nurl = {:?}\nfrom = \"Flowgate <flowgate@initech.example>\"\ntimeout_ms = 2000\n[email.people]\nmilton = \"milton@initech.example\"\n[email.roles]\nmanager = \"managers@initech.example\"\n",
+        token("milton", MILTON, "person", "milton"),
+        hook.url,
+        smtp.url(),
+    );
+    write_tenant(dir, &more)
+}
+
+#[test]
+fn notifications_pending_at_a_crash_are_delivered_after_the_restart() {
+    let hook = WebhookReceiver::start(0).unwrap_or_else(|e| panic!("{e}"));
+    let smtp = SmtpSink::start(0).unwrap_or_else(|e| panic!("{e}"));
+    hook.set_failing(true);
+    smtp.set_failing(true);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = notifying_tenant(dir.path(), &hook, &smtp);
+    let tenants = [tenant];
+    let mut d = start_with(dir, &tenants, "");
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(MILTON),
+        Some(json!({"workflow": "leave-request", "data": {"days": 3}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    eventually("both channels to be tried and refused", || {
+        (hook.requests() > 0 && smtp.attempts() > 0).then_some(())
+    });
+    crash(&mut d);
+
+    hook.set_failing(false);
+    smtp.set_failing(false);
+    let d = start_with(folder_of(d), &tenants, "");
+    let received = eventually("the webhook delivery", || {
+        let r = hook.received();
+        (!r.is_empty()).then_some(r)
+    });
+    let mails = eventually("the email", || {
+        let m = smtp.mails();
+        (!m.is_empty()).then_some(m)
+    });
+    let delivery: Value = serde_json::from_slice(&received[0].body).unwrap_or_default();
+    assert_eq!(delivery["instance"], json!(id));
+    assert_eq!(delivery["notification"]["kind"], "task-assigned");
+    let signature = received[0].headers.get("x-flowgate-signature").cloned();
+    let expected = flowgate::service::signature("whsec-initech", &received[0].body);
+    assert_eq!(signature, Some(expected));
+
+    let mail = &mails[0];
+    assert_eq!(mail.from, "flowgate@initech.example");
+    assert_eq!(mail.to, vec!["managers@initech.example".to_string()]);
+    let delivery_id = delivery["id"].as_u64().unwrap_or_default();
+    assert_eq!(
+        mail.header("Message-ID"),
+        Some(format!("<initech.{delivery_id}@flowgate>").as_str())
+    );
+    assert!(
+        mail.data.contains(&format!("Instance: {id}")),
+        "{}",
+        mail.data
+    );
+
+    // Finishing the instance tells whoever started it, by both channels, once each.
+    let task = d.open_task(ADMIN, &id, "manager");
+    let act = json!({"outcome": "approve"});
+    let path = format!("/api/v1/tasks/{task}/complete");
+    let (status, body) = d.call("POST", &path, Some(MILTON), Some(act));
+    assert_eq!(status, 200, "{body}");
+    eventually("the finished notification by email", || {
+        smtp.mails()
+            .iter()
+            .any(|m| m.to == ["milton@initech.example"])
+            .then_some(())
+    });
+    let kinds: Vec<String> = eventually("the finished notification by webhook", || {
+        let kinds: Vec<String> = hook
+            .received()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .map(|v| {
+                v["notification"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        (kinds.len() >= 2).then_some(kinds)
+    });
+    assert_eq!(kinds, ["task-assigned", "instance-finished"]);
+}
+
+#[test]
+fn the_openapi_document_describes_every_route_and_only_those() {
+    let d = start(1 << 20);
+    let (status, doc) = d.call("GET", "/openapi.json", None, None);
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("GET", "/api/v1/definitions"),
+        ("POST", "/api/v1/definitions"),
+        ("POST", "/api/v1/definitions/validate"),
+        ("GET", "/api/v1/definitions/{id}/versions/{version}"),
+        ("GET", "/api/v1/plugins"),
+        ("POST", "/api/v1/plugins/{name}"),
+        ("GET", "/api/v1/instances"),
+        ("POST", "/api/v1/instances"),
+        ("GET", "/api/v1/instances/{id}"),
+        ("POST", "/api/v1/instances/{id}/cancel"),
+        ("GET", "/api/v1/metrics/{workflow}"),
+        ("GET", "/api/v1/tasks"),
+        ("POST", "/api/v1/tasks/{id}/claim"),
+        ("POST", "/api/v1/tasks/{id}/unclaim"),
+        ("POST", "/api/v1/tasks/{id}/complete"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    // Every documented route is served (answered by its handler, not the fallback).
+    for (method, path) in &documented {
+        let concrete = path.replace("{version}", "1").replace(['{', '}'], "");
+        let (status, body) = d.call(method, &concrete, Some(ACME_ADMIN), None);
+        let fallback = body["error"]["message"] == "no such route";
+        assert!(
+            !fallback && status != 405,
+            "{method} {path}: {status} {body}"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().map(|s| s.len());
+    assert!(
+        schemas.is_some_and(|n| n >= 5),
+        "request bodies are described: {doc}"
+    );
+}
