@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
+
 pub use auth::{Access, AccessKind, Authenticator, Principal, TokenConfig};
 pub use config::{ConfigError, DaemonConfig};
 pub use error::ApiError;
@@ -117,6 +119,12 @@ pub async fn serve(
     });
 
     let app = api::router(state);
+    // Answers are small and each waits for the next request: send them without Nagle's delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -5,12 +5,14 @@
 mod clock;
 mod driver;
 mod email;
+mod inbox;
 mod notify;
 mod telemetry;
+mod watch;
 mod webhook;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
@@ -18,6 +20,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::{EmailConfig, EmailSender};
+pub use inbox::{InboxPage, TaskFilter};
 pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, LogNotifier, Notifier, RecordingNotifier,
 };
@@ -27,7 +30,7 @@ pub use webhook::{WebhookConfig, signature};
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
-use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition, TaskRef};
+use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
 use writer::{Request, StartRequest, Writer};
 
 /// Why a service call failed. Nothing was stored unless the call says otherwise.
@@ -72,6 +75,8 @@ pub(crate) struct Shared {
     /// memory: after a restart everything pending is tried at once.
     backoff: Mutex<HashMap<(String, u64), (u32, u64)>>,
     pub telemetry: Telemetry,
+    /// Callers waiting for an instance to change.
+    watchers: watch::Watchers,
 }
 
 impl Shared {
@@ -170,6 +175,7 @@ impl Flowgate {
             in_flight: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
             telemetry: Telemetry::default(),
+            watchers: watch::Watchers::default(),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -382,6 +388,29 @@ impl Flowgate {
             })
     }
 
+    /// The instance once its version is past `version`, waiting up to `wait` for a commit to
+    /// change it; after the wait, the instance as it is.
+    pub async fn instance_changed(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+        wait: std::time::Duration,
+    ) -> Result<Instance, ServiceError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Subscribe before reading, so a commit between the two is not missed.
+            let changed = self.shared.watchers.subscribe(tenant, id);
+            let instance = self.instance(tenant, id)?;
+            if instance.version > version {
+                return Ok(instance);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.instance(tenant, id);
+            }
+        }
+    }
+
     /// An instance with its whole history, as of one moment.
     pub fn instance_with_history(
         &self,
@@ -419,23 +448,8 @@ impl Flowgate {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<crate::engine::Task>, ServiceError> {
-        let refs = self
-            .shared
-            .store
-            .inbox(tenant, inbox, "open", after, limit)?;
-        let mut cache: BTreeMap<String, Instance> = BTreeMap::new();
-        let mut tasks = Vec::with_capacity(refs.len());
-        for TaskRef { task, instance } in refs {
-            if !cache.contains_key(&instance)
-                && let Some(found) = self.shared.store.instance(tenant, &instance)?
-            {
-                cache.insert(instance.clone(), found);
-            }
-            if let Some(t) = cache.get(&instance).and_then(|i| i.tasks.get(&task)) {
-                tasks.push(t.clone());
-            }
-        }
-        Ok(tasks)
+        let page = self.inbox_page(tenant, inbox, &TaskFilter::default(), after, limit)?;
+        Ok(page.tasks)
     }
 
     /// Workflow metrics of `workflow` over `[from, to)`, from the histories of its instances

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use flowgate::engine::{Command, CommandError, EventKind, Person, Resolution, Status, Wait};
 use flowgate::plugin::{PluginId, PluginSettings};
-use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::service::{
+    Flowgate, InboxPage, ManualClock, RecordingNotifier, ServiceError, TaskFilter,
+};
 use flowgate::store::{Inbox, RedbStore, Storage};
 use flowgate_tests::artifacts::MISBEHAVE;
 use serde_json::{Map, Value, json};
@@ -691,4 +693,85 @@ async fn acknowledged_work_and_armed_timers_survive_a_restart() {
         ["support-lead"],
         "the SLA timer fired after the restart"
     );
+}
+
+#[tokio::test]
+async fn inboxes_filter_by_workflow_step_due_date_and_claim_and_page_through_filters() {
+    let h = harness().await;
+    let clerk_steps = |id: &str, step: &str, deadline: &str| {
+        format!(
+            "id = \"{id}\"\nstart = \"{step}\"\n\n[[steps]]\nid = \"{step}\"\nkind = \"task\"\nrole = \"clerk\"\nnext = \"done\"\n{deadline}\n[[steps]]\nid = \"done\"\nkind = \"end\"\n"
+        )
+    };
+    let with_deadline = "[steps.deadline]\ndue = \"1h\"\n";
+    for (id, step, deadline) in [("intake", "check", with_deadline), ("filing", "file", "")] {
+        let source = clerk_steps(id, step, deadline);
+        let deployed = h
+            .flowgate
+            .deploy(&h.tenant, &format!("{id}.toml"), &source)
+            .await;
+        assert!(deployed.is_ok(), "{deployed:?}");
+    }
+    for _ in 0..3 {
+        start(&h, "intake", json!({})).await;
+    }
+    for _ in 0..2 {
+        start(&h, "filing", json!({})).await;
+    }
+    let clerks = Inbox::Role("clerk".into());
+    let page = |filter: TaskFilter, after: Option<String>, limit: usize| {
+        h.flowgate
+            .inbox_page(&h.tenant, &clerks, &filter, after.as_deref(), limit)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let steps = |p: &InboxPage| p.tasks.iter().map(|t| t.step.clone()).collect::<Vec<_>>();
+    let intake = TaskFilter {
+        workflow: Some("intake".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(steps(&page(intake.clone(), None, 50)), ["check"; 3]);
+    let filing = TaskFilter {
+        step: Some("file".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(steps(&page(filing, None, 50)), ["file"; 2]);
+    let due = TaskFilter {
+        due_before: Some(T0 + 2 * 3_600_000),
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        page(due, None, 50).tasks.len(),
+        3,
+        "only intake tasks have a deadline"
+    );
+
+    // Claimed tasks drop out of an `unclaimed` inbox.
+    let first = page(intake.clone(), None, 1).tasks[0].id.clone();
+    let claimed = h
+        .flowgate
+        .claim_task(&h.tenant, &first, Person::new("cleo", &["clerk"]))
+        .await;
+    assert!(claimed.is_ok(), "{claimed:?}");
+    let unclaimed = TaskFilter {
+        unclaimed: true,
+        ..TaskFilter::default()
+    };
+    let open = page(unclaimed, None, 50);
+    assert_eq!(open.tasks.len(), 4);
+    assert!(open.tasks.iter().all(|t| t.id != first));
+
+    // Paging a filtered inbox visits each matching task once.
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let p = page(intake.clone(), after, 2);
+        seen.extend(p.tasks.iter().map(|t| t.id.clone()));
+        match p.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (3, 3), "{seen:?}");
 }

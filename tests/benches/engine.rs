@@ -4,7 +4,7 @@
 //! many instances already stored; plus the time of an inbox query for a role.
 //!
 //! Run: `cargo bench -p flowgate-tests --bench engine` (`-- --stored 100000` for a smaller store,
-//! `-- --seconds 5` per measurement).
+//! `--stored 0` to skip it, `-- --seconds 5` per measurement, `--clients 64` for one row).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,12 @@ use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
 use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier, SystemClock};
 use flowgate::store::{Change, Inbox, RedbStore, Storage};
 use flowgate::tenant::TenantConfig;
+use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
+
+// The daemon's allocator, so that the engine is measured as the daemon runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Delivers nothing: the benchmark measures the engine, not a webhook receiver.
 struct Discard;
@@ -84,6 +89,8 @@ async fn task_for(flowgate: &Flowgate, id: &str, role: &str) -> String {
 }
 
 struct Run {
+    /// CPU seconds the process used.
+    cpu: Option<f64>,
     client_commands: u64,
     instances: u64,
     elapsed: Duration,
@@ -95,6 +102,7 @@ async fn run(flowgate: &Flowgate, clients: usize, duration: Duration) -> Run {
     let stop = Instant::now() + duration;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = cpu::process_seconds(std::process::id());
     let mut handles = Vec::new();
     for _ in 0..clients {
         let (flowgate, done) = (flowgate.clone(), done.clone());
@@ -146,7 +154,9 @@ async fn run(flowgate: &Flowgate, clients: usize, duration: Duration) -> Run {
         latencies.extend(h.await.unwrap_or_default());
     }
     latencies.sort();
+    let cpu_after = cpu::process_seconds(std::process::id());
     Run {
+        cpu: cpu_before.and_then(|b| Some(cpu_after? - b)),
         client_commands: latencies.len() as u64,
         instances: done.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
@@ -167,12 +177,13 @@ fn report(label: &str, clients: usize, r: &Run) {
     // acknowledgements committed by the driver: 7 durable commands.
     let durable = r.instances * 7;
     println!(
-        "| {label:<22} | {clients:>3} | {:>9.0} | {:>9.0} | {:>8.0} | {:>7.2} | {:>7.2} |",
+        "| {label:<22} | {clients:>3} | {:>9.0} | {:>9.0} | {:>8.0} | {:>7.2} | {:>7.2} | {:>6.0} |",
         r.client_commands as f64 / secs,
         durable as f64 / secs,
         r.instances as f64 / secs,
         pct(&r.latencies, 50),
         pct(&r.latencies, 99),
+        r.cpu.unwrap_or(0.0) / r.client_commands.max(1) as f64 * 1e6,
     );
 }
 
@@ -215,6 +226,11 @@ fn preload(store: &RedbStore, template: &Instance, count: u64) {
 fn main() {
     let stored = arg("--stored", 1_000_000);
     let seconds = arg("--seconds", 10);
+    // `--clients N` measures N clients only; `--stored 0` skips the stored-instances half.
+    let client_counts: Vec<usize> = match arg("--clients", 0) {
+        0 => vec![1, 16, 64],
+        n => vec![n as usize],
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -228,11 +244,16 @@ fn main() {
             driver.run_driver(Duration::from_millis(50), async { drop(stop_rx.await) }).await
         });
 
-        println!("| store | clients | client cmds/s | durable cmds/s | instances/s | p50 ms | p99 ms |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        for clients in [1, 16, 64] {
+        println!("| store | clients | client cmds/s | durable cmds/s | instances/s | p50 ms | p99 ms | CPU µs per client cmd |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for &clients in &client_counts {
             let r = run(&flowgate, clients, Duration::from_secs(seconds)).await;
             report("empty", clients, &r);
+        }
+        if stored == 0 {
+            let _ = stop_tx.send(());
+            let _ = driving.await;
+            return;
         }
 
         // A template: an instance waiting for its manager.
@@ -241,7 +262,7 @@ fn main() {
         let template = flowgate.instance("acme", &template.id).unwrap_or_else(|e| panic!("{e}"));
         preload(&store, &template, stored);
         let label = format!("{stored} stored");
-        for clients in [1, 16, 64] {
+        for &clients in &client_counts {
             let r = run(&flowgate, clients, Duration::from_secs(seconds)).await;
             report(&label, clients, &r);
         }
@@ -251,7 +272,7 @@ fn main() {
             let t = Instant::now();
             let page = flowgate.inbox("acme", &Inbox::Role("manager".into()), None, 50).unwrap_or_default();
             times.push(t.elapsed());
-            assert_eq!(page.len(), 50);
+            assert_eq!(page.len() as u64, (stored / 100).clamp(1, 50));
         }
         times.sort();
         println!(

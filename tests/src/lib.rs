@@ -6,4 +6,5 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+pub mod cpu;
 pub mod receivers;

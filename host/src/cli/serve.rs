@@ -9,7 +9,7 @@ use crate::daemon::{self, DaemonConfig};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML configuration file (listen, data_dir, tenants, max_body_bytes, tick_ms).
+    /// A TOML configuration file (listen, data_dir, tenants, max_body_bytes, tick_ms, reload_ms).
     #[arg(long, env = "FLOWGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on (overrides the file and FLOWGATE_LISTEN).

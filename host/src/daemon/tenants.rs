@@ -5,7 +5,7 @@
 //! error is logged and shown on `/readyz`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -92,7 +92,7 @@ impl Tenants {
         let mut next = Snapshot::default();
         let mut problems = BTreeMap::new();
         for path in &self.paths {
-            match self.apply(path, &before).await {
+            match self.apply(path, &before, &next).await {
                 Ok((config, applied)) => {
                     next.applied.insert(config.id.clone(), applied);
                     next.configs.insert(config.id.clone(), config);
@@ -123,19 +123,17 @@ impl Tenants {
     }
 
     /// Loads one tenant file and applies it: plugins, notification channels, workflows.
+    /// `next` holds the tenants read before this one in the same reload.
     async fn apply(
         &self,
-        path: &PathBuf,
+        path: &Path,
         before: &Snapshot,
+        next: &Snapshot,
     ) -> Result<(TenantConfig, Applied), TenantError> {
         let config = TenantConfig::load(path)?;
-        if let Some(other) = before
-            .configs
-            .get(&config.id)
-            .filter(|other| other.path != *path)
-        {
+        if let Some(other) = next.configs.get(&config.id) {
             return Err(TenantError::Parse {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 message: format!(
                     "tenant id `{}` is already configured by {}",
                     config.id,
@@ -146,7 +144,7 @@ impl Tenants {
         Authenticator::default()
             .add(&config.id, &config.tokens)
             .map_err(|message| TenantError::Parse {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 message,
             })?;
         let channels = config.channels()?;
@@ -158,7 +156,7 @@ impl Tenants {
         })
         .await
         .map_err(|e| TenantError::Parse {
-            path: path.clone(),
+            path: path.to_path_buf(),
             message: format!("loading plugins failed: {e}"),
         })?;
         let changed = changed?;

@@ -161,6 +161,7 @@ impl Writer {
                         Pending::Done(reply) => drop(reply.send(Ok(()))),
                     }
                 }
+                self.shared.watchers.changed(batch.instances.keys());
                 if !batch.changes.is_empty() {
                     // notify_one keeps a permit when the driver is busy: no commit goes unnoticed.
                     self.shared.wake.notify_one();

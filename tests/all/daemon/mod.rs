@@ -290,6 +290,45 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .is_some_and(|m| m.contains("line 1 column 13")),
         "{body}"
     );
+    // A misspelt or malformed query parameter: 400 naming it.
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/tasks?role=manager&unclaimd=true",
+        Some(admin),
+        None,
+    );
+    assert_eq!((status, code(&body)), (400, "invalid"));
+    assert_eq!(body["error"]["details"]["field"], "unclaimd");
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/tasks?role=manager&due_before=soon",
+        Some(admin),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (400, Some("due_before"))
+    );
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/definitions/purchase-request/versions/one",
+        Some(admin),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (400, Some("version"))
+    );
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/instances/x?history=maybe",
+        Some(admin),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (400, Some("history"))
+    );
     // Oversized: 413 with the limit.
     let big = format!(
         "{{\"workflow\": \"x\", \"data\": {{\"blob\": \"{}\"}}}}",

@@ -332,3 +332,65 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         "request bodies are described: {doc}"
     );
 }
+
+#[test]
+fn two_files_for_one_tenant_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let first = write_tenant(dir.path(), "");
+    let second = dir.path().join("again.toml");
+    std::fs::copy(&first, &second).unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("flowgate.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = {:?}\n",
+        dir.path().join("data"),
+        [first, second]
+    );
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("again.toml") && stderr.contains("`initech` is already configured"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_long_poll_answers_when_the_instance_changes() {
+    let d = start(1 << 20);
+    let g = Some(GLOBEX_ADMIN);
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        g,
+        Some(json!({"workflow": "follow-up"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    let version = body["version"].as_u64().unwrap_or_default();
+
+    // Nothing changes within 100 ms (the wait step is 2 s): the instance as it is.
+    let path = format!("/api/v1/instances/{id}?history=false&changed_since={version}&wait_ms=100");
+    let (status, body) = d.call("GET", &path, g, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["instance"]["version"], json!(version));
+    assert!(body.get("history").is_none());
+
+    // The timer fires within the wait: the answer is the changed instance.
+    let path = format!("/api/v1/instances/{id}?changed_since={version}&wait_ms=20000");
+    let (status, body) = d.call("GET", &path, g, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["instance"]["version"].as_u64() > Some(version),
+        "{body}"
+    );
+    assert!(body["history"].as_array().is_some_and(|h| !h.is_empty()));
+
+    // Another tenant's instance is not found, waiting or not.
+    let path = format!("/api/v1/instances/{id}?changed_since=0&wait_ms=100");
+    assert_eq!(d.call("GET", &path, Some(ACME_ADMIN), None).0, 404);
+}

@@ -4,6 +4,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = flowgate::cli::Cli::parse();
     flowgate::cli::init_tracing(cli.log_format);

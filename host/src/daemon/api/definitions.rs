@@ -127,8 +127,16 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
 pub async fn version(
     State(s): State<AppState>,
     caller: Caller,
-    Path((id, version)): Path<(String, u32)>,
+    Path((id, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    let version: u32 = version.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("version `{version}` must be a positive number: {e}"),
+        )
+        .with(json!({"field": "version"}))
+    })?;
     let found = s
         .flowgate
         .store()

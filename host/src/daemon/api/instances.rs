@@ -1,19 +1,23 @@
 //! Instances: start (with an idempotency key), get with history, list and filter, cancel.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
-use crate::engine::Command;
+use crate::engine::{Command, Event, Instance};
 use crate::store::InstanceFilter;
+
+/// The longest a long poll waits, in milliseconds.
+const MAX_WAIT_MS: u64 = 30_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +54,7 @@ pub async fn start(
     caller: Caller,
     headers: HeaderMap,
     Body(body): Body<Start>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Instance>), ApiError> {
     let header = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -64,17 +68,24 @@ pub async fn start(
         .flowgate
         .start(caller.tenant(), &body.workflow, body.data, &by, key)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(instance))))
+    Ok((StatusCode::CREATED, Json(instance)))
 }
 
-/// An instance with its whole history.
+/// An instance with its whole history; with `changed_since`, a long poll that answers once the
+/// instance changed (or the wait is over).
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}",
     tag = "instances",
-    params(("id" = String, Path, description = "The instance id")),
+    params(
+        ("id" = String, Path, description = "The instance id"),
+        ("history" = Option<bool>, Query, description = "false leaves the history out (default true)"),
+        ("changed_since" = Option<u64>, Query, description = "Long poll: answer once the instance's version is past this one"),
+        ("wait_ms" = Option<u64>, Query, description = "How long a long poll may wait (default and most 30000); after it, the instance as it is")
+    ),
     responses(
         (status = 200, description = "`{instance, history}`", body = serde_json::Value),
+        (status = 400, description = "A bad query", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
@@ -84,9 +95,60 @@ pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<InstanceView>, ApiError> {
+    let history = match query.get("history").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("query `history` must be true or false, not `{other}`"),
+            )
+            .with(json!({"field": "history"})));
+        }
+    };
+    let number = |key: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        format!("query `{key}`: {e}"),
+                    )
+                    .with(json!({"field": key}))
+                })
+            })
+            .transpose()
+    };
+    let changed_since = number("changed_since")?;
+    let wait = Duration::from_millis(number("wait_ms")?.unwrap_or(MAX_WAIT_MS).min(MAX_WAIT_MS));
+    let instance = match changed_since {
+        Some(version) => Some(
+            s.flowgate
+                .instance_changed(caller.tenant(), &id, version, wait)
+                .await?,
+        ),
+        None => None,
+    };
+    if !history {
+        let instance = match instance {
+            Some(found) => found,
+            None => s.flowgate.instance(caller.tenant(), &id)?,
+        };
+        return Ok(Json(InstanceView {
+            instance,
+            history: None,
+        }));
+    }
     let (instance, history) = s.flowgate.instance_with_history(caller.tenant(), &id)?;
-    Ok(Json(json!({"instance": instance, "history": history})))
+    Ok(Json(InstanceView {
+        instance,
+        history: Some(history),
+    }))
 }
 
 /// Instances, newest first, filtered; page with `after`.
@@ -185,12 +247,21 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<Cancel>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Instance>, ApiError> {
     caller.admin("cancel instances")?;
     let command = Command::Cancel {
         by: caller.0.token.clone(),
         reason: body.reason,
     };
     let instance = s.flowgate.command(caller.tenant(), &id, command).await?;
-    Ok(Json(json!(instance)))
+    Ok(Json(instance))
+}
+
+/// An instance, and its history unless it was left out. Serialized straight from the engine's
+/// types: no intermediate JSON tree.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    instance: Instance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<Event>>,
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -15,11 +15,11 @@ use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
-use crate::engine::{Command, CommandError, Instance, Person};
-use crate::service::{ServiceError, task_instance};
+use crate::engine::{Command, CommandError, Instance, Person, Status, Task};
+use crate::service::{ServiceError, TaskFilter, task_instance};
 use crate::store::Inbox;
 
-/// Open tasks of a person or a role, oldest first; page with `after` (the answer's `next`). A person token reads its own inbox or its roles'.
+/// Open tasks of a person or a role in task id order, filtered; page with `after` (the answer's `next`; a filtered page may be short before the end). A person token reads its own inbox or its roles'.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
@@ -27,6 +27,10 @@ use crate::store::Inbox;
     params(
         ("person" = Option<String>, Query, description = "Tasks assigned to this person"),
         ("role" = Option<String>, Query, description = "Tasks for this role"),
+        ("workflow" = Option<String>, Query, description = "Only tasks of this workflow's instances"),
+        ("step" = Option<String>, Query, description = "Only tasks of this step"),
+        ("due_before" = Option<u64>, Query, description = "Only tasks due before this time (milliseconds since the epoch)"),
+        ("unclaimed" = Option<bool>, Query, description = "Only tasks nobody has claimed"),
         ("after" = Option<String>, Query, description = "The previous page's `next`"),
         ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 500)")
     ),
@@ -65,23 +69,65 @@ pub async fn inbox(
             return Err(ApiError::forbidden("read another person's or role's inbox"));
         }
     }
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(50)
-        .min(500);
-    let tasks = s.flowgate.inbox(
-        caller.tenant(),
-        &inbox,
-        q.get("after").map(String::as_str),
-        limit,
-    )?;
-    let next = if tasks.len() == limit {
-        tasks.last().map(|t| t.id.clone())
-    } else {
-        None
+    const KNOWN: [&str; 8] = [
+        "person",
+        "role",
+        "workflow",
+        "step",
+        "due_before",
+        "unclaimed",
+        "after",
+        "limit",
+    ];
+    if let Some(unknown) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!(
+                "unknown query parameter `{unknown}`; known: {}",
+                KNOWN.join(", ")
+            ),
+        )
+        .with(json!({"field": unknown})));
+    }
+    let parse = |key: &str, what: &str| -> Result<Option<u64>, ApiError> {
+        q.get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        format!("query `{key}` ({what}): {e}"),
+                    )
+                    .with(json!({"field": key}))
+                })
+            })
+            .transpose()
     };
-    Ok(Json(json!({"tasks": tasks, "next": next})))
+    let unclaimed = match q.get("unclaimed").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("query `unclaimed` must be true or false, not `{other}`"),
+            )
+            .with(json!({"field": "unclaimed"})));
+        }
+    };
+    let filter = TaskFilter {
+        workflow: q.get("workflow").cloned(),
+        step: q.get("step").cloned(),
+        due_before: parse("due_before", "milliseconds since the epoch")?,
+        unclaimed,
+    };
+    let limit = parse("limit", "a count")?.unwrap_or(50).clamp(1, 500) as usize;
+    let after = q.get("after").map(String::as_str);
+    let page = s
+        .flowgate
+        .inbox_page(caller.tenant(), &inbox, &filter, after, limit)?;
+    Ok(Json(json!({"tasks": page.tasks, "next": page.next})))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -181,8 +227,6 @@ async fn claim_or_unclaim(
     Ok(Json(json!({"instance": done.id, "version": done.version})))
 }
 
-/// With an `Idempotency-Key` header, repeating a completion that already happened (same person,
-/// same outcome) answers as the first time did instead of with a conflict.
 /// Completes a task with an outcome and form data. With an `Idempotency-Key` header, repeating a completion that happened answers as the first did.
 #[utoipa::path(
     post,
@@ -208,7 +252,7 @@ pub async fn complete(
     headers: HeaderMap,
     Path(task): Path<String>,
     Body(act): Body<Act>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Completed>, ApiError> {
     let by = caller.person(act.by)?;
     let instance_id = task_instance(&task)?;
     let command = Command::CompleteTask {
@@ -241,7 +285,20 @@ pub async fn complete(
     }
 }
 
-fn answer(instance: &Instance) -> Value {
-    let open: Vec<_> = instance.open_tasks().collect();
-    json!({"instance": instance.id, "status": instance.status, "version": instance.version, "open_tasks": open})
+/// What a completion answers: where the instance is now and what is open in it.
+#[derive(Debug, Serialize)]
+pub struct Completed {
+    instance: String,
+    status: Status,
+    version: u64,
+    open_tasks: Vec<Task>,
+}
+
+fn answer(instance: &Instance) -> Completed {
+    Completed {
+        instance: instance.id.clone(),
+        status: instance.status,
+        version: instance.version,
+        open_tasks: instance.open_tasks().cloned().collect(),
+    }
 }
