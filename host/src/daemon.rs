@@ -108,15 +108,13 @@ pub async fn serve(
     });
 
     let (stop_watch, watch_stopped) = tokio::sync::oneshot::channel::<()>();
-    let watching = (config.reload_ms > 0).then(|| {
-        let every = Duration::from_millis(config.reload_ms.max(50));
-        tokio::spawn(
-            state
-                .tenants
-                .clone()
-                .watch(every, async { drop(watch_stopped.await) }),
-        )
-    });
+    let every = (config.reload_ms > 0).then(|| Duration::from_millis(config.reload_ms.max(50)));
+    let watching = tokio::spawn(
+        state
+            .tenants
+            .clone()
+            .watch(every, async { drop(watch_stopped.await) }),
+    );
 
     let app = api::router(state);
     // Answers are small and each waits for the next request: send them without Nagle's delay.
@@ -130,9 +128,7 @@ pub async fn serve(
         .await;
     tracing::info!("daemon.stop: requests finished; stopping the driver");
     let _ = stop_watch.send(());
-    if let Some(watching) = watching {
-        let _ = watching.await;
-    }
+    let _ = watching.await;
     let _ = stop_driver.send(());
     let _ = driving.await;
     served.map_err(DaemonError::Serve)

@@ -58,9 +58,9 @@ pub type Applied = BTreeMap<String, (String, PluginSettings)>;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The component file.
-    pub path: PathBuf,
-    /// When set, the file must have this sha256.
+    /// The component file. Without one, `sha256` names a version uploaded earlier.
+    pub path: Option<PathBuf>,
+    /// With `path`, the file must have this sha256; without, the uploaded version to use.
     pub sha256: Option<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -105,6 +105,15 @@ pub enum TenantError {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error("{path}: plugin `{plugin}` has no `path`, and {}", match sha256 {
+        Some(sha) => format!("no uploaded version has sha256 {sha} (upload it first: POST /api/v1/plugins/{plugin})"),
+        None => "no `sha256` of an uploaded version either".to_string(),
+    })]
+    NoArtifact {
+        path: PathBuf,
+        plugin: String,
+        sha256: Option<String>,
+    },
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -145,7 +154,12 @@ impl TenantConfig {
     /// The files it is made of: itself, its plugins and its workflows (to notice changes).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.path.clone()];
-        files.extend(self.plugins.values().map(|p| self.resolve(&p.path)));
+        files.extend(
+            self.plugins
+                .values()
+                .filter_map(|p| p.path.as_ref())
+                .map(|p| self.resolve(p)),
+        );
         if let Some(dir) = &self.workflows
             && let Ok(entries) = std::fs::read_dir(self.resolve(dir))
         {
@@ -156,9 +170,29 @@ impl TenantConfig {
         files
     }
 
-    /// Reads a plugin's file, checking its pin.
-    pub fn plugin_bytes(&self, name: &str, plugin: &PluginConfig) -> Result<Vec<u8>, TenantError> {
-        let path = self.resolve(&plugin.path);
+    /// Reads a plugin's file, checking its pin; or, without a path, the uploaded version its
+    /// sha256 names.
+    pub fn plugin_bytes(
+        &self,
+        name: &str,
+        plugin: &PluginConfig,
+        registry: &PluginRegistry,
+    ) -> Result<Vec<u8>, TenantError> {
+        let Some(path) = &plugin.path else {
+            let uploaded = match (&plugin.sha256, registry.artifacts()) {
+                (Some(sha), Some(artifacts)) => {
+                    let id = PluginId::new(self.id.clone(), name);
+                    artifacts.read(&id, &sha.to_ascii_lowercase())?
+                }
+                _ => None,
+            };
+            return uploaded.ok_or_else(|| TenantError::NoArtifact {
+                path: self.path.clone(),
+                plugin: name.to_string(),
+                sha256: plugin.sha256.clone(),
+            });
+        };
+        let path = self.resolve(path);
         let bytes = std::fs::read(&path).map_err(|source| TenantError::Read {
             path: path.clone(),
             source,
@@ -192,7 +226,7 @@ impl TenantConfig {
     ) -> Result<Vec<Arc<LoadedPlugin>>, TenantError> {
         let mut loaded = Vec::new();
         for (name, plugin) in &self.plugins {
-            let bytes = self.plugin_bytes(name, plugin)?;
+            let bytes = self.plugin_bytes(name, plugin, registry)?;
             let settings = plugin.settings();
             loaded.push(registry.install(
                 PluginId::new(self.id.clone(), name.clone()),
@@ -220,7 +254,7 @@ impl TenantConfig {
         let mut changed = Vec::new();
         for (name, plugin) in &self.plugins {
             let id = PluginId::new(self.id.clone(), name.clone());
-            let bytes = self.plugin_bytes(name, plugin)?;
+            let bytes = self.plugin_bytes(name, plugin, registry)?;
             let sha = sha256_hex(&bytes);
             let settings = plugin.settings();
             match applied.get(name) {

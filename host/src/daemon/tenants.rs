@@ -196,8 +196,9 @@ impl Tenants {
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) != now
     }
 
-    /// Reloads whenever a file changes (looking every `every`) or SIGHUP arrives, until `stop`.
-    pub async fn watch(self: Arc<Self>, every: Duration, stop: impl Future<Output = ()>) {
+    /// Reloads when SIGHUP arrives or, looking every `every` (if given), a file changed; until
+    /// `stop`.
+    pub async fn watch(self: Arc<Self>, every: Option<Duration>, stop: impl Future<Output = ()>) {
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -212,10 +213,16 @@ impl Tenants {
             };
             #[cfg(not(unix))]
             let hup = std::future::pending::<()>();
+            let tick = async {
+                match every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
             let reason = tokio::select! {
                 _ = &mut stop => return,
                 _ = hup => "SIGHUP",
-                _ = tokio::time::sleep(every) => {
+                _ = tick => {
                     if !self.changed() { continue; }
                     "a file changed"
                 }

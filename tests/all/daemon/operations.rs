@@ -72,7 +72,10 @@ fn a_changed_tenant_file_takes_effect_without_a_restart() {
         (!names.is_empty()).then_some(names)
     });
     assert_eq!(names[0].0, "bot");
-    assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 200);
+    // Plugins are installed first; the tokens are swapped when the whole reload is done.
+    eventually("the new token", || {
+        (d.call("GET", "/api/v1/plugins", Some(MILTON), None).0 == 200).then_some(())
+    });
 
     // A broken file keeps the previous configuration in force and says why on /readyz.
     write_tenant(tenant.parent().unwrap_or(Path::new(".")), "[plugins.bot\n");
@@ -393,4 +396,61 @@ fn a_long_poll_answers_when_the_instance_changes() {
     // Another tenant's instance is not found, waiting or not.
     let path = format!("/api/v1/instances/{id}?changed_since=0&wait_ms=100");
     assert_eq!(d.call("GET", &path, Some(ACME_ADMIN), None).0, 404);
+}
+
+#[test]
+fn with_watching_off_sighup_reloads_the_tenants() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = write_tenant(dir.path(), "");
+    let d = start_with(dir, std::slice::from_ref(&tenant), "reload_ms = 0\n");
+    let folder = tenant.parent().unwrap_or(Path::new("."));
+    write_tenant(folder, &token("milton", MILTON, "person", "milton"));
+    // Not watched: the new token is unknown until the signal.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 401);
+    let pid = d.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()));
+    eventually("the reload after SIGHUP", || {
+        let (status, _) = d.call("GET", "/api/v1/plugins", Some(MILTON), None);
+        (status == 200).then_some(())
+    });
+    // The daemon is still serving after the signal.
+    assert_eq!(d.call("GET", "/healthz", None, None).0, 200);
+}
+
+#[test]
+fn a_tenant_file_can_name_an_uploaded_version_by_its_sha256() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = write_tenant(dir.path(), "");
+    let folder = tenant.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let d = start_with(dir, std::slice::from_ref(&tenant), "reload_ms = 100\n");
+    let wasm = std::fs::read(artifacts::MISBEHAVE).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = d.raw("/api/v1/plugins/bot", ADMIN, "application/wasm", &wasm);
+    assert_eq!(status, 201, "{body}");
+    let sha = body["sha256"].as_str().unwrap_or_default().to_string();
+
+    // A version nobody uploaded: the file is refused, naming the plugin and the sha256.
+    write_tenant(&folder, "[plugins.bot]\nsha256 = \"00ff\"\n");
+    let problem = eventually("the unknown version to be reported", || {
+        let (status, body) = d.call("GET", "/readyz", None, None);
+        (status == 503).then_some(body)
+    });
+    let message = problem["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`bot`") && message.contains("00ff"),
+        "{problem}"
+    );
+
+    // The uploaded one, pinned in the file with settings: ready again, the same version current.
+    write_tenant(
+        &folder,
+        &format!("[plugins.bot]\nsha256 = \"{sha}\"\nconfig = {{ greeting = \"hi\" }}\n"),
+    );
+    eventually("readiness", || {
+        (d.call("GET", "/readyz", None, None).0 == 200).then_some(())
+    });
+    assert_eq!(plugin_names(&d, ADMIN), vec![("bot".to_string(), sha)]);
 }
