@@ -228,11 +228,15 @@ impl Flowgate {
         let now = self.shared.clock.now();
         let queue = self.writer.max_capacity() - self.writer.capacity();
         for tenant in self.shared.store.tenants()? {
-            let due = self.shared.store.due_timers(&tenant, now, 100_000)?.len();
-            let pending = self.shared.store.outbox(&tenant, 0, 100_000)?.len();
-            self.shared
-                .telemetry
-                .set_depths(&tenant, due, pending, queue);
+            let due = self.shared.store.due_timers(&tenant, now, 100_000)?;
+            let oldest = due.iter().map(|t| t.due_at).min().unwrap_or(now);
+            let depths = telemetry::Depths {
+                timers_due: due.len(),
+                overdue_seconds: now.saturating_sub(oldest) as f64 / 1000.0,
+                outbox: self.shared.store.outbox(&tenant, 0, 100_000)?.len(),
+                queue,
+            };
+            self.shared.telemetry.set_depths(&tenant, depths);
         }
         Ok(self.shared.telemetry.render())
     }

@@ -775,3 +775,31 @@ async fn inboxes_filter_by_workflow_step_due_date_and_claim_and_page_through_fil
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (3, 3), "{seen:?}");
 }
+
+#[tokio::test]
+async fn metrics_show_how_late_the_oldest_due_timer_is() {
+    let h = harness().await;
+    let source = "id = \"pause\"\nstart = \"wait\"\n\n[[steps]]\nid = \"wait\"\nkind = \"wait\"\nduration = \"1h\"\nnext = \"done\"\n\n[[steps]]\nid = \"done\"\nkind = \"end\"\n";
+    let deployed = h.flowgate.deploy(&h.tenant, "pause.toml", source).await;
+    assert!(deployed.is_ok(), "{deployed:?}");
+    start(&h, "pause", json!({})).await;
+    let gauge = |text: &str| {
+        let line = format!(
+            "flowgate_timers_overdue_seconds{{tenant=\"{}\"}} ",
+            h.tenant
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let text = h.flowgate.render_metrics().unwrap_or_default();
+    assert_eq!(gauge(&text), Some(0.0), "nothing due yet");
+    // 90 minutes later, with the driver not run, the timer is 30 minutes late.
+    h.clock.advance(Duration::from_secs(90 * 60));
+    let text = h.flowgate.render_metrics().unwrap_or_default();
+    assert_eq!(gauge(&text), Some(1800.0), "{text}");
+    assert!(text.contains(&format!("flowgate_timers_due{{tenant=\"{}\"}} 1", h.tenant)));
+    h.settle().await;
+    let text = h.flowgate.render_metrics().unwrap_or_default();
+    assert_eq!(gauge(&text), Some(0.0), "fired");
+}

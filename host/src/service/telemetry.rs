@@ -2,6 +2,8 @@
 //! acknowledgement, commit batches, plugin calls by outcome, and (read at scrape time) timers
 //! due, pending outbox entries and the writer's queue.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +40,16 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
 }
 
+/// Queue depths read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Depths {
+    pub timers_due: usize,
+    /// How late the oldest due timer is.
+    pub overdue_seconds: f64,
+    pub outbox: usize,
+    pub queue: usize,
+}
+
 /// The engine's metrics.
 pub struct Telemetry {
     registry: Registry,
@@ -47,6 +59,7 @@ pub struct Telemetry {
     commit_seconds: Histogram,
     plugin_calls: Family<PluginLabels, Counter>,
     timers_due: Family<TenantLabel, Gauge>,
+    timers_overdue: Family<TenantLabel, Gauge<f64, AtomicU64>>,
     outbox_pending: Family<TenantLabel, Gauge>,
     writer_queue: Gauge,
 }
@@ -67,6 +80,7 @@ impl Default for Telemetry {
             commit_seconds: seconds_histogram(),
             plugin_calls: Family::default(),
             timers_due: Family::default(),
+            timers_overdue: Family::default(),
             outbox_pending: Family::default(),
             writer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -100,6 +114,11 @@ impl Default for Telemetry {
             "timers_due",
             "Timers due and not yet fired",
             t.timers_due.clone(),
+        );
+        registry.register(
+            "timers_overdue_seconds",
+            "How long the oldest due timer has waited past its time (0 when none is due)",
+            t.timers_overdue.clone(),
         );
         registry.register(
             "outbox_pending",
@@ -148,11 +167,20 @@ impl Telemetry {
         self.plugin_calls.get_or_create(&labels).inc();
     }
 
-    pub(crate) fn set_depths(&self, tenant: &str, timers_due: usize, outbox: usize, queue: usize) {
+    pub(crate) fn set_depths(&self, tenant: &str, depths: Depths) {
         let label = TenantLabel {
             tenant: tenant.to_string(),
         };
+        let Depths {
+            timers_due,
+            overdue_seconds,
+            outbox,
+            queue,
+        } = depths;
         self.timers_due.get_or_create(&label).set(timers_due as i64);
+        self.timers_overdue
+            .get_or_create(&label)
+            .set(overdue_seconds);
         self.outbox_pending.get_or_create(&label).set(outbox as i64);
         self.writer_queue.set(queue as i64);
     }
