@@ -18,7 +18,7 @@ pub use self::redb::RedbStore;
 pub use index::{task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// A deployed definition version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

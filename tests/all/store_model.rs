@@ -41,7 +41,13 @@ fn blank(tenant: &str, id: &str) -> Instance {
     Instance {
         id: id.to_string(),
         tenant: tenant.to_string(),
-        definition_id: "d".to_string(),
+        // Two workflows, so that filtered lists have something to leave out.
+        definition_id: if id.bytes().last().is_some_and(|b| b % 2 == 1) {
+            "e"
+        } else {
+            "d"
+        }
+        .to_string(),
         definition_version: 1,
         plugins: BTreeMap::new(),
         status: Status::Running,
@@ -220,6 +226,25 @@ fn snapshot(store: &dyn Storage) -> String {
             "{tenant} running page {:?}",
             store.instances(tenant, &running).map(|v| v.len()).ok()
         ));
+        for definition in [None, Some("d"), Some("e")] {
+            for status in [None, Some("running"), Some("completed")] {
+                let mut filter = InstanceFilter {
+                    definition: definition.map(str::to_string),
+                    status: status.map(str::to_string),
+                    limit: 2,
+                    ..Default::default()
+                };
+                let first = store.instances(tenant, &filter).unwrap_or_default();
+                filter.after = first.last().map(|i| i.id.clone());
+                let second = store.instances(tenant, &filter).unwrap_or_default();
+                let ids = |v: &[Instance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+                line(format!(
+                    "{tenant} list {definition:?} {status:?} {:?} then {:?}",
+                    ids(&first),
+                    ids(&second)
+                ));
+            }
+        }
         let inboxes = PEOPLE
             .iter()
             .map(|p| Inbox::Person(p.to_string()))
@@ -388,7 +413,59 @@ fn a_file_of_another_schema_version_is_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99") && err.contains("reads version 1"),
+        err.contains("schema version 99") && err.contains("reads version 2"),
         "{err}"
     );
+}
+
+#[test]
+fn a_version_1_file_gets_its_listing_index_when_opened() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("v1.redb");
+    let mut done = blank("acme", "i1");
+    done.status = Status::Completed;
+    let instances = [blank("acme", "i0"), done, blank("acme", "i2")];
+    {
+        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let changes: Vec<Change> = instances
+            .iter()
+            .map(|i| Change::Instance {
+                before: None,
+                after: Box::new(i.clone()),
+                events: Vec::new(),
+                outbox: Vec::new(),
+                idempotency_key: None,
+            })
+            .collect();
+        store.commit(&changes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Make it a version 1 file: no listing table, version 1.
+    {
+        let db = redb::Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        let listing: redb::TableDefinition<(&str, &str, &str), ()> =
+            redb::TableDefinition::new("listing");
+        assert!(txn.delete_table(listing).unwrap_or(false));
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap_or_else(|e| panic!("{e}"));
+            meta.insert("schema_version", 1)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let list = |definition: &str, status: &str| {
+        let filter = InstanceFilter {
+            definition: Some(definition.to_string()),
+            status: Some(status.to_string()),
+            limit: 10,
+            ..Default::default()
+        };
+        let found = store.instances("acme", &filter).unwrap_or_default();
+        found.into_iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    assert_eq!(list("d", "running"), ["i0", "i2"]);
+    assert_eq!(list("e", "completed"), ["i1"]);
+    assert!(list("e", "running").is_empty());
 }

@@ -31,6 +31,30 @@ pub fn task_keys(instance: &Instance) -> BTreeSet<(String, String, String)> {
     keys
 }
 
+/// The listing keys of an instance: by workflow (`w:`), by status (`s:`), and by both (`ws:`),
+/// so that a filtered instance list reads only the instances that can match.
+pub fn listing_keys(instance: &Instance) -> BTreeSet<String> {
+    BTreeSet::from([
+        format!("w:{}", instance.definition_id),
+        format!("s:{}", instance.status.as_str()),
+        listing_key(
+            Some(&instance.definition_id),
+            Some(instance.status.as_str()),
+        )
+        .unwrap_or_default(),
+    ])
+}
+
+/// The listing key a filter on `definition` and `status` reads; `None` without either.
+pub fn listing_key(definition: Option<&str>, status: Option<&str>) -> Option<String> {
+    match (definition, status) {
+        (Some(d), Some(s)) => Some(format!("ws:{d}\u{1f}{s}")),
+        (Some(d), None) => Some(format!("w:{d}")),
+        (None, Some(s)) => Some(format!("s:{s}")),
+        (None, None) => None,
+    }
+}
+
 /// `(due, timer id)` for every armed timer.
 pub fn timer_keys(instance: &Instance) -> BTreeSet<(Millis, String)> {
     instance

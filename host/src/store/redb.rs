@@ -7,7 +7,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::index::{task_keys, timer_keys};
+use super::index::{listing_key, listing_keys, task_keys, timer_keys};
 use super::{
     Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage, StoreError,
     StoredDefinition, TaskRef, db,
@@ -28,6 +28,9 @@ const TIMERS: TableDefinition<(&str, u64, &str, &str), ()> = TableDefinition::ne
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// `(tenant, idempotency key)` → instance id.
 const START_KEYS: TableDefinition<(&str, &str), &str> = TableDefinition::new("start_keys");
+/// `(tenant, listing key, instance id)`: instance lists filtered by workflow or status read
+/// only what can match (see `index::listing_keys`). Added in schema version 2.
+const LISTING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("listing");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -60,6 +63,21 @@ impl RedbStore {
             let mut meta = txn.open_table(META).map_err(db)?;
             let found = meta.get("schema_version").map_err(db)?.map(|v| v.value());
             match found {
+                Some(1) => {
+                    // Version 1 had no listing index: build it from the instances.
+                    let instances = txn.open_table(INSTANCES).map_err(db)?;
+                    let mut listing = txn.open_table(LISTING).map_err(db)?;
+                    for entry in instances.iter().map_err(db)? {
+                        let (key, value) = entry.map_err(db)?;
+                        let (tenant, id) = key.value();
+                        let instance: Instance = decode("instances", value.value())?;
+                        for k in listing_keys(&instance) {
+                            listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
+                        }
+                    }
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
+                    tracing::info!(path = %path.display(), "store: migrated to schema version {SCHEMA_VERSION}");
+                }
                 Some(v) if v != SCHEMA_VERSION => {
                     return Err(StoreError::Schema {
                         path: path.display().to_string(),
@@ -78,6 +96,7 @@ impl RedbStore {
             txn.open_table(TIMERS).map_err(db)?;
             txn.open_table(OUTBOX).map_err(db)?;
             txn.open_table(START_KEYS).map_err(db)?;
+            txn.open_table(LISTING).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
@@ -161,6 +180,27 @@ impl Storage for RedbStore {
             .map(|a| format!("{a}\u{0}"))
             .unwrap_or_default();
         let mut out = Vec::new();
+        if let Some(key) = listing_key(filter.definition.as_deref(), filter.status.as_deref()) {
+            let listing = txn.open_table(LISTING).map_err(db)?;
+            for entry in listing
+                .range((tenant, key.as_str(), after.as_str())..)
+                .map_err(db)?
+            {
+                let (found, _) = entry.map_err(db)?;
+                let (t, k, id) = found.value();
+                if t != tenant || k != key || out.len() >= filter.limit {
+                    break;
+                }
+                let Some(value) = table.get((tenant, id)).map_err(db)? else {
+                    continue;
+                };
+                let instance: Instance = decode("instances", value.value())?;
+                if filter.matches(&instance) {
+                    out.push(instance);
+                }
+            }
+            return Ok(out);
+        }
         for entry in table.range((tenant, after.as_str())..).map_err(db)? {
             let (key, value) = entry.map_err(db)?;
             if key.value().0 != tenant || out.len() >= filter.limit {
@@ -305,6 +345,7 @@ impl Storage for RedbStore {
             let mut timers = txn.open_table(TIMERS).map_err(db)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
             let mut keys = txn.open_table(START_KEYS).map_err(db)?;
+            let mut listing = txn.open_table(LISTING).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
             let mut last_outbox = None;
             for change in changes {
@@ -326,28 +367,43 @@ impl Storage for RedbStore {
                     } => {
                         let tenant = after.tenant.as_str();
                         let id = after.id.as_str();
-                        let (new_tasks, new_timers) = (task_keys(after), timer_keys(after));
-                        if let Some(before) = before {
-                            for (who, status, task) in task_keys(before).difference(&new_tasks) {
-                                tasks
-                                    .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
-                                    .map_err(db)?;
-                            }
-                            for (due, timer) in timer_keys(before).difference(&new_timers) {
-                                timers
-                                    .remove((tenant, *due, id, timer.as_str()))
-                                    .map_err(db)?;
-                            }
+                        // Only what changed is written: the index entries the new state drops
+                        // are removed, the ones it adds inserted.
+                        let old = before.as_deref();
+                        let (old_tasks, new_tasks) = (old.map(task_keys), task_keys(after));
+                        let (old_timers, new_timers) = (old.map(timer_keys), timer_keys(after));
+                        let (old_listing, new_listing) =
+                            (old.map(listing_keys), listing_keys(after));
+                        let (old_tasks, old_timers, old_listing) = (
+                            old_tasks.unwrap_or_default(),
+                            old_timers.unwrap_or_default(),
+                            old_listing.unwrap_or_default(),
+                        );
+                        for (who, status, task) in old_tasks.difference(&new_tasks) {
+                            tasks
+                                .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
+                                .map_err(db)?;
                         }
-                        for (who, status, task) in &new_tasks {
+                        for (who, status, task) in new_tasks.difference(&old_tasks) {
                             tasks
                                 .insert((tenant, who.as_str(), status.as_str(), task.as_str()), id)
                                 .map_err(db)?;
                         }
-                        for (due, timer) in &new_timers {
+                        for (due, timer) in old_timers.difference(&new_timers) {
+                            timers
+                                .remove((tenant, *due, id, timer.as_str()))
+                                .map_err(db)?;
+                        }
+                        for (due, timer) in new_timers.difference(&old_timers) {
                             timers
                                 .insert((tenant, *due, id, timer.as_str()), ())
                                 .map_err(db)?;
+                        }
+                        for key in old_listing.difference(&new_listing) {
+                            listing.remove((tenant, key.as_str(), id)).map_err(db)?;
+                        }
+                        for key in new_listing.difference(&old_listing) {
+                            listing.insert((tenant, key.as_str(), id), ()).map_err(db)?;
                         }
                         for event in events {
                             history

@@ -151,7 +151,7 @@ pub async fn get(
     }))
 }
 
-/// Instances, newest first, filtered; page with `after`.
+/// Instances in id order (ids are time-ordered: oldest first), filtered; page with `after`. A filter on workflow or status reads an index.
 #[utoipa::path(
     get,
     path = "/api/v1/instances",
