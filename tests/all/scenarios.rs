@@ -174,6 +174,7 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
     let person = || Person {
         id: act.by.clone().unwrap_or_else(|| "someone".to_string()),
         roles: act.roles.clone(),
+        via: None,
     };
     let result: Result<(), ServiceError> = if let Some(inbox) = &act.complete {
         let task = h.task_in(inbox)?;

@@ -190,7 +190,15 @@ pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()
             }
             TaskCommand::Claim { task, by, roles } => {
                 l.flowgate
-                    .claim_task(&l.tenant, &task, Person { id: by, roles })
+                    .claim_task(
+                        &l.tenant,
+                        &task,
+                        Person {
+                            id: by,
+                            roles,
+                            via: None,
+                        },
+                    )
                     .await?
             }
             TaskCommand::Complete {
@@ -203,7 +211,17 @@ pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()
                 let data = json_object(&data)?;
                 let done = l
                     .flowgate
-                    .complete_task(&l.tenant, &task, Person { id: by, roles }, outcome, data)
+                    .complete_task(
+                        &l.tenant,
+                        &task,
+                        Person {
+                            id: by,
+                            roles,
+                            via: None,
+                        },
+                        outcome,
+                        data,
+                    )
                     .await?;
                 l.flowgate.run_until_idle().await?;
                 l.flowgate.instance(&l.tenant, &done.id)?

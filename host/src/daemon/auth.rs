@@ -87,6 +87,7 @@ impl Authenticator {
                     Access::Person(Person {
                         id,
                         roles: t.roles.clone(),
+                        via: None,
                     })
                 }
             };

@@ -35,7 +35,11 @@ impl Caller {
             (Access::Person(p), None) => Ok(p.clone()),
             (Access::Person(p), Some(n)) if n.id == p.id => Ok(p.clone()),
             (Access::Person(_), Some(_)) => Err(ApiError::forbidden("act as someone else")),
-            (Access::Admin, Some(n)) => Ok(n),
+            // Recorded in the history as acting through this administrator token.
+            (Access::Admin, Some(n)) => Ok(Person {
+                via: Some(self.0.token.clone()),
+                ..n
+            }),
             (Access::Admin, None) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",

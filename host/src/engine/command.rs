@@ -11,6 +11,10 @@ pub struct Person {
     pub id: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The administrator token that acted for this person, for the audit history. Set by the
+    /// daemon from the caller's credentials; never read from a request.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Person {
@@ -19,6 +23,7 @@ impl Person {
         Person {
             id: id.into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            via: None,
         }
     }
 }

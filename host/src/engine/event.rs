@@ -24,8 +24,16 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Actor {
-    Person { id: String },
-    Plugin { name: String, sha256: String },
+    Person {
+        id: String,
+        /// The administrator token that acted for the person, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+    },
+    Plugin {
+        name: String,
+        sha256: String,
+    },
     Timer,
     System,
 }
@@ -33,7 +41,18 @@ pub enum Actor {
 impl Actor {
     /// A person.
     pub fn person(id: &str) -> Actor {
-        Actor::Person { id: id.to_string() }
+        Actor::Person {
+            id: id.to_string(),
+            via: None,
+        }
+    }
+
+    /// A person acting on a task, and the token that acted for them if any.
+    pub fn acting(by: &super::Person) -> Actor {
+        Actor::Person {
+            id: by.id.clone(),
+            via: by.via.clone(),
+        }
     }
 
     /// A plugin at a version.

@@ -46,7 +46,7 @@ impl Run<'_> {
             task.claimed_at = Some(now);
         }
         self.emit(
-            Actor::person(&by.id),
+            Actor::acting(by),
             EventKind::TaskClaimed {
                 task: id.to_string(),
             },
@@ -68,7 +68,7 @@ impl Run<'_> {
             task.claimed_at = None;
         }
         self.emit(
-            Actor::person(&by.id),
+            Actor::acting(by),
             EventKind::TaskUnclaimed {
                 task: id.to_string(),
             },
@@ -98,10 +98,10 @@ impl Run<'_> {
         if let Some(Step::Task(step)) = self.ctx.def.step(&task.step) {
             check_form(&step.form, &data)?;
         }
-        self.close_task(&task, Actor::person(&by.id), outcome.clone(), data)?;
+        self.close_task(&task, Actor::acting(by), outcome.clone(), data)?;
         match task.stage {
             Some(stage) => self.approval_answer(&task, stage, &by.id, outcome.as_deref()),
-            None => self.advance(task.token, outcome.as_deref(), Actor::person(&by.id), None),
+            None => self.advance(task.token, outcome.as_deref(), Actor::acting(by), None),
         }
     }
 
@@ -115,7 +115,7 @@ impl Run<'_> {
     ) -> Result<(), CommandError> {
         let now = self.ctx.now;
         let by = match &actor {
-            Actor::Person { id } => id.clone(),
+            Actor::Person { id, .. } => id.clone(),
             Actor::Plugin { name, .. } => name.clone(),
             Actor::Timer => "timer".to_string(),
             Actor::System => "system".to_string(),

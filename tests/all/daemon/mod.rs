@@ -215,6 +215,8 @@ fn a_purchase_approval_driven_only_through_http() {
         .filter_map(|e| e["actor"]["id"].as_str())
         .collect();
     assert_eq!(people, ["dora", "ian", "pat"]);
+    // People acted with their own tokens: nobody acted for them.
+    assert!(history.iter().all(|e| e["actor"].get("via").is_none()));
     let (_, listed) = d.call(
         "GET",
         "/api/v1/instances?status=completed&data.category=it",
@@ -397,9 +399,25 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // Completing a task twice: 409; with an idempotency key, the same completion is a safe retry.
     let instance = start_purchase(&d, 70_000, "office");
     let task = d.task_for(&instance, "manager");
-    let act = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "approve"});
+    // A `via` in the request is ignored: the daemon records the token that acted.
+    let act =
+        json!({"by": {"id": "mia", "roles": ["manager"], "via": "forged"}, "outcome": "approve"});
     let path = format!("/api/v1/tasks/{task}/complete");
     assert_eq!(d.call("POST", &path, Some(admin), Some(act.clone())).0, 200);
+    let (_, shown) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(admin),
+        None,
+    );
+    let completed = shown["history"]
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["event"] == "task-completed"))
+        .map(|e| e["actor"].clone());
+    assert_eq!(
+        completed,
+        Some(json!({"type": "person", "id": "mia", "via": "acme-admin"}))
+    );
     let (status, body) = d.call("POST", &path, Some(admin), Some(act.clone()));
     assert_eq!((status, code(&body)), (409, "conflict"));
     let retry = d
