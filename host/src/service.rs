@@ -71,9 +71,6 @@ pub(crate) struct Shared {
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
     /// Outbox entries and timers being carried out, so none is dispatched twice at once.
     in_flight: Mutex<HashSet<(String, String)>>,
-    /// Outbox entries whose last attempt failed: attempts so far and when to try again. Kept in
-    /// memory: after a restart everything pending is tried at once.
-    backoff: Mutex<HashMap<(String, u64), (u32, u64)>>,
     pub telemetry: Telemetry,
     /// Callers waiting for an instance to change.
     watchers: watch::Watchers,
@@ -173,7 +170,6 @@ impl Flowgate {
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
-            backoff: Mutex::new(HashMap::new()),
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),
         });

@@ -40,6 +40,12 @@ pub struct OutboxEntry {
     pub instance: String,
     pub created_at: Millis,
     pub effect: Effect,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be tried before this time (0: at once).
+    #[serde(default)]
+    pub due_at: Millis,
 }
 
 /// One change in a commit.
@@ -59,6 +65,13 @@ pub enum Change {
     },
     /// An outbox entry was carried out.
     Done { tenant: String, outbox: u64 },
+    /// An outbox entry failed: record the attempt and when to try again. Nothing if it is gone.
+    Retry {
+        tenant: String,
+        outbox: u64,
+        attempts: u32,
+        due_at: Millis,
+    },
 }
 
 /// Whose tasks an inbox lists.
@@ -199,6 +212,13 @@ pub trait Storage: Send + Sync + 'static {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError>;
+    /// Outbox entries due by `now` (not waiting after a failure), by due time then id.
+    fn due_outbox(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// Outbox entries with id greater than `after`, oldest first.
     fn outbox(
         &self,

@@ -281,6 +281,12 @@ fn snapshot(store: &dyn Storage) -> String {
             "{tenant} outbox after 5 {:?}",
             store.outbox(tenant, 5, 3).ok()
         ));
+        for now in [0, 200, 500, 2_000] {
+            let due = store.due_outbox(tenant, now, 4).unwrap_or_default();
+            let due: Vec<(u64, u32, u64)> =
+                due.iter().map(|e| (e.id, e.attempts, e.due_at)).collect();
+            line(format!("{tenant} outbox due by {now} {due:?}"));
+        }
         for key in ["k0", "k1", "k2"] {
             line(format!(
                 "{tenant} key {key} {:?}",
@@ -331,6 +337,15 @@ fn redb_answers_like_the_model_after_random_batches() {
                         let (tenant, id) = outbox.remove(rng.below(outbox.len() as u64) as usize);
                         batch.push(Change::Done { tenant, outbox: id });
                     }
+                    // A failed attempt, sometimes of an entry already done.
+                    2 if next_outbox > 1 => {
+                        batch.push(Change::Retry {
+                            tenant,
+                            outbox: 1 + rng.below(next_outbox - 1),
+                            attempts: 1 + rng.below(5) as u32,
+                            due_at: rng.below(1_000),
+                        });
+                    }
                     _ => {
                         let id = format!("i{}", rng.below(6));
                         let key = (tenant.clone(), id.clone());
@@ -355,6 +370,8 @@ fn redb_answers_like_the_model_after_random_batches() {
                                         assignee: None,
                                         roles: Vec::new(),
                                     }),
+                                    attempts: 0,
+                                    due_at: rng.below(400),
                                 };
                                 outbox.push((tenant.clone(), next_outbox));
                                 next_outbox += 1;

@@ -150,10 +150,18 @@ async fn pending_deliveries_survive_a_restart() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    // Restart with a receiver that works: every pending delivery arrives, once.
+    // Restart with a receiver that works. The failed attempts were stored with their retry
+    // time: nothing is sent before it (no burst after a restart)...
     let rx = WebhookReceiver::start(0).unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(crate::common::reopen(&path).await);
-    let flowgate = flowgate_with_hook(store, &rx.url, clock).await;
+    let flowgate = flowgate_with_hook(store, &rx.url, clock.clone()).await;
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rx.requests(), 0, "still waiting for the stored retry time");
+    // ...and at it, every pending delivery arrives, once.
+    clock.advance(Duration::from_secs(2));
     flowgate
         .run_until_idle()
         .await
@@ -171,4 +179,73 @@ async fn pending_deliveries_survive_a_restart() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "no duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_does_not_hold_up_the_plugin_calls_behind_it() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let dead_url = format!(
+        "http://{}/hook",
+        closed
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store =
+        Arc::new(RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}")));
+    let clock = Arc::new(ManualClock::new(crate::scenarios::T0));
+    let flowgate = flowgate_with_hook(store, &dead_url, clock.clone()).await;
+    // More undeliverable notifications than the driver reads in one pass.
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let flowgate = flowgate.clone();
+        starts.spawn(async move {
+            flowgate
+                .start("acme", "document-approval", doc_data(), "amos", None)
+                .await
+                .map(drop)
+        });
+    }
+    while let Some(started) = starts.join_next().await {
+        assert!(matches!(started, Ok(Ok(()))), "{started:?}");
+    }
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let waiting = flowgate
+        .store()
+        .outbox("acme", 0, 1_000)
+        .unwrap_or_default();
+    assert!(waiting.len() >= 300, "{} pending", waiting.len());
+    assert!(
+        waiting.iter().all(|e| e.attempts == 1),
+        "each tried once, waiting to retry"
+    );
+
+    // An action behind them runs now, not after the notifications get through.
+    let wasm = crate::common::wasm(flowgate_tests::artifacts::MISBEHAVE);
+    let installed = flowgate.plugins().install(
+        flowgate::plugin::PluginId::new("acme", "bot"),
+        &wasm,
+        flowgate::plugin::PluginSettings::default(),
+    );
+    assert!(installed.is_ok(), "{installed:?}");
+    let source = "id = \"bot-run\"\nstart = \"call\"\n\n[[steps]]\nid = \"call\"\nkind = \"action\"\nplugin = \"bot\"\naction = \"ok\"\nnext = \"done\"\n\n[[steps]]\nid = \"done\"\nkind = \"end\"\n";
+    let deployed = flowgate.deploy("acme", "bot-run.toml", source).await;
+    assert!(deployed.is_ok(), "{deployed:?}");
+    let run = flowgate
+        .start("acme", "bot-run", Map::new(), "amos", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = flowgate
+        .instance("acme", &run.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.status, flowgate::engine::Status::Completed);
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::writer::Request;
 use super::{Delivery, Flowgate, ServiceError};
 use crate::definition::StageOrder;
 use crate::engine::{
@@ -49,20 +50,20 @@ impl Flowgate {
                     result.map(|_| ())
                 });
             }
-            for entry in self.shared.store.outbox(&tenant, 0, PAGE)? {
-                if self.backing_off(&tenant, entry.id, now) {
-                    continue;
-                }
+            for entry in self.shared.store.due_outbox(&tenant, now, PAGE)? {
                 let key = (tenant.clone(), format!("outbox:{}", entry.id));
                 if !self.claim(&key) {
                     continue;
                 }
                 count += 1;
                 let this = self.clone();
-                let (tenant, id) = (tenant.clone(), entry.id);
+                let tenant = tenant.clone();
+                let (id, attempts) = (entry.id, entry.attempts);
                 work.spawn(async move {
                     let result = this.execute(entry).await;
-                    this.settle_attempt(&tenant, id, result.is_ok());
+                    if result.is_err() {
+                        this.retry_later(&tenant, id, attempts + 1).await;
+                    }
                     this.release(&key);
                     result
                 });
@@ -110,36 +111,24 @@ impl Flowgate {
         }
     }
 
-    /// Whether an entry's last failure asks to wait longer.
-    fn backing_off(&self, tenant: &str, id: u64, now: u64) -> bool {
-        let backoff = self
-            .shared
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        backoff
-            .get(&(tenant.to_string(), id))
-            .is_some_and(|(_, next)| *next > now)
-    }
-
-    /// Records an attempt: a failure waits 1 s, 2 s, 4 s ... up to 5 minutes before the next.
-    fn settle_attempt(&self, tenant: &str, id: u64, ok: bool) {
-        let mut backoff = self
-            .shared
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let key = (tenant.to_string(), id);
-        if ok {
-            backoff.remove(&key);
-            return;
-        }
-        let attempts = backoff.get(&key).map_or(0, |(a, _)| *a) + 1;
+    /// Stores a failed attempt: the entry waits 1 s, 2 s, 4 s ... up to 5 minutes before the
+    /// next, across restarts too. If that cannot be stored, the entry is simply due again.
+    async fn retry_later(&self, tenant: &str, id: u64, attempts: u32) {
         let wait = (1_000u64 << attempts.saturating_sub(1).min(20)).min(300_000);
-        backoff.insert(
-            key,
-            (attempts, self.shared.clock.now().saturating_add(wait)),
-        );
+        let due_at = self.shared.clock.now().saturating_add(wait);
+        let tenant = tenant.to_string();
+        let stored = self
+            .send("retry", |reply| Request::Retry {
+                tenant,
+                outbox: id,
+                attempts,
+                due_at,
+                reply,
+            })
+            .await;
+        if let Err(error) = stored {
+            tracing::warn!(%error, outbox = id, "driver: cannot store a retry time");
+        }
     }
 
     fn claim(&self, key: &(String, String)) -> bool {
@@ -335,7 +324,7 @@ impl Flowgate {
 
     async fn mark_done(&self, tenant: &str, outbox: u64) -> Result<(), ServiceError> {
         let tenant = tenant.to_string();
-        self.send("done", |reply| super::writer::Request::Done {
+        self.send("done", |reply| Request::Done {
             tenant,
             outbox,
             reply,

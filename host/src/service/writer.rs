@@ -53,6 +53,14 @@ pub(crate) enum Request {
         outbox: u64,
         reply: Reply<()>,
     },
+    /// An outbox entry failed: its attempts and next try, stored.
+    Retry {
+        tenant: String,
+        outbox: u64,
+        attempts: u32,
+        due_at: u64,
+        reply: Reply<()>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -139,6 +147,21 @@ impl Writer {
                     reply,
                 } => {
                     batch.changes.push(Change::Done { tenant, outbox });
+                    pending.push(Pending::Done(reply));
+                }
+                Request::Retry {
+                    tenant,
+                    outbox,
+                    attempts,
+                    due_at,
+                    reply,
+                } => {
+                    batch.changes.push(Change::Retry {
+                        tenant,
+                        outbox,
+                        attempts,
+                        due_at,
+                    });
                     pending.push(Pending::Done(reply));
                 }
             }
@@ -336,6 +359,8 @@ impl Writer {
                     instance: after.id.clone(),
                     created_at: now,
                     effect,
+                    attempts: 0,
+                    due_at: now,
                 }
             })
             .collect();

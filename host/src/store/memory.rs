@@ -190,6 +190,25 @@ impl Storage for MemStore {
             .collect())
     }
 
+    fn due_outbox(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<OutboxEntry> = t
+            .outbox
+            .range((tenant.to_string(), 0)..=(tenant.to_string(), u64::MAX))
+            .map(|(_, e)| e)
+            .filter(|e| e.due_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|e| (e.due_at, e.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()
@@ -252,6 +271,17 @@ impl Storage for MemStore {
                 }
                 Change::Done { tenant, outbox } => {
                     t.outbox.remove(&(tenant.clone(), *outbox));
+                }
+                Change::Retry {
+                    tenant,
+                    outbox,
+                    attempts,
+                    due_at,
+                } => {
+                    if let Some(entry) = t.outbox.get_mut(&(tenant.clone(), *outbox)) {
+                        entry.attempts = *attempts;
+                        entry.due_at = *due_at;
+                    }
                 }
             }
         }

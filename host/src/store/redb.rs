@@ -31,6 +31,9 @@ const START_KEYS: TableDefinition<(&str, &str), &str> = TableDefinition::new("st
 /// `(tenant, listing key, instance id)`: instance lists filtered by workflow or status read
 /// only what can match (see `index::listing_keys`). Added in schema version 2.
 const LISTING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("listing");
+/// `(tenant, due time, outbox id)`: the outbox entries to carry out next, in order; an entry
+/// waiting after a failure sits at its retry time. Added in schema version 2.
+const OUTBOX_DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("outbox_due");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -75,6 +78,15 @@ impl RedbStore {
                             listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
                         }
                     }
+                    // Nor the outbox's due index: every pending entry is due at once.
+                    let outbox = txn.open_table(OUTBOX).map_err(db)?;
+                    let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
+                    for entry in outbox.iter().map_err(db)? {
+                        let (key, value) = entry.map_err(db)?;
+                        let (tenant, id) = key.value();
+                        let entry: OutboxEntry = decode("outbox", value.value())?;
+                        due.insert((tenant, entry.due_at, id), ()).map_err(db)?;
+                    }
                     meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
                     tracing::info!(path = %path.display(), "store: migrated to schema version {SCHEMA_VERSION}");
                 }
@@ -97,6 +109,7 @@ impl RedbStore {
             txn.open_table(OUTBOX).map_err(db)?;
             txn.open_table(START_KEYS).map_err(db)?;
             txn.open_table(LISTING).map_err(db)?;
+            txn.open_table(OUTBOX_DUE).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
@@ -313,6 +326,32 @@ impl Storage for RedbStore {
         Ok(out)
     }
 
+    fn due_outbox(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let due = txn.open_table(OUTBOX_DUE).map_err(db)?;
+        let outbox = txn.open_table(OUTBOX).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in due
+            .range((tenant, 0, 0)..=(tenant, now, u64::MAX))
+            .map_err(db)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(db)?;
+            let (_, _, id) = key.value();
+            if let Some(value) = outbox.get((tenant, id)).map_err(db)? {
+                out.push(decode("outbox", value.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(START_KEYS).map_err(db)?;
@@ -346,6 +385,7 @@ impl Storage for RedbStore {
             let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
             let mut keys = txn.open_table(START_KEYS).map_err(db)?;
             let mut listing = txn.open_table(LISTING).map_err(db)?;
+            let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
             let mut last_outbox = None;
             for change in changes {
@@ -414,6 +454,8 @@ impl Storage for RedbStore {
                             outbox
                                 .insert((tenant, entry.id), encode(entry).as_slice())
                                 .map_err(db)?;
+                            due.insert((tenant, entry.due_at, entry.id), ())
+                                .map_err(db)?;
                             last_outbox = last_outbox.max(Some(entry.id));
                         }
                         if let Some(key) = idempotency_key {
@@ -423,11 +465,33 @@ impl Storage for RedbStore {
                             .insert((tenant, id), encode(after.as_ref()).as_slice())
                             .map_err(db)?;
                     }
-                    Change::Done {
+                    Change::Done { tenant, outbox: id } => {
+                        let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
+                        if let Some(old) = removed {
+                            let old: OutboxEntry = decode("outbox", old.value())?;
+                            due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
+                        }
+                    }
+                    Change::Retry {
                         tenant,
-                        outbox: entry,
+                        outbox: id,
+                        attempts,
+                        due_at,
                     } => {
-                        outbox.remove((tenant.as_str(), *entry)).map_err(db)?;
+                        let found = outbox
+                            .get((tenant.as_str(), *id))
+                            .map_err(db)?
+                            .map(|g| decode::<OutboxEntry>("outbox", g.value()));
+                        let Some(entry) = found else { continue };
+                        let mut entry = entry?;
+                        due.remove((tenant.as_str(), entry.due_at, *id))
+                            .map_err(db)?;
+                        (entry.attempts, entry.due_at) = (*attempts, *due_at);
+                        due.insert((tenant.as_str(), entry.due_at, *id), ())
+                            .map_err(db)?;
+                        outbox
+                            .insert((tenant.as_str(), *id), encode(&entry).as_slice())
+                            .map_err(db)?;
                     }
                 }
             }
