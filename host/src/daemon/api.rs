@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(definitions::version))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::upload))
+        .routes(routes!(plugins::versions))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))

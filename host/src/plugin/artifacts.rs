@@ -81,6 +81,33 @@ impl ArtifactStore {
         }
     }
 
+    /// Every kept version of a plugin: its sha256 and when it was kept (milliseconds since the
+    /// epoch), oldest first.
+    pub fn versions(&self, id: &PluginId) -> Result<Vec<(String, u64)>, ArtifactError> {
+        let dir = self.folder(id)?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ArtifactError::Io { path: dir, source }),
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(sha) = name.strip_suffix(".wasm") else {
+                continue;
+            };
+            let kept = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            found.push((sha.to_string(), kept));
+        }
+        found.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        Ok(found)
+    }
+
     /// Records that an upload made `upload.sha256` current.
     pub fn set_upload(&self, id: &PluginId, upload: &Upload) -> Result<(), ArtifactError> {
         let path = self.folder(id)?.join("upload.json");

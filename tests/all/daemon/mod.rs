@@ -25,6 +25,7 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("GET", "/api/v1/definitions/purchase-request/versions/1"),
         ("GET", "/api/v1/plugins"),
         ("POST", "/api/v1/plugins/x"),
+        ("GET", "/api/v1/plugins/purchase-approval/versions"),
         ("GET", "/api/v1/instances"),
         ("POST", "/api/v1/instances"),
         ("GET", "/api/v1/instances/x"),
@@ -92,6 +93,7 @@ fn another_tenants_data_is_not_found_on_every_endpoint() {
             g,
             Some(json!({"workflow": "purchase-request"})),
         ),
+        d.call("GET", "/api/v1/plugins/purchase-approval/versions", g, None),
     ];
     for (status, body) in checks {
         assert_eq!((status, code(&body)), (404, "not_found"), "{body}");

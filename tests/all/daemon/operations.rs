@@ -166,6 +166,20 @@ fn uploads_and_pinned_plugin_versions_survive_a_restart() {
         vec![("bot".to_string(), second.clone())],
         "the upload is still current after the restart"
     );
+    let (status, kept) = d.call("GET", "/api/v1/plugins/bot/versions", g, None);
+    assert_eq!(status, 200, "{kept}");
+    let kept: Vec<(String, bool)> = kept
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["sha256"].as_str().unwrap_or_default().to_string(),
+                v["current"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(kept, [(first.clone(), false), (second.clone(), true)]);
 
     // The pinned version is loaded again from the kept artifact to run the second action.
     let act = json!({"outcome": "done", "by": {"id": "mia", "roles": ["manager"]}});
@@ -301,6 +315,7 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("GET", "/api/v1/definitions/{id}/versions/{version}"),
         ("GET", "/api/v1/plugins"),
         ("POST", "/api/v1/plugins/{name}"),
+        ("GET", "/api/v1/plugins/{name}/versions"),
         ("GET", "/api/v1/instances"),
         ("POST", "/api/v1/instances"),
         ("GET", "/api/v1/instances/{id}"),

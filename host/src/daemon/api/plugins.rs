@@ -84,6 +84,49 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Every version of a plugin kept for the tenant (uploads, configured files, older versions
+/// instances may be pinned to), oldest first, with the current one marked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{name}/versions",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin name")),
+    responses(
+        (status = 200, description = "`[{sha256, kept_at, current}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn versions(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("plugin `{name}` not found"),
+        )
+    };
+    if !valid_name(&name) {
+        return Err(not_found());
+    }
+    let registry = s.flowgate.plugins();
+    let id = PluginId::new(caller.tenant(), name.clone());
+    let current = registry.current(&id).ok_or_else(not_found)?;
+    let kept = match registry.artifacts() {
+        Some(artifacts) => artifacts.versions(&id)?,
+        None => Vec::new(),
+    };
+    let rows: Vec<Value> = kept
+        .iter()
+        .map(|(sha, at)| json!({"sha256": sha, "kept_at": at, "current": sha == current.sha256()}))
+        .collect();
+    Ok(Json(json!(rows)))
+}
+
 /// The tenant's plugins with their current versions.
 #[utoipa::path(
     get,
