@@ -1,5 +1,8 @@
-//! Request extractors that answer in the API's error shape: the caller's credentials, and JSON
-//! bodies (400 with the position of a syntax error, 413 with the limit, 415 without JSON).
+//! Request extractors that answer in the API's error shape: the caller's credentials, query
+//! parameters (400 naming the parameter), and JSON bodies (400 with the position of a syntax
+//! error, 413 with the limit, 415 without JSON).
+
+use std::collections::BTreeMap;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -108,5 +111,75 @@ fn body_error(rejection: JsonRejection, limit: usize) -> ApiError {
             ApiError::new(status, "unsupported_media_type", text)
         }
         _ => ApiError::new(status, "bad_request", text),
+    }
+}
+
+/// Query parameters, read with errors that name the parameter.
+pub struct Params(BTreeMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<BTreeMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))
+    }
+}
+
+impl Params {
+    fn invalid(key: &str, message: String) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message).with(json!({"field": key}))
+    }
+
+    /// A text parameter.
+    pub fn text(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    /// A number parameter; `what` says what it counts, for the error.
+    pub fn number(&self, key: &str, what: &str) -> Result<Option<u64>, ApiError> {
+        self.0
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|e| Self::invalid(key, format!("query `{key}` ({what}): {e}")))
+            })
+            .transpose()
+    }
+
+    /// A `true` / `false` parameter.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, ApiError> {
+        match self.0.get(key).map(String::as_str) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(Self::invalid(
+                key,
+                format!("query `{key}` must be true or false, not `{other}`"),
+            )),
+        }
+    }
+
+    /// Refuses a parameter not in `known` (a misspelt filter would otherwise match everything).
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(Self::invalid(
+                unknown,
+                format!(
+                    "unknown query parameter `{unknown}`; known: {}",
+                    known.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Every parameter whose name starts with `prefix`, without it.
+    pub fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.0
+            .iter()
+            .filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.as_str())))
     }
 }

@@ -333,6 +333,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (status, body["error"]["details"]["field"].as_str()),
         (400, Some("history"))
     );
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/metrics/purchase-request?from=yesterday",
+        Some(admin),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (400, Some("from"))
+    );
     // Oversized: 413 with the limit.
     let big = format!(
         "{{\"workflow\": \"x\", \"data\": {{\"blob\": \"{}\"}}}}",

@@ -1,10 +1,9 @@
 //! Instances: start (with an idempotency key), get with history, list and filter, cancel.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -12,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
-use crate::daemon::extract::{Body, Caller};
+use crate::daemon::extract::{Body, Caller, Params};
 use crate::engine::{Command, Event, Instance};
 use crate::store::InstanceFilter;
 
@@ -95,37 +94,14 @@ pub async fn get(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    params: Params,
 ) -> Result<Json<InstanceView>, ApiError> {
-    let history = match query.get("history").map(String::as_str) {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("query `history` must be true or false, not `{other}`"),
-            )
-            .with(json!({"field": "history"})));
-        }
-    };
-    let number = |key: &str| -> Result<Option<u64>, ApiError> {
-        query
-            .get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        format!("query `{key}`: {e}"),
-                    )
-                    .with(json!({"field": key}))
-                })
-            })
-            .transpose()
-    };
-    let changed_since = number("changed_since")?;
-    let wait = Duration::from_millis(number("wait_ms")?.unwrap_or(MAX_WAIT_MS).min(MAX_WAIT_MS));
+    let history = params.flag("history", true)?;
+    let changed_since = params.number("changed_since", "an instance version")?;
+    let wait = params
+        .number("wait_ms", "milliseconds")?
+        .unwrap_or(MAX_WAIT_MS);
+    let wait = Duration::from_millis(wait.min(MAX_WAIT_MS));
     let instance = match changed_since {
         Some(version) => Some(
             s.flowgate
@@ -175,39 +151,22 @@ pub async fn get(
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
-    Query(query): Query<BTreeMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let number = |key: &str| -> Result<Option<u64>, ApiError> {
-        query
-            .get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        format!("query `{key}`: {e}"),
-                    )
-                    .with(json!({"field": key}))
-                })
-            })
-            .transpose()
-    };
+    let time = "milliseconds since the epoch";
     let mut filter = InstanceFilter {
-        definition: query.get("workflow").cloned(),
-        status: query.get("status").cloned(),
-        started_after: number("started_after")?,
-        started_before: number("started_before")?,
-        after: query.get("after").cloned(),
-        limit: number("limit")?.unwrap_or(50).min(1000) as usize,
+        definition: params.text("workflow"),
+        status: params.text("status"),
+        started_after: params.number("started_after", time)?,
+        started_before: params.number("started_before", time)?,
+        after: params.text("after"),
+        limit: params.number("limit", "a count")?.unwrap_or(50).min(1000) as usize,
         ..InstanceFilter::default()
     };
-    for (key, value) in &query {
-        if let Some(field) = key.strip_prefix("data.") {
-            // `data.amount=1200` matches the number; anything not JSON matches as text.
-            let parsed =
-                serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.clone()));
-            filter.data.insert(field.to_string(), parsed);
-        }
+    for (field, value) in params.prefixed("data.") {
+        // `data.amount=1200` matches the number; anything not JSON matches as text.
+        let parsed = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        filter.data.insert(field.to_string(), parsed);
     }
     let rows: Vec<Value> = s
         .flowgate

@@ -1,16 +1,14 @@
 //! Workflow metrics over a time range: cycle time per outcome; per step, task completion time,
 //! handoff delay, error rate; automation share. Percentiles, not only averages.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
-use crate::daemon::extract::Caller;
+use crate::daemon::extract::{Caller, Params};
 
 const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
 
@@ -36,22 +34,9 @@ pub async fn workflow(
     State(s): State<AppState>,
     caller: Caller,
     Path(workflow): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let time = |key: &str| -> Result<Option<u64>, ApiError> {
-        q.get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        format!("query `{key}` (milliseconds since the epoch): {e}"),
-                    )
-                    .with(json!({"field": key}))
-                })
-            })
-            .transpose()
-    };
+    let time = |key: &str| params.number(key, "milliseconds since the epoch");
     let to = time("to")?.unwrap_or_else(|| s.flowgate.clock().now().saturating_add(1));
     let from = time("from")?.unwrap_or(to.saturating_sub(THIRTY_DAYS_MS));
     if from >= to {

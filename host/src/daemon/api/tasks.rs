@@ -1,11 +1,9 @@
 //! Tasks: an inbox by person or role with paging, claim and unclaim, complete with an outcome and
 //! form data. A person token acts as its person; an administrator names who acts.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -14,7 +12,7 @@ use utoipa::ToSchema;
 use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::{ApiError, ErrorBody};
-use crate::daemon::extract::{Body, Caller};
+use crate::daemon::extract::{Body, Caller, Params};
 use crate::engine::{Command, CommandError, Instance, Person, Status, Task};
 use crate::service::{ServiceError, TaskFilter, task_instance};
 use crate::store::Inbox;
@@ -45,11 +43,11 @@ use crate::store::Inbox;
 pub async fn inbox(
     State(s): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let inbox = match (q.get("person"), q.get("role"), &caller.0.access) {
-        (Some(p), None, _) => Inbox::Person(p.clone()),
-        (None, Some(r), _) => Inbox::Role(r.clone()),
+    let inbox = match (params.text("person"), params.text("role"), &caller.0.access) {
+        (Some(p), None, _) => Inbox::Person(p),
+        (None, Some(r), _) => Inbox::Role(r),
         (None, None, Access::Person(p)) => Inbox::Person(p.id.clone()),
         _ => {
             return Err(ApiError::new(
@@ -69,7 +67,7 @@ pub async fn inbox(
             return Err(ApiError::forbidden("read another person's or role's inbox"));
         }
     }
-    const KNOWN: [&str; 8] = [
+    params.only(&[
         "person",
         "role",
         "workflow",
@@ -78,55 +76,21 @@ pub async fn inbox(
         "unclaimed",
         "after",
         "limit",
-    ];
-    if let Some(unknown) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!(
-                "unknown query parameter `{unknown}`; known: {}",
-                KNOWN.join(", ")
-            ),
-        )
-        .with(json!({"field": unknown})));
-    }
-    let parse = |key: &str, what: &str| -> Result<Option<u64>, ApiError> {
-        q.get(key)
-            .map(|v| {
-                v.parse::<u64>().map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        format!("query `{key}` ({what}): {e}"),
-                    )
-                    .with(json!({"field": key}))
-                })
-            })
-            .transpose()
-    };
-    let unclaimed = match q.get("unclaimed").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("query `unclaimed` must be true or false, not `{other}`"),
-            )
-            .with(json!({"field": "unclaimed"})));
-        }
-    };
+    ])?;
     let filter = TaskFilter {
-        workflow: q.get("workflow").cloned(),
-        step: q.get("step").cloned(),
-        due_before: parse("due_before", "milliseconds since the epoch")?,
-        unclaimed,
+        workflow: params.text("workflow"),
+        step: params.text("step"),
+        due_before: params.number("due_before", "milliseconds since the epoch")?,
+        unclaimed: params.flag("unclaimed", false)?,
     };
-    let limit = parse("limit", "a count")?.unwrap_or(50).clamp(1, 500) as usize;
-    let after = q.get("after").map(String::as_str);
+    let limit = params
+        .number("limit", "a count")?
+        .unwrap_or(50)
+        .clamp(1, 500) as usize;
+    let after = params.text("after");
     let page = s
         .flowgate
-        .inbox_page(caller.tenant(), &inbox, &filter, after, limit)?;
+        .inbox_page(caller.tenant(), &inbox, &filter, after.as_deref(), limit)?;
     Ok(Json(json!({"tasks": page.tasks, "next": page.next})))
 }
 
