@@ -37,7 +37,8 @@ pub struct AppState {
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("tenant {path}: {message}")]
+    /// `message` names the file.
+    #[error("cannot load a tenant: {message}")]
     Tenant { path: PathBuf, message: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),

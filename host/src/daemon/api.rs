@@ -129,10 +129,9 @@ async fn ready(State(state): State<AppState>) -> Result<axum::Json<serde_json::V
     let problems = state.tenants.problems();
     if let Some((path, problem)) = problems.iter().next() {
         return Err(unavailable(format!(
-            "tenant {}: {problem} (its previous configuration is in force)",
-            path.display()
+            "{problem} (the tenant's previous configuration is in force)"
         ))
-        .with(json!({"problems": problems.len()})));
+        .with(json!({"file": path, "problems": problems.len()})));
     }
     Ok(axum::Json(json!({"ready": true})))
 }

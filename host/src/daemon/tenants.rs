@@ -99,7 +99,15 @@ impl Tenants {
                 }
                 Err(error) => {
                     tracing::error!(path = %path.display(), %error, "tenant.reload failed; keeping its previous configuration");
-                    problems.insert(path.clone(), error.to_string());
+                    // Most errors name the file already; the others get it in front.
+                    let text = error.to_string();
+                    let file = path.display().to_string();
+                    let text = if text.contains(&file) {
+                        text
+                    } else {
+                        format!("{file}: {text}")
+                    };
+                    problems.insert(path.clone(), text);
                     // Keep what was in force for this file.
                     if let Some(old) = before.configs.values().find(|c| c.path == *path) {
                         if let Some(applied) = before.applied.get(&old.id) {
