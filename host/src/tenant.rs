@@ -14,14 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::definition::DefinitionError;
 use crate::plugin::{
-    ArtifactError, Grants, LoadedPlugin, PluginError, PluginId, PluginLimits, PluginRegistry,
-    PluginSettings, Upload, sha256_hex,
+    ArtifactError, Grants, PluginError, PluginId, PluginLimits, PluginRegistry, PluginSettings,
+    Upload, sha256_hex,
 };
 use crate::service::{Channels, Deployed, EmailSender, Flowgate, ServiceError};
 
@@ -219,22 +218,10 @@ impl TenantConfig {
         }
     }
 
-    /// Loads every plugin into the registry (each becomes the tenant's current version).
-    pub fn install_plugins(
-        &self,
-        registry: &PluginRegistry,
-    ) -> Result<Vec<Arc<LoadedPlugin>>, TenantError> {
-        let mut loaded = Vec::new();
-        for (name, plugin) in &self.plugins {
-            let bytes = self.plugin_bytes(name, plugin, registry)?;
-            let settings = plugin.settings();
-            loaded.push(registry.install(
-                PluginId::new(self.id.clone(), name.clone()),
-                &bytes,
-                settings,
-            )?);
-        }
-        Ok(loaded)
+    /// Loads every plugin into a registry that has none of the tenant's yet (each becomes the
+    /// tenant's current version).
+    pub fn install_plugins(&self, registry: &PluginRegistry) -> Result<(), TenantError> {
+        self.sync_plugins(registry, &mut Applied::new()).map(drop)
     }
 
     /// Brings the registry in line with the configured plugins, given what was `applied` before

@@ -16,6 +16,13 @@ use sha2::Sha256;
 
 const SECRET: &str = "whsec-test";
 
+/// A URL where nothing listens (a port that was free a moment ago).
+fn dead_url() -> String {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = closed.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    format!("http://{addr}/hook")
+}
+
 async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualClock>) -> Flowgate {
     let tenant = TenantConfig::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml"),
@@ -124,15 +131,7 @@ async fn deliveries_are_signed_retried_with_backoff_and_deduplicable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_deliveries_survive_a_restart() {
     // Nothing listens at first: deliveries stay pending in the outbox.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let dead_url = format!(
-        "http://{}/hook",
-        closed
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    drop(closed);
+    let dead_url = dead_url();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("f.redb");
     let clock = Arc::new(ManualClock::new(crate::scenarios::T0));
@@ -183,15 +182,7 @@ async fn pending_deliveries_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_webhook_does_not_hold_up_the_plugin_calls_behind_it() {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let dead_url = format!(
-        "http://{}/hook",
-        closed
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    drop(closed);
+    let dead_url = dead_url();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store =
         Arc::new(RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}")));

@@ -16,6 +16,7 @@ use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
 use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier, SystemClock};
 use flowgate::store::{Change, Inbox, InstanceFilter, RedbStore, Storage};
 use flowgate::tenant::TenantConfig;
+use flowgate_tests::bench::{arg, pct};
 use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
 
@@ -30,15 +31,6 @@ impl Notifier for Discard {
     fn deliver<'a>(&'a self, _: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn data() -> Map<String, Value> {
@@ -162,13 +154,6 @@ async fn run(flowgate: &Flowgate, clients: usize, duration: Duration) -> Run {
         elapsed: started.elapsed(),
         latencies,
     }
-}
-
-fn pct(sorted: &[Duration], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
 fn report(label: &str, clients: usize, r: &Run) {

@@ -6,13 +6,12 @@
 //!
 //! Run: `cargo bench -p flowgate-tests --bench http` (`-- --seconds S`, `-- --clients N`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use flowgate_tests::bench::{arg, pct};
 use flowgate_tests::cpu;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -22,15 +21,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "Bearer acme-admin-token";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One keep-alive HTTP/1.1 connection.
 struct Client {
@@ -146,13 +136,6 @@ async fn run_client(mut client: Client, stop: Instant) -> Latencies {
     l
 }
 
-fn pct(sorted: &[Duration], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
-}
-
 fn main() {
     let seconds = arg("--seconds", 10);
     let clients = arg("--clients", 64) as usize;
@@ -165,21 +148,8 @@ fn main() {
     );
     let config_path = dir.path().join("flowgate.toml");
     std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn flowgate: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
-    let base = line
-        .trim()
-        .strip_prefix("flowgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (mut child, base) =
+        flowgate_tests::daemon::spawn(env!("CARGO_BIN_EXE_flowgate"), &config_path);
 
     let addr = base.trim_start_matches("http://").to_string();
     let polls = Arc::new(AtomicU64::new(0));

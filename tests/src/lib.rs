@@ -6,5 +6,7 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+pub mod bench;
 pub mod cpu;
+pub mod daemon;
 pub mod receivers;

@@ -85,10 +85,8 @@ impl ArtifactStore {
     /// epoch), oldest first.
     pub fn versions(&self, id: &PluginId) -> Result<Vec<(String, u64)>, ArtifactError> {
         let dir = self.folder(id)?;
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(ArtifactError::Io { path: dir, source }),
+        let Some(entries) = read_dir(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {
@@ -134,10 +132,8 @@ impl ArtifactStore {
             return Err(ArtifactError::BadName(tenant.to_string()));
         }
         let dir = self.dir.join(tenant);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(ArtifactError::Io { path: dir, source }),
+        let Some(entries) = read_dir(&dir)? else {
+            return Ok(Vec::new());
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {
@@ -156,6 +152,18 @@ impl ArtifactStore {
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
+    }
+}
+
+/// The entries of `dir`; `None` when it does not exist (nothing was kept there yet).
+fn read_dir(dir: &Path) -> Result<Option<std::fs::ReadDir>, ArtifactError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ArtifactError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 

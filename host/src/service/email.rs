@@ -101,11 +101,6 @@ impl EmailSender {
         })
     }
 
-    /// The settings it was built from.
-    pub fn config(&self) -> &EmailConfig {
-        &self.config
-    }
-
     /// The addresses a delivery goes to: its assignee's and its roles', each once.
     pub fn recipients(&self, d: &Delivery) -> Vec<Mailbox> {
         let people = d

@@ -1,9 +1,8 @@
 //! The black-box harness: the real `flowgate` binary on a free loopback port, with its own data
 //! folder, driven over HTTP.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -56,22 +55,7 @@ pub fn start_with(dir: tempfile::TempDir, tenants: &[PathBuf], extra: &str) -> D
     );
     let config_path = dir.path().join("flowgate.toml");
     std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn flowgate: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
-    let base = line
-        .trim()
-        .strip_prefix("flowgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (child, base) = flowgate_tests::daemon::spawn(env!("CARGO_BIN_EXE_flowgate"), &config_path);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -143,6 +127,14 @@ impl Daemon {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// Starts an instance of `workflow` with `token`; returns the instance (asserting 201).
+    pub fn start_instance(&self, token: &str, workflow: &str) -> Value {
+        let start = json!({"workflow": workflow});
+        let (status, body) = self.call("POST", "/api/v1/instances", Some(token), Some(start));
+        assert_eq!(status, 201, "{body}");
+        body
     }
 
     /// Polls until the instance has an open task for `role` (the driver runs in the background).

@@ -529,13 +529,7 @@ fn sigterm_finishes_gracefully() {
 fn a_timer_due_while_the_daemon_was_down_fires_after_its_restart() {
     let mut d = start(1 << 20);
     let g = Some(GLOBEX_ADMIN);
-    let (status, body) = d.call(
-        "POST",
-        "/api/v1/instances",
-        g,
-        Some(json!({"workflow": "follow-up"})),
-    );
-    assert_eq!(status, 201, "{body}");
+    let body = d.start_instance(GLOBEX_ADMIN, "follow-up");
     let id = body["id"].as_str().unwrap_or_default().to_string();
     terminate(&mut d);
     // Past the 2 s wait while nothing runs.

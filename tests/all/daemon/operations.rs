@@ -381,13 +381,7 @@ fn two_files_for_one_tenant_are_refused_at_start() {
 fn a_long_poll_answers_when_the_instance_changes() {
     let d = start(1 << 20);
     let g = Some(GLOBEX_ADMIN);
-    let (status, body) = d.call(
-        "POST",
-        "/api/v1/instances",
-        g,
-        Some(json!({"workflow": "follow-up"})),
-    );
-    assert_eq!(status, 201, "{body}");
+    let body = d.start_instance(GLOBEX_ADMIN, "follow-up");
     let id = body["id"].as_str().unwrap_or_default().to_string();
     let version = body["version"].as_u64().unwrap_or_default();
 
