@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod body;
 mod config;
 mod error;
 mod extract;

@@ -19,8 +19,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::{AppState, body};
 
 /// The API description; paths come from the handlers' annotations as they are routed.
 #[derive(OpenApi)]
@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, body::buffer))
         .with_state(state)
 }
 
