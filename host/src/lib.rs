@@ -1,9 +1,9 @@
 //! Flowgate: a workflow engine whose routing rules, approval policies and step actions are tenant
 //! plugins (WebAssembly components).
 //!
-//! - [`definition`]: workflow definitions, parsed and validated.
-//! - [`engine`]: the pure core that runs instances.
-//! - [`metrics`]: workflow metrics from the history.
+//! - [`engine`] (the `flowgate-engine` crate): the pure core that runs instances, with
+//!   [`definition`] (workflow definitions, parsed and validated) and [`metrics`] (workflow metrics
+//!   from the history). It has no wasmtime, tokio or redb among its dependencies.
 //! - [`plugin`]: the sandboxed plugin runtime.
 //! - [`store`]: durable storage (redb by default).
 //! - [`tenant`]: a tenant's configuration: plugins and workflows.
@@ -13,10 +13,10 @@
 
 pub mod cli;
 pub mod daemon;
-pub mod definition;
-pub mod engine;
-pub mod metrics;
 pub mod plugin;
 pub mod service;
 pub mod store;
 pub mod tenant;
+
+pub use flowgate_engine as engine;
+pub use flowgate_engine::{definition, metrics};

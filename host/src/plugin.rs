@@ -44,27 +44,7 @@ pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex};
 pub use session::PluginSession;
 pub use state::LogLine;
 
-/// A capability a plugin can export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Capability {
-    /// Chooses the next step(s).
-    Router,
-    /// Decides approval requirements.
-    ApprovalPolicy,
-    /// Runs automated steps.
-    StepAction,
-}
-
-impl std::fmt::Display for Capability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Capability::Router => "router",
-            Capability::ApprovalPolicy => "approval-policy",
-            Capability::StepAction => "step-action",
-        })
-    }
-}
+pub use flowgate_engine::Capability;
 
 /// A tenant's plugin, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

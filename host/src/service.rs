@@ -2,11 +2,15 @@
 //! through the single writer (group commit), and a driver that carries out effects and fires
 //! timers. The CLI and the daemon both use this, never the store directly.
 
+mod calls;
+mod clears;
 mod clock;
 mod driver;
 mod email;
 mod inbox;
 mod notify;
+mod pool;
+mod prepare;
 mod telemetry;
 mod watch;
 mod webhook;
@@ -24,14 +28,17 @@ pub use inbox::{InboxPage, TaskFilter};
 pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, LogNotifier, Notifier, RecordingNotifier,
 };
-pub use telemetry::Telemetry;
+pub use pool::PluginPool;
+pub use telemetry::{Telemetry, WriteTotals};
 pub use webhook::{WebhookConfig, signature};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
 use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
-use writer::{Request, StartRequest, Writer};
+use clears::Clears;
+use prepare::StartRequest;
+use writer::{Request, Writer};
 
 /// Why a service call failed. Nothing was stored unless the call says otherwise.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +76,38 @@ pub(crate) struct Shared {
     /// Woken after every commit, so the driver looks at the outbox at once.
     pub wake: Notify,
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
-    /// Outbox entries and timers being carried out, so none is dispatched twice at once.
+    /// Outbox entries and timers being carried out, so none is dispatched twice at once. An
+    /// entry stays here until its removal from the outbox is committed.
     in_flight: Mutex<HashSet<(String, String)>>,
+    /// Outbox entries carried out, waiting to be cleared with the next commit.
+    clears: Clears,
+    /// Where plugin calls run.
+    pool: PluginPool,
     pub telemetry: Telemetry,
     /// Callers waiting for an instance to change.
     watchers: watch::Watchers,
 }
 
 impl Shared {
+    /// The driver's claim on an outbox entry.
+    fn outbox_key(tenant: &str, outbox: u64) -> (String, String) {
+        (tenant.to_string(), format!("outbox:{outbox}"))
+    }
+
+    /// Outbox entries whose removal committed: the driver may forget them.
+    fn release_cleared(&self, cleared: &[(String, u64)]) {
+        if cleared.is_empty() {
+            return;
+        }
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (tenant, outbox) in cleared {
+            in_flight.remove(&Self::outbox_key(tenant, *outbox));
+        }
+    }
+
     /// A definition version; versions never change, so they are cached for good.
     pub fn definition(
         &self,
@@ -170,6 +201,8 @@ impl Flowgate {
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            clears: Clears::default(),
+            pool: PluginPool::default(),
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),
         });
@@ -194,6 +227,11 @@ impl Flowgate {
         &self.shared.plugins
     }
 
+    /// Durable writes since the service started.
+    pub fn write_totals(&self) -> WriteTotals {
+        self.shared.telemetry.write_totals()
+    }
+
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -215,6 +253,20 @@ impl Flowgate {
             .map_err(|_| ServiceError::Unavailable("the writer dropped the request".to_string()))?;
         let seconds = started.elapsed().as_secs_f64();
         self.shared.telemetry.command(kind, result.is_ok(), seconds);
+        result
+    }
+
+    /// Counts a command refused before it reached the writer, as `send` counts the others.
+    fn refused_early<T>(
+        &self,
+        kind: &'static str,
+        started: std::time::Instant,
+        result: Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        if result.is_err() {
+            let seconds = started.elapsed().as_secs_f64();
+            self.shared.telemetry.command(kind, false, seconds);
+        }
         result
     }
 
@@ -301,16 +353,26 @@ impl Flowgate {
         key: Option<String>,
         parent: Option<ParentLink>,
     ) -> Result<Instance, ServiceError> {
-        let start = Box::new(StartRequest {
+        let start = StartRequest {
             tenant: tenant.to_string(),
             definition: definition.to_string(),
             data,
             started_by: started_by.to_string(),
             key,
             parent,
-        });
-        self.send("start", |reply| Request::Start { start, reply })
-            .await
+        };
+        let started = std::time::Instant::now();
+        let prepared = self.prepare_start(&start, self.shared.clock.now()).await;
+        let prepared = Box::new(self.refused_early("start", started, prepared)?);
+        let key = start.key;
+        let started = self
+            .send("start", |reply| Request::Start {
+                prepared,
+                key,
+                reply,
+            })
+            .await?;
+        Ok(Arc::unwrap_or_clone(started))
     }
 
     /// Applies a command to an instance.
@@ -323,6 +385,7 @@ impl Flowgate {
         self.command_done(tenant, instance, command, None).await
     }
 
+    /// Applies a command, reporting on outbox entry `done` (cleared in the same transaction).
     pub(crate) async fn command_done(
         &self,
         tenant: &str,
@@ -330,16 +393,25 @@ impl Flowgate {
         command: Command,
         done: Option<u64>,
     ) -> Result<Instance, ServiceError> {
+        let started = std::time::Instant::now();
+        let now = self.shared.clock.now();
+        let prepared = self
+            .prepare_command(tenant, instance, command.clone(), now)
+            .await;
+        let prepared = Box::new(self.refused_early("command", started, prepared)?);
         let (tenant, instance, command) =
             (tenant.to_string(), instance.to_string(), Box::new(command));
-        self.send("command", |reply| Request::Command {
-            tenant,
-            instance,
-            command,
-            done,
-            reply,
-        })
-        .await
+        let after = self
+            .send("command", |reply| Request::Command {
+                tenant,
+                instance,
+                command,
+                prepared,
+                done,
+                reply,
+            })
+            .await?;
+        Ok(Arc::unwrap_or_clone(after))
     }
 
     /// Completes a task (its instance is found from the task id).

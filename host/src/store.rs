@@ -7,6 +7,7 @@ mod memory;
 mod redb;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +16,10 @@ use crate::engine::{Effect, Event, Instance, Millis};
 
 pub use self::memory::MemStore;
 pub use self::redb::RedbStore;
-pub use index::{task_keys, timer_keys};
+pub use index::{IndexKeys, task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// A deployed definition version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,16 +56,17 @@ pub enum Change {
     Definition(StoredDefinition),
     /// An instance's new state, with what the command recorded and asked for.
     Instance {
-        /// The state before, to drop its index entries; `None` for a new instance.
-        before: Option<Box<Instance>>,
-        after: Box<Instance>,
+        /// The index entries of the state before, to drop those the new state no longer has;
+        /// `None` for a new instance.
+        before: Option<IndexKeys>,
+        after: Arc<Instance>,
         events: Vec<Event>,
         outbox: Vec<OutboxEntry>,
         /// A start's idempotency key.
         idempotency_key: Option<String>,
     },
-    /// An outbox entry was carried out.
-    Done { tenant: String, outbox: u64 },
+    /// Outbox entries were carried out: they leave the outbox (and its due index).
+    ClearOutbox { tenant: String, outbox: Vec<u64> },
     /// An outbox entry failed: record the attempt and when to try again. Nothing if it is gone.
     Retry {
         tenant: String,

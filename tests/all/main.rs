@@ -3,6 +3,7 @@
 mod common;
 mod crash;
 mod daemon;
+mod decisions;
 mod engine;
 mod guests;
 mod plugin_runtime;

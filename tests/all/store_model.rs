@@ -3,14 +3,16 @@
 //! commit. A seeded generator keeps failures reproducible.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flowgate::definition::{Definition, EndOutcome, EndStep, Step};
 use flowgate::engine::{
-    Actor, Event, EventKind, Instance, Notification, NotificationKind, Status, Task, TaskStatus,
-    Timer, TimerKind,
+    Actor, Event, EventKind, Instance, Notification, NotificationKind, PluginRequest, Status, Task,
+    TaskStatus, Timer, TimerKind,
 };
 use flowgate::store::{
-    Change, Inbox, InstanceFilter, MemStore, OutboxEntry, RedbStore, Storage, StoredDefinition,
+    Change, Inbox, IndexKeys, InstanceFilter, MemStore, OutboxEntry, RedbStore, Storage,
+    StoredDefinition,
 };
 
 /// xorshift64*: small, seeded, good enough to pick cases.
@@ -333,9 +335,20 @@ fn redb_answers_like_the_model_after_random_batches() {
                         *v += 1;
                         batch.push(Change::Definition(definition(&tenant, &id, *v)));
                     }
+                    // Clears of one to three entries of a tenant, sometimes of one already gone.
                     1 if !outbox.is_empty() => {
                         let (tenant, id) = outbox.remove(rng.below(outbox.len() as u64) as usize);
-                        batch.push(Change::Done { tenant, outbox: id });
+                        let mut ids = vec![id];
+                        for _ in 0..rng.below(3) {
+                            match outbox.iter().position(|(t, _)| *t == tenant) {
+                                Some(at) if rng.below(2) == 0 => ids.push(outbox.remove(at).1),
+                                _ => ids.push(id),
+                            }
+                        }
+                        batch.push(Change::ClearOutbox {
+                            tenant,
+                            outbox: ids,
+                        });
                     }
                     // A failed attempt, sometimes of an entry already done.
                     2 if next_outbox > 1 => {
@@ -382,8 +395,8 @@ fn redb_answers_like_the_model_after_random_batches() {
                             .then(|| format!("k{}", rng.below(3)));
                         state.insert(key, after.clone());
                         batch.push(Change::Instance {
-                            before: before.map(Box::new),
-                            after: Box::new(after),
+                            before: before.as_ref().map(IndexKeys::of),
+                            after: Arc::new(after),
                             events,
                             outbox: effects,
                             idempotency_key,
@@ -430,7 +443,7 @@ fn a_file_of_another_schema_version_is_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99") && err.contains("reads version 2"),
+        err.contains("schema version 99") && err.contains("reads version 3"),
         "{err}"
     );
 }
@@ -448,7 +461,7 @@ fn a_version_1_file_gets_its_listing_index_when_opened() {
             .iter()
             .map(|i| Change::Instance {
                 before: None,
-                after: Box::new(i.clone()),
+                after: Arc::new(i.clone()),
                 events: Vec::new(),
                 outbox: Vec::new(),
                 idempotency_key: None,
@@ -485,4 +498,91 @@ fn a_version_1_file_gets_its_listing_index_when_opened() {
     assert_eq!(list("d", "running"), ["i0", "i2"]);
     assert_eq!(list("e", "completed"), ["i1"]);
     assert!(list("e", "running").is_empty());
+}
+
+/// Schema 2 stored the three plugin calls as three effects; schema 3 has one. A call still
+/// pending in the outbox of a schema 2 file must be carried out after the upgrade, not refused
+/// as corrupt.
+#[test]
+fn a_version_2_outbox_keeps_its_pending_plugin_calls() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("v2.redb");
+    drop(RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let old = [
+        serde_json::json!({"effect": "run-action", "token": 1, "activation": 2, "attempt": 1,
+            "step": "pay", "plugin": "bank", "action": "transfer", "params": {"to": "x"},
+            "key": "i0/pay/2/1"}),
+        serde_json::json!({"effect": "evaluate-policy", "token": 1, "activation": 3, "attempt": 2,
+            "step": "approval", "plugin": "policy", "amount": 1200, "currency": "USD",
+            "category": "office", "requester": "alice"}),
+        serde_json::json!({"effect": "evaluate-route", "token": 4, "activation": 5, "attempt": 1,
+            "step": "triage", "plugin": "router", "candidates": ["a", "b"]}),
+    ];
+    {
+        let db = redb::Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let outbox: redb::TableDefinition<(&str, u64), &[u8]> =
+                redb::TableDefinition::new("outbox");
+            let due: redb::TableDefinition<(&str, u64, u64), ()> =
+                redb::TableDefinition::new("outbox_due");
+            let mut outbox = txn.open_table(outbox).unwrap_or_else(|e| panic!("{e}"));
+            let mut due = txn.open_table(due).unwrap_or_else(|e| panic!("{e}"));
+            for (n, effect) in old.iter().enumerate() {
+                let id = n as u64 + 1;
+                let entry = serde_json::json!({"id": id, "tenant": "acme", "instance": "i0",
+                    "created_at": 0, "effect": effect, "attempts": 0, "due_at": 0});
+                let bytes = serde_json::to_vec(&entry).unwrap_or_default();
+                outbox
+                    .insert(("acme", id), bytes.as_slice())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                due.insert(("acme", 0, id), ())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap_or_else(|e| panic!("{e}"));
+            meta.insert("schema_version", 2)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let pending = store
+        .due_outbox("acme", 10, 10)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calls: Vec<(String, PluginRequest)> = pending
+        .into_iter()
+        .filter_map(|entry| match entry.effect {
+            flowgate::engine::Effect::CallPlugin(call) => Some((call.plugin, call.request)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "bank".to_string(),
+                PluginRequest::StepAction {
+                    action: "transfer".into(),
+                    params: serde_json::json!({"to": "x"}),
+                    key: "i0/pay/2/1".into(),
+                }
+            ),
+            (
+                "policy".to_string(),
+                PluginRequest::ApprovalPolicy {
+                    amount: Some(1200),
+                    currency: "USD".into(),
+                    category: "office".into(),
+                    requester: "alice".into(),
+                }
+            ),
+            (
+                "router".to_string(),
+                PluginRequest::Router {
+                    candidates: vec!["a".into(), "b".into()]
+                }
+            ),
+        ]
+    );
 }

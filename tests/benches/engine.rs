@@ -191,7 +191,7 @@ fn preload(store: &RedbStore, template: &Instance, count: u64) {
         let instance: Instance = serde_json::from_str(&copy).unwrap_or_else(|e| panic!("{e}"));
         batch.push(Change::Instance {
             before: None,
-            after: Box::new(instance),
+            after: Arc::new(instance),
             events: Vec::new(),
             outbox: Vec::new(),
             idempotency_key: None,

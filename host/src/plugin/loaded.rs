@@ -147,6 +147,16 @@ impl LoadedPlugin {
         &self.limits
     }
 
+    /// Whether a call's answer follows from its input alone: nothing was granted that varies
+    /// between calls (clocks, random numbers, files, the network). Such a plugin's decisions are
+    /// taken in the same transaction as the command that reaches them, and can be replayed.
+    pub fn is_deterministic(&self) -> bool {
+        use super::grants::Grant;
+        [Grant::Clocks, Grant::Random, Grant::Files, Grant::Network]
+            .into_iter()
+            .all(|grant| !self.grants.has(grant))
+    }
+
     /// The same compiled version with other settings (configuration values, limits, grants),
     /// checked against the grants again.
     pub fn with_settings(&self, settings: PluginSettings) -> Result<LoadedPlugin, PluginError> {

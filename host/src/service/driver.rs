@@ -1,33 +1,30 @@
 //! The driver: carries out committed effects (plugin calls, sub-workflows, notifications) and
 //! fires due timers, reporting back with commands. Effects are carried out at least once: an
-//! entry leaves the outbox in the same transaction as the command reporting its result, so a
-//! crash in between repeats the effect with the same idempotency key.
+//! entry leaves the outbox in the same transaction as the command reporting its result (or, for
+//! a delivery, with a later commit), so a crash in between repeats the effect with the same
+//! idempotency key. Decisions of deterministic plugins rarely come here: they are taken before
+//! the commit (see `prepare`); the outbox has the rest, and the calls that failed there.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use super::writer::Request;
 use super::{Delivery, Flowgate, ServiceError};
-use crate::definition::StageOrder;
-use crate::engine::{
-    ActionOutput, Approver, Command, Effect, EffectFailure, Instance, PluginRef, RequiredStage,
-    Requirement, Routed,
-};
-use crate::plugin::types::{
-    self, ActionRequest, ApprovalRequest, ApprovalRequirement, IdempotencyKey, Money, RouteRequest,
-    StepContext,
-};
-use crate::plugin::{LoadedPlugin, PluginError, PluginId};
+use crate::engine::{Command, Effect};
 use crate::store::OutboxEntry;
 
 /// Entries and timers read per tenant per pass.
 const PAGE: usize = 256;
+/// Outbox entries carried out wait this long at most for another commit to clear them...
+const CLEAR_WAIT: Duration = Duration::from_millis(200);
+/// ... or until this many wait.
+const CLEAR_BATCH: usize = 256;
 
 impl Flowgate {
     /// Carries out pending effects and fires due timers, once; returns how many it handled.
-    pub async fn step(&self) -> Result<usize, ServiceError> {
+    pub async fn drive_once(&self) -> Result<usize, ServiceError> {
         let now = self.shared.clock.now();
         let mut work = JoinSet::new();
         let mut count = 0;
@@ -51,7 +48,7 @@ impl Flowgate {
                 });
             }
             for entry in self.shared.store.due_outbox(&tenant, now, PAGE)? {
-                let key = (tenant.clone(), format!("outbox:{}", entry.id));
+                let key = super::Shared::outbox_key(&tenant, entry.id);
                 if !self.claim(&key) {
                     continue;
                 }
@@ -61,11 +58,16 @@ impl Flowgate {
                 let (id, attempts) = (entry.id, entry.attempts);
                 work.spawn(async move {
                     let result = this.execute(entry).await;
-                    if result.is_err() {
-                        this.retry_later(&tenant, id, attempts + 1).await;
+                    match &result {
+                        Err(_) => {
+                            this.retry_later(&tenant, id, attempts + 1).await;
+                            this.release(&key);
+                        }
+                        Ok(Carried::Committed) => this.release(&key),
+                        // Released by the writer once the clear is committed.
+                        Ok(Carried::Clearing) => {}
                     }
-                    this.release(&key);
-                    result
+                    result.map(|_| ())
                 });
             }
         }
@@ -78,6 +80,8 @@ impl Flowgate {
                 Err(error) => tracing::error!(%error, "driver: a task panicked"),
             }
         }
+        // Idle passes (nothing to do) commit what still waits: the CLI and tests settle.
+        self.flush_clears(count == 0).await?;
         Ok(count)
     }
 
@@ -85,7 +89,7 @@ impl Flowgate {
     pub async fn run_until_idle(&self) -> Result<usize, ServiceError> {
         let mut total = 0;
         for _ in 0..10_000 {
-            let done = self.step().await?;
+            let done = self.drive_once().await?;
             if done == 0 {
                 return Ok(total);
             }
@@ -100,7 +104,7 @@ impl Flowgate {
     pub async fn run_driver(&self, tick: Duration, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(error) = self.step().await {
+            if let Err(error) = self.drive_once().await {
                 tracing::error!(%error, "driver: pass failed");
             }
             tokio::select! {
@@ -149,8 +153,10 @@ impl Flowgate {
         set.remove(key);
     }
 
-    /// Carries out one outbox entry and reports back.
-    async fn execute(&self, entry: OutboxEntry) -> Result<(), ServiceError> {
+    /// Carries out one outbox entry and reports back. An entry whose work is done without a
+    /// command (a delivery, a child started) waits in `clears` to leave the outbox with the next
+    /// commit; it stays claimed until then.
+    async fn execute(&self, entry: OutboxEntry) -> Result<Carried, ServiceError> {
         let OutboxEntry {
             id,
             tenant,
@@ -158,117 +164,16 @@ impl Flowgate {
             effect,
             ..
         } = entry;
-        let done = Some(id);
         let (tenant, instance) = (tenant.as_str(), instance.as_str());
-        let report = |command: Command| async move {
-            self.command_done(tenant, instance, command, done)
-                .await
-                .map(|_| ())
-        };
         let Some(current) = self.shared.store.instance(tenant, instance)? else {
-            return self.mark_done(tenant, id).await;
+            return Ok(self.cleared(tenant, id));
         };
         match effect {
-            Effect::RunAction {
-                token,
-                activation,
-                attempt,
-                step,
-                plugin,
-                action,
-                params,
-                key,
-            } => {
-                let request = ActionRequest {
-                    context: context(&current, &step),
-                    action,
-                    params: params.to_string(),
-                    idempotency: IdempotencyKey {
-                        key,
-                        instance_id: current.id.clone(),
-                        step_id: step,
-                        attempt,
-                    },
-                };
-                let result = self
-                    .call_plugin(&current, &plugin, "step-action", move |p, by| {
-                        p.run_action(&request).map(|c| ActionOutput {
-                            data: c.value.data,
-                            note: c.value.note,
-                            plugin: by,
-                        })
-                    })
+            Effect::CallPlugin(call) => {
+                let result = self.invoke(&current, &call).await?;
+                self.command_done(tenant, instance, call.answered(result), Some(id))
                     .await?;
-                report(Command::ActionDone {
-                    token,
-                    activation,
-                    attempt,
-                    result,
-                })
-                .await
-            }
-            Effect::EvaluatePolicy {
-                token,
-                activation,
-                attempt,
-                step,
-                plugin,
-                amount,
-                currency,
-                category,
-                requester,
-            } => {
-                let request = ApprovalRequest {
-                    context: context(&current, &step),
-                    amount: amount.map(|minor_units| Money {
-                        currency,
-                        minor_units,
-                    }),
-                    category,
-                    requester,
-                };
-                let result = self
-                    .call_plugin(&current, &plugin, "approval-policy", move |p, by| {
-                        p.evaluate_approval(&request)
-                            .map(|c| requirement(c.value, by))
-                    })
-                    .await?;
-                report(Command::PolicyDone {
-                    token,
-                    activation,
-                    attempt,
-                    result,
-                })
-                .await
-            }
-            Effect::EvaluateRoute {
-                token,
-                activation,
-                attempt,
-                step,
-                plugin,
-                candidates,
-            } => {
-                let request = RouteRequest {
-                    context: context(&current, &step),
-                    candidates,
-                };
-                let result = self
-                    .call_plugin(&current, &plugin, "router", move |p, by| {
-                        p.route(&request).map(|c| Routed {
-                            next: c.value.next,
-                            reason: c.value.reason,
-                            plugin: by,
-                        })
-                    })
-                    .await?;
-                report(Command::RouteDone {
-                    token,
-                    activation,
-                    attempt,
-                    result,
-                })
-                .await
+                Ok(Carried::Committed)
             }
             Effect::StartChild {
                 token,
@@ -286,7 +191,7 @@ impl Flowgate {
                 let key = Some(format!("child-of:{}:{id}", current.id));
                 self.start_child(tenant, &workflow, data, &current.started_by, key, parent)
                     .await?;
-                self.mark_done(tenant, id).await
+                Ok(self.cleared(tenant, id))
             }
             Effect::NotifyParent {
                 parent,
@@ -301,7 +206,7 @@ impl Flowgate {
                     data,
                 };
                 match self.command(tenant, &parent.instance, command).await {
-                    Ok(_) | Err(ServiceError::Command(_)) => self.mark_done(tenant, id).await,
+                    Ok(_) | Err(ServiceError::Command(_)) => Ok(self.cleared(tenant, id)),
                     Err(other) => Err(other),
                 }
             }
@@ -313,7 +218,7 @@ impl Flowgate {
                     notification,
                 };
                 match self.shared.notifier.deliver(&delivery).await {
-                    Ok(()) => self.mark_done(tenant, id).await,
+                    Ok(()) => Ok(self.cleared(tenant, id)),
                     Err(error) => Err(ServiceError::Unavailable(format!(
                         "notification {id} not delivered: {error}"
                     ))),
@@ -322,129 +227,25 @@ impl Flowgate {
         }
     }
 
-    async fn mark_done(&self, tenant: &str, outbox: u64) -> Result<(), ServiceError> {
-        let tenant = tenant.to_string();
-        self.send("done", |reply| Request::Done {
-            tenant,
-            outbox,
-            reply,
-        })
-        .await
+    fn cleared(&self, tenant: &str, outbox: u64) -> Carried {
+        self.shared.clears.push(tenant, outbox);
+        Carried::Clearing
     }
 
-    /// Calls the plugin version the instance is pinned to, on the blocking pool, and counts the
-    /// outcome. A failure is the engine's to handle (retry, incident), so it is a value here.
-    async fn call_plugin<T: Send + 'static>(
-        &self,
-        instance: &Instance,
-        name: &str,
-        capability: &'static str,
-        call: impl FnOnce(&LoadedPlugin, PluginRef) -> Result<T, PluginError> + Send + 'static,
-    ) -> Result<Result<T, EffectFailure>, ServiceError> {
-        let result = match self.pinned(instance, name) {
-            Ok(plugin) => {
-                blocking(move || {
-                    let by = plugin_ref(&plugin);
-                    call(&plugin, by.clone()).map_err(|e| failure(&e, &by))
-                })
-                .await?
-            }
-            Err(missing) => Err(missing),
-        };
-        self.shared
-            .telemetry
-            .plugin_call(&instance.tenant, name, capability, result.is_ok());
-        Ok(result)
-    }
-
-    /// The plugin version the instance is pinned to.
-    fn pinned(&self, instance: &Instance, name: &str) -> Result<Arc<LoadedPlugin>, EffectFailure> {
-        let id = PluginId::new(instance.tenant.clone(), name);
-        let missing = |message: String| EffectFailure {
-            message,
-            retryable: false,
-            plugin: None,
-        };
-        let Some(sha) = instance.plugins.get(name) else {
-            return Err(missing(format!(
-                "instance is not pinned to a version of plugin `{name}`"
-            )));
-        };
-        self.shared.plugins.version(&id, sha).ok_or_else(|| {
-            missing(format!(
-                "plugin `{name}` version {} is not loaded; load it to resume",
-                &sha[..sha.len().min(12)]
-            ))
-        })
-    }
-}
-
-/// Runs a plugin call on the blocking pool: wasm is CPU work.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::Unavailable(format!("plugin call task failed: {e}")))
-}
-
-fn context(instance: &Instance, step: &str) -> StepContext {
-    StepContext {
-        tenant: instance.tenant.clone(),
-        definition_id: instance.definition_id.clone(),
-        definition_version: instance.definition_version,
-        instance_id: instance.id.clone(),
-        step_id: step.to_string(),
-        data: serde_json::Value::Object(instance.data.clone()).to_string(),
-    }
-}
-
-fn plugin_ref(plugin: &LoadedPlugin) -> PluginRef {
-    PluginRef {
-        name: plugin.id().name.clone(),
-        sha256: plugin.sha256().to_string(),
-    }
-}
-
-fn failure(error: &PluginError, plugin: &PluginRef) -> EffectFailure {
-    EffectFailure {
-        message: error.to_string(),
-        retryable: error.is_retryable(),
-        plugin: Some(plugin.clone()),
-    }
-}
-
-fn requirement(decision: types::ApprovalDecision, plugin: PluginRef) -> Requirement {
-    let (auto_approve, order, stages) = match decision.requirement {
-        ApprovalRequirement::AutoApprove => (true, StageOrder::Sequential, Vec::new()),
-        ApprovalRequirement::Stages((order, stages)) => {
-            let order = match order {
-                types::StageOrder::Sequential => StageOrder::Sequential,
-                types::StageOrder::Parallel => StageOrder::Parallel,
-            };
-            let stages = stages
-                .into_iter()
-                .map(|s| RequiredStage {
-                    name: s.name,
-                    approvers: s
-                        .approvers
-                        .into_iter()
-                        .map(|a| match a {
-                            types::Approver::Role(r) => Approver::Role(r),
-                            types::Approver::Person(p) => Approver::Person(p),
-                        })
-                        .collect(),
-                    required: s.required,
-                })
-                .collect();
-            (false, order, stages)
+    /// Commits the clears that waited long enough or are many, when no other commit took them.
+    async fn flush_clears(&self, force: bool) -> Result<(), ServiceError> {
+        let (count, oldest) = self.shared.clears.pending();
+        if count == 0 || !(force || count >= CLEAR_BATCH || oldest >= CLEAR_WAIT) {
+            return Ok(());
         }
-    };
-    Requirement {
-        auto_approve,
-        order,
-        stages,
-        reason: decision.reason,
-        plugin: Some(plugin),
+        self.send("flush", |reply| Request::Flush { reply }).await
     }
+}
+
+/// How an outbox entry was carried out.
+enum Carried {
+    /// By a command that cleared the entry in its own transaction.
+    Committed,
+    /// Its removal waits for a later commit; the entry stays claimed until then.
+    Clearing,
 }

@@ -30,6 +30,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Notifier: Send + Sync + 'static {
     /// Delivers one notification; an error leaves it in the outbox for a later retry.
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Whether `tenant`'s notifications go anywhere. When they do not, they are not written to
+    /// the outbox at all.
+    fn delivers(&self, tenant: &str) -> bool {
+        let _ = tenant;
+        true
+    }
 }
 
 /// Writes notifications to the log.
@@ -137,6 +144,11 @@ impl ChannelNotifier {
 }
 
 impl Notifier for ChannelNotifier {
+    fn delivers(&self, tenant: &str) -> bool {
+        self.channels(tenant)
+            .is_some_and(|c| c.webhook.is_some() || c.email.is_some())
+    }
+
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let channels = self.channels(&d.tenant).unwrap_or_default();

@@ -62,6 +62,18 @@ pub struct Telemetry {
     timers_overdue: Family<TenantLabel, Gauge<f64, AtomicU64>>,
     outbox_pending: Family<TenantLabel, Gauge>,
     writer_queue: Gauge,
+    commits: Counter,
+    changes: Counter,
+}
+
+/// Durable writes since the service started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteTotals {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Changes those transactions wrote: an instance's new state (with its events and effects),
+    /// a definition, a stored retry, a set of outbox entries cleared.
+    pub changes: u64,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -83,6 +95,8 @@ impl Default for Telemetry {
             timers_overdue: Family::default(),
             outbox_pending: Family::default(),
             writer_queue: Gauge::default(),
+            commits: Counter::default(),
+            changes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -106,8 +120,18 @@ impl Default for Telemetry {
             t.commit_seconds.clone(),
         );
         registry.register(
+            "commits",
+            "Durable transactions committed",
+            t.commits.clone(),
+        );
+        registry.register(
+            "commit_changes",
+            "Changes written by those transactions: instance states, definitions, stored retries, sets of outbox entries cleared",
+            t.changes.clone(),
+        );
+        registry.register(
             "plugin_calls",
-            "Plugin calls carried out by the driver, by outcome",
+            "Plugin calls, by tenant, plugin, capability and outcome",
             t.plugin_calls.clone(),
         );
         registry.register(
@@ -145,9 +169,19 @@ impl Telemetry {
             .observe(seconds);
     }
 
-    pub(crate) fn commit(&self, batch: usize, seconds: f64) {
-        self.batch_size.observe(batch as f64);
+    pub(crate) fn commit(&self, requests: usize, changes: usize, seconds: f64) {
+        self.batch_size.observe(requests as f64);
         self.commit_seconds.observe(seconds);
+        self.commits.inc();
+        self.changes.inc_by(changes as u64);
+    }
+
+    /// Durable writes so far.
+    pub fn write_totals(&self) -> WriteTotals {
+        WriteTotals {
+            commits: self.commits.get(),
+            changes: self.changes.get(),
+        }
     }
 
     pub(crate) fn plugin_call(

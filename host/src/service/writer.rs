@@ -1,33 +1,27 @@
 //! The single writer: commands arrive on a channel, and everything that is waiting when the
 //! writer is free goes into one durable transaction (group commit). A command is acknowledged
 //! only after its transaction committed.
+//!
+//! Commands arrive prepared (see `prepare`): applied to the state as it was read, with their
+//! decisions taken. The writer keeps a prepared state when the instance is still at the version
+//! it was read at, and otherwise applies the command afresh; it never calls a plugin. States are
+//! shared (`Arc`) between the batch, the store's change and the answer, never copied.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use super::prepare::Prepared;
 use super::{ServiceError, Shared};
 use crate::definition::Definition;
-use crate::engine::{self, Applied, Command, CommandError, Ctx, Instance, ParentLink, StartSpec};
-use crate::plugin::PluginId;
-use crate::store::{Change, OutboxEntry, StoredDefinition};
+use crate::engine::{self, Applied, Command, CommandError, Ctx, Effect, Instance};
+use crate::store::{Change, IndexKeys, OutboxEntry, StoredDefinition};
 
 /// Commands waiting when the writer is free are committed together, up to this many.
 const MAX_BATCH: usize = 512;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ServiceError>>;
-
-/// A start request.
-pub(crate) struct StartRequest {
-    pub tenant: String,
-    pub definition: String,
-    pub data: Map<String, Value>,
-    pub started_by: String,
-    pub key: Option<String>,
-    pub parent: Option<ParentLink>,
-}
 
 pub(crate) enum Request {
     Deploy {
@@ -37,22 +31,22 @@ pub(crate) enum Request {
         reply: Reply<(StoredDefinition, bool)>,
     },
     Start {
-        start: Box<StartRequest>,
-        reply: Reply<Instance>,
+        prepared: Box<Prepared>,
+        key: Option<String>,
+        reply: Reply<Arc<Instance>>,
     },
     Command {
         tenant: String,
         instance: String,
+        /// Applied afresh if the prepared state is stale.
         command: Box<Command>,
+        prepared: Box<Prepared>,
         /// The outbox entry this command reports on, cleared in the same transaction.
         done: Option<u64>,
-        reply: Reply<Instance>,
+        reply: Reply<Arc<Instance>>,
     },
-    Done {
-        tenant: String,
-        outbox: u64,
-        reply: Reply<()>,
-    },
+    /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
+    Flush { reply: Reply<()> },
     /// An outbox entry failed: its attempts and next try, stored.
     Retry {
         tenant: String,
@@ -74,7 +68,7 @@ enum Pending {
         Reply<(StoredDefinition, bool)>,
         Result<(StoredDefinition, bool), ServiceError>,
     ),
-    Instance(Reply<Instance>, Result<Instance, ServiceError>),
+    Instance(Reply<Arc<Instance>>, Result<Arc<Instance>, ServiceError>),
     Done(Reply<()>),
 }
 
@@ -82,7 +76,7 @@ enum Pending {
 #[derive(Default)]
 struct Batch {
     changes: Vec<Change>,
-    instances: HashMap<(String, String), Instance>,
+    instances: HashMap<(String, String), Arc<Instance>>,
     start_keys: HashMap<(String, String), String>,
     definitions: HashMap<(String, String), StoredDefinition>,
 }
@@ -124,31 +118,33 @@ impl Writer {
                     let result = self.deploy(&mut batch, tenant, *definition, source, now);
                     pending.push(Pending::Deploy(reply, result));
                 }
-                Request::Start { start, reply } => {
-                    let result = self.start(&mut batch, *start, now);
+                Request::Start {
+                    prepared,
+                    key,
+                    reply,
+                } => {
+                    let result = self.start(&mut batch, *prepared, key, now);
                     pending.push(Pending::Instance(reply, result));
                 }
                 Request::Command {
                     tenant,
                     instance,
                     command,
+                    prepared,
                     done,
                     reply,
                 } => {
-                    let result = self.command(&mut batch, &tenant, &instance, *command, now);
+                    let result =
+                        self.command(&mut batch, &tenant, &instance, *command, *prepared, now);
                     if let Some(outbox) = done {
-                        batch.changes.push(Change::Done { tenant, outbox });
+                        batch.changes.push(Change::ClearOutbox {
+                            tenant,
+                            outbox: vec![outbox],
+                        });
                     }
                     pending.push(Pending::Instance(reply, result));
                 }
-                Request::Done {
-                    tenant,
-                    outbox,
-                    reply,
-                } => {
-                    batch.changes.push(Change::Done { tenant, outbox });
-                    pending.push(Pending::Done(reply));
-                }
+                Request::Flush { reply } => pending.push(Pending::Done(reply)),
                 Request::Retry {
                     tenant,
                     outbox,
@@ -166,17 +162,36 @@ impl Writer {
                 }
             }
         }
+        let clears = self.shared.clears.take();
+        let mut by_tenant: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (tenant, outbox) in &clears {
+            by_tenant.entry(tenant).or_default().push(*outbox);
+        }
+        for (tenant, outbox) in by_tenant {
+            batch.changes.push(Change::ClearOutbox {
+                tenant: tenant.to_string(),
+                outbox,
+            });
+        }
         let committed = if batch.changes.is_empty() {
             Ok(())
         } else {
             let started = std::time::Instant::now();
             let committed = self.shared.store.commit(&batch.changes);
             let seconds = started.elapsed().as_secs_f64();
-            self.shared.telemetry.commit(pending.len(), seconds);
+            self.shared
+                .telemetry
+                .commit(pending.len(), batch.changes.len(), seconds);
             committed
         };
+        let wrote = !batch.changes.is_empty();
+        let changed: Vec<(String, String)> = batch.instances.into_keys().collect();
+        // The batch's states are dropped before the answers go: each answer then holds the
+        // only reference to its state, and the caller takes it without a copy.
+        drop(batch.changes);
         match committed {
             Ok(()) => {
+                self.shared.release_cleared(&clears);
                 for p in pending {
                     match p {
                         Pending::Deploy(reply, result) => drop(reply.send(result)),
@@ -184,8 +199,8 @@ impl Writer {
                         Pending::Done(reply) => drop(reply.send(Ok(()))),
                     }
                 }
-                self.shared.watchers.changed(batch.instances.keys());
-                if !batch.changes.is_empty() {
+                self.shared.watchers.changed(changed.iter());
+                if wrote {
                     // notify_one keeps a permit when the driver is busy: no commit goes unnoticed.
                     self.shared.wake.notify_one();
                 }
@@ -194,6 +209,7 @@ impl Writer {
                 // Nothing of the batch is stored: nobody is told it succeeded.
                 tracing::error!(%error, "store.commit failed; the batch is refused");
                 self.next_outbox = outbox_before;
+                self.shared.clears.put_back(clears);
                 let message = error.to_string();
                 for p in pending {
                     let failed = || {
@@ -242,14 +258,17 @@ impl Writer {
         Ok((stored, true))
     }
 
+    /// Records a prepared start, or answers with the instance an earlier start with the same
+    /// idempotency key created.
     fn start(
         &mut self,
         batch: &mut Batch,
-        req: StartRequest,
+        prepared: Prepared,
+        key: Option<String>,
         now: u64,
-    ) -> Result<Instance, ServiceError> {
-        let tenant = req.tenant.clone();
-        if let Some(key) = &req.key {
+    ) -> Result<Arc<Instance>, ServiceError> {
+        let tenant = prepared.instance.tenant.clone();
+        if let Some(key) = &key {
             let known = match batch.start_keys.get(&(tenant.clone(), key.clone())) {
                 Some(id) => Some(id.clone()),
                 None => self.shared.store.started_with_key(&tenant, key)?,
@@ -257,52 +276,11 @@ impl Writer {
             if let Some(id) = known {
                 return self.load(batch, &tenant, &id);
             }
-        }
-        let stored = match batch
-            .definitions
-            .get(&(tenant.clone(), req.definition.clone()))
-        {
-            Some(d) => d.clone(),
-            None => self
-                .shared
-                .store
-                .definition(&tenant, &req.definition, None)?
-                .ok_or_else(|| ServiceError::NotFound {
-                    what: "workflow",
-                    id: req.definition.clone(),
-                })?,
-        };
-        let def = self
-            .shared
-            .definition(&tenant, &stored.definition.id, stored.version)?;
-        let mut plugins = std::collections::BTreeMap::new();
-        for name in def.plugins() {
-            let id = PluginId::new(tenant.clone(), name);
-            let current = self.shared.plugins.current(&id).ok_or_else(|| {
-                ServiceError::Invalid {
-                    field: "definition".to_string(),
-                    message: format!("workflow `{}` uses plugin `{name}`, which tenant `{tenant}` does not have loaded", def.id),
-                }
-            })?;
-            plugins.insert(name.to_string(), current.sha256().to_string());
-        }
-        let spec = StartSpec {
-            id: uuid::Uuid::now_v7().to_string(),
-            version: stored.version,
-            tenant: tenant.clone(),
-            data: req.data,
-            plugins,
-            parent: req.parent,
-            started_by: req.started_by,
-        };
-        let (instance, applied) = engine::start(Ctx { def: &def, now }, spec)?;
-        if let Some(key) = &req.key {
             batch
                 .start_keys
-                .insert((tenant, key.clone()), instance.id.clone());
+                .insert((tenant, key.clone()), prepared.instance.id.clone());
         }
-        self.record(batch, None, instance.clone(), applied, req.key, now);
-        Ok(instance)
+        Ok(self.record(batch, None, prepared.instance, prepared.applied, key, now))
     }
 
     fn command(
@@ -311,45 +289,66 @@ impl Writer {
         tenant: &str,
         id: &str,
         command: Command,
+        prepared: Prepared,
         now: u64,
-    ) -> Result<Instance, ServiceError> {
-        let before = self.load(batch, tenant, id)?;
+    ) -> Result<Arc<Instance>, ServiceError> {
+        let current = self.load(batch, tenant, id)?;
+        if prepared.base_version == Some(current.version) {
+            if prepared.applied.is_empty() {
+                return Ok(current);
+            }
+            return Ok(self.record(
+                batch,
+                prepared.before,
+                prepared.instance,
+                prepared.applied,
+                None,
+                now,
+            ));
+        }
+        // Another command changed the instance since it was read: apply this one to the state
+        // as it is now. Its decisions, if any, go through the outbox.
         let def =
             self.shared
-                .definition(tenant, &before.definition_id, before.definition_version)?;
-        let mut after = before.clone();
-        let applied = engine::apply(Ctx { def: &def, now }, &mut after, command)?;
+                .definition(tenant, &current.definition_id, current.definition_version)?;
+        let before = IndexKeys::of(&current);
+        let (after, applied) =
+            engine::apply(Ctx { def: &def, now }, Instance::clone(&current), command)?;
         if applied.is_empty() {
-            return Ok(before);
+            return Ok(current);
         }
-        self.record(batch, Some(before), after.clone(), applied, None, now);
-        Ok(after)
+        Ok(self.record(batch, Some(before), after, applied, None, now))
     }
 
-    fn load(&self, batch: &Batch, tenant: &str, id: &str) -> Result<Instance, ServiceError> {
+    fn load(&self, batch: &Batch, tenant: &str, id: &str) -> Result<Arc<Instance>, ServiceError> {
         if let Some(found) = batch.instances.get(&(tenant.to_string(), id.to_string())) {
             return Ok(found.clone());
         }
-        self.shared.store.instance(tenant, id)?.ok_or_else(|| {
+        let found = self.shared.store.instance(tenant, id)?.ok_or_else(|| {
             ServiceError::from(CommandError::NotFound {
                 what: "instance",
                 id: id.to_string(),
             })
-        })
+        })?;
+        Ok(Arc::new(found))
     }
 
     fn record(
         &mut self,
         batch: &mut Batch,
-        before: Option<Instance>,
+        before: Option<IndexKeys>,
         after: Instance,
         applied: Applied,
         idempotency_key: Option<String>,
         now: u64,
-    ) {
+    ) -> Arc<Instance> {
+        // A tenant with no notification channel has nothing to deliver: its notifications are
+        // not kept in the outbox, only to be cleared again.
+        let notifies = self.shared.notifier.delivers(&after.tenant);
         let outbox = applied
             .effects
             .into_iter()
+            .filter(|effect| notifies || !matches!(effect, Effect::Notify(_)))
             .map(|effect| {
                 let id = self.next_outbox;
                 self.next_outbox += 1;
@@ -364,15 +363,17 @@ impl Writer {
                 }
             })
             .collect();
+        let after = Arc::new(after);
         batch
             .instances
             .insert((after.tenant.clone(), after.id.clone()), after.clone());
         batch.changes.push(Change::Instance {
-            before: before.map(Box::new),
-            after: Box::new(after),
+            before,
+            after: after.clone(),
             events: applied.events,
             outbox,
             idempotency_key,
         });
+        after
     }
 }

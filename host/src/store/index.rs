@@ -4,6 +4,25 @@ use std::collections::BTreeSet;
 
 use crate::engine::{Instance, Millis};
 
+/// Every index entry an instance's state has. A change diffs the new state's entries against
+/// these, so it needs what the old state was indexed under, not the old state itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexKeys {
+    pub tasks: BTreeSet<(String, String, String)>,
+    pub timers: BTreeSet<(Millis, String)>,
+    pub listing: BTreeSet<String>,
+}
+
+impl IndexKeys {
+    pub fn of(instance: &Instance) -> Self {
+        IndexKeys {
+            tasks: task_keys(instance),
+            timers: timer_keys(instance),
+            listing: listing_keys(instance),
+        }
+    }
+}
+
 /// `(inbox key, status, task id)` for every task: one per person or role it is offered to.
 pub fn task_keys(instance: &Instance) -> BTreeSet<(String, String, String)> {
     let mut keys = BTreeSet::new();

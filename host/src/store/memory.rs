@@ -241,11 +241,11 @@ impl Storage for MemStore {
                     let tenant = after.tenant.clone();
                     let id = after.id.clone();
                     if let Some(before) = before {
-                        for (who, status, task) in task_keys(before) {
+                        for (who, status, task) in before.tasks.iter().cloned() {
                             t.tasks
                                 .remove(&(tenant.clone(), who, status, task, id.clone()));
                         }
-                        for (due, timer) in timer_keys(before) {
+                        for (due, timer) in before.timers.iter().cloned() {
                             t.timers.remove(&(tenant.clone(), due, id.clone(), timer));
                         }
                     }
@@ -269,8 +269,10 @@ impl Storage for MemStore {
                     }
                     t.instances.insert((tenant, id), (**after).clone());
                 }
-                Change::Done { tenant, outbox } => {
-                    t.outbox.remove(&(tenant.clone(), *outbox));
+                Change::ClearOutbox { tenant, outbox } => {
+                    for id in outbox {
+                        t.outbox.remove(&(tenant.clone(), *id));
+                    }
                 }
                 Change::Retry {
                     tenant,

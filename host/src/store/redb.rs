@@ -7,7 +7,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::index::{listing_key, listing_keys, task_keys, timer_keys};
+use super::index::{IndexKeys, listing_key, listing_keys};
 use super::{
     Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage, StoreError,
     StoredDefinition, TaskRef, db,
@@ -66,35 +66,19 @@ impl RedbStore {
             let mut meta = txn.open_table(META).map_err(db)?;
             let found = meta.get("schema_version").map_err(db)?.map(|v| v.value());
             match found {
-                Some(1) => {
-                    // Version 1 had no listing index: build it from the instances.
-                    let instances = txn.open_table(INSTANCES).map_err(db)?;
-                    let mut listing = txn.open_table(LISTING).map_err(db)?;
-                    for entry in instances.iter().map_err(db)? {
-                        let (key, value) = entry.map_err(db)?;
-                        let (tenant, id) = key.value();
-                        let instance: Instance = decode("instances", value.value())?;
-                        for k in listing_keys(&instance) {
-                            listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
-                        }
-                    }
-                    // Nor the outbox's due index: every pending entry is due at once.
-                    let outbox = txn.open_table(OUTBOX).map_err(db)?;
-                    let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
-                    for entry in outbox.iter().map_err(db)? {
-                        let (key, value) = entry.map_err(db)?;
-                        let (tenant, id) = key.value();
-                        let entry: OutboxEntry = decode("outbox", value.value())?;
-                        due.insert((tenant, entry.due_at, id), ()).map_err(db)?;
-                    }
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
-                    tracing::info!(path = %path.display(), "store: migrated to schema version {SCHEMA_VERSION}");
-                }
-                Some(v) if v != SCHEMA_VERSION => {
+                Some(v) if v > SCHEMA_VERSION => {
                     return Err(StoreError::Schema {
                         path: path.display().to_string(),
                         found: v,
                     });
+                }
+                Some(v) if v < SCHEMA_VERSION => {
+                    if v < 2 {
+                        migrate_to_2(&txn)?;
+                    }
+                    migrate_to_3(&txn)?;
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
+                    tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
                 }
                 Some(_) => {}
                 None => {
@@ -114,6 +98,80 @@ impl RedbStore {
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
     }
+}
+
+/// Version 1 had no listing index: build it from the instances. Nor the outbox's due index:
+/// every pending entry is due at once.
+fn migrate_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let instances = txn.open_table(INSTANCES).map_err(db)?;
+    let mut listing = txn.open_table(LISTING).map_err(db)?;
+    for entry in instances.iter().map_err(db)? {
+        let (key, value) = entry.map_err(db)?;
+        let (tenant, id) = key.value();
+        let instance: Instance = decode("instances", value.value())?;
+        for k in listing_keys(&instance) {
+            listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
+        }
+    }
+    let outbox = txn.open_table(OUTBOX).map_err(db)?;
+    let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
+    for entry in outbox.iter().map_err(db)? {
+        let (key, value) = entry.map_err(db)?;
+        let (tenant, id) = key.value();
+        let entry: serde_json::Value = decode("outbox", value.value())?;
+        let due_at = entry["due_at"].as_u64().unwrap_or(0);
+        due.insert((tenant, due_at, id), ()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Version 2 stored the three plugin calls as three effects (`run-action`, `evaluate-policy`,
+/// `evaluate-route`); version 3 has one, `call-plugin`, with the capability's request inside.
+fn migrate_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
+    let mut upgraded = Vec::new();
+    for entry in outbox.iter().map_err(db)? {
+        let (key, value) = entry.map_err(db)?;
+        let mut entry: serde_json::Value = decode("outbox", value.value())?;
+        if let Some(effect) = entry.get_mut("effect")
+            && upgrade_plugin_call(effect)
+        {
+            let (tenant, id) = key.value();
+            upgraded.push((tenant.to_string(), id, encode(&entry)));
+        }
+    }
+    for (tenant, id, bytes) in upgraded {
+        outbox
+            .insert((tenant.as_str(), id), bytes.as_slice())
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Rewrites a schema 2 plugin-call effect in place; false for any other effect.
+fn upgrade_plugin_call(effect: &mut serde_json::Value) -> bool {
+    let Some(fields) = effect.as_object_mut() else {
+        return false;
+    };
+    let (capability, moved): (&str, &[&str]) = match fields.get("effect").and_then(|e| e.as_str()) {
+        Some("run-action") => ("step-action", &["action", "params", "key"]),
+        Some("evaluate-policy") => (
+            "approval-policy",
+            &["amount", "currency", "category", "requester"],
+        ),
+        Some("evaluate-route") => ("router", &["candidates"]),
+        _ => return false,
+    };
+    let mut request = serde_json::Map::new();
+    request.insert("capability".into(), capability.into());
+    for name in moved {
+        if let Some(value) = fields.remove(*name) {
+            request.insert((*name).to_string(), value);
+        }
+    }
+    fields.insert("effect".into(), "call-plugin".into());
+    fields.insert("request".into(), request.into());
+    true
 }
 
 impl Storage for RedbStore {
@@ -409,16 +467,11 @@ impl Storage for RedbStore {
                         let id = after.id.as_str();
                         // Only what changed is written: the index entries the new state drops
                         // are removed, the ones it adds inserted.
-                        let old = before.as_deref();
-                        let (old_tasks, new_tasks) = (old.map(task_keys), task_keys(after));
-                        let (old_timers, new_timers) = (old.map(timer_keys), timer_keys(after));
-                        let (old_listing, new_listing) =
-                            (old.map(listing_keys), listing_keys(after));
-                        let (old_tasks, old_timers, old_listing) = (
-                            old_tasks.unwrap_or_default(),
-                            old_timers.unwrap_or_default(),
-                            old_listing.unwrap_or_default(),
-                        );
+                        let old = before.clone().unwrap_or_default();
+                        let new = IndexKeys::of(after);
+                        let (old_tasks, new_tasks) = (old.tasks, new.tasks);
+                        let (old_timers, new_timers) = (old.timers, new.timers);
+                        let (old_listing, new_listing) = (old.listing, new.listing);
                         for (who, status, task) in old_tasks.difference(&new_tasks) {
                             tasks
                                 .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
@@ -465,11 +518,16 @@ impl Storage for RedbStore {
                             .insert((tenant, id), encode(after.as_ref()).as_slice())
                             .map_err(db)?;
                     }
-                    Change::Done { tenant, outbox: id } => {
-                        let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
-                        if let Some(old) = removed {
-                            let old: OutboxEntry = decode("outbox", old.value())?;
-                            due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
+                    Change::ClearOutbox {
+                        tenant,
+                        outbox: ids,
+                    } => {
+                        for id in ids {
+                            let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
+                            if let Some(old) = removed {
+                                let old: OutboxEntry = decode("outbox", old.value())?;
+                                due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
+                            }
                         }
                     }
                     Change::Retry {

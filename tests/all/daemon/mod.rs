@@ -222,6 +222,28 @@ fn another_tenants_data_is_not_found_on_every_endpoint() {
     );
 }
 
+/// The policy's decision is taken in the start's own transaction: the 201 already holds the
+/// tasks it opened, so a client never polls for them.
+#[test]
+fn a_start_answers_with_the_tasks_its_policy_opened() {
+    let d = start(1 << 20);
+    let data = json!({"workflow": "purchase-request", "data": {"amount_cents": 1_140_000, "currency": "USD", "category": "it", "requester": "alice"}});
+    let (status, body) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(data));
+    assert_eq!(status, 201, "{body}");
+    let mut roles: Vec<&str> = body["tasks"]
+        .as_object()
+        .map(|tasks| {
+            tasks
+                .values()
+                .filter(|t| t["status"] == "open")
+                .filter_map(|t| t["role"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    assert_eq!(roles, ["director", "it-reviewer"], "{body}");
+}
+
 #[test]
 fn a_purchase_approval_driven_only_through_http() {
     let d = start(1 << 20);

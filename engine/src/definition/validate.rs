@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::model::{ApprovalStep, Definition, JoinMode, Step, TaskStep, WaitStep};
-use crate::plugin::Capability;
+use crate::Capability;
 
 /// What a definition may refer to outside itself: the tenant's plugins and definitions.
 pub trait Catalog {

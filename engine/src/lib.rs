@@ -3,8 +3,8 @@
 //! notifications, sub-workflows) are data that a driver carries out after the commit.
 //!
 //! ```
-//! use flowgate::definition::{Format, parse};
-//! use flowgate::engine::{Command, Ctx, Person, StartSpec, apply, start};
+//! use flowgate_engine::definition::{Format, parse};
+//! use flowgate_engine::{Command, Ctx, Effect, Person, StartSpec, apply, start};
 //!
 //! let def = parse("hello.toml", r#"
 //! id = "hello"
@@ -23,29 +23,34 @@
 //!     id: "i-1".into(), version: 1, tenant: "acme".into(), data: Default::default(),
 //!     plugins: Default::default(), parent: None, started_by: "ann".into(),
 //! };
-//! let (mut instance, _) = start(ctx, spec).expect("starts");
+//! let (instance, _) = start(ctx, spec).expect("starts");
 //! let task = instance.open_tasks().next().expect("a task").id.clone();
 //! let done = Command::CompleteTask {
 //!     task, by: Person::new("bo", &["greeter"]), outcome: None,
 //!     data: Default::default(), expected_version: None,
 //! };
-//! apply(Ctx { def: &def, now: 2_000 }, &mut instance, done).expect("completes");
+//! let (instance, applied) = apply(Ctx { def: &def, now: 2_000 }, instance, done).expect("completes");
+//! assert!(applied.effects.iter().any(|e| matches!(e, Effect::Notify(_))));
 //! assert_eq!(instance.status.as_str(), "completed");
 //! ```
 
+mod capability;
 mod command;
-mod core;
+pub mod definition;
 mod effect;
 mod event;
+pub mod metrics;
 mod results;
+mod run;
 mod state;
 mod steps;
 mod tasks;
 
+pub use capability::Capability;
 pub use command::*;
-pub use core::{Applied, Ctx, StartSpec, apply, start};
-pub use effect::{Effect, Notification, NotificationKind};
+pub use effect::{Effect, Notification, NotificationKind, PluginCall, PluginRequest};
 pub use event::{Actor, Event, EventKind};
+pub use run::{Applied, Ctx, StartSpec, apply, start};
 pub use state::*;
 
 /// Milliseconds since the Unix epoch: the engine's only notion of time.

@@ -99,17 +99,22 @@ pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), Comma
     Ok((inst, applied))
 }
 
-/// Applies `command` to `inst`. On error `inst` may be half-changed: callers apply to a copy and
-/// keep the copy only on success.
-pub fn apply(ctx: Ctx<'_>, inst: &mut Instance, command: Command) -> Result<Applied, CommandError> {
+/// Applies `command` to `inst`: the new state, and the events and effects it produced.
+///
+/// Transactional by ownership: the state goes in by value and comes back only on success, so a
+/// half-changed instance can never be kept by mistake. A caller that must keep the old state on
+/// an error (the writer, for a state only its batch holds) keeps its own copy.
+pub fn apply(
+    ctx: Ctx<'_>,
+    mut inst: Instance,
+    command: Command,
+) -> Result<(Instance, Applied), CommandError> {
     if inst.status != Status::Running {
         return match command {
             // Late answers to a finished instance are expected and change nothing.
-            Command::ActionDone { .. }
-            | Command::PolicyDone { .. }
-            | Command::RouteDone { .. }
+            Command::PluginAnswered { .. }
             | Command::TimerFired { .. }
-            | Command::ChildFinished { .. } => Ok(Applied::default()),
+            | Command::ChildFinished { .. } => Ok((inst, Applied::default())),
             _ => Err(CommandError::Conflict(format!(
                 "instance `{}` is {} and takes no more commands",
                 inst.id,
@@ -117,7 +122,7 @@ pub fn apply(ctx: Ctx<'_>, inst: &mut Instance, command: Command) -> Result<Appl
             ))),
         };
     }
-    let mut run = Run::new(ctx, inst);
+    let mut run = Run::new(ctx, &mut inst);
     match command {
         Command::ClaimTask { task, by } => run.claim(&task, &by)?,
         Command::UnclaimTask { task, by } => run.unclaim(&task, &by)?,
@@ -138,24 +143,12 @@ pub fn apply(ctx: Ctx<'_>, inst: &mut Instance, command: Command) -> Result<Appl
             }
             run.complete_task(&task, &by, outcome, data)?
         }
-        Command::ActionDone {
+        Command::PluginAnswered {
             token,
             activation,
             attempt,
             result,
-        } => run.action_done(token, activation, attempt, result)?,
-        Command::PolicyDone {
-            token,
-            activation,
-            attempt,
-            result,
-        } => run.policy_done(token, activation, attempt, result)?,
-        Command::RouteDone {
-            token,
-            activation,
-            attempt,
-            result,
-        } => run.route_done(token, activation, attempt, result)?,
+        } => run.plugin_answered(token, activation, attempt, result)?,
         Command::TimerFired { timer } => run.timer_fired(&timer)?,
         Command::ChildFinished {
             token,
@@ -181,7 +174,7 @@ pub fn apply(ctx: Ctx<'_>, inst: &mut Instance, command: Command) -> Result<Appl
     if !applied.is_empty() {
         inst.version += 1;
     }
-    Ok(applied)
+    Ok((inst, applied))
 }
 
 impl<'a> Run<'a> {

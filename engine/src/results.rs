@@ -3,110 +3,31 @@
 
 use serde_json::{Map, Value};
 
-use super::command::{ActionOutput, CommandError, EffectFailure, Requirement, Resolution, Routed};
-use super::core::Run;
+use super::command::{CommandError, EffectFailure, PluginAnswer, Resolution};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
+use super::run::Run;
 use super::state::{Incident, TaskStatus, TimerKind, Wait};
+use crate::Capability;
 use crate::definition::{EndOutcome, Escalation, RetryPolicy, Step};
 
-/// Plugin calls other than actions (routes, policies) retry on this policy.
-fn default_retry() -> RetryPolicy {
-    RetryPolicy::default()
-}
-
 impl Run<'_> {
-    pub(crate) fn action_done(
+    /// A plugin answered (or failed) the call the token waits for. An answer to an attempt or
+    /// activation the token has moved past changes nothing.
+    pub(crate) fn plugin_answered(
         &mut self,
         token: u64,
         activation: u64,
         attempt: u32,
-        result: Result<ActionOutput, EffectFailure>,
+        result: Result<PluginAnswer, EffectFailure>,
     ) -> Result<(), CommandError> {
-        if !self.awaits(
-            token,
-            activation,
-            |w| matches!(w, Wait::Action { attempt: a } if *a == attempt),
-        ) {
-            return Ok(());
-        }
-        let Some(Step::Action(step)) = self.token_step(token) else {
+        let Some((capability, awaited)) = self
+            .live_token(token, activation)
+            .and_then(|t| t.wait.call())
+        else {
             return Ok(());
         };
-        let (step_id, retry) = (step.id.clone(), step.retry.clone());
-        match result {
-            Ok(output) => {
-                let actor = Actor::plugin(&output.plugin);
-                self.emit(
-                    actor.clone(),
-                    EventKind::ActionSucceeded {
-                        step: step_id,
-                        attempt,
-                        note: output.note.clone(),
-                    },
-                    None,
-                );
-                self.merge(output.data, actor.clone());
-                self.advance(token, None, actor, Some(output.note))
-            }
-            Err(failure) => {
-                self.failed_call(
-                    token, activation, attempt, &step_id, "action", &retry, failure,
-                );
-                Ok(())
-            }
-        }
-    }
-
-    pub(crate) fn policy_done(
-        &mut self,
-        token: u64,
-        activation: u64,
-        attempt: u32,
-        result: Result<Requirement, EffectFailure>,
-    ) -> Result<(), CommandError> {
-        if !self.awaits(
-            token,
-            activation,
-            |w| matches!(w, Wait::Policy { attempt: a } if *a == attempt),
-        ) {
-            return Ok(());
-        }
-        match result {
-            Ok(requirement) => self.open_approval(token, activation, requirement),
-            Err(failure) => {
-                let step = self
-                    .inst
-                    .tokens
-                    .get(&token)
-                    .map(|t| t.step.clone())
-                    .unwrap_or_default();
-                self.failed_call(
-                    token,
-                    activation,
-                    attempt,
-                    &step,
-                    "policy",
-                    &default_retry(),
-                    failure,
-                );
-                Ok(())
-            }
-        }
-    }
-
-    pub(crate) fn route_done(
-        &mut self,
-        token: u64,
-        activation: u64,
-        attempt: u32,
-        result: Result<Routed, EffectFailure>,
-    ) -> Result<(), CommandError> {
-        if !self.awaits(
-            token,
-            activation,
-            |w| matches!(w, Wait::Route { attempt: a } if *a == attempt),
-        ) {
+        if awaited != attempt {
             return Ok(());
         }
         let step = self
@@ -116,20 +37,46 @@ impl Run<'_> {
             .map(|t| t.step.clone())
             .unwrap_or_default();
         match result {
-            Ok(routed) => {
+            Ok(answer) if answer.capability() != capability => Err(CommandError::invalid(
+                "answer",
+                format!(
+                    "step `{step}` waits for a {capability} plugin, not a {} answer",
+                    answer.capability()
+                ),
+            )),
+            Ok(PluginAnswer::StepAction(output)) => {
+                let actor = Actor::plugin(&output.plugin);
+                self.emit(
+                    actor.clone(),
+                    EventKind::ActionSucceeded {
+                        step,
+                        attempt,
+                        note: output.note.clone(),
+                    },
+                    None,
+                );
+                self.merge(output.data, actor.clone());
+                self.advance(token, None, actor, Some(output.note))
+            }
+            Ok(PluginAnswer::ApprovalPolicy(requirement)) => {
+                self.open_approval(token, activation, requirement)
+            }
+            Ok(PluginAnswer::Router(routed)) => {
                 let actor = Actor::plugin(&routed.plugin);
                 self.take_routes(token, &step, routed.next, actor, routed.reason)
             }
             Err(failure) => {
-                self.failed_call(
-                    token,
-                    activation,
-                    attempt,
-                    &step,
-                    "route",
-                    &default_retry(),
-                    failure,
-                );
+                // Actions retry as their step says; decisions on the default policy.
+                let retry = match self.token_step(token) {
+                    Some(Step::Action(action)) => action.retry.clone(),
+                    _ => RetryPolicy::default(),
+                };
+                let source = match capability {
+                    Capability::StepAction => "action",
+                    Capability::ApprovalPolicy => "policy",
+                    Capability::Router => "route",
+                };
+                self.failed_call(token, activation, attempt, &step, source, &retry, failure);
                 Ok(())
             }
         }
@@ -288,12 +235,7 @@ impl Run<'_> {
                 attempt,
             } => {
                 if self.live_token(token, activation).is_some() {
-                    match self.token_step(token) {
-                        Some(Step::Action(_)) => self.request_action(token, activation, attempt),
-                        Some(Step::Approval(_)) => self.request_policy(token, activation, attempt),
-                        Some(Step::Route(_)) => self.request_route(token, activation, attempt),
-                        _ => {}
-                    }
+                    self.call_plugin(token, activation, attempt);
                 }
             }
             TimerKind::Reminder { task } => self.task_notice(&task, NotificationKind::Reminder),
@@ -490,9 +432,9 @@ impl Run<'_> {
             Resolution::Retry => {
                 let attempt = attempts + 1;
                 match self.step(&step)? {
-                    Step::Action(_) => self.request_action(token, activation, attempt),
-                    Step::Approval(_) => self.request_policy(token, activation, attempt),
-                    Step::Route(_) => self.request_route(token, activation, attempt),
+                    Step::Action(_) | Step::Approval(_) | Step::Route(_) => {
+                        self.call_plugin(token, activation, attempt)
+                    }
                     // Engine incidents (missing data) re-enter the step with the data as it is now.
                     _ => self.move_to(token, &step)?,
                 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::definition::Definition;
-use crate::engine::{Actor, Event, EventKind, Instance, Millis};
+use crate::{Actor, Event, EventKind, Instance, Millis};
 
 /// Summary of durations, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -200,8 +200,8 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Status;
     use crate::definition::{Format, parse};
-    use crate::engine::Status;
 
     const DEF: &str = r#"
 id = "w"

@@ -530,8 +530,8 @@ impl Step {
     }
 
     /// The plugin this step calls and the capability it needs.
-    pub fn plugin(&self) -> Option<(&str, crate::plugin::Capability)> {
-        use crate::plugin::Capability;
+    pub fn plugin(&self) -> Option<(&str, crate::Capability)> {
+        use crate::Capability;
         match self {
             Step::Action(s) => Some((&s.plugin, Capability::StepAction)),
             Step::Route(s) => Some((&s.plugin, Capability::Router)),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use crate::Capability;
 use crate::definition::{EndOutcome, StageOrder};
 
 /// A running or finished workflow instance.
@@ -109,6 +110,28 @@ pub enum Wait {
     Joined,
     /// A person to resolve an incident.
     Incident(Incident),
+}
+
+impl Wait {
+    /// Waiting for a call of a `capability` plugin at `attempt`. (Stored as three variants, one
+    /// per capability, as they always were.)
+    pub fn calling(capability: Capability, attempt: u32) -> Wait {
+        match capability {
+            Capability::StepAction => Wait::Action { attempt },
+            Capability::ApprovalPolicy => Wait::Policy { attempt },
+            Capability::Router => Wait::Route { attempt },
+        }
+    }
+
+    /// The capability and attempt of the plugin call this waits for, if it waits for one.
+    pub fn call(&self) -> Option<(Capability, u32)> {
+        match *self {
+            Wait::Action { attempt } => Some((Capability::StepAction, attempt)),
+            Wait::Policy { attempt } => Some((Capability::ApprovalPolicy, attempt)),
+            Wait::Route { attempt } => Some((Capability::Router, attempt)),
+            _ => None,
+        }
+    }
 }
 
 /// A failure that stopped a step until a person acts.

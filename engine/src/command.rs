@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::state::Approver;
+use crate::Capability;
 use crate::definition::{EndOutcome, StageOrder};
 
 /// A person acting on tasks, with the roles they hold.
@@ -46,26 +47,13 @@ pub enum Command {
         /// Refuse if the instance changed since this version.
         expected_version: Option<u64>,
     },
-    /// An action plugin answered.
-    ActionDone {
+    /// A plugin answered a [`PluginCall`](super::PluginCall) (the same token, activation and
+    /// attempt), or the call failed.
+    PluginAnswered {
         token: u64,
         activation: u64,
         attempt: u32,
-        result: Result<ActionOutput, EffectFailure>,
-    },
-    /// An approval-policy plugin answered.
-    PolicyDone {
-        token: u64,
-        activation: u64,
-        attempt: u32,
-        result: Result<Requirement, EffectFailure>,
-    },
-    /// A router plugin answered.
-    RouteDone {
-        token: u64,
-        activation: u64,
-        attempt: u32,
-        result: Result<Routed, EffectFailure>,
+        result: Result<PluginAnswer, EffectFailure>,
     },
     /// A timer is due.
     TimerFired { timer: String },
@@ -112,6 +100,25 @@ pub struct EffectFailure {
     pub message: String,
     pub retryable: bool,
     pub plugin: Option<PluginRef>,
+}
+
+/// A plugin's answer, by capability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "capability", rename_all = "kebab-case")]
+pub enum PluginAnswer {
+    StepAction(ActionOutput),
+    ApprovalPolicy(Requirement),
+    Router(Routed),
+}
+
+impl PluginAnswer {
+    pub fn capability(&self) -> Capability {
+        match self {
+            PluginAnswer::StepAction(_) => Capability::StepAction,
+            PluginAnswer::ApprovalPolicy(_) => Capability::ApprovalPolicy,
+            PluginAnswer::Router(_) => Capability::Router,
+        }
+    }
 }
 
 /// An action's result.

@@ -3,8 +3,8 @@
 use serde_json::{Map, Value};
 
 use super::command::{CommandError, Person};
-use super::core::Run;
 use super::event::{Actor, EventKind};
+use super::run::Run;
 use super::state::{StageStatus, Task, TaskStatus, Wait};
 use crate::definition::{FieldKind, FormField, StageOrder, Step};
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::command::{CommandError, RequiredStage, Requirement};
-use super::core::Run;
-use super::effect::{Effect, Notification, NotificationKind};
+use super::effect::{Effect, Notification, NotificationKind, PluginCall, PluginRequest};
 use super::event::{Actor, EventKind};
+use super::run::Run;
 use super::state::{
     ApprovalState, Approver, Fork, Incident, StageState, StageStatus, Task, TaskStatus, Timer,
     TimerKind, Wait,
@@ -30,11 +30,11 @@ impl Run<'_> {
             Step::Task(task) => self.enter_task(id, activation, task),
             Step::Approval(approval) => self.enter_approval(id, activation, approval),
             Step::Action(_) => {
-                self.request_action(id, activation, 1);
+                self.call_plugin(id, activation, 1);
                 Ok(())
             }
             Step::Route(_) => {
-                self.request_route(id, activation, 1);
+                self.call_plugin(id, activation, 1);
                 Ok(())
             }
             Step::Wait(wait) => self.enter_wait(id, activation, wait),
@@ -198,7 +198,7 @@ impl Run<'_> {
         step: &ApprovalStep,
     ) -> Result<(), CommandError> {
         if step.policy.is_some() {
-            self.request_policy(id, activation, 1);
+            self.call_plugin(id, activation, 1);
             return Ok(());
         }
         let requirement = Requirement {
@@ -569,71 +569,63 @@ impl Run<'_> {
         self.advance(id, None, Actor::System, None)
     }
 
-    /// Asks the action plugin to run (attempt `attempt`).
-    pub(crate) fn request_action(&mut self, id: u64, activation: u64, attempt: u32) {
-        let Some(Step::Action(step)) = self.token_step(id) else {
+    /// Calls the plugin of the token's step (an action, an approval policy or a router) at
+    /// `attempt`; the token waits for the answer.
+    pub(crate) fn call_plugin(&mut self, id: u64, activation: u64, attempt: u32) {
+        let Some(step) = self.token_step(id) else {
             return;
         };
-        let key = format!("{}/{}/{}/{}", self.inst.id, step.id, activation, attempt);
-        self.effect(Effect::RunAction {
+        let (plugin, request) = match step {
+            Step::Action(step) => (
+                step.plugin.clone(),
+                PluginRequest::StepAction {
+                    action: step.action.clone(),
+                    params: step.params.clone(),
+                    key: format!("{}/{}/{}/{}", self.inst.id, step.id, activation, attempt),
+                },
+            ),
+            Step::Approval(ApprovalStep {
+                policy: Some(plugin),
+                request,
+                ..
+            }) => {
+                let text = |field: &str| {
+                    data_path(&self.inst.data, field)
+                        .map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .unwrap_or_default()
+                };
+                let amount = data_path(&self.inst.data, &request.amount).and_then(Value::as_i64);
+                (
+                    plugin.clone(),
+                    PluginRequest::ApprovalPolicy {
+                        amount,
+                        currency: text(&request.currency),
+                        category: text(&request.category),
+                        requester: text(&request.requester),
+                    },
+                )
+            }
+            Step::Route(step) => (
+                step.plugin.clone(),
+                PluginRequest::Router {
+                    candidates: step.candidates.clone(),
+                },
+            ),
+            _ => return,
+        };
+        let wait = Wait::calling(request.capability(), attempt);
+        self.effect(Effect::CallPlugin(PluginCall {
             token: id,
             activation,
             attempt,
-            step: step.id.clone(),
-            plugin: step.plugin.clone(),
-            action: step.action.clone(),
-            params: step.params.clone(),
-            key,
-        });
-        self.set_wait(id, Wait::Action { attempt });
-    }
-
-    /// Asks the approval-policy plugin who must approve.
-    pub(crate) fn request_policy(&mut self, id: u64, activation: u64, attempt: u32) {
-        let Some(Step::Approval(step)) = self.token_step(id) else {
-            return;
-        };
-        let Some(plugin) = step.policy.clone() else {
-            return;
-        };
-        let text = |field: &str| {
-            data_path(&self.inst.data, field)
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default()
-        };
-        let amount = data_path(&self.inst.data, &step.request.amount).and_then(Value::as_i64);
-        let effect = Effect::EvaluatePolicy {
-            token: id,
-            activation,
-            attempt,
-            step: step.id.clone(),
+            step: step.id().to_string(),
             plugin,
-            amount,
-            currency: text(&step.request.currency),
-            category: text(&step.request.category),
-            requester: text(&step.request.requester),
-        };
-        self.effect(effect);
-        self.set_wait(id, Wait::Policy { attempt });
-    }
-
-    /// Asks the router plugin where to go.
-    pub(crate) fn request_route(&mut self, id: u64, activation: u64, attempt: u32) {
-        let Some(Step::Route(step)) = self.token_step(id) else {
-            return;
-        };
-        self.effect(Effect::EvaluateRoute {
-            token: id,
-            activation,
-            attempt,
-            step: step.id.clone(),
-            plugin: step.plugin.clone(),
-            candidates: step.candidates.clone(),
-        });
-        self.set_wait(id, Wait::Route { attempt });
+            request,
+        }));
+        self.set_wait(id, wait);
     }
 
     /// The forks token `id` runs inside, innermost last.

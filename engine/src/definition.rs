@@ -2,7 +2,7 @@
 //! validation with precise errors.
 //!
 //! ```
-//! use flowgate::definition::{Format, parse};
+//! use flowgate_engine::definition::{Format, parse};
 //!
 //! let source = r#"
 //! id = "hello"

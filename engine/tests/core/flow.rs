@@ -1,0 +1,244 @@
+//! The flow between steps: parallel branches and joins (all, any, N of M), waits, sub-workflows.
+
+use flowgate_engine::definition::EndOutcome;
+use flowgate_engine::{Command, Effect, TimerKind};
+use serde_json::json;
+
+use crate::env::*;
+
+fn parallel(mode: &str) -> String {
+    format!(
+        r#"
+id = "review"
+start = "split"
+
+[[steps]]
+id = "split"
+kind = "parallel"
+branches = ["legal", "finance", "security"]
+join = "joined"
+
+[[steps]]
+id = "legal"
+kind = "task"
+role = "legal"
+next = "joined"
+
+[[steps]]
+id = "finance"
+kind = "task"
+role = "finance"
+next = "joined"
+
+[[steps]]
+id = "security"
+kind = "task"
+role = "security"
+next = "joined"
+
+[[steps]]
+id = "joined"
+kind = "join"
+{mode}
+next = "sign"
+
+[[steps]]
+id = "sign"
+kind = "task"
+role = "ceo"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#
+    )
+}
+
+#[test]
+fn a_join_of_all_waits_for_every_branch() {
+    let (mut env, applied) = Env::start(&parallel("mode = \"all\""), json!({}));
+    assert_eq!(
+        effects(&applied).len(),
+        3,
+        "each branch's task is announced"
+    );
+    assert_eq!(env.at_steps(), ["finance", "legal", "security"]);
+    env.complete("legal", "lu", "legal", None);
+    let second = env.complete("finance", "fi", "finance", None);
+    assert_eq!(
+        events(&second).last().map(String::as_str),
+        Some("branch-joined joined")
+    );
+    assert!(env.open_tasks("sign").is_empty());
+    env.complete("security", "si", "security", None);
+    assert_eq!(env.at_steps(), ["sign"]);
+}
+
+#[test]
+fn a_join_of_any_cancels_the_other_branches() {
+    let (mut env, _) = Env::start(&parallel("mode = \"any\""), json!({}));
+    let first = env.complete("finance", "fi", "finance", None);
+    let cancelled: Vec<String> = events(&first)
+        .into_iter()
+        .filter(|e| e.starts_with("task-cancelled") || e.starts_with("branch-cancelled"))
+        .collect();
+    assert_eq!(cancelled.len(), 4, "{cancelled:?}");
+    assert_eq!(env.at_steps(), ["sign"]);
+    assert!(env.open_tasks("legal").is_empty() && env.open_tasks("security").is_empty());
+}
+
+#[test]
+fn a_quorum_join_goes_on_at_n_of_m() {
+    let (mut env, _) = Env::start(&parallel("mode = \"quorum\"\nrequired = 2"), json!({}));
+    env.complete("security", "si", "security", None);
+    assert!(env.open_tasks("sign").is_empty());
+    env.complete("legal", "lu", "legal", None);
+    assert_eq!(env.at_steps(), ["sign"]);
+    assert!(
+        env.open_tasks("finance").is_empty(),
+        "the last branch is not needed"
+    );
+}
+
+const WAITING: &str = r#"
+id = "cooling-off"
+start = "wait"
+
+[[steps]]
+id = "wait"
+kind = "wait"
+duration = "2h"
+next = "confirm"
+
+[[steps]]
+id = "confirm"
+kind = "task"
+role = "sales"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn a_wait_arms_a_timer_and_its_firing_moves_on() {
+    let (mut env, applied) = Env::start(WAITING, json!({}));
+    assert!(
+        applied.effects.is_empty(),
+        "a timer is state, not an effect"
+    );
+    let timer = env
+        .inst
+        .timers
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| panic!("no timer"));
+    assert_eq!(timer.due_at, T0 + 2 * 3_600_000);
+    assert!(matches!(timer.kind, TimerKind::Wait { .. }));
+    env.now = timer.due_at;
+    let fired = env.ok(Command::TimerFired {
+        timer: timer.id.clone(),
+    });
+    assert_eq!(
+        events(&fired)[..2],
+        ["step-completed wait", "step-entered confirm"]
+    );
+    assert_eq!(fired.events[0].actor, flowgate_engine::Actor::Timer);
+    // The same timer again (a repeated delivery) changes nothing.
+    assert!(env.ok(Command::TimerFired { timer: timer.id }).is_empty());
+}
+
+const PARENT: &str = r#"
+id = "hire"
+start = "check"
+
+[[steps]]
+id = "check"
+kind = "subworkflow"
+workflow = "background-check"
+input = ["employee"]
+output = "background"
+on = { rejected = "declined" }
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+
+[[steps]]
+id = "declined"
+kind = "end"
+outcome = "rejected"
+"#;
+
+#[test]
+fn a_subworkflow_starts_with_its_input_and_its_outcome_picks_the_way() {
+    let (mut env, applied) = Env::start(PARENT, json!({"employee": "eve", "salary": 1}));
+    let Some(Effect::StartChild {
+        token,
+        activation,
+        workflow,
+        data,
+        wait,
+    }) = applied.effects.first().cloned()
+    else {
+        panic!("{:?}", effects(&applied));
+    };
+    assert_eq!((workflow.as_str(), wait), ("background-check", true));
+    assert_eq!(serde_json::Value::Object(data), json!({"employee": "eve"}));
+    // A finish for another activation (a stale child) changes nothing.
+    let stale = Command::ChildFinished {
+        token,
+        activation: activation + 1,
+        child: "c0".into(),
+        outcome: EndOutcome::Completed,
+        data: Default::default(),
+    };
+    assert!(env.ok(stale).is_empty());
+    let finished = env.ok(Command::ChildFinished {
+        token,
+        activation,
+        child: "c1".into(),
+        outcome: EndOutcome::Rejected,
+        data: object(json!({"verdict": "no"})),
+    });
+    assert!(events(&finished).contains(&"subworkflow-finished check".to_string()));
+    assert_eq!(env.inst.status.as_str(), "rejected");
+    assert_eq!(env.inst.data["background"], json!({"verdict": "no"}));
+}
+
+#[test]
+fn a_child_tells_its_parent_when_it_ends() {
+    let def = definition(
+        r#"
+id = "background-check"
+start = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#,
+    );
+    let spec = flowgate_engine::StartSpec {
+        id: "c1".into(),
+        version: 1,
+        tenant: "acme".into(),
+        data: object(json!({"employee": "eve"})),
+        plugins: Default::default(),
+        parent: Some(flowgate_engine::ParentLink {
+            instance: "i1".into(),
+            token: 1,
+            activation: 2,
+        }),
+        started_by: "ann".into(),
+    };
+    let ctx = flowgate_engine::Ctx { def: &def, now: T0 };
+    let (child, applied) = flowgate_engine::start(ctx, spec).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(child.status.as_str(), "completed");
+    assert_eq!(
+        effects(&applied),
+        ["notify-parent completed", "notify instance-finished"]
+    );
+}

@@ -1,0 +1,261 @@
+//! People acting on tasks: completion, forms, outcomes, claims, and what is refused.
+
+use flowgate_engine::{Command, CommandError, Person};
+use serde_json::json;
+
+use crate::env::*;
+
+const REVIEW: &str = r#"
+id = "review"
+start = "draft"
+
+[[steps]]
+id = "draft"
+kind = "task"
+role = "author"
+form = [{ name = "summary", type = "text", required = true }]
+next = "review"
+
+[[steps]]
+id = "review"
+kind = "task"
+role = "reviewer"
+on = { accept = "done", revise = "draft" }
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn a_start_opens_the_first_task_and_tells_its_role() {
+    let (env, applied) = Env::start(REVIEW, json!({}));
+    assert_eq!(
+        events(&applied),
+        [
+            "instance-started",
+            "step-entered draft",
+            "task-created draft"
+        ]
+    );
+    assert_eq!(effects(&applied), ["notify task-assigned"]);
+    assert_eq!(env.inst.version, 1);
+    assert_eq!(env.at_steps(), ["draft"]);
+}
+
+#[test]
+fn a_completion_merges_the_form_and_moves_on() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    env.now += 60_000;
+    let task = env.task("draft");
+    let applied = env.ok(complete(
+        &task,
+        "bo",
+        "author",
+        None,
+        json!({"summary": "v1"}),
+    ));
+    assert_eq!(
+        events(&applied),
+        [
+            "task-completed draft",
+            "data-updated",
+            "step-completed draft",
+            "step-entered review",
+            "task-created review",
+        ]
+    );
+    assert_eq!(env.inst.data["summary"], "v1");
+    assert_eq!(env.inst.version, 2);
+    assert!(applied.events.iter().all(|e| e.at == T0 + 60_000));
+    let seqs: Vec<u64> = applied.events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        [3, 4, 5, 6, 7],
+        "history positions continue the start's"
+    );
+}
+
+#[test]
+fn a_named_outcome_takes_its_way_back() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    env.ok(complete(
+        &task,
+        "bo",
+        "author",
+        None,
+        json!({"summary": "v1"}),
+    ));
+    env.complete("review", "cy", "reviewer", Some("revise"));
+    assert_eq!(env.at_steps(), ["draft"]);
+    let again = env.task("draft");
+    assert_ne!(again, task, "a new task for the second round");
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    let before = env.inst.clone();
+    let cases = [
+        (
+            complete(&task, "bo", "reviewer", None, json!({"summary": "x"})),
+            "forbidden",
+        ),
+        (
+            complete(&task, "bo", "author", None, json!({})),
+            "invalid data.summary: is required",
+        ),
+        (
+            complete(&task, "bo", "author", None, json!({"summary": 7})),
+            "invalid data.summary",
+        ),
+        (
+            complete("i1.t99", "bo", "author", None, json!({"summary": "x"})),
+            "not found",
+        ),
+        (
+            Command::CompleteTask {
+                task: task.clone(),
+                by: Person::new("bo", &["author"]),
+                outcome: None,
+                data: object(json!({"summary": "x"})),
+                expected_version: Some(7),
+            },
+            "conflict",
+        ),
+    ];
+    for (command, expected) in cases {
+        let error = env
+            .apply(command)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains(expected),
+            "{error:?} should say {expected:?}"
+        );
+        assert_eq!(env.inst, before);
+    }
+}
+
+#[test]
+fn an_outcome_the_step_does_not_have_is_invalid() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    env.ok(complete(
+        &task,
+        "bo",
+        "author",
+        None,
+        json!({"summary": "v1"}),
+    ));
+    let review = env.task("review");
+    let error = env.apply(complete(
+        &review,
+        "cy",
+        "reviewer",
+        Some("shred"),
+        json!({}),
+    ));
+    assert!(
+        matches!(&error, Err(CommandError::Invalid { field, .. }) if field == "outcome"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_task_completed_twice_is_a_conflict_naming_who_did_it() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    env.ok(complete(
+        &task,
+        "bo",
+        "author",
+        None,
+        json!({"summary": "v1"}),
+    ));
+    let again = env.apply(complete(
+        &task,
+        "bo",
+        "author",
+        None,
+        json!({"summary": "v1"}),
+    ));
+    assert!(
+        matches!(&again, Err(CommandError::Conflict(m)) if m.contains("already completed (by bo)")),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn a_claimed_task_is_only_its_claimers() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    let claim = |who: &str| Command::ClaimTask {
+        task: task.clone(),
+        by: Person::new(who, &["author"]),
+    };
+    assert_eq!(
+        events(&env.ok(claim("bo"))),
+        [format!("task-claimed {task}")]
+    );
+    assert!(
+        env.ok(claim("bo")).is_empty(),
+        "claiming again changes nothing"
+    );
+    assert!(matches!(
+        env.apply(claim("di")),
+        Err(CommandError::Conflict(_))
+    ));
+    let by_other = env.apply(complete(
+        &task,
+        "di",
+        "author",
+        None,
+        json!({"summary": "x"}),
+    ));
+    assert!(matches!(by_other, Err(CommandError::Conflict(_))));
+    let unclaim = |who: &str| Command::UnclaimTask {
+        task: task.clone(),
+        by: Person::new(who, &["author"]),
+    };
+    assert!(matches!(
+        env.apply(unclaim("di")),
+        Err(CommandError::Forbidden(_))
+    ));
+    env.ok(unclaim("bo"));
+    env.ok(complete(
+        &task,
+        "di",
+        "author",
+        None,
+        json!({"summary": "x"}),
+    ));
+}
+
+#[test]
+fn a_finished_instance_takes_no_commands_but_late_answers_are_ignored() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let open = env.task("draft");
+    let cancelled = env.ok(Command::Cancel {
+        by: "ops".into(),
+        reason: "duplicate".into(),
+    });
+    assert_eq!(
+        events(&cancelled),
+        [
+            format!("task-cancelled {open}"),
+            "instance-ended cancelled".to_string()
+        ]
+    );
+    assert_eq!(effects(&cancelled), ["notify instance-finished"]);
+    let refused = env.apply(Command::Cancel {
+        by: "ops".into(),
+        reason: "again".into(),
+    });
+    assert!(matches!(refused, Err(CommandError::Conflict(m)) if m.contains("is cancelled")));
+    let late = env.ok(Command::TimerFired { timer: "x".into() });
+    assert!(late.is_empty());
+}

@@ -1,0 +1,214 @@
+//! Plugin calls: one path for every capability. A [`PluginCall`] from the core becomes the
+//! contract's request, runs on the plugin pool against the version the instance is pinned to, and
+//! comes back as the core's [`PluginAnswer`] or an [`EffectFailure`]. A new capability adds a
+//! request and an answer here and nowhere else in the service.
+
+use std::sync::Arc;
+
+use super::{Flowgate, ServiceError};
+use crate::definition::StageOrder;
+use crate::engine::{
+    ActionOutput, Approver, EffectFailure, Instance, PluginAnswer, PluginCall, PluginRef,
+    PluginRequest, RequiredStage, Requirement, Routed,
+};
+use crate::plugin::types::{
+    self, ActionRequest, ApprovalRequest, ApprovalRequirement, IdempotencyKey, Money, RouteRequest,
+    StepContext,
+};
+use crate::plugin::{LoadedPlugin, PluginError, PluginId};
+
+/// A plugin call's result as the core records it.
+pub(crate) type CallResult = Result<PluginAnswer, EffectFailure>;
+
+impl Flowgate {
+    /// Calls the plugin version `instance` is pinned to for `call`, and counts the outcome.
+    /// `Err` only when the call could not be made at all.
+    pub(crate) async fn invoke(
+        &self,
+        instance: &Instance,
+        call: &PluginCall,
+    ) -> Result<CallResult, ServiceError> {
+        match self.pinned(instance, &call.plugin) {
+            Ok(plugin) => self.invoke_on(plugin, instance, call).await,
+            Err(missing) => Ok(Err(missing)),
+        }
+    }
+
+    /// Calls `plugin` for `call` on the plugin pool, in the tenant's share.
+    pub(crate) async fn invoke_on(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        instance: &Instance,
+        call: &PluginCall,
+    ) -> Result<CallResult, ServiceError> {
+        let context = context(instance, &call.step);
+        let request = call.request.clone();
+        let capability = request.capability();
+        let key_of = (instance.id.clone(), call.step.clone(), call.attempt);
+        let result = self
+            .shared
+            .pool
+            .run(&instance.tenant, move || {
+                let by = plugin_ref(&plugin);
+                answer(&plugin, context, request, key_of, &by).map_err(|e| failure(&e, &by))
+            })
+            .await?;
+        self.shared.telemetry.plugin_call(
+            &instance.tenant,
+            &call.plugin,
+            capability.as_str(),
+            result.is_ok(),
+        );
+        Ok(result)
+    }
+
+    /// The plugin version the instance is pinned to.
+    pub(crate) fn pinned(
+        &self,
+        instance: &Instance,
+        name: &str,
+    ) -> Result<Arc<LoadedPlugin>, EffectFailure> {
+        let id = PluginId::new(instance.tenant.clone(), name);
+        let missing = |message: String| EffectFailure {
+            message,
+            retryable: false,
+            plugin: None,
+        };
+        let Some(sha) = instance.plugins.get(name) else {
+            return Err(missing(format!(
+                "instance is not pinned to a version of plugin `{name}`"
+            )));
+        };
+        self.shared.plugins.version(&id, sha).ok_or_else(|| {
+            missing(format!(
+                "plugin `{name}` version {} is not loaded; load it to resume",
+                &sha[..sha.len().min(12)]
+            ))
+        })
+    }
+}
+
+/// Makes the contract's request, calls the plugin and turns its answer into the core's.
+fn answer(
+    plugin: &LoadedPlugin,
+    context: StepContext,
+    request: PluginRequest,
+    (instance_id, step_id, attempt): (String, String, u32),
+    by: &PluginRef,
+) -> Result<PluginAnswer, PluginError> {
+    Ok(match request {
+        PluginRequest::StepAction {
+            action,
+            params,
+            key,
+        } => {
+            let request = ActionRequest {
+                context,
+                action,
+                params: params.to_string(),
+                idempotency: IdempotencyKey {
+                    key,
+                    instance_id,
+                    step_id,
+                    attempt,
+                },
+            };
+            let done = plugin.run_action(&request)?.value;
+            PluginAnswer::StepAction(ActionOutput {
+                data: done.data,
+                note: done.note,
+                plugin: by.clone(),
+            })
+        }
+        PluginRequest::ApprovalPolicy {
+            amount,
+            currency,
+            category,
+            requester,
+        } => {
+            let request = ApprovalRequest {
+                context,
+                amount: amount.map(|minor_units| Money {
+                    currency,
+                    minor_units,
+                }),
+                category,
+                requester,
+            };
+            let decision = plugin.evaluate_approval(&request)?.value;
+            PluginAnswer::ApprovalPolicy(requirement(decision, by.clone()))
+        }
+        PluginRequest::Router { candidates } => {
+            let routed = plugin.route(&RouteRequest {
+                context,
+                candidates,
+            })?;
+            PluginAnswer::Router(Routed {
+                next: routed.value.next,
+                reason: routed.value.reason,
+                plugin: by.clone(),
+            })
+        }
+    })
+}
+
+fn context(instance: &Instance, step: &str) -> StepContext {
+    StepContext {
+        tenant: instance.tenant.clone(),
+        definition_id: instance.definition_id.clone(),
+        definition_version: instance.definition_version,
+        instance_id: instance.id.clone(),
+        step_id: step.to_string(),
+        data: serde_json::Value::Object(instance.data.clone()).to_string(),
+    }
+}
+
+fn plugin_ref(plugin: &LoadedPlugin) -> PluginRef {
+    PluginRef {
+        name: plugin.id().name.clone(),
+        sha256: plugin.sha256().to_string(),
+    }
+}
+
+fn failure(error: &PluginError, plugin: &PluginRef) -> EffectFailure {
+    EffectFailure {
+        message: error.to_string(),
+        retryable: error.is_retryable(),
+        plugin: Some(plugin.clone()),
+    }
+}
+
+fn requirement(decision: types::ApprovalDecision, plugin: PluginRef) -> Requirement {
+    let (auto_approve, order, stages) = match decision.requirement {
+        ApprovalRequirement::AutoApprove => (true, StageOrder::Sequential, Vec::new()),
+        ApprovalRequirement::Stages((order, stages)) => {
+            let order = match order {
+                types::StageOrder::Sequential => StageOrder::Sequential,
+                types::StageOrder::Parallel => StageOrder::Parallel,
+            };
+            let stages = stages
+                .into_iter()
+                .map(|s| RequiredStage {
+                    name: s.name,
+                    approvers: s
+                        .approvers
+                        .into_iter()
+                        .map(|a| match a {
+                            types::Approver::Role(r) => Approver::Role(r),
+                            types::Approver::Person(p) => Approver::Person(p),
+                        })
+                        .collect(),
+                    required: s.required,
+                })
+                .collect();
+            (false, order, stages)
+        }
+    };
+    Requirement {
+        auto_approve,
+        order,
+        stages,
+        reason: decision.reason,
+        plugin: Some(plugin),
+    }
+}
