@@ -13,60 +13,25 @@ use std::time::{Duration, Instant};
 
 use flowgate_tests::bench::{arg, pct};
 use flowgate_tests::cpu;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::body::Bytes;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "Bearer acme-admin-token";
+#[path = "common/http1.rs"]
+mod http1;
 
-/// One keep-alive HTTP/1.1 connection.
+/// A keep-alive connection that counts its long polls.
 struct Client {
-    sender: SendRequest<Full<Bytes>>,
+    connection: http1::Connection,
     polls: Arc<AtomicU64>,
 }
 
 impl Client {
     async fn connect(addr: &str, polls: Arc<AtomicU64>) -> Client {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap_or_else(|e| panic!("handshake: {e}"));
-        tokio::spawn(connection);
-        Client { sender, polls }
+        let connection = http1::Connection::connect(addr).await;
+        Client { connection, polls }
     }
 
     async fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let bytes = body
-            .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
-            .unwrap_or_default();
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "flowgate")
-            .header("authorization", ADMIN)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-            .to_bytes();
-        assert!(status < 300, "{method} {path}: {status} {body:?}");
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
+        self.connection.request(method, path, body).await
     }
 
     /// The open task for `role`: from `answer`'s open tasks, else by long-polling the instance
@@ -82,7 +47,8 @@ impl Client {
                 .find(|t| t["status"] == "open" && t["role"] == role)
                 .and_then(|t| t["id"].as_str().map(str::to_string))
         };
-        if let Some(found) = find(&answer["open_tasks"]) {
+        // A start answers with the instance (`tasks`), a completion with its `open_tasks`.
+        if let Some(found) = find(&answer["tasks"]).or_else(|| find(&answer["open_tasks"])) {
             return found;
         }
         let mut version = answer["version"].as_u64().unwrap_or(0);
