@@ -14,7 +14,13 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import SpiffWorkflow"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "SpiffWorkflow==3.2.0"
 fi
-cargo bench -p flowgate-tests --bench rounds --no-run -q 2>/dev/null
+# Built once; every run below uses this same binary.
+rounds=$(cargo bench -p flowgate-tests --bench rounds --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "rounds" and m.get("executable"):
+        print(m["executable"])')
 results=$(mktemp)
 run() { # name, command...
   local name=$1
@@ -27,8 +33,8 @@ for pair in $(seq "$pairs"); do
   echo "== pair $pair"
   run spiff "$venv/bin/python" scripts/spiff-rounds.py --instances "$instances"
   for clients in 1 64; do
-    run "http-$clients" cargo bench -q -p flowgate-tests --bench rounds -- --mode http --clients "$clients" --instances "$instances"
-    run "engine-$clients" cargo bench -q -p flowgate-tests --bench rounds -- --mode engine --clients "$clients" --instances "$instances"
+    run "http-$clients" "$rounds" --mode http --clients "$clients" --instances "$instances"
+    run "engine-$clients" "$rounds" --mode engine --clients "$clients" --instances "$instances"
   done
 done
 python3 - "$results" <<'PY'

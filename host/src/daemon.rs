@@ -59,13 +59,14 @@ pub enum DaemonError {
 
 /// Opens the store, loads every tenant (plugins, tokens, workflows) and builds the handlers' state.
 pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
+    let data = crate::data_dir::DataDir::new(&config.data_dir);
     let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(config.data_dir.join("cwasm")),
+        cache_dir: Some(data.compiled()),
         ..RuntimeConfig::default()
     })?;
-    let artifacts = ArtifactStore::new(config.data_dir.join("plugins"));
+    let artifacts = ArtifactStore::new(data.plugins());
     let registry = Arc::new(PluginRegistry::with_artifacts(runtime, artifacts));
-    let store = RedbStore::open(config.data_dir.join("flowgate.redb"))?;
+    let store = RedbStore::open(data.store())?;
     let channels = Arc::new(ChannelNotifier::default());
     let flowgate = Flowgate::open(
         Arc::new(store),

@@ -5,7 +5,7 @@
 //!   [`definition`] (workflow definitions, parsed and validated) and [`metrics`] (workflow metrics
 //!   from the history). It has no wasmtime, tokio or redb among its dependencies.
 //! - [`plugin`]: the sandboxed plugin runtime.
-//! - [`store`]: durable storage (redb by default).
+//! - [`store`]: durable storage (redb by default); [`data_dir`]: the data folder's layout.
 //! - [`tenant`]: a tenant's configuration: plugins and workflows.
 //! - [`service`]: the engine as a service: group-committing writer and effect driver.
 //! - [`daemon`]: the HTTP API.
@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod data_dir;
 pub mod plugin;
 pub mod service;
 pub mod store;

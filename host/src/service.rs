@@ -2,18 +2,17 @@
 //! through the single writer (group commit), and a driver that carries out effects and fires
 //! timers. The CLI and the daemon both use this, never the store directly.
 
+mod cache;
 mod calls;
 mod clears;
 mod clock;
 mod driver;
-mod email;
 mod inbox;
 mod notify;
 mod pool;
 mod prepare;
 mod telemetry;
 mod watch;
-mod webhook;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -23,14 +22,13 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use email::{EmailConfig, EmailSender};
 pub use inbox::{InboxPage, TaskFilter};
 pub use notify::{
-    BoxFuture, ChannelNotifier, Channels, Delivery, LogNotifier, Notifier, RecordingNotifier,
+    BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LogNotifier,
+    Notifier, RecordingNotifier, WebhookConfig, signature,
 };
 pub use pool::PluginPool;
 pub use telemetry::{Telemetry, WriteTotals};
-pub use webhook::{WebhookConfig, signature};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
@@ -55,6 +53,10 @@ pub enum ServiceError {
     Invalid { field: String, message: String },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The transaction holding this command failed; nothing of it is stored. Shared by every
+    /// command of the batch.
+    #[error("the store could not commit: {0}")]
+    CommitFailed(#[source] Arc<StoreError>),
 }
 
 /// The instance a task belongs to (task ids are `{instance}.t{n}`).
@@ -67,13 +69,18 @@ pub fn task_instance(task: &str) -> Result<String, ServiceError> {
         })
 }
 
+/// Running instances whose committed state is kept in memory (at least; twice at most). At a
+/// few KiB each, the default costs some tens of MiB.
+const INSTANCES_CACHED: usize = 10_000;
+
 /// What the writer and the driver share.
 pub(crate) struct Shared {
     pub store: Arc<dyn Storage>,
     pub plugins: Arc<PluginRegistry>,
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
-    /// Woken after every commit, so the driver looks at the outbox at once.
+    /// Woken after a commit that gave the driver work (outbox entries, a timer due), so it
+    /// looks at once.
     pub wake: Notify,
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
     /// Outbox entries and timers being carried out, so none is dispatched twice at once. An
@@ -86,9 +93,19 @@ pub(crate) struct Shared {
     pub telemetry: Telemetry,
     /// Callers waiting for an instance to change.
     watchers: watch::Watchers,
+    /// Committed states of instances in use.
+    cache: cache::InstanceCache,
 }
 
 impl Shared {
+    /// An instance's committed state: from the cache, else from the store.
+    fn committed(&self, tenant: &str, id: &str) -> Result<Option<Arc<Instance>>, ServiceError> {
+        if let Some(found) = self.cache.get(tenant, id) {
+            return Ok(Some(found));
+        }
+        Ok(self.store.instance(tenant, id)?.map(Arc::new))
+    }
+
     /// The driver's claim on an outbox entry.
     fn outbox_key(tenant: &str, outbox: u64) -> (String, String) {
         (tenant.to_string(), format!("outbox:{outbox}"))
@@ -205,6 +222,7 @@ impl Flowgate {
             pool: PluginPool::default(),
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),
+            cache: cache::InstanceCache::new(INSTANCES_CACHED),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);

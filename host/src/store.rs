@@ -142,12 +142,24 @@ impl InstanceFilter {
     }
 }
 
-/// A storage failure.
+/// A storage failure, whatever the backend. Decide by kind: a caller may retry after `Io` once
+/// the disk has room again, must reopen after `Poisoned`, and must not retry `Corrupt`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The database failed.
-    #[error("storage error: {0}")]
-    Db(#[source] Box<::redb::Error>),
+    /// Reading or writing the file failed: a full disk, a failing device, a permission.
+    #[error("storage I/O failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// An earlier write failed, and the backend refuses every later one until it is reopened.
+    #[error("the store refuses writes after an earlier I/O failure until it is reopened")]
+    Poisoned,
+    /// The backend failed for another reason.
+    #[error("storage error ({backend}): {source}")]
+    Backend {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A stored record does not decode.
     #[error("corrupt record in {table}: {source}")]
     Corrupt {
@@ -162,8 +174,16 @@ pub enum StoreError {
     Schema { path: String, found: u64 },
 }
 
+/// A redb error as the store's, keeping its source.
 pub(crate) fn db<E: Into<::redb::Error>>(error: E) -> StoreError {
-    StoreError::Db(Box::new(error.into()))
+    match error.into() {
+        ::redb::Error::Io(source) => StoreError::Io(source),
+        ::redb::Error::PreviousIo => StoreError::Poisoned,
+        other => StoreError::Backend {
+            backend: "redb",
+            source: Box::new(other),
+        },
+    }
 }
 
 /// What the engine reads and writes.

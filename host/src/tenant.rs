@@ -41,7 +41,7 @@ pub struct TenantConfig {
     pub email: Option<crate::service::EmailConfig>,
     /// API credentials (used by the daemon).
     #[serde(default)]
-    pub tokens: Vec<crate::daemon::TokenConfig>,
+    pub tokens: Vec<TokenConfig>,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -355,4 +355,28 @@ impl TenantConfig {
         }
         Ok(deployed)
     }
+}
+
+/// An API token of the tenant, as its file gives it (a sha256, never the token).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs.
+    pub name: String,
+    /// The sha256 of the token, hex. (`echo -n TOKEN | sha256sum`)
+    pub sha256: String,
+    /// `admin`, or `person` acting as `person` with `roles`.
+    pub access: AccessKind,
+    #[serde(default)]
+    pub person: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessKind {
+    Admin,
+    Person,
 }

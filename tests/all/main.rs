@@ -1,5 +1,6 @@
 //! Flowgate's integration tests: one binary, a module per theme (wasmtime's layout).
 
+mod commit_failure;
 mod common;
 mod crash;
 mod daemon;

@@ -37,15 +37,16 @@ pub(crate) struct Local {
 impl LocalArgs {
     pub async fn open(&self) -> anyhow::Result<Local> {
         let tenant = TenantConfig::load(&self.tenant)?;
+        let data = crate::data_dir::DataDir::new(&self.data_dir);
         let runtime = PluginRuntime::new(RuntimeConfig {
-            cache_dir: Some(self.data_dir.join("cwasm")),
+            cache_dir: Some(data.compiled()),
             pool_slots: None,
             ..RuntimeConfig::default()
         })?;
-        let artifacts = ArtifactStore::new(self.data_dir.join("plugins"));
+        let artifacts = ArtifactStore::new(data.plugins());
         let registry = PluginRegistry::with_artifacts(runtime, artifacts);
         tenant.sync_plugins(&registry, &mut Applied::new())?;
-        let path = self.data_dir.join("flowgate.redb");
+        let path = data.store();
         let store =
             RedbStore::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         let flowgate = Flowgate::open(

@@ -2,35 +2,11 @@
 //! compared in constant time. A token is either an administrator's (deploys, uploads, cancels) or
 //! a person's (acts on their own tasks, starts and reads instances).
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Person;
-
-/// A token as configured.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// A name for logs.
-    pub name: String,
-    /// The sha256 of the token, hex. (`echo -n TOKEN | sha256sum`)
-    pub sha256: String,
-    /// `admin`, or `person` acting as `person` with `roles`.
-    pub access: AccessKind,
-    #[serde(default)]
-    pub person: Option<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AccessKind {
-    Admin,
-    Person,
-}
+pub use crate::tenant::{AccessKind, TokenConfig};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

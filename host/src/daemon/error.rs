@@ -119,7 +119,7 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(%message, "api: storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
             }
-            ServiceError::Unavailable(_) => {
+            ServiceError::Unavailable(_) | ServiceError::CommitFailed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

@@ -13,10 +13,11 @@ use super::bindings::types::{
 };
 use super::bindings::{approval_policy, router, step_action};
 use super::cache::CacheOutcome;
+use super::called::{ActionResult, Called};
 use super::error::{PluginError, PluginFailure};
 use super::limits::PluginLimits;
 use super::session::PluginSession;
-use super::state::{CallState, LogLine};
+use super::state::CallState;
 use super::{Capability, Grants, PluginId};
 
 /// What a tenant set for one plugin: configuration values, limits and grants.
@@ -63,30 +64,6 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("capabilities", &self.capabilities())
             .finish_non_exhaustive()
     }
-}
-
-/// A successful call's answer, with what it cost.
-#[derive(Debug, Clone)]
-pub struct Called<T> {
-    /// The answer.
-    pub value: T,
-    /// Fuel the call used.
-    pub fuel_consumed: u64,
-    /// Wall time from instantiation to the answer.
-    pub elapsed: Duration,
-    /// Lines the plugin logged.
-    pub logs: Vec<LogLine>,
-    /// Lines dropped over the cap.
-    pub logs_dropped: usize,
-}
-
-/// A step action's answer, checked: `data` is a JSON object to merge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActionResult {
-    /// Top-level keys to merge into the instance data.
-    pub data: serde_json::Map<String, serde_json::Value>,
-    /// A note for the audit history.
-    pub note: String,
 }
 
 impl LoadedPlugin {

@@ -9,9 +9,10 @@ use wasmtime::{Store, Trap};
 use super::bindings::types::{
     self, ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
 };
+use super::called::{ActionResult, Called};
 use super::error::{GuestError, PluginError, PluginFailure};
 use super::limits::{Limiter, MemoryCapHit, PluginLimits};
-use super::loaded::{ActionResult, Called, LoadedPlugin};
+use super::loaded::LoadedPlugin;
 use super::state::CallState;
 use super::{Capability, validate};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::bindings::types::{ActionOutput, ApprovalDecision, ApprovalRequirement, RouteDecision};
-use super::loaded::ActionResult;
+use super::called::ActionResult;
 
 /// A route must name at least one step, each one of the candidates, none twice.
 pub(crate) fn route(

@@ -10,9 +10,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::Serialize;
 
-use super::email::EmailSender;
-use super::webhook::{self, WebhookConfig};
 use crate::engine::Notification;
+
+mod email;
+mod webhook;
+
+pub use email::{EmailConfig, EmailSender};
+pub use webhook::{WebhookConfig, signature};
 
 /// One notification to deliver; `id` is stable across retries, for receivers to dedupe on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -18,6 +18,7 @@
 //! command reaches go through the outbox.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -61,12 +62,13 @@ impl Flowgate {
         command: Command,
         now: Millis,
     ) -> Result<Prepared, ServiceError> {
-        let base = self.shared.store.instance(tenant, id)?.ok_or_else(|| {
+        let base = self.shared.committed(tenant, id)?.ok_or_else(|| {
             ServiceError::from(engine::CommandError::NotFound {
                 what: "instance",
                 id: id.to_string(),
             })
         })?;
+        let base = Arc::unwrap_or_clone(base);
         let def = self
             .shared
             .definition(tenant, &base.definition_id, base.definition_version)?;

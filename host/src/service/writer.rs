@@ -184,13 +184,23 @@ impl Writer {
                 .commit(pending.len(), batch.changes.len(), seconds);
             committed
         };
-        let wrote = !batch.changes.is_empty();
+        // The driver has new work only when the batch put something in the outbox or armed a
+        // timer that is due already; later timers are its tick's.
+        let driver_work = batch.changes.iter().any(|change| match change {
+            Change::Instance { outbox, after, .. } => {
+                !outbox.is_empty() || after.timers.values().any(|t| t.due_at <= now)
+            }
+            _ => false,
+        });
         let changed: Vec<(String, String)> = batch.instances.into_keys().collect();
-        // The batch's states are dropped before the answers go: each answer then holds the
-        // only reference to its state, and the caller takes it without a copy.
-        drop(batch.changes);
         match committed {
             Ok(()) => {
+                let states = batch.changes.iter().filter_map(|change| match change {
+                    Change::Instance { after, .. } => Some(after),
+                    _ => None,
+                });
+                self.shared.cache.committed(states);
+                drop(batch.changes);
                 self.shared.release_cleared(&clears);
                 for p in pending {
                     match p {
@@ -200,7 +210,7 @@ impl Writer {
                     }
                 }
                 self.shared.watchers.changed(changed.iter());
-                if wrote {
+                if driver_work {
                     // notify_one keeps a permit when the driver is busy: no commit goes unnoticed.
                     self.shared.wake.notify_one();
                 }
@@ -210,11 +220,9 @@ impl Writer {
                 tracing::error!(%error, "store.commit failed; the batch is refused");
                 self.next_outbox = outbox_before;
                 self.shared.clears.put_back(clears);
-                let message = error.to_string();
+                let error = Arc::new(error);
                 for p in pending {
-                    let failed = || {
-                        ServiceError::Unavailable(format!("the store could not commit: {message}"))
-                    };
+                    let failed = || ServiceError::CommitFailed(error.clone());
                     match p {
                         Pending::Deploy(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Instance(reply, _) => drop(reply.send(Err(failed()))),
@@ -324,13 +332,12 @@ impl Writer {
         if let Some(found) = batch.instances.get(&(tenant.to_string(), id.to_string())) {
             return Ok(found.clone());
         }
-        let found = self.shared.store.instance(tenant, id)?.ok_or_else(|| {
+        self.shared.committed(tenant, id)?.ok_or_else(|| {
             ServiceError::from(CommandError::NotFound {
                 what: "instance",
                 id: id.to_string(),
             })
-        })?;
-        Ok(Arc::new(found))
+        })
     }
 
     fn record(

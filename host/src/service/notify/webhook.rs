@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::notify::Delivery;
+use super::Delivery;
 
 /// A tenant's webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

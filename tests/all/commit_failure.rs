@@ -1,0 +1,192 @@
+//! A commit that fails (here as a full disk would) refuses every command of its batch with the
+//! cause kept as the error's source, stores nothing of it, and leaves nothing behind in memory:
+//! once the disk has room, the same command succeeds against the state as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use flowgate::engine::{Event, Instance, Millis};
+use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::store::{
+    Change, DueTimer, Inbox, InstanceFilter, MemStore, OutboxEntry, Storage, StoreError,
+    StoredDefinition, TaskRef,
+};
+use flowgate::tenant::TenantConfig;
+use serde_json::{Map, json};
+
+use crate::scenarios::T0;
+
+/// A store whose commits fail with ENOSPC while `full` is set.
+struct FullDisk {
+    inner: MemStore,
+    full: AtomicBool,
+}
+
+impl Storage for FullDisk {
+    fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        self.inner.definition(tenant, id, version)
+    }
+    fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
+        self.inner.definitions(tenant)
+    }
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.tenants()
+    }
+    fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
+        self.inner.instance(tenant, id)
+    }
+    fn instances(
+        &self,
+        tenant: &str,
+        filter: &InstanceFilter,
+    ) -> Result<Vec<Instance>, StoreError> {
+        self.inner.instances(tenant, filter)
+    }
+    fn history(
+        &self,
+        tenant: &str,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.history(tenant, instance, from, limit)
+    }
+    fn instance_with_history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
+        self.inner.instance_with_history(tenant, id)
+    }
+    fn inbox(
+        &self,
+        tenant: &str,
+        inbox: &Inbox,
+        status: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRef>, StoreError> {
+        self.inner.inbox(tenant, inbox, status, after, limit)
+    }
+    fn due_timers(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        self.inner.due_timers(tenant, now, limit)
+    }
+    fn due_outbox(
+        &self,
+        tenant: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.due_outbox(tenant, now, limit)
+    }
+    fn outbox(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.outbox(tenant, after, limit)
+    }
+    fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.started_with_key(tenant, key)
+    }
+    fn last_outbox_id(&self) -> Result<u64, StoreError> {
+        self.inner.last_outbox_id()
+    }
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(std::io::Error::from(
+                std::io::ErrorKind::StorageFull,
+            )));
+        }
+        self.inner.commit(changes)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_refuses_its_commands_with_the_cause_and_keeps_nothing() {
+    let store = Arc::new(FullDisk {
+        inner: MemStore::new(),
+        full: AtomicBool::new(false),
+    });
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
+    let tenant =
+        TenantConfig::load(&examples.join("tenant.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let registry = flowgate::plugin::PluginRegistry::new(crate::common::runtime().clone());
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = Flowgate::open(
+        store.clone(),
+        Arc::new(registry),
+        Arc::new(ManualClock::new(T0)),
+        Arc::new(RecordingNotifier::default()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let data =
+        json!({"amount_cents": 70_000, "currency": "USD", "category": "office", "requester": "al"});
+    let data: Map<_, _> = data.as_object().cloned().unwrap_or_default();
+    let started = flowgate
+        .start("acme", "purchase-request", data.clone(), "al", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let task = started
+        .open_tasks()
+        .next()
+        .map(|t| t.id.clone())
+        .unwrap_or_else(|| panic!("no task"));
+
+    store.full.store(true, Ordering::SeqCst);
+    let by = flowgate::engine::Person::new("mia", &["manager"]);
+    let refused = flowgate
+        .complete_task(
+            "acme",
+            &task,
+            by.clone(),
+            Some("approve".into()),
+            Map::new(),
+        )
+        .await;
+    let Err(ServiceError::CommitFailed(cause)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        matches!(&*cause, StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull),
+        "{cause:?}"
+    );
+    let source = std::error::Error::source(&ServiceError::CommitFailed(cause.clone()))
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(source.contains("storage I/O failed"), "{source}");
+    let unchanged = flowgate
+        .instance("acme", &started.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        unchanged.version, started.version,
+        "nothing of the failed batch is stored"
+    );
+
+    store.full.store(false, Ordering::SeqCst);
+    let done = flowgate
+        .complete_task("acme", &task, by, Some("approve".into()), Map::new())
+        .await
+        .unwrap_or_else(|e| panic!("after the disk has room: {e}"));
+    assert!(
+        done.open_tasks()
+            .any(|t| t.role.as_deref() == Some("procurement"))
+    );
+}
