@@ -80,8 +80,7 @@ impl Flowgate {
                 Err(error) => tracing::error!(%error, "driver: a task panicked"),
             }
         }
-        // Idle passes (nothing to do) commit what still waits: the CLI and tests settle.
-        self.flush_clears(count == 0).await?;
+        self.flush_clears(false).await?;
         Ok(count)
     }
 
@@ -91,6 +90,8 @@ impl Flowgate {
         for _ in 0..10_000 {
             let done = self.drive_once().await?;
             if done == 0 {
+                // Settled: what waits to leave the outbox leaves now.
+                self.flush_clears(true).await?;
                 return Ok(total);
             }
             total += done;
