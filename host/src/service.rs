@@ -170,6 +170,14 @@ impl std::fmt::Debug for Flowgate {
     }
 }
 
+/// A started instance, and whether the start was a replay of an earlier one with the same
+/// idempotency key.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub instance: Instance,
+    pub replayed: bool,
+}
+
 /// A deployed definition, and whether deploying made a new version.
 #[derive(Debug, Clone)]
 pub struct Deployed {
@@ -358,6 +366,22 @@ impl Flowgate {
         started_by: &str,
         key: Option<String>,
     ) -> Result<Instance, ServiceError> {
+        let started = self
+            .start_child(tenant, definition, data, started_by, key, None)
+            .await?;
+        Ok(started.instance)
+    }
+
+    /// As [`Flowgate::start`], saying whether the start was a replay: an earlier start with the
+    /// same idempotency key made the instance, and nothing new was started.
+    pub async fn start_or_replay(
+        &self,
+        tenant: &str,
+        definition: &str,
+        data: Map<String, Value>,
+        started_by: &str,
+        key: Option<String>,
+    ) -> Result<Started, ServiceError> {
         self.start_child(tenant, definition, data, started_by, key, None)
             .await
     }
@@ -370,7 +394,7 @@ impl Flowgate {
         started_by: &str,
         key: Option<String>,
         parent: Option<ParentLink>,
-    ) -> Result<Instance, ServiceError> {
+    ) -> Result<Started, ServiceError> {
         let start = StartRequest {
             tenant: tenant.to_string(),
             definition: definition.to_string(),
@@ -383,14 +407,17 @@ impl Flowgate {
         let prepared = self.prepare_start(&start, self.shared.clock.now()).await;
         let prepared = Box::new(self.refused_early("start", started, prepared)?);
         let key = start.key;
-        let started = self
+        let (instance, replayed) = self
             .send("start", |reply| Request::Start {
                 prepared,
                 key,
                 reply,
             })
             .await?;
-        Ok(Arc::unwrap_or_clone(started))
+        Ok(Started {
+            instance: Arc::unwrap_or_clone(instance),
+            replayed,
+        })
     }
 
     /// Applies a command to an instance.
@@ -441,13 +468,28 @@ impl Flowgate {
         outcome: Option<String>,
         data: Map<String, Value>,
     ) -> Result<Instance, ServiceError> {
+        self.complete_task_at(tenant, task, by, outcome, data, None)
+            .await
+    }
+
+    /// Completes a task, refusing if its instance is no longer at `expected_version`. The API
+    /// and the CLI complete tasks through this one method.
+    pub async fn complete_task_at(
+        &self,
+        tenant: &str,
+        task: &str,
+        by: Person,
+        outcome: Option<String>,
+        data: Map<String, Value>,
+        expected_version: Option<u64>,
+    ) -> Result<Instance, ServiceError> {
         let instance = task_instance(task)?;
         let command = Command::CompleteTask {
             task: task.to_string(),
             by,
             outcome,
             data,
-            expected_version: None,
+            expected_version,
         };
         self.command(tenant, &instance, command).await
     }
@@ -465,6 +507,55 @@ impl Flowgate {
             by,
         };
         self.command(tenant, &instance, command).await
+    }
+
+    /// Gives a task `by` claimed back.
+    pub async fn unclaim_task(
+        &self,
+        tenant: &str,
+        task: &str,
+        by: Person,
+    ) -> Result<Instance, ServiceError> {
+        let instance = task_instance(task)?;
+        let command = Command::UnclaimTask {
+            task: task.to_string(),
+            by,
+        };
+        self.command(tenant, &instance, command).await
+    }
+
+    /// Cancels an instance, with the reason in its history.
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        instance: &str,
+        by: &str,
+        reason: String,
+    ) -> Result<Instance, ServiceError> {
+        let command = Command::Cancel {
+            by: by.to_string(),
+            reason,
+        };
+        self.command(tenant, instance, command).await
+    }
+
+    /// Resolves the incident that stopped token `token`: retry the step or skip it.
+    pub async fn resolve_incident(
+        &self,
+        tenant: &str,
+        instance: &str,
+        token: u64,
+        by: &str,
+        resolution: crate::engine::Resolution,
+        reason: String,
+    ) -> Result<Instance, ServiceError> {
+        let command = Command::ResolveIncident {
+            token,
+            by: by.to_string(),
+            resolution,
+            reason,
+        };
+        self.command(tenant, instance, command).await
     }
 
     /// An instance.

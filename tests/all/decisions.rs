@@ -19,6 +19,14 @@ fn purchase(cents: i64) -> Map<String, Value> {
     data.as_object().cloned().unwrap_or_default()
 }
 
+/// Starts a purchase request of 700.00 (a manager approves), which must start.
+async fn start_purchase(flowgate: &Flowgate, tenant: &str) -> Instance {
+    flowgate
+        .start(tenant, "purchase-request", purchase(70_000), "alice", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn open_roles(instance: &Instance) -> Vec<String> {
     instance
         .tasks
@@ -41,17 +49,7 @@ fn plugin_calls_pending(h: &Harness) -> usize {
 async fn a_start_answers_with_the_tasks_its_policy_opened_in_one_commit() {
     let h = harness().await;
     let before = h.flowgate.write_totals();
-    let instance = h
-        .flowgate
-        .start(
-            &h.tenant,
-            "purchase-request",
-            purchase(70_000),
-            "alice",
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start_purchase(&h.flowgate, &h.tenant).await;
     assert_eq!(open_roles(&instance), ["manager"]);
     let after = h.flowgate.write_totals();
     assert_eq!(
@@ -117,17 +115,7 @@ async fn a_plugin_granted_clocks_decides_through_the_outbox() {
         .plugins()
         .install(id, &wasm, settings)
         .unwrap_or_else(|e| panic!("{e}"));
-    let instance = h
-        .flowgate
-        .start(
-            &h.tenant,
-            "purchase-request",
-            purchase(70_000),
-            "alice",
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start_purchase(&h.flowgate, &h.tenant).await;
     assert!(open_roles(&instance).is_empty(), "{instance:?}");
     assert_eq!(plugin_calls_pending(&h), 1);
     h.settle().await;
@@ -176,16 +164,7 @@ async fn notifications_with_nowhere_to_go_never_enter_the_outbox() {
         .deploy(&h.tenant, "purchase-request.toml", &source)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let instance = flowgate
-        .start(
-            &h.tenant,
-            "purchase-request",
-            purchase(70_000),
-            "alice",
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start_purchase(&flowgate, &h.tenant).await;
     assert_eq!(open_roles(&instance), ["manager"]);
     let outbox = flowgate
         .store()
@@ -198,16 +177,7 @@ async fn notifications_with_nowhere_to_go_never_enter_the_outbox() {
 async fn deliveries_leave_the_outbox_together_not_a_commit_each() {
     let h = harness().await;
     for _ in 0..20 {
-        h.flowgate
-            .start(
-                &h.tenant,
-                "purchase-request",
-                purchase(70_000),
-                "alice",
-                None,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        start_purchase(&h.flowgate, &h.tenant).await;
     }
     let pending = h
         .flowgate

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::local::{LocalArgs, json_object};
 use super::print_json;
-use crate::engine::{Command, Person, Resolution};
+use crate::engine::{Person, Resolution};
 use crate::store::{Inbox, InstanceFilter};
 
 #[derive(Debug, Subcommand)]
@@ -164,7 +164,7 @@ pub(crate) fn instance(local: &LocalArgs, command: InstanceCommand) -> anyhow::R
                 return print_json(&json!(rows));
             }
             InstanceCommand::Cancel { id, by, reason } => {
-                l.flowgate.command(&l.tenant, &id, Command::Cancel { by, reason }).await?;
+                l.flowgate.cancel(&l.tenant, &id, &by, reason).await?;
                 l.flowgate.run_until_idle().await?;
                 id
             }
@@ -251,16 +251,7 @@ pub(crate) fn incident(local: &LocalArgs, command: IncidentCommand) -> anyhow::R
             } => (instance, token, by, reason, Resolution::Skip { outcome }),
         };
         l.flowgate
-            .command(
-                &l.tenant,
-                &instance,
-                Command::ResolveIncident {
-                    token,
-                    by,
-                    resolution,
-                    reason,
-                },
-            )
+            .resolve_incident(&l.tenant, &instance, token, &by, resolution, reason)
             .await?;
         l.flowgate.run_until_idle().await?;
         let i = l.flowgate.instance(&l.tenant, &instance)?;

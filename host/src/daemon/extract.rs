@@ -64,8 +64,11 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        // The scheme is case-insensitive (RFC 9110, 11.1).
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(ApiError::unauthorized)?;
         state
             .tenants
@@ -136,6 +139,23 @@ impl Params {
     /// A text parameter.
     pub fn text(&self, key: &str) -> Option<String> {
         self.0.get(key).cloned()
+    }
+
+    /// A parameter that must be one of `allowed`: anything else is 422 naming the parameter and
+    /// the values it takes (a misspelt status would otherwise match nothing, silently).
+    pub fn one_of(&self, key: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.0.get(key) {
+            Some(value) if !allowed.contains(&value.as_str()) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "query `{key}` is `{value}`; it must be one of {}",
+                    allowed.join(", ")
+                ),
+            )
+            .with(json!({"field": key, "allowed": allowed}))),
+            found => Ok(found.cloned()),
+        }
     }
 
     /// A number parameter; `what` says what it counts, for the error.

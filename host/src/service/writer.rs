@@ -33,7 +33,8 @@ pub(crate) enum Request {
     Start {
         prepared: Box<Prepared>,
         key: Option<String>,
-        reply: Reply<Arc<Instance>>,
+        /// The instance, and whether an earlier start with the same key made it.
+        reply: Reply<(Arc<Instance>, bool)>,
     },
     Command {
         tenant: String,
@@ -69,6 +70,10 @@ enum Pending {
         Result<(StoredDefinition, bool), ServiceError>,
     ),
     Instance(Reply<Arc<Instance>>, Result<Arc<Instance>, ServiceError>),
+    Started(
+        Reply<(Arc<Instance>, bool)>,
+        Result<(Arc<Instance>, bool), ServiceError>,
+    ),
     Done(Reply<()>),
 }
 
@@ -124,7 +129,7 @@ impl Writer {
                     reply,
                 } => {
                     let result = self.start(&mut batch, *prepared, key, now);
-                    pending.push(Pending::Instance(reply, result));
+                    pending.push(Pending::Started(reply, result));
                 }
                 Request::Command {
                     tenant,
@@ -206,6 +211,7 @@ impl Writer {
                     match p {
                         Pending::Deploy(reply, result) => drop(reply.send(result)),
                         Pending::Instance(reply, result) => drop(reply.send(result)),
+                        Pending::Started(reply, result) => drop(reply.send(result)),
                         Pending::Done(reply) => drop(reply.send(Ok(()))),
                     }
                 }
@@ -226,6 +232,7 @@ impl Writer {
                     match p {
                         Pending::Deploy(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Instance(reply, _) => drop(reply.send(Err(failed()))),
+                        Pending::Started(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Done(reply) => drop(reply.send(Err(failed()))),
                     }
                 }
@@ -274,7 +281,7 @@ impl Writer {
         prepared: Prepared,
         key: Option<String>,
         now: u64,
-    ) -> Result<Arc<Instance>, ServiceError> {
+    ) -> Result<(Arc<Instance>, bool), ServiceError> {
         let tenant = prepared.instance.tenant.clone();
         if let Some(key) = &key {
             let known = match batch.start_keys.get(&(tenant.clone(), key.clone())) {
@@ -282,13 +289,14 @@ impl Writer {
                 None => self.shared.store.started_with_key(&tenant, key)?,
             };
             if let Some(id) = known {
-                return self.load(batch, &tenant, &id);
+                return Ok((self.load(batch, &tenant, &id)?, true));
             }
             batch
                 .start_keys
                 .insert((tenant, key.clone()), prepared.instance.id.clone());
         }
-        Ok(self.record(batch, None, prepared.instance, prepared.applied, key, now))
+        let recorded = self.record(batch, None, prepared.instance, prepared.applied, key, now);
+        Ok((recorded, false))
     }
 
     fn command(

@@ -678,3 +678,56 @@ fn a_timer_due_while_the_daemon_was_down_fires_after_its_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A start repeated with its idempotency key answers 200 with the first start's instance, not
+/// 201 as if new; a filter value the filter does not take is 422, not an empty 200; the bearer
+/// scheme is case-insensitive, and a 401 names it.
+#[test]
+fn replays_filter_values_and_the_bearer_scheme_answer_as_the_contract_says() {
+    let d = start(1 << 20);
+    let body = json!({"workflow": "purchase-request", "idempotency_key": "po-7", "data": {"amount_cents": 70_000, "currency": "USD", "category": "office", "requester": "alice"}});
+    let (first, started) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(body.clone()),
+    );
+    assert_eq!(first, 201, "{started}");
+    let (again, replayed) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(body));
+    assert_eq!(again, 200, "{replayed}");
+    assert_eq!(replayed["id"], started["id"]);
+
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/instances?status=bogus",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "status");
+    let (status, _) = d.call(
+        "GET",
+        "/api/v1/instances?status=running",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200);
+
+    let url = format!("{}/api/v1/definitions", d.base);
+    let lower = d
+        .agent
+        .get(&url)
+        .header("Authorization", &format!("bearer {ACME_ADMIN}"))
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lower.status().as_u16(), 200);
+    let refused = d.agent.get(&url).call().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(
+        refused
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+}

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
-use crate::engine::{Command, Event, Instance};
+use crate::engine::{Event, Instance};
 use crate::store::InstanceFilter;
 
 /// The longest a long poll waits, in milliseconds.
@@ -39,7 +39,8 @@ pub struct Start {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried start safe")),
     request_body = Start,
     responses(
-        (status = 201, description = "The instance", body = serde_json::Value),
+        (status = 201, description = "The instance started", body = serde_json::Value),
+        (status = 200, description = "A replay: the instance an earlier start with the same idempotency key made", body = serde_json::Value),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
@@ -63,11 +64,17 @@ pub async fn start(
         crate::daemon::auth::Access::Person(p) => p.id.clone(),
         crate::daemon::auth::Access::Admin => caller.0.token.clone(),
     };
-    let instance = s
+    let started = s
         .flowgate
-        .start(caller.tenant(), &body.workflow, body.data, &by, key)
+        .start_or_replay(caller.tenant(), &body.workflow, body.data, &by, key)
         .await?;
-    Ok((StatusCode::CREATED, Json(instance)))
+    // A replay answers 200 with the instance the first start made: nothing new was created.
+    let status = if started.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(started.instance)))
 }
 
 /// An instance with its whole history; with `changed_since`, a long poll that answers once the
@@ -144,7 +151,8 @@ pub async fn get(
     responses(
         (status = 200, description = "`[{id, workflow, version, status, incident, started_at, ended_at}]`", body = serde_json::Value),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody)
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 422, description = "A filter value that is not one the filter takes (`details.field`, `details.allowed`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -156,7 +164,7 @@ pub async fn list(
     let time = "milliseconds since the epoch";
     let mut filter = InstanceFilter {
         definition: params.text("workflow"),
-        status: params.text("status"),
+        status: params.one_of("status", &["running", "completed", "rejected", "cancelled"])?,
         started_after: params.number("started_after", time)?,
         started_before: params.number("started_before", time)?,
         after: params.text("after"),
@@ -208,11 +216,10 @@ pub async fn cancel(
     Body(body): Body<Cancel>,
 ) -> Result<Json<Instance>, ApiError> {
     caller.admin("cancel instances")?;
-    let command = Command::Cancel {
-        by: caller.0.token.clone(),
-        reason: body.reason,
-    };
-    let instance = s.flowgate.command(caller.tenant(), &id, command).await?;
+    let instance = s
+        .flowgate
+        .cancel(caller.tenant(), &id, &caller.0.token, body.reason)
+        .await?;
     Ok(Json(instance))
 }
 

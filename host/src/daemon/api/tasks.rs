@@ -13,7 +13,7 @@ use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
-use crate::engine::{Command, CommandError, Instance, Person, Status, Task};
+use crate::engine::{CommandError, Instance, Person, Status, Task};
 use crate::service::{ServiceError, TaskFilter, task_instance};
 use crate::store::Inbox;
 
@@ -178,16 +178,11 @@ async fn claim_or_unclaim(
     claim: bool,
 ) -> Result<Json<Value>, ApiError> {
     let by = caller.person(optional(&body)?.by)?;
-    let instance = task_instance(&task)?;
-    let command = if claim {
-        Command::ClaimTask { task, by }
+    let done = if claim {
+        s.flowgate.claim_task(caller.tenant(), &task, by).await?
     } else {
-        Command::UnclaimTask { task, by }
+        s.flowgate.unclaim_task(caller.tenant(), &task, by).await?
     };
-    let done = s
-        .flowgate
-        .command(caller.tenant(), &instance, command)
-        .await?;
     Ok(Json(json!({"instance": done.id, "version": done.version})))
 }
 
@@ -219,18 +214,18 @@ pub async fn complete(
 ) -> Result<Json<Completed>, ApiError> {
     let by = caller.person(act.by)?;
     let instance_id = task_instance(&task)?;
-    let command = Command::CompleteTask {
-        task: task.clone(),
-        by: by.clone(),
-        outcome: act.outcome.clone(),
-        data: act.data,
-        expected_version: act.expected_version,
-    };
-    match s
+    let completed = s
         .flowgate
-        .command(caller.tenant(), &instance_id, command)
-        .await
-    {
+        .complete_task_at(
+            caller.tenant(),
+            &task,
+            by.clone(),
+            act.outcome.clone(),
+            act.data,
+            act.expected_version,
+        )
+        .await;
+    match completed {
         Ok(instance) => Ok(Json(answer(&instance))),
         Err(ServiceError::Command(CommandError::Conflict(message)))
             if headers.contains_key("idempotency-key") =>
