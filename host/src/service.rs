@@ -483,7 +483,6 @@ impl Flowgate {
         data: Map<String, Value>,
         expected_version: Option<u64>,
     ) -> Result<Instance, ServiceError> {
-        let instance = task_instance(task)?;
         let command = Command::CompleteTask {
             task: task.to_string(),
             by,
@@ -491,7 +490,7 @@ impl Flowgate {
             data,
             expected_version,
         };
-        self.command(tenant, &instance, command).await
+        self.task_command(tenant, task, command).await
     }
 
     /// Claims a task for `by`.
@@ -501,12 +500,11 @@ impl Flowgate {
         task: &str,
         by: Person,
     ) -> Result<Instance, ServiceError> {
-        let instance = task_instance(task)?;
         let command = Command::ClaimTask {
             task: task.to_string(),
             by,
         };
-        self.command(tenant, &instance, command).await
+        self.task_command(tenant, task, command).await
     }
 
     /// Gives a task `by` claimed back.
@@ -516,12 +514,21 @@ impl Flowgate {
         task: &str,
         by: Person,
     ) -> Result<Instance, ServiceError> {
-        let instance = task_instance(task)?;
         let command = Command::UnclaimTask {
             task: task.to_string(),
             by,
         };
-        self.command(tenant, &instance, command).await
+        self.task_command(tenant, task, command).await
+    }
+
+    /// Applies a command about `task` to the instance it belongs to.
+    async fn task_command(
+        &self,
+        tenant: &str,
+        task: &str,
+        command: Command,
+    ) -> Result<Instance, ServiceError> {
+        self.command(tenant, &task_instance(task)?, command).await
     }
 
     /// Cancels an instance, with the reason in its history.

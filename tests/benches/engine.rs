@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowgate::engine::{Instance, Person, Status};
-use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
-use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier, SystemClock};
+use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier};
 use flowgate::store::{Change, Inbox, InstanceFilter, RedbStore, Storage};
-use flowgate::tenant::TenantConfig;
 use flowgate_tests::bench::{arg, pct};
 use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
@@ -42,30 +40,7 @@ fn data() -> Map<String, Value> {
 }
 
 async fn open(dir: &Path) -> (Flowgate, Arc<RedbStore>) {
-    let store = Arc::new(RedbStore::open(dir.join("bench.redb")).unwrap_or_else(|e| panic!("{e}")));
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(dir.join("cwasm")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let registry = PluginRegistry::new(runtime);
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml");
-    let tenant = TenantConfig::load(&examples).unwrap_or_else(|e| panic!("{e}"));
-    tenant
-        .install_plugins(&registry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flowgate = Flowgate::open(
-        store.clone(),
-        Arc::new(registry),
-        Arc::new(SystemClock),
-        Arc::new(Discard),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    tenant
-        .deploy_workflows(&flowgate)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (flowgate, store)
+    flowgate_tests::bench::example_engine(dir, "bench.redb", Arc::new(Discard)).await
 }
 
 /// Waits (politely) until the instance has an open task for `role`.

@@ -25,10 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use flowgate::engine::{Instance, Person, Status, TaskStatus};
-use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
-use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier, SystemClock};
-use flowgate::store::RedbStore;
-use flowgate::tenant::TenantConfig;
+use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier};
 use flowgate_tests::bench::{arg, pct};
 use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
@@ -298,26 +295,8 @@ struct Measured {
 }
 
 async fn in_process(dir: &Path, clients: usize, instances: usize, limit: Duration) -> Measured {
-    let store =
-        Arc::new(RedbStore::open(dir.join("rounds.redb")).unwrap_or_else(|e| panic!("{e}")));
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: Some(dir.join("cwasm")),
-        ..RuntimeConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let registry = PluginRegistry::new(runtime);
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml");
-    let tenant = TenantConfig::load(&examples).unwrap_or_else(|e| panic!("{e}"));
-    tenant
-        .install_plugins(&registry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flowgate = Flowgate::open(
-        store,
-        Arc::new(registry),
-        Arc::new(SystemClock),
-        Arc::new(NoChannels),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (flowgate, _) =
+        flowgate_tests::bench::example_engine(dir, "rounds.redb", Arc::new(NoChannels)).await;
     flowgate
         .deploy("acme", "purchase.toml", &definition())
         .await

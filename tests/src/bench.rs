@@ -19,3 +19,43 @@ pub fn pct(sorted: &[Duration], p: usize) -> f64 {
     }
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
+
+/// The example tenant on a fresh redb file `store` in `dir` (compile cache beside it), its
+/// plugins installed and its workflows deployed, with the system clock and `notifier`.
+pub async fn example_engine(
+    dir: &std::path::Path,
+    store: &str,
+    notifier: std::sync::Arc<dyn flowgate::service::Notifier>,
+) -> (
+    flowgate::service::Flowgate,
+    std::sync::Arc<flowgate::store::RedbStore>,
+) {
+    use flowgate::plugin::{PluginRegistry, PluginRuntime, RuntimeConfig};
+    use std::sync::Arc;
+    let opened = flowgate::store::RedbStore::open(dir.join(store));
+    let store = Arc::new(opened.unwrap_or_else(|e| panic!("{e}")));
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cwasm")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let registry = PluginRegistry::new(runtime);
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml");
+    let tenant = flowgate::tenant::TenantConfig::load(&examples).unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = flowgate::service::Flowgate::open(
+        store.clone(),
+        Arc::new(registry),
+        Arc::new(flowgate::service::SystemClock),
+        notifier,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (flowgate, store)
+}
