@@ -98,8 +98,105 @@ pub struct PluginRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectFailure {
     pub message: String,
-    pub retryable: bool,
+    pub kind: FailureKind,
     pub plugin: Option<PluginRef>,
+}
+
+impl EffectFailure {
+    /// Who has to act on it.
+    pub fn blame(&self) -> Blame {
+        self.kind.blame()
+    }
+}
+
+/// Who has to act on a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Blame {
+    /// The plugin misbehaved or was given bad input: its author or the tenant fixes it.
+    Guest,
+    /// The host failed or is overloaded: the operator looks, and a retry may succeed.
+    Host,
+}
+
+/// What kind of failure a plugin call met, as the incident and the history record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// No instance of the plugin could be made right now (the host is busy).
+    Busy,
+    /// The call ran past its wall-clock limit (on a loaded host a call that normally answers
+    /// at once can), so it is the host's condition until retries say otherwise.
+    Deadline,
+    /// The host itself failed.
+    Host,
+    /// The instance is pinned to a plugin version that is not loaded, or to none.
+    NotLoaded,
+    /// The call used its whole fuel budget.
+    FuelExhausted,
+    /// The call tried to grow its memory past the cap.
+    MemoryCap,
+    /// The call exhausted its wasm stack.
+    StackOverflow,
+    /// The call trapped.
+    Trap,
+    /// The request was larger than the plugin may be given.
+    InputTooLarge,
+    /// The answer was larger than the plugin may return.
+    OutputTooLarge,
+    /// The answer broke the contract.
+    BadOutput,
+    /// The plugin exports no such capability.
+    MissingExport,
+    /// The plugin's own transient error.
+    Retryable,
+    /// The plugin's own permanent error.
+    Permanent,
+    /// The plugin said its input had the wrong shape.
+    InvalidInput,
+}
+
+impl FailureKind {
+    /// Who has to act on it.
+    pub fn blame(self) -> Blame {
+        match self {
+            FailureKind::Busy | FailureKind::Deadline | FailureKind::Host => Blame::Host,
+            _ => Blame::Guest,
+        }
+    }
+
+    /// True when the same call later may succeed: the plugin said so, or the host was the
+    /// cause. Fuel, memory, traps and bad answers say the plugin itself is at fault.
+    pub fn is_retryable(self) -> bool {
+        self == FailureKind::Retryable || self.blame() == Blame::Host
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Busy => "busy",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Host => "host",
+            FailureKind::NotLoaded => "not-loaded",
+            FailureKind::FuelExhausted => "fuel-exhausted",
+            FailureKind::MemoryCap => "memory-cap",
+            FailureKind::StackOverflow => "stack-overflow",
+            FailureKind::Trap => "trap",
+            FailureKind::InputTooLarge => "input-too-large",
+            FailureKind::OutputTooLarge => "output-too-large",
+            FailureKind::BadOutput => "bad-output",
+            FailureKind::MissingExport => "missing-export",
+            FailureKind::Retryable => "retryable",
+            FailureKind::Permanent => "permanent",
+            FailureKind::InvalidInput => "invalid-input",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A plugin's answer, by capability.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
-use super::command::PluginRef;
+use super::command::{FailureKind, PluginRef};
 
 /// One history entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +138,9 @@ pub enum EventKind {
         step: String,
         attempt: u32,
         error: String,
+        /// The failure's kind (absent in histories written before kinds were recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<FailureKind>,
         retry_at: Option<Millis>,
     },
     Routed {

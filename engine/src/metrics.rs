@@ -315,6 +315,7 @@ kind = "end"
                     step: "pay".into(),
                     attempt: n as u32 + 1,
                     error: "busy".into(),
+                    kind: None,
                     retry_at: None,
                 },
             ));

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::command::{CommandError, EffectFailure, PluginAnswer, Resolution};
+use super::command::{Blame, CommandError, EffectFailure, PluginAnswer, Resolution};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
 use super::run::Run;
@@ -136,17 +136,15 @@ impl Run<'_> {
             Some(p) => Actor::plugin(p),
             None => Actor::System,
         };
-        let retry_at = (failure.retryable && attempt < retry.max_attempts).then(|| {
-            self.ctx
-                .now
-                .saturating_add(super::steps::millis(retry.backoff(attempt)))
-        });
+        let retry_at = retry_after(&failure, attempt, retry)
+            .map(|wait| self.ctx.now.saturating_add(super::steps::millis(wait)));
         self.emit(
             actor,
             EventKind::PluginCallFailed {
                 step: step.to_string(),
                 attempt,
                 error: failure.message.clone(),
+                kind: Some(failure.kind),
                 retry_at,
             },
             None,
@@ -163,6 +161,7 @@ impl Run<'_> {
                 );
             }
             None => {
+                let blame = failure.blame();
                 let (plugin, sha256) = match failure.plugin {
                     Some(p) => (Some(p.name), Some(p.sha256)),
                     None => (None, None),
@@ -174,6 +173,8 @@ impl Run<'_> {
                     sha256,
                     attempts: attempt,
                     raised_at: self.ctx.now,
+                    kind: Some(failure.kind),
+                    blame: Some(blame),
                 };
                 self.raise_incident(token, incident);
             }
@@ -457,4 +458,32 @@ impl Run<'_> {
             },
         }
     }
+}
+
+/// Retries of a call the host could not finish (busy, past its deadline, failed): the plugin is
+/// not at fault, so these come on top of nothing the step says and start sooner.
+pub const HOST_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    initial_backoff: std::time::Duration::from_millis(200),
+    multiplier: 2.0,
+    max_backoff: std::time::Duration::from_secs(10),
+};
+
+/// The wait before the next attempt after `failure` at `attempt`, or none when it becomes an
+/// incident: the plugin's own retryable errors follow the step's policy; the host's conditions
+/// follow [`HOST_RETRY`] (or the step's policy where it allows more attempts); fuel, memory,
+/// traps and bad answers are the plugin's fault and never retried.
+fn retry_after(
+    failure: &EffectFailure,
+    attempt: u32,
+    step: &RetryPolicy,
+) -> Option<std::time::Duration> {
+    if !failure.kind.is_retryable() {
+        return None;
+    }
+    let policy = match failure.blame() {
+        Blame::Host if step.max_attempts < HOST_RETRY.max_attempts => &HOST_RETRY,
+        _ => step,
+    };
+    (attempt < policy.max_attempts).then(|| policy.backoff(attempt))
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use super::command::{Blame, FailureKind};
 use crate::Capability;
 use crate::definition::{EndOutcome, StageOrder};
 
@@ -144,6 +145,12 @@ pub struct Incident {
     pub sha256: Option<String>,
     pub attempts: u32,
     pub raised_at: Millis,
+    /// The plugin call's failure kind; none for the engine's own incidents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FailureKind>,
+    /// Who has to act: the guest (its author or tenant) or the host (the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame: Option<Blame>,
 }
 
 /// Where an approval stands.

@@ -148,6 +148,8 @@ impl Run<'_> {
             sha256: None,
             attempts: 0,
             raised_at: self.ctx.now,
+            kind: None,
+            blame: None,
         };
         self.raise_incident(id, incident);
     }

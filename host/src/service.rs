@@ -6,6 +6,7 @@ mod cache;
 mod calls;
 mod clears;
 mod clock;
+mod complete;
 mod driver;
 mod inbox;
 mod notify;
@@ -16,12 +17,13 @@ mod watch;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use complete::{COMPLETION_KEY_RETENTION_MS, Completed, Completion};
 pub use inbox::{InboxPage, TaskFilter};
 pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LogNotifier,
@@ -95,6 +97,9 @@ pub(crate) struct Shared {
     watchers: watch::Watchers,
     /// Committed states of instances in use.
     cache: cache::InstanceCache,
+    /// Tenants whose configuration has not loaded: their work waits, so a missing plugin is not
+    /// taken for a failing one.
+    paused: RwLock<HashSet<String>>,
 }
 
 impl Shared {
@@ -231,6 +236,7 @@ impl Flowgate {
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),
             cache: cache::InstanceCache::new(INSTANCES_CACHED),
+            paused: RwLock::new(HashSet::new()),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -246,6 +252,29 @@ impl Flowgate {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Storage> {
         &self.shared.store
+    }
+
+    /// Holds the timers and outbox of these tenants (and no others) until they are resumed:
+    /// for tenants whose configuration did not load, whose plugins are therefore missing.
+    pub fn pause_tenants(&self, tenants: impl IntoIterator<Item = String>) {
+        let paused: HashSet<String> = tenants.into_iter().collect();
+        if !paused.is_empty() {
+            tracing::warn!(tenants = ?paused, "driver: work of these tenants waits for their configuration");
+        }
+        *self
+            .shared
+            .paused
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = paused;
+        self.shared.wake.notify_one();
+    }
+
+    fn is_paused(&self, tenant: &str) -> bool {
+        self.shared
+            .paused
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(tenant)
     }
 
     /// The plugin registry.
@@ -438,6 +467,31 @@ impl Flowgate {
         command: Command,
         done: Option<u64>,
     ) -> Result<Instance, ServiceError> {
+        self.apply_command(tenant, instance, command, done, None)
+            .await
+    }
+
+    /// Applies a completion command, keeping its idempotency key with the answer in the same
+    /// transaction.
+    pub(crate) async fn command_keyed(
+        &self,
+        tenant: &str,
+        instance: &str,
+        command: Command,
+        completion: Option<writer::KeyedCompletion>,
+    ) -> Result<Instance, ServiceError> {
+        self.apply_command(tenant, instance, command, None, completion)
+            .await
+    }
+
+    async fn apply_command(
+        &self,
+        tenant: &str,
+        instance: &str,
+        command: Command,
+        done: Option<u64>,
+        completion: Option<writer::KeyedCompletion>,
+    ) -> Result<Instance, ServiceError> {
         let started = std::time::Instant::now();
         let now = self.shared.clock.now();
         let prepared = self
@@ -446,6 +500,7 @@ impl Flowgate {
         let prepared = Box::new(self.refused_early("command", started, prepared)?);
         let (tenant, instance, command) =
             (tenant.to_string(), instance.to_string(), Box::new(command));
+        let completion = completion.map(Box::new);
         let after = self
             .send("command", |reply| Request::Command {
                 tenant,
@@ -453,13 +508,15 @@ impl Flowgate {
                 command,
                 prepared,
                 done,
+                completion,
                 reply,
             })
             .await?;
         Ok(Arc::unwrap_or_clone(after))
     }
 
-    /// Completes a task (its instance is found from the task id).
+    /// Completes a task (its instance is found from the task id), without an idempotency key;
+    /// see [`Flowgate::complete`] for the whole request.
     pub async fn complete_task(
         &self,
         tenant: &str,
@@ -468,27 +525,12 @@ impl Flowgate {
         outcome: Option<String>,
         data: Map<String, Value>,
     ) -> Result<Instance, ServiceError> {
-        self.complete_task_at(tenant, task, by, outcome, data, None)
-            .await
-    }
-
-    /// Completes a task, refusing if its instance is no longer at `expected_version`. The API
-    /// and the CLI complete tasks through this one method.
-    pub async fn complete_task_at(
-        &self,
-        tenant: &str,
-        task: &str,
-        by: Person,
-        outcome: Option<String>,
-        data: Map<String, Value>,
-        expected_version: Option<u64>,
-    ) -> Result<Instance, ServiceError> {
         let command = Command::CompleteTask {
             task: task.to_string(),
             by,
             outcome,
             data,
-            expected_version,
+            expected_version: None,
         };
         self.task_command(tenant, task, command).await
     }

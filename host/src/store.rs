@@ -49,6 +49,20 @@ pub struct OutboxEntry {
     pub due_at: Millis,
 }
 
+/// A task completion made with an idempotency key: the same key with the same request answers
+/// as the first time did, for as long as the key is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionKey {
+    pub key: String,
+    /// What was asked (task, person, outcome, data), hashed: a different request with the same
+    /// key is refused.
+    pub fingerprint: String,
+    pub task: String,
+    /// The first answer, as it was given.
+    pub answer: serde_json::Value,
+    pub at: Millis,
+}
+
 /// One change in a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -64,7 +78,11 @@ pub enum Change {
         outbox: Vec<OutboxEntry>,
         /// A start's idempotency key.
         idempotency_key: Option<String>,
+        /// A completion's idempotency key, with its answer.
+        completion_key: Option<Box<CompletionKey>>,
     },
+    /// Completion keys made before `before` are forgotten, at most `limit` of them.
+    ExpireCompletionKeys { before: Millis, limit: usize },
     /// Outbox entries were carried out: they leave the outbox (and its due index).
     ClearOutbox { tenant: String, outbox: Vec<u64> },
     /// An outbox entry failed: record the attempt and when to try again. Nothing if it is gone.
@@ -250,6 +268,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// The instance a start idempotency key created.
     fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+    /// A completion made with this idempotency key, if it is still kept.
+    fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError>;
     /// The highest outbox id ever issued.
     fn last_outbox_id(&self) -> Result<u64, StoreError>;
     /// Applies `changes` atomically and durably: all of them or none.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use flowgate::engine::{Event, Instance, Millis};
 use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
 use flowgate::store::{
-    Change, DueTimer, Inbox, InstanceFilter, MemStore, OutboxEntry, Storage, StoreError,
-    StoredDefinition, TaskRef,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, OutboxEntry, Storage,
+    StoreError, StoredDefinition, TaskRef,
 };
 use flowgate::tenant::TenantConfig;
 use serde_json::{Map, json};
@@ -36,6 +36,9 @@ impl Storage for FullDisk {
     }
     fn tenants(&self) -> Result<Vec<String>, StoreError> {
         self.inner.tenants()
+    }
+    fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError> {
+        self.inner.completion_key(tenant, key)
     }
     fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
         self.inner.instance(tenant, id)

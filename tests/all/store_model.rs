@@ -11,8 +11,8 @@ use flowgate::engine::{
     TaskStatus, Timer, TimerKind,
 };
 use flowgate::store::{
-    Change, Inbox, IndexKeys, InstanceFilter, MemStore, OutboxEntry, RedbStore, Storage,
-    StoredDefinition,
+    Change, CompletionKey, Inbox, IndexKeys, InstanceFilter, MemStore, OutboxEntry, RedbStore,
+    Storage, StoredDefinition,
 };
 
 /// xorshift64*: small, seeded, good enough to pick cases.
@@ -247,6 +247,12 @@ fn snapshot(store: &dyn Storage) -> String {
                 ));
             }
         }
+        for key in ["c0", "c1", "c2"] {
+            line(format!(
+                "{tenant} completion key {key} {:?}",
+                store.completion_key(tenant, key).ok()
+            ));
+        }
         let inboxes = PEOPLE
             .iter()
             .map(|p| Inbox::Person(p.to_string()))
@@ -359,6 +365,13 @@ fn redb_answers_like_the_model_after_random_batches() {
                             due_at: rng.below(1_000),
                         });
                     }
+                    // Completion keys made before a time are forgotten, a few at a time.
+                    3 => {
+                        batch.push(Change::ExpireCompletionKeys {
+                            before: rng.below(100),
+                            limit: 1 + rng.below(3) as usize,
+                        });
+                    }
                     _ => {
                         let id = format!("i{}", rng.below(6));
                         let key = (tenant.clone(), id.clone());
@@ -393,6 +406,15 @@ fn redb_answers_like_the_model_after_random_batches() {
                             .collect();
                         let idempotency_key = (before.is_none() && rng.below(2) == 0)
                             .then(|| format!("k{}", rng.below(3)));
+                        let completion_key = (rng.below(3) == 0).then(|| {
+                            Box::new(CompletionKey {
+                                key: format!("c{}", rng.below(3)),
+                                fingerprint: format!("f{}", rng.below(2)),
+                                task: format!("{id}.t0"),
+                                answer: serde_json::json!({"version": after.version}),
+                                at: rng.below(100),
+                            })
+                        });
                         state.insert(key, after.clone());
                         batch.push(Change::Instance {
                             before: before.as_ref().map(IndexKeys::of),
@@ -400,6 +422,7 @@ fn redb_answers_like_the_model_after_random_batches() {
                             events,
                             outbox: effects,
                             idempotency_key,
+                            completion_key,
                         });
                     }
                 }
@@ -465,6 +488,7 @@ fn a_version_1_file_gets_its_listing_index_when_opened() {
                 events: Vec::new(),
                 outbox: Vec::new(),
                 idempotency_key: None,
+                completion_key: None,
             })
             .collect();
         store.commit(&changes).unwrap_or_else(|e| panic!("{e}"));

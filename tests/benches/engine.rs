@@ -177,6 +177,7 @@ fn preload(store: &RedbStore, template: &Instance, count: u64) {
             events: Vec::new(),
             outbox: Vec::new(),
             idempotency_key: None,
+            completion_key: None,
         });
         if batch.len() == 10_000 {
             store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));

@@ -4,8 +4,8 @@
 
 use flowgate_engine::definition::StageOrder;
 use flowgate_engine::{
-    ActionOutput, Approver, Capability, Command, CommandError, EffectFailure, PluginAnswer,
-    PluginRef, PluginRequest, RequiredStage, Requirement, Resolution, Routed, Wait,
+    ActionOutput, Approver, Blame, Capability, Command, CommandError, EffectFailure, FailureKind,
+    PluginAnswer, PluginRef, PluginRequest, RequiredStage, Requirement, Resolution, Routed, Wait,
 };
 use serde_json::json;
 
@@ -92,10 +92,10 @@ fn stages(roles: &[&str]) -> PluginAnswer {
     })
 }
 
-fn failure(retryable: bool) -> EffectFailure {
+fn failure(kind: FailureKind) -> EffectFailure {
     EffectFailure {
-        message: "deadline of 100 ms passed".into(),
-        retryable,
+        message: format!("failed: {kind}"),
+        kind,
         plugin: Some(by()),
     }
 }
@@ -233,7 +233,7 @@ fn an_action_gets_a_key_per_attempt_and_its_data_is_merged() {
     let last = env.inst.history_len;
     // Failing retryably arms a retry timer after the step's backoff.
     env.now += 1_000;
-    let failed = env.ok(action.answered(Err(failure(true))));
+    let failed = env.ok(action.answered(Err(failure(FailureKind::Retryable))));
     assert_eq!(events(&failed), ["plugin-call-failed order"]);
     let retry = env
         .inst
@@ -277,7 +277,7 @@ fn an_action_gets_a_key_per_attempt_and_its_data_is_merged() {
 fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 120_000}));
     let first = call(&applied);
-    let raised = env.ok(first.answered(Err(failure(false))));
+    let raised = env.ok(first.answered(Err(failure(FailureKind::Trap))));
     assert_eq!(
         events(&raised),
         ["plugin-call-failed approval", "incident-raised approval"]
@@ -285,6 +285,7 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     assert!(matches!(
         &env.inst.tokens[&first.token].wait,
         Wait::Incident(i) if i.source == "policy" && i.plugin.as_deref() == Some("p") && i.attempts == 1
+            && i.kind == Some(FailureKind::Trap) && i.blame == Some(Blame::Guest)
     ));
     // A late answer of the failed attempt changes nothing now.
     assert!(env.ok(first.answered(Ok(stages(&["director"])))).is_empty());
@@ -298,7 +299,7 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     let second = call(&retried);
     assert_eq!((second.attempt, second.activation), (2, first.activation));
     // Fails again: skip it with an outcome instead.
-    env.ok(second.answered(Err(failure(false))));
+    env.ok(second.answered(Err(failure(FailureKind::Trap))));
     let skipped = env.ok(Command::ResolveIncident {
         token: first.token,
         by: "ops".into(),
@@ -319,6 +320,82 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
         reason: "x".into(),
     });
     assert!(unknown.is_err());
+}
+
+#[test]
+fn a_call_the_host_could_not_finish_retries_on_the_host_backoff_before_an_incident() {
+    // A policy past its deadline on a loaded host: the host's condition, not the plugin's fault.
+    let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 120_000}));
+    let mut call_now = call(&applied);
+    let mut waits = Vec::new();
+    let mut recorded = Vec::new();
+    let kind_of = |applied: &flowgate_engine::Applied| -> Vec<Option<FailureKind>> {
+        applied
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                flowgate_engine::EventKind::PluginCallFailed { kind, .. } => Some(*kind),
+                _ => None,
+            })
+            .collect()
+    };
+    for attempt in 1..5 {
+        assert_eq!(call_now.attempt, attempt);
+        let failed = env.ok(call_now.answered(Err(failure(FailureKind::Deadline))));
+        assert_eq!(events(&failed), ["plugin-call-failed approval"]);
+        recorded.extend(kind_of(&failed));
+        let timer = env
+            .inst
+            .timers
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| panic!("a retry timer"));
+        waits.push(timer.due_at - env.now);
+        env.now = timer.due_at;
+        call_now = call(&env.ok(Command::TimerFired { timer: timer.id }));
+    }
+    assert_eq!(waits, [200, 400, 800, 1_600], "doubling from 200 ms");
+    let raised = env.ok(call_now.answered(Err(failure(FailureKind::Busy))));
+    assert_eq!(
+        events(&raised),
+        ["plugin-call-failed approval", "incident-raised approval"]
+    );
+    assert!(matches!(
+        &env.inst.tokens[&call_now.token].wait,
+        Wait::Incident(i) if i.attempts == 5 && i.kind == Some(FailureKind::Busy)
+            && i.blame == Some(Blame::Host)
+    ));
+    recorded.extend(kind_of(&raised));
+    let mut expected = vec![Some(FailureKind::Deadline); 4];
+    expected.push(Some(FailureKind::Busy));
+    assert_eq!(
+        recorded, expected,
+        "every failed attempt is in the history, with its kind"
+    );
+}
+
+#[test]
+fn fuel_memory_and_traps_are_the_plugins_fault_and_raise_an_incident_at_once() {
+    for kind in [
+        FailureKind::FuelExhausted,
+        FailureKind::MemoryCap,
+        FailureKind::Trap,
+        FailureKind::BadOutput,
+    ] {
+        let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 10}));
+        let first = call(&applied);
+        let raised = env.ok(first.answered(Err(failure(kind))));
+        assert_eq!(
+            events(&raised),
+            ["plugin-call-failed approval", "incident-raised approval"],
+            "{kind}"
+        );
+        assert!(matches!(
+            &env.inst.tokens[&first.token].wait,
+            Wait::Incident(i) if i.kind == Some(kind) && i.blame == Some(Blame::Guest)
+        ));
+    }
 }
 
 #[test]

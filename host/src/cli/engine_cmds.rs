@@ -6,6 +6,7 @@ use serde_json::json;
 use super::local::{LocalArgs, json_object};
 use super::print_json;
 use crate::engine::{Person, Resolution};
+use crate::service::Completion;
 use crate::store::{Inbox, InstanceFilter};
 
 #[derive(Debug, Subcommand)]
@@ -209,22 +210,21 @@ pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()
                 data,
             } => {
                 let data = json_object(&data)?;
-                let done = l
-                    .flowgate
-                    .complete_task(
-                        &l.tenant,
-                        &task,
-                        Person {
-                            id: by,
-                            roles,
-                            via: None,
-                        },
-                        outcome,
-                        data,
-                    )
-                    .await?;
+                let completion = Completion {
+                    task,
+                    by: Person {
+                        id: by,
+                        roles,
+                        via: None,
+                    },
+                    outcome,
+                    data,
+                    expected_version: None,
+                    key: None,
+                };
+                let done = l.flowgate.complete(&l.tenant, completion).await?;
                 l.flowgate.run_until_idle().await?;
-                l.flowgate.instance(&l.tenant, &done.id)?
+                l.flowgate.instance(&l.tenant, &done.instance)?
             }
         };
         let open: Vec<_> = instance.open_tasks().collect();

@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::Caller;
 use super::{AppState, body};
 
 /// The API description; paths come from the handlers' annotations as they are routed.
@@ -111,7 +112,10 @@ async fn prometheus(
 /// Ready when the store answers, every tenant's plugins are loaded and the last reload of the
 /// tenants' files found no problem.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "`{ready: true}`"), (status = 503, description = "What is not ready", body = ErrorBody)))]
-async fn ready(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn ready(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let unavailable =
         |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
     if let Err(e) = state.flowgate.store().tenants() {
@@ -128,11 +132,51 @@ async fn ready(State(state): State<AppState>) -> Result<axum::Json<serde_json::V
         return Err(unavailable(format!("plugins not loaded for {missing:?}")));
     }
     let problems = state.tenants.problems();
-    if let Some((path, problem)) = problems.iter().next() {
-        return Err(unavailable(format!(
-            "{problem} (the tenant's previous configuration is in force)"
-        ))
-        .with(json!({"file": path, "problems": problems.len()})));
+    if !problems.is_empty() {
+        // Everyone learns which tenants; only a tenant's administrator (and the log) which
+        // file and what is wrong with it.
+        let admin_of = Caller::from_headers(&headers, &state)
+            .filter(|c| c.admin("see").is_ok())
+            .map(|c| c.tenant().to_string());
+        let mut tenants: Vec<&str> = problems.values().map(|p| p.tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let not_served: Vec<&str> = problems
+            .values()
+            .filter(|p| !p.served)
+            .map(|p| p.tenant.as_str())
+            .collect();
+        let visible: Vec<serde_json::Value> = problems
+            .iter()
+            .filter(|(_, p)| admin_of.as_deref() == Some(p.tenant.as_str()))
+            .map(|(path, p)| json!({"tenant": p.tenant, "file": path, "error": p.message}))
+            .collect();
+        let message = if not_served.is_empty() {
+            format!(
+                "the configuration of {} did not load; it serves as before",
+                names(&tenants)
+            )
+        } else {
+            format!(
+                "the configuration of {} did not load; {} not served until it does",
+                names(&tenants),
+                names(&not_served)
+            )
+        };
+        let mut details = json!({"tenants": tenants, "not_served": not_served});
+        if !visible.is_empty() {
+            details["problems"] = visible.into();
+        }
+        return Err(unavailable(message).with(details));
     }
     Ok(axum::Json(json!({"ready": true})))
+}
+
+/// `tenant `a``, or `tenants `a`, `b``.
+fn names(tenants: &[&str]) -> String {
+    let quoted: Vec<String> = tenants.iter().map(|t| format!("`{t}`")).collect();
+    match quoted.len() {
+        1 => format!("tenant {}", quoted[0]),
+        _ => format!("tenants {}", quoted.join(", ")),
+    }
 }

@@ -60,23 +60,27 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
+        Caller::from_headers(&parts.headers, state).ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl Caller {
+    /// The caller a request's `Authorization: Bearer` names, if any token of a tenant matches.
+    pub fn from_headers(headers: &axum::http::HeaderMap, state: &AppState) -> Option<Caller> {
+        let header = headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+            .and_then(|v| v.to_str().ok())?;
         // The scheme is case-insensitive (RFC 9110, 11.1).
         let token = header
-            .and_then(|h| h.split_once(' '))
+            .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-            .ok_or_else(ApiError::unauthorized)?;
+            .map(|(_, token)| token)?;
         state
             .tenants
             .snapshot()
             .auth
             .authenticate(token.trim())
             .map(Caller)
-            .ok_or_else(ApiError::unauthorized)
     }
 }
 

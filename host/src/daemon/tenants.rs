@@ -35,14 +35,28 @@ pub struct Tenants {
     channels: Arc<ChannelNotifier>,
     current: RwLock<Arc<Snapshot>>,
     /// The last reload's problems, by tenant file.
-    problems: Mutex<BTreeMap<PathBuf, String>>,
+    problems: Mutex<BTreeMap<PathBuf, Problem>>,
     stamp: Mutex<Stamp>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
 }
 
+/// A tenant file that did not load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The tenant's id, or (when the file does not say) the name its file suggests.
+    pub tenant: String,
+    /// What is wrong, naming the file.
+    pub message: String,
+    /// True when the tenant serves all the same: with its previous configuration, or from
+    /// another file (this one claims its id again); false when it is not served at all (it has
+    /// not loaded since the daemon started), and its work waits.
+    pub served: bool,
+}
+
 impl Tenants {
-    /// Loads every tenant: at start-up any problem is an error.
+    /// Loads every tenant. A tenant whose file does not load is logged and reported on `/readyz`
+    /// while the others serve; it is picked up by the reload that finds it fixed.
     pub async fn load(
         paths: Vec<PathBuf>,
         flowgate: Flowgate,
@@ -57,13 +71,7 @@ impl Tenants {
             stamp: Mutex::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
         };
-        let problems = tenants.reload().await;
-        if let Some((path, problem)) = problems.into_iter().next() {
-            return Err(DaemonError::Tenant {
-                path,
-                message: problem,
-            });
-        }
+        tenants.reload().await;
         Ok(tenants)
     }
 
@@ -76,7 +84,7 @@ impl Tenants {
     }
 
     /// The last reload's problems, by tenant file.
-    pub fn problems(&self) -> BTreeMap<PathBuf, String> {
+    pub fn problems(&self) -> BTreeMap<PathBuf, Problem> {
         self.problems
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -85,7 +93,7 @@ impl Tenants {
 
     /// Reads every tenant again and applies what changed; returns the problems (each tenant with
     /// one keeps its previous configuration).
-    pub async fn reload(&self) -> BTreeMap<PathBuf, String> {
+    pub async fn reload(&self) -> BTreeMap<PathBuf, Problem> {
         let _one = self.reloading.lock().await;
         let before = self.snapshot();
         let stamp = self.stamp_now(&before);
@@ -98,32 +106,49 @@ impl Tenants {
                     next.configs.insert(config.id.clone(), config);
                 }
                 Err(error) => {
-                    tracing::error!(path = %path.display(), %error, "tenant.reload failed; keeping its previous configuration");
                     // Most errors name the file already; the others get it in front.
                     let text = error.to_string();
                     let file = path.display().to_string();
-                    let text = if text.contains(&file) {
+                    let message = if text.contains(&file) {
                         text
                     } else {
                         format!("{file}: {text}")
                     };
-                    problems.insert(path.clone(), text);
                     // Keep what was in force for this file.
-                    if let Some(old) = before.configs.values().find(|c| c.path == *path) {
+                    let old = before.configs.values().find(|c| c.path == *path);
+                    if let Some(old) = old {
                         if let Some(applied) = before.applied.get(&old.id) {
                             next.applied.insert(old.id.clone(), applied.clone());
                         }
                         next.configs.insert(old.id.clone(), old.clone());
                     }
+                    let problem = Problem {
+                        tenant: old.map_or_else(|| tenant_named_by(path), |c| c.id.clone()),
+                        message,
+                        served: old.is_some(),
+                    };
+                    problems.insert(path.clone(), problem);
                 }
             }
         }
         for config in next.configs.values() {
             // Tokens were checked in `apply`; a tenant kept from before had valid ones.
             if let Err(message) = next.auth.add(&config.id, &config.tokens) {
-                problems.insert(config.path.clone(), message);
+                let problem = Problem {
+                    tenant: config.id.clone(),
+                    message,
+                    served: false,
+                };
+                problems.insert(config.path.clone(), problem);
             }
         }
+        for (path, problem) in problems.iter_mut() {
+            problem.served = next.configs.contains_key(&problem.tenant);
+            tracing::error!(tenant = %problem.tenant, path = %path.display(), error = %problem.message, served = problem.served, "tenant.load failed; the other tenants serve");
+        }
+        let not_served = problems.values().filter(|p| !p.served);
+        self.flowgate
+            .pause_tenants(not_served.map(|p| p.tenant.clone()));
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
         *self.problems.lock().unwrap_or_else(PoisonError::into_inner) = problems.clone();
@@ -239,4 +264,22 @@ impl Tenants {
             self.reload().await;
         }
     }
+}
+
+/// The tenant a file is for when it cannot be loaded: its `id` if the TOML says one, else the
+/// name of its folder (`acme/tenant.toml`) or of the file (`acme.toml`).
+fn tenant_named_by(path: &Path) -> String {
+    let said = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("id")?.as_str().map(str::to_string));
+    said.or_else(|| {
+        let stem = path.file_stem()?.to_str()?;
+        if stem == "tenant" {
+            path.parent()?.file_name()?.to_str().map(str::to_string)
+        } else {
+            Some(stem.to_string())
+        }
+    })
+    .unwrap_or_else(|| path.display().to_string())
 }

@@ -3,19 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use flowgate_engine::FailureKind;
+
 use super::Capability;
 
 /// A boxed error from a lower layer (wasmtime, the file system), kept as the source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Who has to act on a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    /// The plugin misbehaved or was given bad input: its author or the tenant fixes it.
-    Guest,
-    /// The host failed or is overloaded: the operator looks, and a retry may succeed.
-    Host,
-}
+pub use flowgate_engine::Blame;
 
 /// A plugin failure, with where it happened.
 ///
@@ -61,12 +56,15 @@ impl PluginError {
         self.failure.blame()
     }
 
-    /// True when retrying the same call later may succeed.
+    /// True when retrying the same call later may succeed: the plugin said so, or the host was
+    /// busy, slow or failing.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            *self.failure,
-            PluginFailure::Guest(GuestError::Retryable(_)) | PluginFailure::Busy { .. }
-        )
+        self.kind().is_retryable()
+    }
+
+    /// The failure's kind, as incidents and the history record it.
+    pub fn kind(&self) -> FailureKind {
+        self.failure.kind()
     }
 }
 
@@ -186,9 +184,29 @@ pub enum PluginFailure {
 impl PluginFailure {
     /// Who has to act on it.
     pub fn blame(&self) -> Blame {
+        self.kind().blame()
+    }
+
+    /// The failure's kind, as incidents and the history record it.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            PluginFailure::Busy { .. } | PluginFailure::Host { .. } => Blame::Host,
-            _ => Blame::Guest,
+            PluginFailure::Busy { .. } => FailureKind::Busy,
+            PluginFailure::Deadline { .. } => FailureKind::Deadline,
+            PluginFailure::Host { .. } => FailureKind::Host,
+            PluginFailure::FuelExhausted { .. } => FailureKind::FuelExhausted,
+            PluginFailure::MemoryCap { .. } => FailureKind::MemoryCap,
+            PluginFailure::StackOverflow => FailureKind::StackOverflow,
+            PluginFailure::Trap { .. } => FailureKind::Trap,
+            PluginFailure::InputTooLarge { .. } => FailureKind::InputTooLarge,
+            PluginFailure::OutputTooLarge { .. } => FailureKind::OutputTooLarge,
+            PluginFailure::MissingExport(_) => FailureKind::MissingExport,
+            PluginFailure::Guest(GuestError::Retryable(_)) => FailureKind::Retryable,
+            PluginFailure::Guest(GuestError::Permanent(_)) => FailureKind::Permanent,
+            PluginFailure::Guest(GuestError::InvalidInput(_)) => FailureKind::InvalidInput,
+            PluginFailure::BadOutput { .. }
+            | PluginFailure::InvalidComponent { .. }
+            | PluginFailure::NoCapabilities
+            | PluginFailure::ImportNotGranted { .. } => FailureKind::BadOutput,
         }
     }
 }

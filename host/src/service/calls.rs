@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::{Flowgate, ServiceError};
 use crate::definition::StageOrder;
 use crate::engine::{
-    ActionOutput, Approver, EffectFailure, Instance, PluginAnswer, PluginCall, PluginRef,
-    PluginRequest, RequiredStage, Requirement, Routed,
+    ActionOutput, Approver, EffectFailure, FailureKind, Instance, PluginAnswer, PluginCall,
+    PluginRef, PluginRequest, RequiredStage, Requirement, Routed,
 };
 use crate::plugin::types::{
     self, ActionRequest, ApprovalRequest, ApprovalRequirement, IdempotencyKey, Money, RouteRequest,
@@ -71,7 +71,7 @@ impl Flowgate {
         let id = PluginId::new(instance.tenant.clone(), name);
         let missing = |message: String| EffectFailure {
             message,
-            retryable: false,
+            kind: FailureKind::NotLoaded,
             plugin: None,
         };
         let Some(sha) = instance.plugins.get(name) else {
@@ -173,7 +173,7 @@ fn plugin_ref(plugin: &LoadedPlugin) -> PluginRef {
 fn failure(error: &PluginError, plugin: &PluginRef) -> EffectFailure {
     EffectFailure {
         message: error.to_string(),
-        retryable: error.is_retryable(),
+        kind: error.kind(),
         plugin: Some(plugin.clone()),
     }
 }

@@ -29,6 +29,9 @@ impl Flowgate {
         let mut work = JoinSet::new();
         let mut count = 0;
         for tenant in self.shared.store.tenants()? {
+            if self.is_paused(&tenant) {
+                continue;
+            }
             for due in self.shared.store.due_timers(&tenant, now, PAGE)? {
                 let key = (
                     tenant.clone(),

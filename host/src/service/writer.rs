@@ -44,6 +44,8 @@ pub(crate) enum Request {
         prepared: Box<Prepared>,
         /// The outbox entry this command reports on, cleared in the same transaction.
         done: Option<u64>,
+        /// A completion's idempotency key, kept with its answer in the same transaction.
+        completion: Option<Box<KeyedCompletion>>,
         reply: Reply<Arc<Instance>>,
     },
     /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
@@ -58,9 +60,23 @@ pub(crate) enum Request {
     },
 }
 
+/// A completion's idempotency key and what it asked.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyedCompletion {
+    pub key: String,
+    pub fingerprint: String,
+    pub task: String,
+}
+
+/// Expired completion keys are forgotten this often, at most [`EXPIRE_BATCH`] at a time.
+const EXPIRE_EVERY_MS: u64 = 60_000;
+const EXPIRE_BATCH: usize = 1_000;
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     next_outbox: u64,
+    /// When expired completion keys were last forgotten.
+    expired_at: u64,
 }
 
 /// An answer waiting for the commit.
@@ -91,6 +107,7 @@ impl Writer {
         Writer {
             shared,
             next_outbox: last_outbox + 1,
+            expired_at: 0,
         }
     }
 
@@ -137,10 +154,14 @@ impl Writer {
                     command,
                     prepared,
                     done,
+                    completion,
                     reply,
                 } => {
                     let result =
                         self.command(&mut batch, &tenant, &instance, *command, *prepared, now);
+                    if let (Ok(after), Some(completion)) = (&result, completion) {
+                        keep_completion(&mut batch, after, *completion, now);
+                    }
                     if let Some(outbox) = done {
                         batch.changes.push(Change::ClearOutbox {
                             tenant,
@@ -166,6 +187,13 @@ impl Writer {
                     pending.push(Pending::Done(reply));
                 }
             }
+        }
+        if now.saturating_sub(self.expired_at) >= EXPIRE_EVERY_MS {
+            self.expired_at = now;
+            batch.changes.push(Change::ExpireCompletionKeys {
+                before: now.saturating_sub(super::COMPLETION_KEY_RETENTION_MS),
+                limit: EXPIRE_BATCH,
+            });
         }
         let clears = self.shared.clears.take();
         let mut by_tenant: HashMap<&str, Vec<u64>> = HashMap::new();
@@ -388,7 +416,37 @@ impl Writer {
             events: applied.events,
             outbox,
             idempotency_key,
+            completion_key: None,
         });
         after
     }
+}
+
+/// Keeps a completion's key and first answer with the change that recorded the completion.
+fn keep_completion(batch: &mut Batch, after: &Arc<Instance>, keyed: KeyedCompletion, now: u64) {
+    let recorded = batch
+        .changes
+        .iter_mut()
+        .rev()
+        .find_map(|change| match change {
+            Change::Instance {
+                after: state,
+                completion_key,
+                ..
+            } if Arc::ptr_eq(state, after) => Some(completion_key),
+            _ => None,
+        });
+    let Some(slot) = recorded else {
+        // The completion changed nothing (it cannot: a completed task is refused), so there is
+        // no answer to keep.
+        return;
+    };
+    let answer = serde_json::to_value(super::Completed::of(after)).unwrap_or_default();
+    *slot = Some(Box::new(crate::store::CompletionKey {
+        key: keyed.key,
+        fingerprint: keyed.fingerprint,
+        task: keyed.task,
+        answer,
+        at: now,
+    }));
 }

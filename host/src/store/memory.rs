@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::index::{task_keys, timer_keys};
 use super::{
-    Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, Storage, StoreError, StoredDefinition,
-    TaskRef,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, OutboxEntry, Storage, StoreError,
+    StoredDefinition, TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -25,6 +25,7 @@ struct Tables {
     timers: BTreeSet<(String, Millis, String, String)>,
     outbox: BTreeMap<(String, u64), OutboxEntry>,
     keys: BTreeMap<(String, String), String>,
+    completion_keys: BTreeMap<(String, String), CompletionKey>,
     last_outbox: u64,
 }
 
@@ -217,6 +218,14 @@ impl Storage for MemStore {
             .cloned())
     }
 
+    fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError> {
+        Ok(self
+            .lock()
+            .completion_keys
+            .get(&(tenant.to_string(), key.to_string()))
+            .cloned())
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         Ok(self.lock().last_outbox)
     }
@@ -237,6 +246,7 @@ impl Storage for MemStore {
                     events,
                     outbox,
                     idempotency_key,
+                    completion_key,
                 } => {
                     let tenant = after.tenant.clone();
                     let id = after.id.clone();
@@ -267,7 +277,24 @@ impl Storage for MemStore {
                     if let Some(key) = idempotency_key {
                         t.keys.insert((tenant.clone(), key.clone()), id.clone());
                     }
+                    if let Some(done) = completion_key {
+                        t.completion_keys
+                            .insert((tenant.clone(), done.key.clone()), (**done).clone());
+                    }
                     t.instances.insert((tenant, id), (**after).clone());
+                }
+                Change::ExpireCompletionKeys { before, limit } => {
+                    // Oldest first, as the redb store's age index orders them.
+                    let mut expired: Vec<(Millis, String, String)> = t
+                        .completion_keys
+                        .iter()
+                        .filter(|(_, done)| done.at < *before)
+                        .map(|((tenant, key), done)| (done.at, tenant.clone(), key.clone()))
+                        .collect();
+                    expired.sort();
+                    for (_, tenant, key) in expired.into_iter().take(*limit) {
+                        t.completion_keys.remove(&(tenant, key));
+                    }
                 }
                 Change::ClearOutbox { tenant, outbox } => {
                     for id in outbox {

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::{
-    Change, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage, StoreError,
-    StoredDefinition, TaskRef, db,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage,
+    StoreError, StoredDefinition, TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -28,6 +28,12 @@ const TIMERS: TableDefinition<(&str, u64, &str, &str), ()> = TableDefinition::ne
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// `(tenant, idempotency key)` → instance id.
 const START_KEYS: TableDefinition<(&str, &str), &str> = TableDefinition::new("start_keys");
+/// `(tenant, idempotency key)` → the completion it made ([`CompletionKey`]).
+const COMPLETION_KEYS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("completion_keys");
+/// `(made at, tenant, idempotency key)`: completion keys by age, to forget them when expired.
+const COMPLETION_KEYS_AGE: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("completion_keys_age");
 /// `(tenant, listing key, instance id)`: instance lists filtered by workflow or status read
 /// only what can match (see `index::listing_keys`). Added in schema version 2.
 const LISTING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("listing");
@@ -94,6 +100,8 @@ impl RedbStore {
             txn.open_table(START_KEYS).map_err(db)?;
             txn.open_table(LISTING).map_err(db)?;
             txn.open_table(OUTBOX_DUE).map_err(db)?;
+            txn.open_table(COMPLETION_KEYS).map_err(db)?;
+            txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
@@ -419,6 +427,15 @@ impl Storage for RedbStore {
             .map(|g| g.value().to_string()))
     }
 
+    fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(COMPLETION_KEYS).map_err(db)?;
+        let found = table.get((tenant, key)).map_err(db)?;
+        found
+            .map(|g| decode("completion key", g.value()))
+            .transpose()
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(META).map_err(db)?;
@@ -462,6 +479,7 @@ impl Storage for RedbStore {
                         events,
                         outbox: effects,
                         idempotency_key,
+                        completion_key,
                     } => {
                         let tenant = after.tenant.as_str();
                         let id = after.id.as_str();
@@ -514,9 +532,40 @@ impl Storage for RedbStore {
                         if let Some(key) = idempotency_key {
                             keys.insert((tenant, key.as_str()), id).map_err(db)?;
                         }
+                        if let Some(done) = completion_key {
+                            let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
+                            let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+                            let key = done.key.as_str();
+                            let replaced = made
+                                .insert((tenant, key), encode(done.as_ref()).as_slice())
+                                .map_err(db)?
+                                .map(|old| decode::<CompletionKey>("completion key", old.value()));
+                            if let Some(old) = replaced {
+                                age.remove((old?.at, tenant, key)).map_err(db)?;
+                            }
+                            age.insert((done.at, tenant, key), ()).map_err(db)?;
+                        }
                         instances
                             .insert((tenant, id), encode(after.as_ref()).as_slice())
                             .map_err(db)?;
+                    }
+                    Change::ExpireCompletionKeys { before, limit } => {
+                        let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
+                        let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+                        let mut expired = Vec::new();
+                        for entry in age.range((0, "", "")..(*before, "", "")).map_err(db)? {
+                            let (key, _) = entry.map_err(db)?;
+                            let (at, tenant, key) = key.value();
+                            expired.push((at, tenant.to_string(), key.to_string()));
+                            if expired.len() >= *limit {
+                                break;
+                            }
+                        }
+                        for (at, tenant, key) in &expired {
+                            age.remove((*at, tenant.as_str(), key.as_str()))
+                                .map_err(db)?;
+                            made.remove((tenant.as_str(), key.as_str())).map_err(db)?;
+                        }
                     }
                     Change::ClearOutbox {
                         tenant,

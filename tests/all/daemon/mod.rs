@@ -550,14 +550,9 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
     let (status, body) = d.call("POST", &path, Some(admin), Some(act.clone()));
     assert_eq!((status, code(&body)), (409, "conflict"));
-    let retry = d
-        .agent
-        .post(&format!("{}{path}", d.base))
-        .header("Authorization", &format!("Bearer {admin}"))
-        .header("Idempotency-Key", "retry-1")
-        .send_json(act)
-        .map(|r| r.status().as_u16());
-    assert_eq!(retry.ok(), Some(200));
+    // A new key does not make it a retry: the task was completed already.
+    let (status, body, _) = post_keyed(&d, &path, admin, "retry-1", act);
+    assert_eq!((status, code(&body)), (409, "conflict"), "{body}");
     // Plugins that are not components, or import what the tenant was not granted: 422.
     let (status, body) = d.raw(
         "/api/v1/plugins/junk",
@@ -566,6 +561,77 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         b"not wasm at all",
     );
     assert_eq!((status, code(&body)), (422, "invalid_plugin"), "{body}");
+}
+
+/// POSTs `body` with an `Idempotency-Key`; the status, the body and the replay header.
+fn post_keyed(
+    d: &Daemon,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut response = d
+        .agent
+        .post(&format!("{}{path}", d.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Idempotency-Key", key)
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body, replayed)
+}
+
+#[test]
+fn a_completion_key_gives_the_first_answer_again_and_only_for_the_same_request() {
+    let mut d = start(1 << 20);
+    let admin = ACME_ADMIN;
+    let instance = start_purchase(&d, 70_000, "office");
+    let task = d.task_for(&instance, "manager");
+    let path = format!("/api/v1/tasks/{task}/complete");
+    let approve = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "approve"});
+    let (status, first, replayed) = post_keyed(&d, &path, admin, "k-1", approve.clone());
+    assert_eq!((status, replayed), (200, None), "{first}");
+    assert_eq!(first["instance"], json!(instance));
+
+    // The same request again: the first answer, said to be a replay.
+    let (status, again, replayed) = post_keyed(&d, &path, admin, "k-1", approve.clone());
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again, first);
+
+    // The same key for another request: refused, naming the key; nothing changes.
+    let reject = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "reject"});
+    let (status, refused, _) = post_keyed(&d, &path, admin, "k-1", reject);
+    assert_eq!((status, code(&refused)), (422, "invalid"), "{refused}");
+    assert_eq!(refused["error"]["details"]["field"], "Idempotency-Key");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`k-1`"), "{refused}");
+    let more = json!({"by": {"id": "mia", "roles": ["manager"]}, "outcome": "approve",
+        "data": {"note": "x"}});
+    assert_eq!(post_keyed(&d, &path, admin, "k-1", more).0, 422);
+
+    // A new key, or none, on the completed task: a conflict.
+    let (status, body, _) = post_keyed(&d, &path, admin, "k-2", approve.clone());
+    assert_eq!((status, code(&body)), (409, "conflict"), "{body}");
+    let (status, _) = d.call("POST", &path, Some(admin), Some(approve.clone()));
+    assert_eq!(status, 409);
+    // A key of another tenant's namespace is not this one's.
+    let (status, _, _) = post_keyed(&d, &path, GLOBEX_ADMIN, "k-1", approve.clone());
+    assert_eq!(status, 404, "another tenant cannot see the task or the key");
+
+    // Kept across a restart.
+    terminate(&mut d);
+    let d = start_in(folder_of(d), 1 << 20);
+    let (status, after, replayed) = post_keyed(&d, &path, admin, "k-1", approve);
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(after, first);
 }
 
 #[test]

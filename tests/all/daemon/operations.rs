@@ -83,8 +83,17 @@ fn a_changed_tenant_file_takes_effect_without_a_restart() {
         let (status, body) = d.call("GET", "/readyz", None, None);
         (status == 503).then_some(body)
     });
+    // Everyone learns which tenant; only its administrator which file and why.
     let message = problem["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("initech.toml"), "{problem}");
+    assert!(
+        message.contains("`initech`") && message.contains("serves as before"),
+        "{problem}"
+    );
+    assert!(!problem.to_string().contains("initech.toml"), "{problem}");
+    let (status, told) = d.call("GET", "/readyz", Some(ADMIN), None);
+    assert_eq!(status, 503);
+    let file = told["error"]["details"]["problems"][0]["file"].as_str();
+    assert!(file.is_some_and(|f| f.ends_with("initech.toml")), "{told}");
     assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 200);
     assert_eq!(plugin_names(&d, ADMIN), names);
 
@@ -98,6 +107,97 @@ fn a_changed_tenant_file_takes_effect_without_a_restart() {
     eventually("readiness", || {
         (d.call("GET", "/readyz", None, None).0 == 200).then_some(())
     });
+}
+
+/// A pause, then a `bot` action.
+const PAUSED_BOT: &str = r#"
+id = "paused-bot"
+start = "pause"
+
+[[steps]]
+id = "pause"
+kind = "wait"
+duration = "1s"
+next = "act"
+
+[[steps]]
+id = "act"
+kind = "action"
+plugin = "bot"
+action = "echo-key"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn a_tenant_that_does_not_load_at_start_waits_while_the_others_serve() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let bot = format!("[plugins.bot]\npath = {:?}\n", artifacts::MISBEHAVE);
+    let tenant = write_tenant(dir.path(), &bot);
+    let folder = tenant.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let globex = example_tenants().remove(1);
+    let tenants = [tenant.clone(), globex];
+    let mut d = start_with(dir, &tenants, "reload_ms = 100\n");
+    let deploy = json!({"file": "paused-bot.toml", "source": PAUSED_BOT});
+    let (status, body) = d.call("POST", "/api/v1/definitions", Some(ADMIN), Some(deploy));
+    assert_eq!(status, 201, "{body}");
+    let start = json!({"workflow": "paused-bot"});
+    let (status, body) = d.call("POST", "/api/v1/instances", Some(ADMIN), Some(start));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+
+    // Down before the pause is over; up again with initech's file broken.
+    crash(&mut d);
+    write_tenant(&folder, "[plugins.bot\n");
+    let dir = folder_of(d);
+    let d = start_with(dir, &tenants, "reload_ms = 100\n");
+    assert_eq!(
+        d.call("GET", "/api/v1/plugins", Some(GLOBEX_ADMIN), None).0,
+        200,
+        "the other tenant serves"
+    );
+    let (status, problem) = d.call("GET", "/readyz", Some(GLOBEX_ADMIN), None);
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(
+        problem["error"]["details"]["not_served"],
+        json!(["initech"])
+    );
+    let message = problem["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`initech` not served"), "{problem}");
+    assert!(
+        problem["error"]["details"].get("problems").is_none(),
+        "another tenant's administrator is not shown the file: {problem}"
+    );
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(ADMIN), None).0, 401);
+    // Past the pause, the action's plugin is missing: its work waits rather than failing.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+
+    write_tenant(&folder, &bot);
+    eventually("readiness once the file is fixed", || {
+        (d.call("GET", "/readyz", None, None).0 == 200).then_some(())
+    });
+    let path = format!("/api/v1/instances/{id}");
+    let finished = eventually("the instance to finish", || {
+        let (_, body) = d.call("GET", &path, Some(ADMIN), None);
+        (body["instance"]["status"] != "running").then_some(body)
+    });
+    assert_eq!(finished["instance"]["status"], "completed", "{finished}");
+    let kinds: Vec<&str> = finished["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(kinds.contains(&"action-succeeded"), "{kinds:?}");
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k.starts_with("incident") || *k == "plugin-call-failed"),
+        "{kinds:?}"
+    );
 }
 
 /// A workflow of two `bot` actions around a manager's task.
@@ -352,28 +452,22 @@ fn the_openapi_document_describes_every_route_and_only_those() {
 }
 
 #[test]
-fn two_files_for_one_tenant_are_refused_at_start() {
+fn a_second_file_for_one_tenant_is_refused_while_the_first_serves() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let first = write_tenant(dir.path(), "");
     let second = dir.path().join("again.toml");
     std::fs::copy(&first, &second).unwrap_or_else(|e| panic!("{e}"));
-    let config = dir.path().join("flowgate.toml");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = {:?}\n",
-        dir.path().join("data"),
-        [first, second]
-    );
-    std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let d = start_with(dir, &[first, second], "");
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(ADMIN), None).0, 200);
+    let (status, body) = d.call("GET", "/readyz", Some(ADMIN), None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["details"]["not_served"], json!([]), "{body}");
+    let problem = &body["error"]["details"]["problems"][0];
+    let file = problem["file"].as_str().unwrap_or_default();
+    let error = problem["error"].as_str().unwrap_or_default();
     assert!(
-        stderr.contains("again.toml") && stderr.contains("`initech` is already configured"),
-        "{stderr}"
+        file.ends_with("again.toml") && error.contains("`initech` is already configured"),
+        "{body}"
     );
 }
 
@@ -447,10 +541,13 @@ fn a_tenant_file_can_name_an_uploaded_version_by_its_sha256() {
         let (status, body) = d.call("GET", "/readyz", None, None);
         (status == 503).then_some(body)
     });
-    let message = problem["error"]["message"].as_str().unwrap_or_default();
+    let (_, told) = d.call("GET", "/readyz", Some(ADMIN), None);
+    let message = told["error"]["details"]["problems"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         message.contains("`bot`") && message.contains("00ff"),
-        "{problem}"
+        "{problem} {told}"
     );
 
     // The uploaded one, pinned in the file with settings: ready again, the same version current.

@@ -5,7 +5,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -13,8 +14,8 @@ use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
-use crate::engine::{CommandError, Instance, Person, Status, Task};
-use crate::service::{ServiceError, TaskFilter, task_instance};
+use crate::engine::Person;
+use crate::service::{Completion, TaskFilter};
 use crate::store::Inbox;
 
 /// Open tasks of a person or a role in task id order, filtered; page with `after` (the answer's `next`; a filtered page may be short before the end). A person token reads its own inbox or its roles'.
@@ -186,7 +187,7 @@ async fn claim_or_unclaim(
     Ok(Json(json!({"instance": done.id, "version": done.version})))
 }
 
-/// Completes a task with an outcome and form data. With an `Idempotency-Key` header, repeating a completion that happened answers as the first did.
+/// Completes a task with an outcome and form data. With an `Idempotency-Key` header (kept 24 hours), a repeat of the same request answers as the first did (with `Idempotent-Replayed: true`); the same key with another request is 422; a task completed already is 409, whatever new key comes with it.
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{id}/complete",
@@ -199,7 +200,7 @@ async fn claim_or_unclaim(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
+        (status = 409, description = "Conflict: the task was completed already, or the instance moved on", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
     ),
@@ -211,53 +212,47 @@ pub async fn complete(
     headers: HeaderMap,
     Path(task): Path<String>,
     Body(act): Body<Act>,
-) -> Result<Json<Completed>, ApiError> {
-    let by = caller.person(act.by)?;
-    let instance_id = task_instance(&task)?;
-    let completed = s
-        .flowgate
-        .complete_task_at(
-            caller.tenant(),
-            &task,
-            by.clone(),
-            act.outcome.clone(),
-            act.data,
-            act.expected_version,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(idempotency_key(value)?),
+    };
+    let completion = Completion {
+        task,
+        by: caller.person(act.by)?,
+        outcome: act.outcome,
+        data: act.data,
+        expected_version: act.expected_version,
+        key,
+    };
+    let completed = s.flowgate.complete(caller.tenant(), completion).await?;
+    let replayed = completed.replayed;
+    let mut response = Json(completed).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// An `Idempotency-Key` header's value: printable ASCII, 1 to 255 characters.
+fn idempotency_key(value: &axum::http::HeaderValue) -> Result<String, ApiError> {
+    let invalid = |why: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("the Idempotency-Key header {why}"),
         )
-        .await;
-    match completed {
-        Ok(instance) => Ok(Json(answer(&instance))),
-        Err(ServiceError::Command(CommandError::Conflict(message)))
-            if headers.contains_key("idempotency-key") =>
-        {
-            let instance = s.flowgate.instance(caller.tenant(), &instance_id)?;
-            let same = instance.tasks.get(&task).is_some_and(|t| {
-                t.completed_by.as_deref() == Some(by.id.as_str()) && t.outcome == act.outcome
-            });
-            if same {
-                Ok(Json(answer(&instance)))
-            } else {
-                Err(ServiceError::Command(CommandError::Conflict(message)).into())
-            }
-        }
-        Err(other) => Err(other.into()),
+        .with(json!({"field": "Idempotency-Key"}))
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("must be printable ASCII"))?
+        .trim();
+    if text.is_empty() || text.len() > 255 {
+        return Err(invalid("must have 1 to 255 characters"));
     }
-}
-
-/// What a completion answers: where the instance is now and what is open in it.
-#[derive(Debug, Serialize)]
-pub struct Completed {
-    instance: String,
-    status: Status,
-    version: u64,
-    open_tasks: Vec<Task>,
-}
-
-fn answer(instance: &Instance) -> Completed {
-    Completed {
-        instance: instance.id.clone(),
-        status: instance.status,
-        version: instance.version,
-        open_tasks: instance.open_tasks().cloned().collect(),
-    }
+    Ok(text.to_string())
 }
