@@ -86,8 +86,8 @@ pub(crate) struct Shared {
     pub wake: Notify,
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
     /// Outbox entries and timers being carried out, so none is dispatched twice at once. An
-    /// entry stays here until its removal from the outbox is committed.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    /// entry stays claimed until its removal from the outbox is committed.
+    dispatch: Arc<driver::Dispatch>,
     /// Outbox entries carried out, waiting to be cleared with the next commit.
     clears: Clears,
     /// Where plugin calls run.
@@ -121,12 +121,8 @@ impl Shared {
         if cleared.is_empty() {
             return;
         }
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         for (tenant, outbox) in cleared {
-            in_flight.remove(&Self::outbox_key(tenant, *outbox));
+            self.dispatch.release(&Self::outbox_key(tenant, *outbox));
         }
     }
 
@@ -230,7 +226,7 @@ impl Flowgate {
             notifier,
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashSet::new()),
+            dispatch: Arc::default(),
             clears: Clears::default(),
             pool: PluginPool::default(),
             telemetry: Telemetry::default(),

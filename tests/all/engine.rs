@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate::engine::{Command, CommandError, EventKind, Person, Resolution, Status, Wait};
+use flowgate::engine::{
+    Blame, Command, CommandError, EventKind, FailureKind, Person, Resolution, Status, Wait,
+};
 use flowgate::plugin::{PluginId, PluginSettings};
 use flowgate::service::{
     Flowgate, InboxPage, ManualClock, RecordingNotifier, ServiceError, TaskFilter,
@@ -430,6 +432,70 @@ async fn with_flaky_plugin(h: &Harness) -> String {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     loaded.sha256().to_string()
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_retried_as_the_hosts_condition_before_an_incident() {
+    let h = harness().await;
+    let settings = PluginSettings {
+        limits: flowgate::plugin::PluginLimits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_millis(50),
+            ..Default::default()
+        },
+        ..PluginSettings::default()
+    };
+    let wasm = crate::common::wasm(MISBEHAVE);
+    h.flowgate
+        .plugins()
+        .install(PluginId::new(h.tenant.clone(), "flaky"), &wasm, settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The step allows no retry of the plugin's own errors: these are the host's retries.
+    let source = action_workflow("loop", 1);
+    h.flowgate
+        .deploy(&h.tenant, "flaky.toml", &source)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start(&h, "flaky-loop", json!({})).await;
+    let failed = |h: &Harness| {
+        h.flowgate
+            .history(&h.tenant, &instance.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::PluginCallFailed { kind, retry_at, .. } => Some((kind, retry_at)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for (attempt, wait_ms) in [(1, 200), (2, 400), (3, 800), (4, 1_600)] {
+        let so_far = failed(&h);
+        assert_eq!(so_far.len(), attempt, "{so_far:?}");
+        let (kind, retry_at) = so_far[attempt - 1];
+        assert_eq!(kind, Some(FailureKind::Deadline));
+        assert!(retry_at.is_some(), "attempt {attempt} is retried");
+        let current = h.flowgate.instance(&h.tenant, &instance.id);
+        assert!(current.is_ok_and(|i| !i.has_incident()));
+        h.clock.advance(Duration::from_millis(wait_ms));
+        h.settle().await;
+    }
+    let stuck = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let incident = stuck
+        .tokens
+        .values()
+        .find_map(|t| match &t.wait {
+            Wait::Incident(i) => Some(i.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("an incident after five attempts: {:?}", failed(&h)));
+    assert_eq!(incident.attempts, 5);
+    assert_eq!(
+        (incident.kind, incident.blame),
+        (Some(FailureKind::Deadline), Some(Blame::Host))
+    );
 }
 
 #[tokio::test]

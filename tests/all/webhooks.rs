@@ -24,6 +24,15 @@ fn dead_url() -> String {
 }
 
 async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualClock>) -> Flowgate {
+    flowgate_with_hook_waiting(store, url, clock, 2_000).await
+}
+
+async fn flowgate_with_hook_waiting(
+    store: Arc<RedbStore>,
+    url: &str,
+    clock: Arc<ManualClock>,
+    timeout_ms: u64,
+) -> Flowgate {
     let tenant = TenantConfig::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml"),
     )
@@ -35,7 +44,7 @@ async fn flowgate_with_hook(store: Arc<RedbStore>, url: &str, clock: Arc<ManualC
     let hook = WebhookConfig {
         url: url.to_string(),
         secret: SECRET.to_string(),
-        timeout_ms: 2_000,
+        timeout_ms,
     };
     let notifier = Arc::new(ChannelNotifier::default());
     notifier.set(
@@ -239,4 +248,152 @@ async fn a_failing_webhook_does_not_hold_up_the_plugin_calls_behind_it() {
         .instance("acme", &run.id)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(done.status, flowgate::engine::Status::Completed);
+}
+
+/// A receiver that accepts connections and never answers: deliveries to it hang until their
+/// timeout. Dropping it closes them.
+struct Hung {
+    url: String,
+    held: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Hung {
+    fn start() -> Hung {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (keep, stopped) = (held.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                keep.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+            }
+        });
+        Hung {
+            url: format!("http://{addr}/hook"),
+            held,
+            stop,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+const ASK_THEN_ACT: &str = r#"
+id = "ask-then-act"
+start = "ask"
+
+[[steps]]
+id = "ask"
+kind = "task"
+role = "clerk"
+next = "act"
+
+[[steps]]
+id = "act"
+kind = "action"
+plugin = "bot"
+action = "ok"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_up_its_own_deliveries_only() {
+    let hung = Hung::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store =
+        Arc::new(RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}")));
+    let clock = Arc::new(ManualClock::new(crate::scenarios::T0));
+    // Each delivery would wait a minute for its answer.
+    let flowgate = flowgate_with_hook_waiting(store, &hung.url, clock, 60_000).await;
+    let wasm = crate::common::wasm(flowgate_tests::artifacts::MISBEHAVE);
+    flowgate
+        .plugins()
+        .install(
+            flowgate::plugin::PluginId::new("acme", "bot"),
+            &wasm,
+            flowgate::plugin::PluginSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+        .deploy("acme", "ask-then-act.toml", ASK_THEN_ACT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let driver = flowgate.clone();
+    let driving = tokio::spawn(async move {
+        driver
+            .run_driver(Duration::from_millis(20), async {
+                drop(stopped.await);
+            })
+            .await;
+    });
+
+    // Ten instances: each task's assignment is a delivery that hangs.
+    let clerk = flowgate::engine::Person::new("cleo", &["clerk"]);
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let started = flowgate
+            .start("acme", "ask-then-act", Map::new(), "amos", None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ids.push(started);
+    }
+    for instance in &ids {
+        let task = instance
+            .open_tasks()
+            .next()
+            .map(|t| t.id.clone())
+            .unwrap_or_else(|| panic!("no task"));
+        flowgate
+            .complete_task("acme", &task, clerk.clone(), None, Map::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Every action runs and every instance finishes while the deliveries hang.
+    let waited = std::time::Instant::now();
+    loop {
+        let finished = ids
+            .iter()
+            .filter(|i| {
+                flowgate
+                    .instance("acme", &i.id)
+                    .is_ok_and(|i| i.status.as_str() == "completed")
+            })
+            .count();
+        if finished == ids.len() {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "{finished} of {} instances finished behind deliveries that hang",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = hung.connections();
+    assert!(
+        (1..=4).contains(&held),
+        "the receiver's lane holds 1 to 4 deliveries at once, not {held}"
+    );
+    drop(hung);
+    let _ = stop.send(());
+    driving.await.unwrap_or_else(|e| panic!("{e}"));
 }

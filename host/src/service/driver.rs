@@ -5,84 +5,232 @@
 //! idempotency key. Decisions of deterministic plugins rarely come here: they are taken before
 //! the commit (see `prepare`); the outbox has the rest, and the calls that failed there.
 
-use std::sync::PoisonError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::writer::Request;
-use super::{Delivery, Flowgate, ServiceError};
+use super::{Delivery, Flowgate, ServiceError, Shared};
 use crate::engine::{Command, Effect};
 use crate::store::OutboxEntry;
 
-/// Entries and timers read per tenant per pass.
+/// Unclaimed entries and timers read per tenant per pass.
 const PAGE: usize = 256;
+/// Entries and timers of one tenant being carried out at once, at most: past it, the tenant's
+/// further work waits for its own to finish, never anyone else's.
+const MAX_PER_TENANT: usize = 512;
+/// Deliveries at once to one destination (a webhook's host, a tenant's mail server), and in
+/// all: a failing or slow receiver holds its own lane only.
+const DELIVERIES_PER_LANE: usize = 4;
+const DELIVERIES: usize = 32;
 /// Outbox entries carried out wait this long at most for another commit to clear them...
 const CLEAR_WAIT: Duration = Duration::from_millis(200);
 /// ... or until this many wait.
 const CLEAR_BATCH: usize = 256;
+/// How long a stopping driver waits for the work it started.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What the driver has under way: claims on entries and timers (so none runs twice at once),
+/// counted per tenant, and the tasks carrying them out.
+#[derive(Debug, Default)]
+pub(crate) struct Dispatch {
+    claims: Mutex<Claims>,
+    /// Tasks running.
+    running: AtomicUsize,
+    settled: Notify,
+    /// A pass left work behind for a tenant at its cap: a finishing task wakes the driver.
+    capped: AtomicBool,
+    lanes: Lanes,
+}
+
+#[derive(Debug, Default)]
+struct Claims {
+    keys: std::collections::HashSet<(String, String)>,
+    per_tenant: HashMap<String, usize>,
+}
+
+impl Dispatch {
+    fn claim(&self, key: &(String, String)) -> bool {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = claims.keys.insert(key.clone());
+        if fresh {
+            *claims.per_tenant.entry(key.0.clone()).or_default() += 1;
+        }
+        fresh
+    }
+
+    pub(crate) fn release(&self, key: &(String, String)) {
+        let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        if claims.keys.remove(key)
+            && let Some(count) = claims.per_tenant.get_mut(&key.0)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                claims.per_tenant.remove(&key.0);
+            }
+        }
+    }
+
+    fn claimed(&self, tenant: &str) -> usize {
+        let claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        claims.per_tenant.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Counts a task until the guard drops.
+    fn started(&self, shared: &Arc<Shared>) -> Running {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Running {
+            shared: shared.clone(),
+        }
+    }
+
+    /// Waits until no task is running.
+    async fn settle(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A running task's count, given back when it ends (even by a panic).
+struct Running {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let dispatch = &self.shared.dispatch;
+        if dispatch.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            dispatch.settled.notify_waiters();
+        }
+        if dispatch.capped.load(Ordering::SeqCst) {
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+/// Bounded delivery: a permit of the destination's lane, then one of all deliveries.
+#[derive(Debug)]
+struct Lanes {
+    all: Arc<Semaphore>,
+    lanes: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            all: Arc::new(Semaphore::new(DELIVERIES)),
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+impl Lanes {
+    async fn enter(&self, lane: String) -> Result<Permits, ServiceError> {
+        let semaphore = self
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(lane)
+            .or_insert_with(|| Arc::new(Semaphore::new(DELIVERIES_PER_LANE)))
+            .clone();
+        let closed = |_| ServiceError::Unavailable("deliveries are closed".to_string());
+        let own = semaphore.acquire_owned().await.map_err(closed)?;
+        let all = self.all.clone().acquire_owned().await.map_err(closed)?;
+        Ok((own, all))
+    }
+}
 
 impl Flowgate {
-    /// Carries out pending effects and fires due timers, once; returns how many it handled.
-    pub async fn drive_once(&self) -> Result<usize, ServiceError> {
+    /// Starts carrying out what is due and not under way already, and returns how many it
+    /// started; it does not wait for them. Each tenant has at most [`MAX_PER_TENANT`] under
+    /// way, so a tenant whose work is slow (plugins at their deadline, a failing receiver)
+    /// waits behind its own work only.
+    pub(crate) fn dispatch(&self) -> Result<usize, ServiceError> {
         let now = self.shared.clock.now();
-        let mut work = JoinSet::new();
+        let dispatch = &self.shared.dispatch;
         let mut count = 0;
+        let mut capped = false;
         for tenant in self.shared.store.tenants()? {
             if self.is_paused(&tenant) {
                 continue;
             }
-            for due in self.shared.store.due_timers(&tenant, now, PAGE)? {
+            let claimed = dispatch.claimed(&tenant);
+            if claimed >= MAX_PER_TENANT {
+                capped = true;
+                continue;
+            }
+            // Read past what is claimed already, so the work behind it is reached.
+            let page = PAGE.min(MAX_PER_TENANT - claimed) + claimed;
+            for due in self.shared.store.due_timers(&tenant, now, page)? {
                 let key = (
                     tenant.clone(),
                     format!("timer:{}:{}", due.instance, due.timer),
                 );
-                if !self.claim(&key) {
+                if !dispatch.claim(&key) {
                     continue;
                 }
                 count += 1;
+                let running = dispatch.started(&self.shared);
                 let this = self.clone();
                 let tenant = tenant.clone();
-                work.spawn(async move {
+                tokio::spawn(async move {
+                    let _running = running;
                     let command = Command::TimerFired { timer: due.timer };
                     let result = this.command(&tenant, &due.instance, command).await;
-                    this.release(&key);
-                    result.map(|_| ())
+                    this.shared.dispatch.release(&key);
+                    if let Err(error) = result {
+                        tracing::warn!(%tenant, instance = %due.instance, %error, "driver: a timer failed to fire; it stays due");
+                    }
                 });
             }
-            for entry in self.shared.store.due_outbox(&tenant, now, PAGE)? {
-                let key = super::Shared::outbox_key(&tenant, entry.id);
-                if !self.claim(&key) {
+            for entry in self.shared.store.due_outbox(&tenant, now, page)? {
+                let key = Shared::outbox_key(&tenant, entry.id);
+                if !dispatch.claim(&key) {
                     continue;
                 }
                 count += 1;
+                let running = dispatch.started(&self.shared);
                 let this = self.clone();
                 let tenant = tenant.clone();
-                let (id, attempts) = (entry.id, entry.attempts);
-                work.spawn(async move {
-                    let result = this.execute(entry).await;
-                    match &result {
-                        Err(_) => {
+                tokio::spawn(async move {
+                    let _running = running;
+                    let (id, attempts) = (entry.id, entry.attempts);
+                    let instance = entry.instance.clone();
+                    match this.execute(entry).await {
+                        Err(error) => {
+                            tracing::warn!(%tenant, %instance, outbox = id, %error, "driver: an effect failed; it stays pending");
                             this.retry_later(&tenant, id, attempts + 1).await;
-                            this.release(&key);
+                            this.shared.dispatch.release(&key);
                         }
-                        Ok(Carried::Committed) => this.release(&key),
+                        Ok(Carried::Committed) => this.shared.dispatch.release(&key),
                         // Released by the writer once the clear is committed.
                         Ok(Carried::Clearing) => {}
                     }
-                    result.map(|_| ())
                 });
             }
+            capped |= dispatch.claimed(&tenant) >= MAX_PER_TENANT;
         }
-        while let Some(done) = work.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "driver: an effect or timer failed; it stays pending")
-                }
-                Err(error) => tracing::error!(%error, "driver: a task panicked"),
-            }
-        }
+        dispatch.capped.store(capped, Ordering::SeqCst);
+        Ok(count)
+    }
+
+    /// Carries out pending effects and fires due timers, once, and waits for them; returns how
+    /// many it handled.
+    pub async fn drive_once(&self) -> Result<usize, ServiceError> {
+        let count = self.dispatch()?;
+        self.shared.dispatch.settle().await;
         self.flush_clears(false).await?;
         Ok(count)
     }
@@ -104,18 +252,29 @@ impl Flowgate {
         ))
     }
 
-    /// Runs the driver until `stop` resolves: after every commit, and at least every `tick`.
+    /// Runs the driver until `stop` resolves: after every commit that gave it work, and at
+    /// least every `tick`. It never waits for the work it starts; on `stop` it waits a little
+    /// for that work to finish (what does not is carried out again after a restart).
     pub async fn run_driver(&self, tick: Duration, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(error) = self.drive_once().await {
+            if let Err(error) = self.dispatch() {
                 tracing::error!(%error, "driver: pass failed");
             }
+            if let Err(error) = self.flush_clears(false).await {
+                tracing::error!(%error, "driver: clearing the outbox failed");
+            }
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => break,
                 _ = self.shared.wake.notified() => {}
                 _ = tokio::time::sleep(tick) => {}
             }
+        }
+        let settled = tokio::time::timeout(STOP_WAIT, self.shared.dispatch.settle()).await;
+        if settled.is_err() {
+            tracing::warn!(
+                "driver: stopped with work under way; it is carried out again after a restart"
+            );
         }
     }
 
@@ -137,24 +296,6 @@ impl Flowgate {
         if let Err(error) = stored {
             tracing::warn!(%error, outbox = id, "driver: cannot store a retry time");
         }
-    }
-
-    fn claim(&self, key: &(String, String)) -> bool {
-        let mut set = self
-            .shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        set.insert(key.clone())
-    }
-
-    fn release(&self, key: &(String, String)) {
-        let mut set = self
-            .shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        set.remove(key);
     }
 
     /// Carries out one outbox entry and reports back. An entry whose work is done without a
@@ -221,6 +362,8 @@ impl Flowgate {
                     instance: current.id.clone(),
                     notification,
                 };
+                let lane = self.shared.notifier.lane(tenant);
+                let _permits = self.shared.dispatch.lanes.enter(lane).await?;
                 match self.shared.notifier.deliver(&delivery).await {
                     Ok(()) => Ok(self.cleared(tenant, id)),
                     Err(error) => Err(ServiceError::Unavailable(format!(

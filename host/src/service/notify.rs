@@ -41,6 +41,12 @@ pub trait Notifier: Send + Sync + 'static {
         let _ = tenant;
         true
     }
+
+    /// Where `tenant`'s deliveries go (a host): deliveries to one destination share a bounded
+    /// lane, so a failing or slow receiver holds up its own deliveries only.
+    fn lane(&self, tenant: &str) -> String {
+        tenant.to_string()
+    }
 }
 
 /// Writes notifications to the log.
@@ -151,6 +157,16 @@ impl Notifier for ChannelNotifier {
     fn delivers(&self, tenant: &str) -> bool {
         self.channels(tenant)
             .is_some_and(|c| c.webhook.is_some() || c.email.is_some())
+    }
+
+    /// The webhook's host (a delivery waits for every channel; the webhook is the one that
+    /// can be anywhere), else the tenant's own lane.
+    fn lane(&self, tenant: &str) -> String {
+        let hook = self.channels(tenant).and_then(|c| c.webhook.clone());
+        match hook {
+            Some(hook) => webhook::host_of(&hook.url),
+            None => format!("tenant:{tenant}"),
+        }
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {

@@ -39,6 +39,18 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The `host:port` part of a URL (the whole URL when it has none): the lane its deliveries
+/// share.
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // Credentials are not part of the destination.
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.to_ascii_lowercase()
+}
+
 /// POSTs one delivery to a webhook; anything but a 2xx answer is an error.
 pub async fn post(hook: &WebhookConfig, d: &Delivery) -> Result<(), String> {
     let body = serde_json::to_vec(d).map_err(|e| e.to_string())?;
@@ -72,6 +84,16 @@ pub async fn post(hook: &WebhookConfig, d: &Delivery) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_to_one_host_share_a_lane() {
+        assert_eq!(
+            host_of("https://Hooks.Example.com:8443/a?b"),
+            "hooks.example.com:8443"
+        );
+        assert_eq!(host_of("http://user:pw@10.0.0.1/x"), "10.0.0.1");
+        assert_eq!(host_of("http://127.0.0.1:9000"), "127.0.0.1:9000");
+    }
 
     #[test]
     fn signature_matches_a_known_hmac() {
