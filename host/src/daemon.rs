@@ -7,6 +7,7 @@ mod body;
 mod config;
 mod error;
 mod extract;
+mod quota;
 mod tenants;
 
 use std::future::Future;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub flowgate: Flowgate,
     pub tenants: Arc<Tenants>,
     pub max_body_bytes: usize,
+    /// Each tenant's commands per second.
+    pub limiter: Arc<quota::CommandLimiter>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -79,6 +82,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         flowgate,
         tenants: Arc::new(tenants),
         max_body_bytes: config.max_body_bytes,
+        limiter: Arc::default(),
     })
 }
 

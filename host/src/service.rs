@@ -29,7 +29,7 @@ pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LogNotifier,
     Notifier, RecordingNotifier, WebhookConfig, signature,
 };
-pub use pool::PluginPool;
+pub use pool::{PluginPool, PluginQuota, ShareStats};
 pub use telemetry::{Telemetry, WriteTotals};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
@@ -273,6 +273,21 @@ impl Flowgate {
             .contains(tenant)
     }
 
+    /// Sets a tenant's plugin quota: calls at once and plugin time per second.
+    pub fn set_plugin_quota(&self, tenant: &str, quota: PluginQuota) {
+        self.shared.pool.set_quota(tenant, quota);
+    }
+
+    /// Counts an API command refused for the tenant's commands per second.
+    pub fn command_throttled(&self, tenant: &str) {
+        self.shared.telemetry.command_throttled(tenant);
+    }
+
+    /// Each tenant's use of the plugin pool so far.
+    pub fn plugin_shares(&self) -> Vec<ShareStats> {
+        self.shared.pool.stats()
+    }
+
     /// The plugin registry.
     pub fn plugins(&self) -> &Arc<PluginRegistry> {
         &self.shared.plugins
@@ -336,6 +351,9 @@ impl Flowgate {
                 queue,
             };
             self.shared.telemetry.set_depths(&tenant, depths);
+        }
+        for share in self.shared.pool.stats() {
+            self.shared.telemetry.set_share(&share);
         }
         Ok(self.shared.telemetry.render())
     }

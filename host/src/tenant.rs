@@ -42,12 +42,50 @@ pub struct TenantConfig {
     /// API credentials (used by the daemon).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// What the tenant may use of the host, so that no tenant slows another down.
+    #[serde(default)]
+    pub quotas: Quotas,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
     /// The file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// A tenant's share of the host (`[quotas]` in its file). The defaults protect the others:
+/// half the machine's plugin capacity, and 1,000 commands a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Plugin calls at once.
+    pub plugin_concurrency: usize,
+    /// Milliseconds of plugin time in each second.
+    pub plugin_ms_per_second: u64,
+    /// Commands (starts, completions, claims, cancels...) through the API in each second,
+    /// with bursts of up to twice as many; past it, requests answer 429 with `Retry-After`.
+    pub commands_per_second: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        let plugins = crate::service::PluginQuota::default();
+        Quotas {
+            plugin_concurrency: plugins.plugin_concurrency,
+            plugin_ms_per_second: plugins.plugin_ms_per_second,
+            commands_per_second: 1_000,
+        }
+    }
+}
+
+impl Quotas {
+    /// The plugin pool's part of these quotas.
+    pub fn plugins(&self) -> crate::service::PluginQuota {
+        crate::service::PluginQuota {
+            plugin_concurrency: self.plugin_concurrency.max(1),
+            plugin_ms_per_second: self.plugin_ms_per_second,
+        }
+    }
 }
 
 /// What was applied of a tenant's plugins: name → the file's sha256 and the settings.

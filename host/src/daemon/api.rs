@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::quota::limit,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(limit, body::buffer))
         .with_state(state)
@@ -95,7 +99,7 @@ async fn healthz() -> &'static str {
 
 /// Prometheus metrics. Unauthenticated like most scrape endpoints: keep it on a trusted network
 /// (it names tenants and their plugins).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 async fn prometheus(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
@@ -103,7 +107,8 @@ async fn prometheus(
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            // prometheus-client encodes OpenMetrics (it ends in `# EOF`): say so.
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     ))

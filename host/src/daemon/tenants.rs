@@ -197,6 +197,8 @@ impl Tenants {
             tracing::info!(tenant = %config.id, plugins = ?changed, "tenant.plugins applied");
         }
         self.channels.set(&config.id, channels);
+        self.flowgate
+            .set_plugin_quota(&config.id, config.quotas.plugins());
         for deployed in config.deploy_workflows(&self.flowgate).await? {
             if deployed.new_version {
                 tracing::info!(tenant = %config.id, workflow = %deployed.stored.definition.id, version = deployed.stored.version, "tenant.workflow deployed");

@@ -1,68 +1,223 @@
 //! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on tokio's
-//! blocking threads, but at most `workers` at once in all, and at most `per_tenant` at once for
-//! one tenant: a tenant whose plugins run long, or many, holds only its share, and another
-//! tenant's call waits for at most a call of its own tenant, never behind a flood of another's.
-//! Within a tenant, calls wait in arrival order.
+//! blocking threads, but at most `workers` at once in all, and for one tenant at most its
+//! quota's `concurrency` at once and its `time_per_second` of plugin time in each second: a
+//! tenant whose plugins run long, or many, holds only its share, and another tenant's call
+//! waits for at most a call of its own tenant, never behind a flood of another's. Within a
+//! tenant, calls wait in arrival order.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::ServiceError;
+
+/// What one tenant's plugins may use of the pool, set in its `tenant.toml` (`[quotas]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginQuota {
+    /// Calls at once.
+    pub plugin_concurrency: usize,
+    /// Plugin time in each second, in milliseconds of calls' wall time (a call that waits for
+    /// its deadline counts): past it, the tenant's next calls wait for the next second.
+    pub plugin_ms_per_second: u64,
+}
+
+impl Default for PluginQuota {
+    /// Half the machine: half the cores' worth of calls at once, and of plugin time.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let half = cores.div_ceil(2).max(1);
+        PluginQuota {
+            plugin_concurrency: half,
+            plugin_ms_per_second: 1_000 * half as u64,
+        }
+    }
+}
+
+/// One tenant's use of the pool so far, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareStats {
+    pub tenant: String,
+    /// Calls waiting for the tenant's share.
+    pub waiting: usize,
+    /// Calls running.
+    pub running: usize,
+    /// Plugin time used, in all.
+    pub plugin_time: Duration,
+    /// Times a call waited because the tenant had used its time for the second.
+    pub throttled: u64,
+}
 
 /// Bounded plugin execution with a fair share per tenant.
 #[derive(Debug)]
 pub struct PluginPool {
     all: Arc<Semaphore>,
-    per_tenant: usize,
-    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+    default_quota: PluginQuota,
+    tenants: Mutex<HashMap<String, Arc<Share>>>,
+}
+
+#[derive(Debug)]
+struct Share {
+    quota: PluginQuota,
+    calls: Arc<Semaphore>,
+    /// The current one-second window and the time used in it.
+    window: Mutex<(Instant, Duration)>,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    used_nanos: AtomicU64,
+    throttled: AtomicU64,
+}
+
+impl Share {
+    fn new(quota: PluginQuota) -> Self {
+        Share {
+            quota,
+            calls: Arc::new(Semaphore::new(quota.plugin_concurrency.max(1))),
+            window: Mutex::new((Instant::now(), Duration::ZERO)),
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            used_nanos: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    /// How long to wait before the next call: zero while the window has time left.
+    fn wait(&self) -> Duration {
+        let limit = Duration::from_millis(self.quota.plugin_ms_per_second);
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = window.0.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            // A call longer than the window carries its excess into the next one.
+            let carried = window.1.saturating_sub(limit);
+            *window = (Instant::now(), carried);
+            return Duration::ZERO;
+        }
+        if window.1 < limit {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1) - elapsed
+        }
+    }
+
+    fn spend(&self, time: Duration) {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner).1 += time;
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.used_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 impl Default for PluginPool {
-    /// Two calls per core in all (a call often waits on its deadline tick), and half of them
-    /// for any one tenant.
+    /// Two calls per core in all (a call often waits on its deadline tick), and the default
+    /// quota for each tenant.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let workers = (2 * cores).max(2);
-        PluginPool::new(workers, workers.div_ceil(2))
+        PluginPool::new((2 * cores).max(2), PluginQuota::default())
     }
 }
 
 impl PluginPool {
-    /// At most `workers` calls at once, at most `per_tenant` of them for one tenant.
-    pub fn new(workers: usize, per_tenant: usize) -> Self {
+    /// At most `workers` calls at once; each tenant without a quota of its own gets `quota`.
+    pub fn new(workers: usize, quota: PluginQuota) -> Self {
         PluginPool {
             all: Arc::new(Semaphore::new(workers.max(1))),
-            per_tenant: per_tenant.clamp(1, workers.max(1)),
+            default_quota: PluginQuota {
+                plugin_concurrency: quota.plugin_concurrency.clamp(1, workers.max(1)),
+                ..quota
+            },
             tenants: Mutex::new(HashMap::new()),
         }
     }
 
-    fn tenant(&self, tenant: &str) -> Arc<Semaphore> {
+    /// Sets `tenant`'s quota (from its configuration); calls under way finish on the old one.
+    pub fn set_quota(&self, tenant: &str, quota: PluginQuota) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if tenants.get(tenant).is_some_and(|s| s.quota == quota) {
+            return;
+        }
+        let share = Share::new(quota);
+        if let Some(old) = tenants.get(tenant) {
+            share
+                .used_nanos
+                .store(old.used_nanos.load(Ordering::Relaxed), Ordering::Relaxed);
+            share
+                .throttled
+                .store(old.throttled.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        tenants.insert(tenant.to_string(), Arc::new(share));
+    }
+
+    fn share(&self, tenant: &str) -> Arc<Share> {
         let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         tenants
             .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
+            .or_insert_with(|| Arc::new(Share::new(self.default_quota)))
             .clone()
     }
 
-    /// Runs `call` for `tenant` once the tenant's share and a worker are free.
+    /// Each tenant's use so far.
+    pub fn stats(&self) -> Vec<ShareStats> {
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stats: Vec<ShareStats> = tenants
+            .iter()
+            .map(|(tenant, share)| ShareStats {
+                tenant: tenant.clone(),
+                waiting: share.waiting.load(Ordering::Relaxed),
+                running: share.running.load(Ordering::Relaxed),
+                plugin_time: Duration::from_nanos(share.used_nanos.load(Ordering::Relaxed)),
+                throttled: share.throttled.load(Ordering::Relaxed),
+            })
+            .collect();
+        stats.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        stats
+    }
+
+    /// Runs `call` for `tenant` once the tenant's share, its time and a worker are free.
     pub async fn run<T: Send + 'static>(
         &self,
         tenant: &str,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
         let closed = |_| ServiceError::Unavailable("the plugin pool is closed".to_string());
+        let share = self.share(tenant);
+        share.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting(&share.waiting);
         // The tenant's permit first: a tenant queues on its own share, never on the shared one.
-        let share = self.tenant(tenant).acquire_owned().await.map_err(closed)?;
+        let permit = share.calls.clone().acquire_owned().await.map_err(closed)?;
+        loop {
+            let wait = share.wait();
+            if wait.is_zero() {
+                break;
+            }
+            share.throttled.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
         let worker = self.all.clone().acquire_owned().await.map_err(closed)?;
-        tokio::task::spawn_blocking(move || {
-            let _held = (share, worker);
-            call()
+        drop(waiting);
+        share.running.fetch_add(1, Ordering::Relaxed);
+        let counted = share.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let _held = (permit, worker);
+            let began = Instant::now();
+            let result = call();
+            counted.spend(began.elapsed());
+            result
         })
-        .await
-        .map_err(|e| ServiceError::Unavailable(format!("a plugin call's thread failed: {e}")))
+        .await;
+        share.running.fetch_sub(1, Ordering::Relaxed);
+        ran.map_err(|e| ServiceError::Unavailable(format!("a plugin call's thread failed: {e}")))
+    }
+}
+
+/// Counts a call as waiting until dropped (also when the caller gives up).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -75,7 +230,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flooding_tenant_holds_only_its_share() {
-        let pool = Arc::new(PluginPool::new(2, 1));
+        let quota = PluginQuota {
+            plugin_concurrency: 1,
+            plugin_ms_per_second: 1_000,
+        };
+        let pool = Arc::new(PluginPool::new(2, quota));
         let b_ran = Arc::new(AtomicBool::new(false));
         let (busy, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut flood = Vec::new();
@@ -115,5 +274,45 @@ mod tests {
             1,
             "a ran more than its share at once"
         );
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_past_its_time_for_the_second_waits_for_the_next() {
+        let pool = Arc::new(PluginPool::new(4, PluginQuota::default()));
+        pool.set_quota(
+            "a",
+            PluginQuota {
+                plugin_concurrency: 1,
+                plugin_ms_per_second: 100,
+            },
+        );
+        let began = Instant::now();
+        // Three calls of 60 ms: the second passes the 100 ms of its second, so the third
+        // waits for the next second.
+        for _ in 0..3 {
+            let ran = pool
+                .run("a", || std::thread::sleep(Duration::from_millis(60)))
+                .await;
+            assert!(ran.is_ok());
+        }
+        assert!(
+            began.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            began.elapsed()
+        );
+        let stats = pool.stats();
+        let a = stats.iter().find(|s| s.tenant == "a");
+        assert!(a.is_some_and(|a| a.throttled >= 1 && a.plugin_time >= Duration::from_millis(180)));
+        // Another tenant is not held by a's quota.
+        assert!(pool.run("b", || ()).await.is_ok());
+        let stats = pool.stats();
+        assert!(stats.iter().any(|s| s.tenant == "b" && s.throttled == 0));
     }
 }

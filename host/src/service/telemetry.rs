@@ -64,6 +64,11 @@ pub struct Telemetry {
     writer_queue: Gauge,
     commits: Counter,
     changes: Counter,
+    plugin_waiting: Family<TenantLabel, Gauge>,
+    plugin_running: Family<TenantLabel, Gauge>,
+    plugin_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
+    plugin_throttled: Family<TenantLabel, Counter>,
+    commands_throttled: Family<TenantLabel, Counter>,
 }
 
 /// Durable writes since the service started.
@@ -97,6 +102,11 @@ impl Default for Telemetry {
             writer_queue: Gauge::default(),
             commits: Counter::default(),
             changes: Counter::default(),
+            plugin_waiting: Family::default(),
+            plugin_running: Family::default(),
+            plugin_seconds: Family::default(),
+            plugin_throttled: Family::default(),
+            commands_throttled: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +163,31 @@ impl Default for Telemetry {
             "writer_queue",
             "Commands waiting for the writer",
             t.writer_queue.clone(),
+        );
+        registry.register(
+            "tenant_plugin_queue",
+            "Plugin calls waiting for the tenant's share of the plugin pool",
+            t.plugin_waiting.clone(),
+        );
+        registry.register(
+            "tenant_plugin_running",
+            "Plugin calls of the tenant running",
+            t.plugin_running.clone(),
+        );
+        registry.register(
+            "tenant_plugin_seconds",
+            "Plugin time the tenant used (wall time of its calls)",
+            t.plugin_seconds.clone(),
+        );
+        registry.register(
+            "tenant_plugin_throttled",
+            "Plugin calls that waited because the tenant had used its plugin time for the second",
+            t.plugin_throttled.clone(),
+        );
+        registry.register(
+            "tenant_commands_throttled",
+            "API commands refused (429) because the tenant was over its commands per second",
+            t.commands_throttled.clone(),
         );
         Telemetry { registry, ..t }
     }
@@ -217,6 +252,33 @@ impl Telemetry {
             .set(overdue_seconds);
         self.outbox_pending.get_or_create(&label).set(outbox as i64);
         self.writer_queue.set(queue as i64);
+    }
+
+    /// A tenant's use of the plugin pool, read at scrape time.
+    pub(crate) fn set_share(&self, share: &super::ShareStats) {
+        let label = TenantLabel {
+            tenant: share.tenant.clone(),
+        };
+        self.plugin_waiting
+            .get_or_create(&label)
+            .set(share.waiting as i64);
+        self.plugin_running
+            .get_or_create(&label)
+            .set(share.running as i64);
+        let seconds = self.plugin_seconds.get_or_create(&label);
+        let total = share.plugin_time.as_secs_f64();
+        seconds.inc_by((total - seconds.get()).max(0.0));
+        let throttled = self.plugin_throttled.get_or_create(&label);
+        throttled.inc_by(share.throttled.saturating_sub(throttled.get()));
+    }
+
+    /// An API command refused for the tenant's commands per second.
+    pub fn command_throttled(&self, tenant: &str) {
+        self.commands_throttled
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -560,3 +560,42 @@ fn a_tenant_file_can_name_an_uploaded_version_by_its_sha256() {
     });
     assert_eq!(plugin_names(&d, ADMIN), vec![("bot".to_string(), sha)]);
 }
+
+#[test]
+fn a_tenant_over_its_commands_per_second_is_refused_alone_and_counted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = write_tenant(dir.path(), "[quotas]\ncommands_per_second = 1\n");
+    let globex = example_tenants().remove(1);
+    let d = start_with(dir, &[tenant, globex], "");
+    let validate = json!({"file": "x.toml", "source": "id = \"x\"\nstart = \"e\"\n[[steps]]\nid = \"e\"\nkind = \"end\"\n"});
+    let path = "/api/v1/definitions/validate";
+    // A burst of twice the rate passes; the command after it is refused until the bucket fills.
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| d.call("POST", path, Some(ADMIN), Some(validate.clone())).0)
+        .collect();
+    let refused = statuses.iter().position(|s| *s == 429);
+    assert!(
+        refused.is_some_and(|at| at >= 2) && statuses[..2] == [200, 200],
+        "{statuses:?}"
+    );
+    let (status, body) = d.call("POST", path, Some(ADMIN), Some(validate.clone()));
+    assert_eq!((status, code(&body)), (429, "too_many_requests"), "{body}");
+    assert_eq!(body["error"]["details"]["limit"], 1);
+    // Reads are not commands, and the other tenant has its own quota.
+    assert_eq!(d.call("GET", "/api/v1/plugins", Some(ADMIN), None).0, 200);
+    for _ in 0..5 {
+        let (status, _) = d.call("POST", path, Some(GLOBEX_ADMIN), Some(validate.clone()));
+        assert_eq!(status, 200);
+    }
+    let (status, metrics) = d.call("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap_or_default();
+    let throttled = text
+        .lines()
+        .find(|l| l.starts_with("flowgate_tenant_commands_throttled_total{tenant=\"initech\"}"));
+    assert!(
+        throttled.is_some_and(|l| !l.ends_with(" 0")),
+        "{throttled:?}"
+    );
+    assert!(!text.contains("tenant_commands_throttled_total{tenant=\"globex\"}"));
+}

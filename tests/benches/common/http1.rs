@@ -13,10 +13,17 @@ pub const ADMIN: &str = "Bearer acme-admin-token";
 
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
+    authorization: String,
 }
 
 impl Connection {
+    /// A connection acting as the example tenant's administrator.
     pub async fn connect(addr: &str) -> Connection {
+        Connection::connect_as(addr, ADMIN).await
+    }
+
+    /// A connection sending `authorization` (`Bearer ...`) with every request.
+    pub async fn connect_as(addr: &str, authorization: &str) -> Connection {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
@@ -25,17 +32,20 @@ impl Connection {
             .await
             .unwrap_or_else(|e| panic!("handshake: {e}"));
         tokio::spawn(connection);
-        Connection { sender }
+        Connection {
+            sender,
+            authorization: authorization.to_string(),
+        }
     }
 
-    /// Sends a request as the administrator; panics unless it succeeds (2xx).
+    /// Sends a request; panics unless it succeeds (2xx).
     pub async fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let (status, text) = self.send(method, path, body).await;
         assert!(status < 300, "{method} {path}: {status} {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    /// Sends a request as the administrator: the status and the body.
+    /// Sends a request: the status and the body.
     pub async fn send(&mut self, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
         let bytes = body
             .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
@@ -44,7 +54,7 @@ impl Connection {
             .method(method)
             .uri(path)
             .header("host", "flowgate")
-            .header("authorization", ADMIN)
+            .header("authorization", &self.authorization)
             .header("content-type", "application/json")
             .body(Full::new(bytes))
             .unwrap_or_else(|e| panic!("{e}"));
