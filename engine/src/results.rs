@@ -359,6 +359,14 @@ impl Run<'_> {
                     },
                     None,
                 );
+                // Whoever had the task is told it was decided for them.
+                self.effect(Effect::Notify(Notification {
+                    kind: NotificationKind::Escalated,
+                    task: Some(id.to_string()),
+                    title: task.title.clone(),
+                    assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
+                    roles: task.role.iter().cloned().collect(),
+                }));
                 let outcome =
                     (!task.outcomes.is_empty() || task.stage.is_some()).then_some(outcome);
                 self.close_task(&task, Actor::Timer, outcome.clone(), Map::new())?;

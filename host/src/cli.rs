@@ -77,10 +77,24 @@ pub fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", report(&error));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose words its error already says (many
+/// errors include their source's message) is not repeated.
+pub fn report(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// Runs a parsed command.
@@ -115,5 +129,18 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_its_error_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io).context("cannot read x.toml: no such file");
+        assert_eq!(super::report(&error), "cannot read x.toml: no such file");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io).context("cannot read x.toml");
+        assert_eq!(super::report(&error), "cannot read x.toml: no such file");
     }
 }

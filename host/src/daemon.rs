@@ -69,7 +69,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
     })?;
     let artifacts = ArtifactStore::new(data.plugins());
     let registry = Arc::new(PluginRegistry::with_artifacts(runtime, artifacts));
-    let store = RedbStore::open(data.store())?;
+    let store = RedbStore::open_with_cache(data.store(), config.cache_mb.max(1) << 20)?;
     let channels = Arc::new(ChannelNotifier::default());
     let flowgate = Flowgate::open(
         Arc::new(store),

@@ -37,7 +37,7 @@ pub use bindings::LogLevel;
 pub use bindings::types;
 pub use cache::CacheOutcome;
 pub use called::{ActionResult, Called};
-pub use error::{Blame, BoxError, GuestError, PluginError, PluginFailure};
+pub use error::{Blame, BoxError, GuestError, PluginError, PluginFailure, RefusedImport};
 pub use grants::{FileGrant, Grant, Grants, Refusal};
 pub use limits::PluginLimits;
 pub use loaded::{LoadedPlugin, PluginSettings};

@@ -15,7 +15,7 @@ use crate::definition::Definition;
 use crate::engine::{Effect, Event, Instance, Millis};
 
 pub use self::memory::MemStore;
-pub use self::redb::RedbStore;
+pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore};
 pub use index::{IndexKeys, task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.

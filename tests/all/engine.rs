@@ -269,6 +269,56 @@ kind = "end"
 "#;
 
 #[tokio::test]
+async fn steps_that_loop_with_no_way_to_an_end_are_refused() {
+    let h = harness().await;
+    let looping = r#"
+id = "looping"
+start = "ask"
+
+[[steps]]
+id = "ask"
+kind = "task"
+role = "clerk"
+on = { finish = "done", review = "b" }
+
+[[steps]]
+id = "b"
+kind = "task"
+role = "clerk"
+next = "c"
+
+[[steps]]
+id = "c"
+kind = "task"
+role = "clerk"
+next = "b"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let err = h
+        .flowgate
+        .deploy(&h.tenant, "looping.toml", looping)
+        .await
+        .err();
+    let Some(ServiceError::Definition(flowgate::definition::DefinitionError::Invalid {
+        problems,
+        ..
+    })) = err
+    else {
+        panic!("expected validation problems, got {err:?}");
+    };
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["steps[1] (b)", "steps[2] (c)"], "{problems:#?}");
+    assert!(
+        problems[0].message.contains("no end step can be reached")
+            && problems[0].message.contains("`c`"),
+        "{problems:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_broken_definition_is_refused_with_every_problem_located() {
     let h = harness().await;
     let before = h.flowgate.definitions(&h.tenant).unwrap_or_default().len();

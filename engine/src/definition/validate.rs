@@ -388,5 +388,44 @@ fn check_reachability(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
     }
     if !def.steps.iter().any(|s| matches!(s, Step::End(_))) {
         c.at(None, "steps", "a workflow needs an end step");
+        return;
+    }
+    // Walking the steps backwards from every end finds the steps that can finish; a reached step
+    // that cannot would loop forever (b -> c -> b) with no way out.
+    let mut ends = vec![false; def.steps.len()];
+    let mut back: Vec<Vec<usize>> = vec![Vec::new(); def.steps.len()];
+    for (i, step) in def.steps.iter().enumerate() {
+        for (_, target) in step.targets() {
+            if let Some(&j) = index.get(target) {
+                back[j].push(i);
+            }
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..def.steps.len())
+        .filter(|&i| matches!(def.steps[i], Step::End(_)))
+        .collect();
+    for &i in &queue {
+        ends[i] = true;
+    }
+    while let Some(j) = queue.pop_front() {
+        for &i in &back[j] {
+            if !ends[i] {
+                ends[i] = true;
+                queue.push_back(i);
+            }
+        }
+    }
+    for (i, step) in def.steps.iter().enumerate() {
+        if seen[i] && !ends[i] {
+            let next: Vec<&str> = step.targets().into_iter().map(|(_, t)| t).collect();
+            c.at(
+                Some(i),
+                "",
+                format!(
+                    "no end step can be reached from here: it only leads to {}, which loop without an end",
+                    next.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
     }
 }

@@ -259,3 +259,59 @@ fn a_finished_instance_takes_no_commands_but_late_answers_are_ignored() {
     let late = env.ok(Command::TimerFired { timer: "x".into() });
     assert!(late.is_empty());
 }
+
+#[test]
+fn an_overdue_task_decided_by_its_escalation_tells_whoever_had_it() {
+    let escalating = r#"
+id = "triage"
+start = "check"
+
+[[steps]]
+id = "check"
+kind = "task"
+role = "clerk"
+on = { accept = "done", reject = "done" }
+[steps.deadline]
+due = "1h"
+escalation = { after = "30m", action = "outcome", outcome = "reject" }
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let (mut env, _) = Env::start(escalating, json!({}));
+    let task = env.task("check");
+    env.ok(Command::ClaimTask {
+        task: task.clone(),
+        by: Person::new("cleo", &["clerk"]),
+    });
+    // Fire the timers in due order until the escalation has decided.
+    let mut fired = Vec::new();
+    while let Some(timer) = env.inst.timers.values().min_by_key(|t| t.due_at).cloned() {
+        env.now = timer.due_at;
+        fired.push(env.ok(Command::TimerFired { timer: timer.id }));
+    }
+    let escalated = fired
+        .iter()
+        .find(|a| events(a).iter().any(|e| e.starts_with("escalated")))
+        .unwrap_or_else(|| {
+            panic!(
+                "no escalation: {:?}",
+                fired.iter().map(events).collect::<Vec<_>>()
+            )
+        });
+    let told = escalated.effects.iter().find_map(|e| match e {
+        flowgate_engine::Effect::Notify(n)
+            if n.kind == flowgate_engine::NotificationKind::Escalated =>
+        {
+            Some(n.clone())
+        }
+        _ => None,
+    });
+    let told =
+        told.unwrap_or_else(|| panic!("no escalated notification: {:?}", effects(escalated)));
+    assert_eq!(told.task.as_deref(), Some(task.as_str()));
+    assert_eq!(told.assignee.as_deref(), Some("cleo"));
+    assert_eq!(told.roles, ["clerk"]);
+    assert_eq!(env.inst.status.as_str(), "completed");
+}

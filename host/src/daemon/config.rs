@@ -6,6 +6,7 @@
 //! data_dir = "data"
 //! tenants = ["examples/acme/tenant.toml"]
 //! max_body_bytes = 4194304
+//! cache_mb = 64
 //! ```
 
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct DaemonConfig {
     pub tick_ms: u64,
     /// How often tenant files are checked for changes, in milliseconds (0: only on SIGHUP).
     pub reload_ms: u64,
+    /// The store's page cache, in MiB: most of the daemon's memory beyond the plugins'.
+    pub cache_mb: usize,
 }
 
 impl Default for DaemonConfig {
@@ -40,6 +43,7 @@ impl Default for DaemonConfig {
             max_body_bytes: 4 << 20,
             tick_ms: 250,
             reload_ms: 1000,
+            cache_mb: 64,
         }
     }
 }

@@ -12,6 +12,41 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use flowgate_engine::Blame;
 
+/// One import a plugin may not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedImport {
+    pub import: String,
+    /// Why, e.g. "which needs the `clocks` grant that this tenant did not give the plugin".
+    pub why: String,
+    /// The grant that would allow it, if one would.
+    pub grant: Option<String>,
+}
+
+fn refused_imports(refused: &[RefusedImport]) -> String {
+    let listed: Vec<String> = refused
+        .iter()
+        .map(|r| format!("`{}`, {}", r.import, r.why))
+        .collect();
+    let mut text = match listed.len() {
+        1 => format!("imports {}", listed[0]),
+        n => format!(
+            "imports {n} interfaces it may not use: {}",
+            listed.join("; ")
+        ),
+    };
+    let mut grants: Vec<&str> = refused.iter().filter_map(|r| r.grant.as_deref()).collect();
+    grants.sort_unstable();
+    grants.dedup();
+    if !grants.is_empty() {
+        let named: Vec<String> = grants.iter().map(|g| format!("`{g}`")).collect();
+        text.push_str(&format!(
+            " (to load it, the tenant grants it {})",
+            named.join(" and ")
+        ));
+    }
+    text
+}
+
 /// A plugin failure, with where it happened.
 ///
 /// Its message includes the failure's; its `source()` is the failure's own cause (wasmtime's
@@ -94,18 +129,28 @@ pub enum PluginFailure {
         #[source]
         source: BoxError,
     },
+    /// The bytes are not WebAssembly at all.
+    #[error("is not WebAssembly: it starts with {found}, not `\\0asm`")]
+    NotWasm {
+        /// The first bytes, escaped.
+        found: String,
+    },
+    /// The bytes are a core WebAssembly module, not a component.
+    #[error(
+        "is a core WebAssembly module, not a component: build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
     /// The component exports none of the contract's capabilities.
     #[error(
         "exports none of the capabilities router, approval-policy, step-action (flowgate:plugin@0.1.0)"
     )]
     NoCapabilities,
-    /// The component imports something its tenant was not granted, or that Flowgate never offers.
-    #[error("imports `{import}`, {why}")]
+    /// The component imports what its tenant was not granted, or what Flowgate never offers:
+    /// every such import, each with the grant it needs.
+    #[error("{}", refused_imports(refused))]
     ImportNotGranted {
-        /// The import's full name, e.g. `wasi:clocks/wall-clock@0.2.6`.
-        import: String,
-        /// Why it was refused.
-        why: String,
+        /// Each refused import's full name (e.g. `wasi:clocks/wall-clock@0.2.6`) and why.
+        refused: Vec<RefusedImport>,
     },
     /// The capability called is not exported by this plugin.
     #[error("does not export the {0} capability")]
@@ -182,6 +227,30 @@ pub enum PluginFailure {
 }
 
 impl PluginFailure {
+    /// The refusal of `imports` (each with why), as one failure.
+    pub(crate) fn refused(imports: Vec<(String, super::grants::Refusal)>) -> Self {
+        let refused = imports
+            .into_iter()
+            .map(|(import, refusal)| RefusedImport {
+                import,
+                why: refusal.to_string(),
+                grant: refusal.grant().map(|g| g.to_string()),
+            })
+            .collect();
+        PluginFailure::ImportNotGranted { refused }
+    }
+
+    /// The tenant's grants themselves are invalid.
+    pub(crate) fn invalid_grants(reason: String) -> Self {
+        PluginFailure::ImportNotGranted {
+            refused: vec![RefusedImport {
+                import: "(grants)".to_string(),
+                why: format!("the tenant's grants are invalid: {reason}"),
+                grant: None,
+            }],
+        }
+    }
+
     /// Who has to act on it.
     pub fn blame(&self) -> Blame {
         self.kind().blame()
@@ -205,6 +274,8 @@ impl PluginFailure {
             PluginFailure::Guest(GuestError::InvalidInput(_)) => FailureKind::InvalidInput,
             PluginFailure::BadOutput { .. }
             | PluginFailure::InvalidComponent { .. }
+            | PluginFailure::NotWasm { .. }
+            | PluginFailure::CoreModule
             | PluginFailure::NoCapabilities
             | PluginFailure::ImportNotGranted { .. } => FailureKind::BadOutput,
         }

@@ -117,6 +117,16 @@ pub enum Refusal {
     NotOffered,
 }
 
+impl Refusal {
+    /// The grant that would allow the import, if one would.
+    pub fn grant(&self) -> Option<Grant> {
+        match self {
+            Refusal::NotGranted(grant) => Some(*grant),
+            Refusal::NotOffered => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -155,16 +165,24 @@ impl Grants {
         }
     }
 
-    /// Checks every import; the first refused one is returned with its name.
+    /// Checks every import; every refused one is returned with its name, in import order.
     pub fn check_imports<'a>(
         &self,
         imports: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), (String, Refusal)> {
-        for import in imports {
-            self.check_import(import)
-                .map_err(|refusal| (import.to_string(), refusal))?;
+    ) -> Result<(), Vec<(String, Refusal)>> {
+        let refused: Vec<(String, Refusal)> = imports
+            .into_iter()
+            .filter_map(|import| {
+                self.check_import(import)
+                    .err()
+                    .map(|refusal| (import.to_string(), refusal))
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
         }
-        Ok(())
     }
 
     /// Whether the plugin may use `addr` (only with the network grant).
@@ -265,18 +283,33 @@ mod tests {
     }
 
     #[test]
-    fn check_imports_names_the_first_refused_import() {
-        let err = Grants::default().check_imports([
+    fn check_imports_names_every_refused_import() {
+        let imports = [
             "flowgate:plugin/host@0.1.0",
             "wasi:clocks/monotonic-clock@0.2.0",
             "wasi:random/random@0.2.0",
-        ]);
+        ];
         assert_eq!(
-            err,
-            Err((
-                "wasi:clocks/monotonic-clock@0.2.0".to_string(),
-                Refusal::NotGranted(Grant::Clocks)
-            ))
+            Grants::default().check_imports(imports),
+            Err(vec![
+                (
+                    "wasi:clocks/monotonic-clock@0.2.0".to_string(),
+                    Refusal::NotGranted(Grant::Clocks)
+                ),
+                (
+                    "wasi:random/random@0.2.0".to_string(),
+                    Refusal::NotGranted(Grant::Random)
+                ),
+            ])
+        );
+        // Granting one leaves the other refused.
+        let clocks = grants(|g| g.clocks = true);
+        assert_eq!(
+            clocks.check_imports(imports),
+            Err(vec![(
+                "wasi:random/random@0.2.0".to_string(),
+                Refusal::NotGranted(Grant::Random)
+            )])
         );
     }
 

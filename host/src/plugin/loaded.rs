@@ -137,18 +137,14 @@ impl LoadedPlugin {
     /// The same compiled version with other settings (configuration values, limits, grants),
     /// checked against the grants again.
     pub fn with_settings(&self, settings: PluginSettings) -> Result<LoadedPlugin, PluginError> {
-        let refused = settings
+        if let Err(reason) = settings.grants.validate() {
+            return Err(self.error(None, PluginFailure::invalid_grants(reason)));
+        }
+        if let Err(refused) = settings
             .grants
-            .validate()
-            .map_err(|reason| ("(grants)".to_string(), reason))
-            .and_then(|()| {
-                settings
-                    .grants
-                    .check_imports(self.imports().iter().map(String::as_str))
-                    .map_err(|(import, refusal)| (import, refusal.to_string()))
-            });
-        if let Err((import, why)) = refused {
-            return Err(self.error(None, PluginFailure::ImportNotGranted { import, why }));
+            .check_imports(self.imports().iter().map(String::as_str))
+        {
+            return Err(self.error(None, PluginFailure::refused(refused)));
         }
         Ok(LoadedPlugin::new(
             self.id.clone(),

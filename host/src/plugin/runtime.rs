@@ -183,21 +183,13 @@ impl PluginRuntime {
             failure: Box::new(failure),
         };
         if let Err(reason) = settings.grants.validate() {
-            return Err(fail(PluginFailure::ImportNotGranted {
-                import: "(grants)".to_string(),
-                why: format!("the tenant's grants are invalid: {reason}"),
-            }));
+            return Err(fail(PluginFailure::invalid_grants(reason)));
         }
         let (compiled, outcome) = self.compile(&sha256, wasm).map_err(fail)?;
         settings
             .grants
             .check_imports(compiled.imports.iter().map(String::as_str))
-            .map_err(|(import, refusal)| {
-                fail(PluginFailure::ImportNotGranted {
-                    import,
-                    why: refusal.to_string(),
-                })
-            })?;
+            .map_err(|refused| fail(PluginFailure::refused(refused)))?;
         tracing::debug!(tenant = %id.tenant, plugin = %id.name, version = %&sha256[..12], ?outcome, "plugin.load");
         Ok(LoadedPlugin::new(id, sha256, compiled, settings, outcome))
     }
@@ -215,6 +207,7 @@ impl PluginRuntime {
         let (component, outcome) = match disk.and_then(|d| d.load(&self.inner.engine, sha256)) {
             Some(component) => (component, CacheOutcome::Disk),
             None => {
+                check_header(wasm)?;
                 let component = Component::new(&self.inner.engine, wasm).map_err(|e| {
                     PluginFailure::InvalidComponent {
                         context: "wasmtime cannot compile it",
@@ -244,14 +237,13 @@ impl PluginRuntime {
         // Refuse unknown imports by name before linking, so the message names the import rather
         // than wasmtime's "no such import" for the first one it meets.
         let none = super::Grants::default();
-        if let Some(import) = imports
+        let never: Vec<(String, Refusal)> = imports
             .iter()
-            .find(|i| none.check_import(i) == Err(Refusal::NotOffered))
-        {
-            return Err(PluginFailure::ImportNotGranted {
-                import: import.clone(),
-                why: Refusal::NotOffered.to_string(),
-            });
+            .filter(|i| none.check_import(i) == Err(Refusal::NotOffered))
+            .map(|i| (i.clone(), Refusal::NotOffered))
+            .collect();
+        if !never.is_empty() {
+            return Err(PluginFailure::refused(never));
         }
         let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             PluginFailure::InvalidComponent {
@@ -321,4 +313,23 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
         // Without a ticker only fuel bounds a call; say so loudly rather than fail start-up.
         tracing::error!(%error, "plugin.runtime: cannot start the epoch ticker; deadlines are off");
     }
+}
+
+/// Says plainly what the bytes are when they are not a component: not WebAssembly, or a core
+/// module (wasmtime's own words for these are a dump of the header's bytes).
+fn check_header(wasm: &[u8]) -> Result<(), PluginFailure> {
+    if !wasm.starts_with(b"\0asm") {
+        let head = &wasm[..wasm.len().min(4)];
+        let found = if head.is_empty() {
+            "nothing (the file is empty)".to_string()
+        } else {
+            format!("`{}`", head.escape_ascii())
+        };
+        return Err(PluginFailure::NotWasm { found });
+    }
+    // The layer byte (the 7th): 0 for core modules, 1 for components.
+    if wasm.len() >= 8 && wasm[6] == 0 {
+        return Err(PluginFailure::CoreModule);
+    }
+    Ok(())
 }

@@ -69,6 +69,7 @@ pub struct Telemetry {
     plugin_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
     plugin_throttled: Family<TenantLabel, Counter>,
     commands_throttled: Family<TenantLabel, Counter>,
+    resident: Gauge,
 }
 
 /// Durable writes since the service started.
@@ -107,6 +108,7 @@ impl Default for Telemetry {
             plugin_seconds: Family::default(),
             plugin_throttled: Family::default(),
             commands_throttled: Family::default(),
+            resident: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -188,6 +190,11 @@ impl Default for Telemetry {
             "tenant_commands_throttled",
             "API commands refused (429) because the tenant was over its commands per second",
             t.commands_throttled.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "The daemon's resident memory (the store's page cache, compiled plugins, instances cached)",
+            t.resident.clone(),
         );
         Telemetry { registry, ..t }
     }
@@ -283,10 +290,21 @@ impl Telemetry {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(%error, "telemetry: cannot encode metrics");
         }
         out
     }
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux; none elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -15,6 +15,9 @@ use super::{
 use crate::engine::{Event, Instance, Millis};
 
 /// `(tenant, definition id, version)` → definition.
+/// The page cache a store opens with unless told otherwise: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 const DEFINITIONS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("definitions");
 /// `(tenant, instance id)` → instance state.
 const INSTANCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("instances");
@@ -61,12 +64,21 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, S
 impl RedbStore {
     /// Opens (or creates) the store at `path`, refusing a file of another schema version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store with a page cache of `cache_bytes` (redb's own default,
+    /// 1 GiB, is more than a small server has to spare).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| db(::redb::DatabaseError::Storage(e.into())))?;
         }
-        let db_handle = Database::create(path).map_err(db)?;
+        let db_handle = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(db)?;
         let txn = db_handle.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;

@@ -360,6 +360,24 @@ fn a_purchase_approval_driven_only_through_http() {
         "{text}"
     );
     assert!(text.contains("flowgate_commit_seconds_bucket"), "{text}");
+    let resident = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flowgate_process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(resident.is_some_and(|b| b > 1 << 20), "{resident:?}");
+    assert!(text.trim_end().ends_with("# EOF"), "an OpenMetrics body");
+    let served = d.agent.get(&format!("{}/metrics", d.base)).call().map(|r| {
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    assert!(
+        served.as_ref().is_ok_and(|t| t
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/openmetrics-text"))),
+        "the body's format is the one its type names: {served:?}"
+    );
     assert!(
         text.contains("flowgate_outbox_pending{tenant=\"acme\"}"),
         "{text}"
