@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod extract;
 mod quota;
+mod shape;
 mod tenants;
 
 use std::future::Future;

@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(limit, body::buffer))
+        .layer(axum::middleware::from_fn(super::shape::json_errors))
         .with_state(state)
 }
 

@@ -28,7 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: Value::Null,
+            details: Value::Object(serde_json::Map::new()),
         }
     }
 
@@ -68,7 +68,7 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What, where and why, for people.
     pub message: String,
-    /// Structured details: the field, the limit, the problems.
+    /// Structured details: the field, the limit, the problems (`{}` when there are none).
     #[schema(value_type = Object)]
     pub details: Value,
 }

@@ -815,3 +815,49 @@ fn replays_filter_values_and_the_bearer_scheme_answer_as_the_contract_says() {
         Some("Bearer")
     );
 }
+
+#[test]
+fn what_the_router_refuses_is_answered_in_the_error_shape_too() {
+    let d = start(1 << 20);
+    let auth = format!("Bearer {ACME_ADMIN}");
+    let read = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        let mut response = response.unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+        (status, body, allow)
+    };
+    // A method the route does not take: 405 with `Allow`, in the shape.
+    let url = format!("{}/api/v1/instances", d.base);
+    let (status, body, allow) = read(d.agent.delete(&url).header("Authorization", &auth).call());
+    assert_eq!((status, code(&body)), (405, "method_not_allowed"), "{body}");
+    assert!(allow.is_some_and(|a| a.contains("POST")));
+    assert!(body["error"]["details"].is_object(), "{body}");
+    // A path that is not UTF-8.
+    let url = format!("{}/api/v1/instances/%ff", d.base);
+    let (status, body, _) = read(d.agent.get(&url).header("Authorization", &auth).call());
+    assert_eq!((status, code(&body)), (400, "bad_request"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("UTF-8")),
+        "{body}"
+    );
+    // A body that is not JSON where JSON is wanted.
+    let url = format!("{}/api/v1/instances", d.base);
+    let (status, body, _) = read(
+        d.agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "text/plain")
+            .send("workflow"),
+    );
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(code(&body), "unsupported_media_type");
+}
