@@ -124,7 +124,11 @@ pub async fn serve(
             .watch(every, async { drop(watch_stopped.await) }),
     );
 
-    let app = api::router(state);
+    let limits = api::HttpLimits {
+        request_timeout: Duration::from_millis(config.request_timeout_ms.max(1_000)),
+        max_concurrent_requests: config.max_concurrent_requests.max(1),
+    };
+    let app = api::router(state, &limits);
     // Answers are small and each waits for the next request: send them without Nagle's delay.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {

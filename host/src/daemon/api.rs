@@ -14,6 +14,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::json;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::LatencyUnit;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +27,13 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use super::{AppState, body};
+
+/// Bounds on requests.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub request_timeout: std::time::Duration,
+    pub max_concurrent_requests: usize,
+}
 
 /// The API description; paths come from the handlers' annotations as they are routed.
 #[derive(OpenApi)]
@@ -51,7 +63,7 @@ impl Modify for BearerAuth {
 }
 
 /// Every route, and the OpenAPI document made from them.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, http: &HttpLimits) -> Router {
     let limit = state.max_body_bytes;
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -88,7 +100,43 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(limit, body::buffer))
+        // A request (its body read included) that takes longer is answered 503; long polls
+        // wait 30 s at most, so the default of 60 s never cuts one.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            http.max_concurrent_requests,
+        ))
         .layer(axum::middleware::from_fn(super::shape::json_errors))
+        // The request id (the client's `X-Request-Id`, or a new one) is in every log line of the
+        // request and in its answer.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                    )
+                })
+                .on_request(())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                )
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 

@@ -32,6 +32,10 @@ pub struct DaemonConfig {
     pub reload_ms: u64,
     /// The store's page cache, in MiB: most of the daemon's memory beyond the plugins'.
     pub cache_mb: usize,
+    /// A request that takes longer (body included) is answered 503, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more wait for a turn.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for DaemonConfig {
@@ -44,6 +48,8 @@ impl Default for DaemonConfig {
             tick_ms: 250,
             reload_ms: 1000,
             cache_mb: 64,
+            request_timeout_ms: 60_000,
+            max_concurrent_requests: 1024,
         }
     }
 }

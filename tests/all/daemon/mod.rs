@@ -861,3 +861,38 @@ fn what_the_router_refuses_is_answered_in_the_error_shape_too() {
     assert_eq!(status, 415, "{body}");
     assert_eq!(code(&body), "unsupported_media_type");
 }
+
+#[test]
+fn a_request_id_is_taken_from_the_client_or_made_and_always_answered() {
+    let d = start(1 << 20);
+    let url = format!("{}/api/v1/plugins", d.base);
+    let auth = format!("Bearer {ACME_ADMIN}");
+    let given = d
+        .agent
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("X-Request-Id", "trace-42")
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = |r: &ureq::http::Response<ureq::Body>| {
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(id(&given).as_deref(), Some("trace-42"));
+    // Errors carry one too, and a request without one gets a new one each time.
+    let made: Vec<Option<String>> = (0..2)
+        .map(|_| {
+            let r = d.agent.get(&url).call().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.status().as_u16(), 401);
+            id(&r)
+        })
+        .collect();
+    assert!(
+        made.iter()
+            .all(|m| m.as_ref().is_some_and(|m| m.len() >= 32)),
+        "{made:?}"
+    );
+    assert_ne!(made[0], made[1]);
+}
