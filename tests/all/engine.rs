@@ -268,6 +268,18 @@ id = "done"
 kind = "end"
 "#;
 
+/// The problems a deploy of `source` is refused with.
+async fn refused(h: &Harness, file: &str, source: &str) -> Vec<flowgate::definition::Problem> {
+    let err = h.flowgate.deploy(&h.tenant, file, source).await.err();
+    match err {
+        Some(ServiceError::Definition(flowgate::definition::DefinitionError::Invalid {
+            problems,
+            ..
+        })) => problems,
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn steps_that_loop_with_no_way_to_an_end_are_refused() {
     let h = harness().await;
@@ -297,18 +309,7 @@ next = "b"
 id = "done"
 kind = "end"
 "#;
-    let err = h
-        .flowgate
-        .deploy(&h.tenant, "looping.toml", looping)
-        .await
-        .err();
-    let Some(ServiceError::Definition(flowgate::definition::DefinitionError::Invalid {
-        problems,
-        ..
-    })) = err
-    else {
-        panic!("expected validation problems, got {err:?}");
-    };
+    let problems = refused(&h, "looping.toml", looping).await;
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, ["steps[1] (b)", "steps[2] (c)"], "{problems:#?}");
     assert!(
@@ -322,18 +323,7 @@ kind = "end"
 async fn a_broken_definition_is_refused_with_every_problem_located() {
     let h = harness().await;
     let before = h.flowgate.definitions(&h.tenant).unwrap_or_default().len();
-    let err = h
-        .flowgate
-        .deploy(&h.tenant, "broken.toml", BROKEN)
-        .await
-        .err();
-    let Some(ServiceError::Definition(flowgate::definition::DefinitionError::Invalid {
-        problems,
-        ..
-    })) = err
-    else {
-        panic!("expected validation problems, got {err:?}");
-    };
+    let problems = refused(&h, "broken.toml", BROKEN).await;
     let has = |path: &str, message: &str, line: Option<usize>| {
         problems
             .iter()
