@@ -54,7 +54,8 @@ pub struct TenantConfig {
 }
 
 /// A tenant's share of the host (`[quotas]` in its file). The defaults protect the others:
-/// half the machine's plugin capacity, and 1,000 commands a second.
+/// half the machine's plugin capacity, and 5,000 commands a second (about half of what the
+/// engine commits on two cores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quotas {
@@ -73,7 +74,7 @@ impl Default for Quotas {
         Quotas {
             plugin_concurrency: plugins.plugin_concurrency,
             plugin_ms_per_second: plugins.plugin_ms_per_second,
-            commands_per_second: 1_000,
+            commands_per_second: 5_000,
         }
     }
 }

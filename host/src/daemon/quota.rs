@@ -66,7 +66,9 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         .snapshot()
         .configs
         .get(&tenant)
-        .map_or(1_000, |c| c.quotas.commands_per_second);
+        .map_or(crate::tenant::Quotas::default().commands_per_second, |c| {
+            c.quotas.commands_per_second
+        });
     match state.limiter.take(&tenant, per_second) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
