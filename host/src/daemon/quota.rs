@@ -53,7 +53,7 @@ impl CommandLimiter {
 }
 
 /// Refuses a tenant's command (a POST) past its quota.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -61,6 +61,8 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     };
     let tenant = caller.tenant().to_string();
+    // The handler's `Caller` takes the principal from here rather than authenticating again.
+    request.extensions_mut().insert(caller.0);
     let per_second = state
         .tenants
         .snapshot()
