@@ -63,14 +63,10 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
     let tenant = caller.tenant().to_string();
     // The handler's `Caller` takes the principal from here rather than authenticating again.
     request.extensions_mut().insert(caller.0);
-    let per_second = state
-        .tenants
-        .snapshot()
-        .configs
-        .get(&tenant)
-        .map_or(crate::tenant::Quotas::default().commands_per_second, |c| {
-            c.quotas.commands_per_second
-        });
+    let per_second = state.tenants.snapshot().configs.get(&tenant).map_or_else(
+        || crate::tenant::Quotas::default().commands_per_second,
+        |c| c.quotas.commands_per_second,
+    );
     match state.limiter.take(&tenant, per_second) {
         Ok(()) => next.run(request).await,
         Err(wait) => {

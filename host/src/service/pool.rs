@@ -26,11 +26,17 @@ pub struct PluginQuota {
     pub plugin_ms_per_second: u64,
 }
 
+/// The cores this process may use, read once: `available_parallelism` reads the cgroup files on
+/// every call (7% of the daemon's CPU when a default quota was asked for per request).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
+}
+
 impl Default for PluginQuota {
     /// Half the machine: half the cores' worth of calls at once, and of plugin time.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let half = cores.div_ceil(2).max(1);
+        let half = cores().div_ceil(2).max(1);
         PluginQuota {
             plugin_concurrency: half,
             plugin_ms_per_second: 1_000 * half as u64,
@@ -114,8 +120,7 @@ impl Default for PluginPool {
     /// Two calls per core in all (a call often waits on its deadline tick), and the default
     /// quota for each tenant.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        PluginPool::new((2 * cores).max(2), PluginQuota::default())
+        PluginPool::new((2 * cores()).max(2), PluginQuota::default())
     }
 }
 
