@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./scripts/ensure-toolchain.sh
+source ./scripts/python-tools.sh
 
 echo "== plugins: native unit tests"
 (cd plugins && cargo test --workspace --quiet)

@@ -76,6 +76,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's kind, as metrics label it: `complete-task`, `timer-fired`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::ClaimTask { .. } => "claim-task",
+            Command::UnclaimTask { .. } => "unclaim-task",
+            Command::CompleteTask { .. } => "complete-task",
+            Command::PluginAnswered { .. } => "plugin-answered",
+            Command::TimerFired { .. } => "timer-fired",
+            Command::ChildFinished { .. } => "child-finished",
+            Command::Cancel { .. } => "cancel",
+            Command::ResolveIncident { .. } => "resolve-incident",
+        }
+    }
+}
+
 /// How a person resolves an incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -117,6 +133,15 @@ pub enum Blame {
     Guest,
     /// The host failed or is overloaded: the operator looks, and a retry may succeed.
     Host,
+}
+
+impl Blame {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Guest => "guest",
+            Blame::Host => "host",
+        }
+    }
 }
 
 /// What kind of failure a plugin call met, as the incident and the history record it.

@@ -98,6 +98,7 @@ impl Run<'_> {
         if let Some(Step::Task(step)) = self.ctx.def.step(&task.step) {
             check_form(&step.form, &data)?;
         }
+        check_policy_inputs(self.ctx.def, &data)?;
         self.close_task(&task, Actor::acting(by), outcome.clone(), data)?;
         match task.stage {
             Some(stage) => self.approval_answer(&task, stage, &by.id, outcome.as_deref()),
@@ -367,6 +368,60 @@ pub(crate) fn check_form(
                 field_path,
                 format!("expected {expected}, got {value}"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a value has the type a policy input needs.
+type ValueCheck = fn(&Value) -> bool;
+
+/// Checks the values that approval policies are given, as the definition's `request` mappings
+/// name them, wherever `data` holds them: an amount is an integer of minor units, a currency an
+/// ISO 4217 code, a category and a requester text. A value of another type is refused naming
+/// the field, never coerced (a policy given "no amount" for `"12.50"` might approve it).
+pub(crate) fn check_policy_inputs(
+    def: &crate::definition::Definition,
+    data: &Map<String, Value>,
+) -> Result<(), CommandError> {
+    for step in &def.steps {
+        let Step::Approval(approval) = step else {
+            continue;
+        };
+        if approval.policy.is_none() {
+            continue;
+        }
+        let request = &approval.request;
+        let fields: [(&str, ValueCheck, &str); 4] = [
+            (
+                &request.amount,
+                |v| v.is_i64(),
+                "an integer amount in minor units (12550 for 125.50), within 64 bits",
+            ),
+            (
+                &request.currency,
+                |v| {
+                    v.as_str()
+                        .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+                },
+                "an ISO 4217 currency code such as \"USD\"",
+            ),
+            (&request.category, Value::is_string, "text"),
+            (&request.requester, Value::is_string, "text"),
+        ];
+        for (path, ok, expected) in fields {
+            let Some(value) = crate::data_path(data, path).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            if !ok(value) {
+                return Err(CommandError::invalid(
+                    format!("data.{path}"),
+                    format!(
+                        "step `{}` gives it to its approval policy, which needs {expected}; got {value}",
+                        approval.id
+                    ),
+                ));
+            }
         }
     }
     Ok(())

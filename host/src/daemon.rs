@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod config;
 mod error;
+mod exact;
 mod extract;
 mod quota;
 mod shape;

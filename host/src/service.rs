@@ -306,6 +306,7 @@ impl Flowgate {
     async fn send<T>(
         &self,
         kind: &'static str,
+        tenant: &str,
         make: impl FnOnce(writer::Reply<T>) -> Request,
     ) -> Result<T, ServiceError> {
         let started = std::time::Instant::now();
@@ -318,7 +319,9 @@ impl Flowgate {
             .await
             .map_err(|_| ServiceError::Unavailable("the writer dropped the request".to_string()))?;
         let seconds = started.elapsed().as_secs_f64();
-        self.shared.telemetry.command(kind, result.is_ok(), seconds);
+        self.shared
+            .telemetry
+            .command(tenant, kind, result.is_ok(), seconds);
         result
     }
 
@@ -326,12 +329,13 @@ impl Flowgate {
     fn refused_early<T>(
         &self,
         kind: &'static str,
+        tenant: &str,
         started: std::time::Instant,
         result: Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
         if result.is_err() {
             let seconds = started.elapsed().as_secs_f64();
-            self.shared.telemetry.command(kind, false, seconds);
+            self.shared.telemetry.command(tenant, kind, false, seconds);
         }
         result
     }
@@ -384,9 +388,10 @@ impl Flowgate {
         source: &str,
     ) -> Result<Deployed, ServiceError> {
         let definition = Box::new(self.validate(tenant, file, source)?);
-        let (tenant, source) = (tenant.to_string(), source.to_string());
+        let (owner, source) = (tenant, source.to_string());
+        let tenant = owner.to_string();
         let (stored, new_version) = self
-            .send("deploy", |reply| Request::Deploy {
+            .send("deploy", owner, |reply| Request::Deploy {
                 tenant,
                 definition,
                 source,
@@ -448,10 +453,10 @@ impl Flowgate {
         };
         let started = std::time::Instant::now();
         let prepared = self.prepare_start(&start, self.shared.clock.now()).await;
-        let prepared = Box::new(self.refused_early("start", started, prepared)?);
+        let prepared = Box::new(self.refused_early("start", tenant, started, prepared)?);
         let key = start.key;
         let (instance, replayed) = self
-            .send("start", |reply| Request::Start {
+            .send("start", tenant, |reply| Request::Start {
                 prepared,
                 key,
                 reply,
@@ -511,12 +516,14 @@ impl Flowgate {
         let prepared = self
             .prepare_command(tenant, instance, command.clone(), now)
             .await;
-        let prepared = Box::new(self.refused_early("command", started, prepared)?);
+        let kind = command.kind();
+        let prepared = Box::new(self.refused_early(kind, tenant, started, prepared)?);
+        let owner = tenant;
         let (tenant, instance, command) =
             (tenant.to_string(), instance.to_string(), Box::new(command));
         let completion = completion.map(Box::new);
         let after = self
-            .send("command", |reply| Request::Command {
+            .send(kind, owner, |reply| Request::Command {
                 tenant,
                 instance,
                 command,

@@ -49,6 +49,98 @@ fn invalid_artifacts_are_refused_with_the_reason() {
     }
 }
 
+/// Every `from` in `bytes` replaced by `to`, of the same length (names in a component are
+/// length-prefixed, so the component stays well-formed).
+fn renamed(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + i..at + i + from.len()].copy_from_slice(to);
+        at += i + from.len();
+        found += 1;
+    }
+    assert!(found > 0, "nothing to rename");
+    out
+}
+
+#[test]
+fn a_guest_of_another_contract_version_is_refused_naming_both_versions() {
+    // The purchase plugin as if built against flowgate:plugin@0.2.0: every import and export of
+    // the contract names that version.
+    let bytes = renamed(
+        &wasm(PURCHASE_APPROVAL),
+        b"flowgate:plugin/approval-policy@0.1.0",
+        b"flowgate:plugin/approval-policy@0.2.0",
+    );
+    let bytes = renamed(
+        &bytes,
+        b"flowgate:plugin/host@0.1.0",
+        b"flowgate:plugin/host@0.2.0",
+    );
+    let err = runtime()
+        .load(
+            PluginId::new("acme", "next-contract"),
+            &bytes,
+            PluginSettings::default(),
+        )
+        .err();
+    let Some(err) = err else {
+        panic!("a guest of contract 0.2.0 loaded");
+    };
+    let PluginFailure::ContractVersion { found, accepted } = &*err.failure else {
+        panic!("{err}");
+    };
+    assert_eq!((found.as_str(), *accepted), ("0.2.0", "0.1.x"));
+    let message = err.to_string();
+    assert!(
+        message.contains("is built against flowgate:plugin@0.2.0")
+            && message.contains("this host accepts flowgate:plugin@0.1.x"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_guest_whose_memory_starts_over_the_tenants_cap_is_refused_naming_the_cap() {
+    let limits = PluginLimits {
+        memory_bytes: 64 << 10,
+        ..PluginLimits::default()
+    };
+    let settings = PluginSettings {
+        limits,
+        ..PluginSettings::default()
+    };
+    let err = runtime()
+        .load(
+            PluginId::new("acme", "small-cap"),
+            &wasm(PURCHASE_APPROVAL),
+            settings,
+        )
+        .err();
+    let Some(err) = err else {
+        panic!("a plugin whose memory starts over a 64 KiB cap loaded");
+    };
+    let PluginFailure::MemoryOverCap { declared, limit } = &*err.failure else {
+        panic!("{err}");
+    };
+    assert_eq!(*limit, 64 << 10);
+    assert!(*declared > *limit, "{declared}");
+    let message = err.to_string();
+    assert!(
+        message.contains("over the tenant's cap of 65536 bytes"),
+        "{message}"
+    );
+    // With the default cap it loads.
+    runtime()
+        .load(
+            PluginId::new("acme", "default-cap"),
+            &wasm(PURCHASE_APPROVAL),
+            PluginSettings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[test]
 fn compiled_components_are_cached_on_disk_across_runtimes() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

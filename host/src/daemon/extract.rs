@@ -95,23 +95,79 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(body_error(rejection, state.max_body_bytes)),
+        let limit = state.max_body_bytes;
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Expected request with `Content-Type: application/json`",
+            ));
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(too_large(limit));
+            }
+            Err(rejection) => {
+                let status = rejection.status();
+                return Err(ApiError::new(status, "bad_request", rejection.body_text()));
+            }
+        };
+        let value = match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(body_error(rejection, limit)),
+        };
+        if let Some(inexact) = super::exact::first_inexact(&bytes) {
+            let at = if inexact.field.is_empty() {
+                "the body".to_string()
+            } else {
+                format!("`{}`", inexact.field)
+            };
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "{at} is {}, which cannot be kept exactly: integers must fit in 64 bits and decimals in a double; send it as a string",
+                    inexact.literal
+                ),
+            )
+            .with(json!({"field": inexact.field, "value": inexact.literal})));
+        }
+        Ok(Body(value))
     }
+}
+
+/// `application/json`, or a `+json` type, as axum's `Json` accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is over the {limit} byte limit"),
+    )
+    .with(json!({"limit": limit}))
 }
 
 fn body_error(rejection: JsonRejection, limit: usize) -> ApiError {
     let status = rejection.status();
     let text = rejection.body_text();
     match rejection {
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            status,
-            "payload_too_large",
-            format!("the request body is over the {limit} byte limit"),
-        )
-        .with(json!({"limit": limit})),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => too_large(limit),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", text)
         }

@@ -140,6 +140,26 @@ pub enum PluginFailure {
         "is a core WebAssembly module, not a component: build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
     )]
     CoreModule,
+    /// The component was built against another version of the contract.
+    #[error(
+        "is built against flowgate:plugin@{found}; this host accepts flowgate:plugin@{accepted} (rebuild it with an SDK for that version)"
+    )]
+    ContractVersion {
+        /// The version the component imports or exports.
+        found: String,
+        /// The versions this host accepts, as a semver range.
+        accepted: &'static str,
+    },
+    /// A memory the component declares starts larger than its tenant lets a plugin grow.
+    #[error(
+        "declares a memory of {declared} bytes at start, over the tenant's cap of {limit} bytes (`limits.memory_bytes`)"
+    )]
+    MemoryOverCap {
+        /// The memory's initial size in bytes.
+        declared: u64,
+        /// The tenant's cap in bytes.
+        limit: u64,
+    },
     /// The component exports none of the contract's capabilities.
     #[error(
         "exports none of the capabilities router, approval-policy, step-action (flowgate:plugin@0.1.0)"
@@ -263,7 +283,9 @@ impl PluginFailure {
             PluginFailure::Deadline { .. } => FailureKind::Deadline,
             PluginFailure::Host { .. } => FailureKind::Host,
             PluginFailure::FuelExhausted { .. } => FailureKind::FuelExhausted,
-            PluginFailure::MemoryCap { .. } => FailureKind::MemoryCap,
+            PluginFailure::MemoryCap { .. } | PluginFailure::MemoryOverCap { .. } => {
+                FailureKind::MemoryCap
+            }
             PluginFailure::StackOverflow => FailureKind::StackOverflow,
             PluginFailure::Trap { .. } => FailureKind::Trap,
             PluginFailure::InputTooLarge { .. } => FailureKind::InputTooLarge,
@@ -276,6 +298,7 @@ impl PluginFailure {
             | PluginFailure::InvalidComponent { .. }
             | PluginFailure::NotWasm { .. }
             | PluginFailure::CoreModule
+            | PluginFailure::ContractVersion { .. }
             | PluginFailure::NoCapabilities
             | PluginFailure::ImportNotGranted { .. } => FailureKind::BadOutput,
         }

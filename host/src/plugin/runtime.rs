@@ -185,6 +185,8 @@ impl PluginRuntime {
         if let Err(reason) = settings.grants.validate() {
             return Err(fail(PluginFailure::invalid_grants(reason)));
         }
+        check_header(wasm).map_err(fail)?;
+        check_memories(wasm, settings.limits.memory_bytes).map_err(fail)?;
         let (compiled, outcome) = self.compile(&sha256, wasm).map_err(fail)?;
         settings
             .grants
@@ -207,7 +209,6 @@ impl PluginRuntime {
         let (component, outcome) = match disk.and_then(|d| d.load(&self.inner.engine, sha256)) {
             Some(component) => (component, CacheOutcome::Disk),
             None => {
-                check_header(wasm)?;
                 let component = Component::new(&self.inner.engine, wasm).map_err(|e| {
                     PluginFailure::InvalidComponent {
                         context: "wasmtime cannot compile it",
@@ -234,6 +235,11 @@ impl PluginRuntime {
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        check_contract(imports.iter().chain(&exports))?;
         // Refuse unknown imports by name before linking, so the message names the import rather
         // than wasmtime's "no such import" for the first one it meets.
         let none = super::Grants::default();
@@ -330,6 +336,52 @@ fn check_header(wasm: &[u8]) -> Result<(), PluginFailure> {
     // The layer byte (the 7th): 0 for core modules, 1 for components.
     if wasm.len() >= 8 && wasm[6] == 0 {
         return Err(PluginFailure::CoreModule);
+    }
+    Ok(())
+}
+
+/// The contract versions this host accepts: those semver-compatible with the one it binds.
+pub const CONTRACT_ACCEPTED: &str = "0.1.x";
+
+/// Refuses a component that imports or exports the contract at a version this host does not
+/// bind, naming both (wasmtime would say only that an import is missing, or that no capability
+/// is exported).
+fn check_contract<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), PluginFailure> {
+    let accepted = CONTRACT_ACCEPTED.trim_end_matches('x');
+    for name in names {
+        let Some(rest) = name.strip_prefix("flowgate:plugin/") else {
+            continue;
+        };
+        let Some((_, version)) = rest.split_once('@') else {
+            continue;
+        };
+        if !version.starts_with(accepted) {
+            return Err(PluginFailure::ContractVersion {
+                found: version.to_string(),
+                accepted: CONTRACT_ACCEPTED,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a component one of whose memories starts larger than `limit`: it could never be
+/// instantiated within its tenant's cap, and wasmtime would say so only at the first call (or, past
+/// the pool's own maximum, as "not a valid component").
+fn check_memories(wasm: &[u8], limit: u64) -> Result<(), PluginFailure> {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        // Malformed bytes are wasmtime's to describe when it compiles them.
+        let Ok(wasmparser::Payload::MemorySection(memories)) = payload else {
+            continue;
+        };
+        for memory in memories.into_iter().flatten() {
+            let declared = memory
+                .initial
+                .saturating_mul(1u64 << memory.page_size_log2());
+            if declared > limit {
+                return Err(PluginFailure::MemoryOverCap { declared, limit });
+            }
+        }
     }
     Ok(())
 }

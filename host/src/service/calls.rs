@@ -30,7 +30,10 @@ impl Flowgate {
     ) -> Result<CallResult, ServiceError> {
         match self.pinned(instance, &call.plugin) {
             Ok(plugin) => self.invoke_on(plugin, instance, call).await,
-            Err(missing) => Ok(Err(missing)),
+            Err(missing) => {
+                log_failed(instance, call, &missing);
+                Ok(Err(missing))
+            }
         }
     }
 
@@ -59,6 +62,9 @@ impl Flowgate {
             capability.as_str(),
             result.is_ok(),
         );
+        if let Err(failed) = &result {
+            log_failed(instance, call, failed);
+        }
         Ok(result)
     }
 
@@ -161,6 +167,27 @@ fn context(instance: &Instance, step: &str) -> StepContext {
         step_id: step.to_string(),
         data: serde_json::Value::Object(instance.data.clone()).to_string(),
     }
+}
+
+/// Logs a failed plugin call with the tenant, instance, step, plugin and version it concerns.
+fn log_failed(instance: &Instance, call: &PluginCall, failed: &EffectFailure) {
+    let version = failed
+        .plugin
+        .as_ref()
+        .map(|p| &p.sha256[..p.sha256.len().min(12)]);
+    tracing::warn!(
+        tenant = %instance.tenant,
+        instance = %instance.id,
+        workflow = %instance.definition_id,
+        step = %call.step,
+        plugin = %call.plugin,
+        version = version.unwrap_or("-"),
+        attempt = call.attempt,
+        kind = %failed.kind,
+        blame = failed.blame().as_str(),
+        error = %failed.message,
+        "plugin call failed"
+    );
 }
 
 fn plugin_ref(plugin: &LoadedPlugin) -> PluginRef {

@@ -283,9 +283,10 @@ impl Flowgate {
     async fn retry_later(&self, tenant: &str, id: u64, attempts: u32) {
         let wait = (1_000u64 << attempts.saturating_sub(1).min(20)).min(300_000);
         let due_at = self.shared.clock.now().saturating_add(wait);
+        let owner = tenant;
         let tenant = tenant.to_string();
         let stored = self
-            .send("retry", |reply| Request::Retry {
+            .send("retry", owner, |reply| Request::Retry {
                 tenant,
                 outbox: id,
                 attempts,
@@ -385,7 +386,9 @@ impl Flowgate {
         if count == 0 || !(force || count >= CLEAR_BATCH || oldest >= CLEAR_WAIT) {
             return Ok(());
         }
-        self.send("flush", |reply| Request::Flush { reply }).await
+        // Clears are the outbox's, of every tenant: counted under none.
+        self.send("flush", "", |reply| Request::Flush { reply })
+            .await
     }
 }
 

@@ -13,12 +13,14 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
+    tenant: String,
     kind: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
+    tenant: String,
     kind: &'static str,
 }
 
@@ -201,14 +203,22 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn command(&self, kind: &'static str, ok: bool, seconds: f64) {
+    pub(crate) fn command(&self, tenant: &str, kind: &'static str, ok: bool, seconds: f64) {
         let outcome = if ok { "ok" } else { "error" };
-        self.commands
-            .get_or_create(&CommandLabels { kind, outcome })
-            .inc();
+        let tenant = tenant.to_string();
         self.latency
-            .get_or_create(&KindLabel { kind })
+            .get_or_create(&KindLabel {
+                tenant: tenant.clone(),
+                kind,
+            })
             .observe(seconds);
+        self.commands
+            .get_or_create(&CommandLabels {
+                tenant,
+                kind,
+                outcome,
+            })
+            .inc();
     }
 
     pub(crate) fn commit(&self, requests: usize, changes: usize, seconds: f64) {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::prepare::Prepared;
 use super::{ServiceError, Shared};
 use crate::definition::Definition;
-use crate::engine::{self, Applied, Command, CommandError, Ctx, Effect, Instance};
+use crate::engine::{self, Applied, Command, CommandError, Ctx, Effect, EventKind, Instance, Wait};
 use crate::store::{Change, IndexKeys, OutboxEntry, StoredDefinition};
 
 /// Commands waiting when the writer is free are committed together, up to this many.
@@ -233,6 +233,7 @@ impl Writer {
                     _ => None,
                 });
                 self.shared.cache.committed(states);
+                log_incidents(&batch.changes);
                 drop(batch.changes);
                 self.shared.release_cleared(&clears);
                 for p in pending {
@@ -419,6 +420,40 @@ impl Writer {
             completion_key: None,
         });
         after
+    }
+}
+
+/// Logs each incident the batch raised, once it is stored, with what an operator needs to find
+/// it: tenant, instance, workflow, step, plugin and version, kind and blame.
+fn log_incidents(changes: &[Change]) {
+    for change in changes {
+        let Change::Instance { after, events, .. } = change else {
+            continue;
+        };
+        for event in events {
+            let EventKind::IncidentRaised { step, token, .. } = &event.kind else {
+                continue;
+            };
+            let Some(Wait::Incident(incident)) = after.tokens.get(token).map(|t| &t.wait) else {
+                continue;
+            };
+            let version = incident.sha256.as_deref().map(|s| &s[..s.len().min(12)]);
+            tracing::warn!(
+                tenant = %after.tenant,
+                instance = %after.id,
+                workflow = %after.definition_id,
+                workflow_version = after.definition_version,
+                %step,
+                source = %incident.source,
+                plugin = incident.plugin.as_deref().unwrap_or("-"),
+                version = version.unwrap_or("-"),
+                kind = incident.kind.map(|k| k.as_str()).unwrap_or("-"),
+                blame = incident.blame.map(|b| b.as_str()).unwrap_or("-"),
+                attempts = incident.attempts,
+                error = %incident.error,
+                "incident raised"
+            );
+        }
     }
 }
 

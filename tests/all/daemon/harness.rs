@@ -48,6 +48,20 @@ pub fn start_in(dir: tempfile::TempDir, max_body_bytes: usize) -> Daemon {
 
 /// Starts the daemon on `dir` serving `tenants`, with more configuration lines.
 pub fn start_with(dir: tempfile::TempDir, tenants: &[PathBuf], extra: &str) -> Daemon {
+    start_configured(dir, tenants, extra, false)
+}
+
+/// As [`start_with`], logging JSON lines to `flowgate.log` in `dir` ([`Daemon::log`]).
+pub fn start_logged(dir: tempfile::TempDir, tenants: &[PathBuf], extra: &str) -> Daemon {
+    start_configured(dir, tenants, extra, true)
+}
+
+fn start_configured(
+    dir: tempfile::TempDir,
+    tenants: &[PathBuf],
+    extra: &str,
+    logged: bool,
+) -> Daemon {
     let config = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ntenants = {:?}\ntick_ms = 50\n{extra}",
         dir.path().join("data"),
@@ -55,7 +69,12 @@ pub fn start_with(dir: tempfile::TempDir, tenants: &[PathBuf], extra: &str) -> D
     );
     let config_path = dir.path().join("flowgate.toml");
     std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-    let (child, base) = flowgate_tests::daemon::spawn(env!("CARGO_BIN_EXE_flowgate"), &config_path);
+    let log = logged.then(|| dir.path().join("flowgate.log"));
+    let (child, base) = flowgate_tests::daemon::spawn_logging_to(
+        env!("CARGO_BIN_EXE_flowgate"),
+        &config_path,
+        log.as_deref(),
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -79,6 +98,21 @@ pub fn folder_of(mut d: Daemon) -> tempfile::TempDir {
 }
 
 impl Daemon {
+    /// The log lines written so far, parsed (a daemon from [`start_logged`]).
+    pub fn log(&self) -> Vec<Value> {
+        let path = self.dir.path().join("flowgate.log");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        // A line still being written is not read yet.
+        let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        complete
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("log line {line:?}: {e}"))
+            })
+            .collect()
+    }
+
     pub fn call(
         &self,
         method: &str,

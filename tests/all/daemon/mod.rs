@@ -350,7 +350,7 @@ fn a_purchase_approval_driven_only_through_http() {
     let text = text.as_str().unwrap_or_default().to_string();
     assert_eq!(status, 200);
     assert!(
-        text.contains("flowgate_commands_total{kind=\"start\",outcome=\"ok\"} 1"),
+        text.contains("flowgate_commands_total{tenant=\"acme\",kind=\"start\",outcome=\"ok\"} 1"),
         "{text}"
     );
     assert!(
@@ -895,4 +895,166 @@ fn a_request_id_is_taken_from_the_client_or_made_and_always_answered() {
         "{made:?}"
     );
     assert_ne!(made[0], made[1]);
+}
+
+/// The Python with the contract tools (`scripts/python-tools.sh`, which `./test.sh` sources).
+fn tools_python() -> std::path::PathBuf {
+    let made =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-tools/bin/python");
+    let python = std::env::var_os("FLOWGATE_TEST_PYTHON").map_or(made, Into::into);
+    assert!(
+        python.exists(),
+        "{} is missing: run ./test.sh, or `source scripts/python-tools.sh` once",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn metrics_parse_as_the_openmetrics_they_say_they_are_with_the_tenant_on_commands() {
+    use std::io::Write;
+    let d = start(1 << 20);
+    start_purchase(&d, 10_000, "office");
+    let response = d
+        .agent
+        .get(format!("{}/metrics", d.base))
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    let text = response
+        .into_body()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/contract/parse_metrics.py");
+    let mut parser = std::process::Command::new(tools_python())
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = parser.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = parser.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        families["flowgate_commands"]["type"], "counter",
+        "{families}"
+    );
+    let started = families["flowgate_commands"]["samples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s[1]["kind"] == "start");
+    let Some(started) = started else {
+        panic!("no start command counted: {families}");
+    };
+    assert_eq!(started[0], "flowgate_commands_total");
+    assert_eq!(
+        started[1],
+        json!({"tenant": "acme", "kind": "start", "outcome": "ok"})
+    );
+    assert_eq!(started[2], 1.0);
+    assert_eq!(
+        families["flowgate_command_seconds"]["type"], "histogram",
+        "{families}"
+    );
+    let plugin_calls = &families["flowgate_plugin_calls"]["samples"];
+    assert!(
+        plugin_calls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s[1]["tenant"] == "acme" && s[1]["plugin"] == "purchase-approval"),
+        "{families}"
+    );
+}
+
+#[test]
+fn a_policy_input_of_the_wrong_type_or_an_inexact_number_is_refused_naming_the_field() {
+    let d = start(1 << 20);
+    let started = |data: &str| {
+        let body = format!(r#"{{"workflow": "purchase-request", "data": {data}}}"#);
+        d.raw(
+            "/api/v1/instances",
+            ACME_ADMIN,
+            "application/json",
+            body.as_bytes(),
+        )
+    };
+    let base = r#""currency": "USD", "category": "office", "requester": "alice""#;
+    let cases = [
+        (
+            r#""12.50""#,
+            "data.amount_cents",
+            "integer amount in minor units",
+        ),
+        ("12.5", "data.amount_cents", "integer amount in minor units"),
+        ("9223372036854775808", "data.amount_cents", "within 64 bits"),
+        (
+            "123456789012345678901234567890",
+            "data.amount_cents",
+            "cannot be kept exactly",
+        ),
+    ];
+    for (amount, field, said) in cases {
+        let (status, body) = started(&format!(r#"{{"amount_cents": {amount}, {base}}}"#));
+        assert_eq!((status, code(&body)), (422, "invalid"), "{amount}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{amount}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(said), "{amount}: {message}");
+    }
+    let (status, body) = started(
+        r#"{"amount_cents": 1250, "currency": "usd dollars", "category": "office", "requester": "alice"}"#,
+    );
+    assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "data.currency");
+    let (status, body) = started(
+        r#"{"amount_cents": 1250, "currency": "USD", "category": 7, "requester": "alice"}"#,
+    );
+    assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "data.category");
+    // Nothing was started.
+    let (_, listed) = d.call("GET", "/api/v1/instances", Some(ACME_ADMIN), None);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    // A big number elsewhere in instance data is refused too, rather than kept as a double.
+    let (status, body) = started(&format!(
+        r#"{{"amount_cents": 1250, {base}, "po": {{"account": 123456789012345678901234567890}}}}"#
+    ));
+    assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "data.po.account");
+    // What is right starts, and a 64-bit integer is kept exactly.
+    let (status, body) = started(&format!(
+        r#"{{"amount_cents": 1250, {base}, "po": {{"account": 9007199254740993}}}}"#
+    ));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap_or_default();
+    let (_, got) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{id}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(
+        got["instance"]["data"]["po"]["account"],
+        json!(9007199254740993u64)
+    );
 }

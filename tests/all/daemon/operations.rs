@@ -599,3 +599,36 @@ fn a_tenant_over_its_commands_per_second_is_refused_alone_and_counted() {
     );
     assert!(!text.contains("tenant_commands_throttled_total{tenant=\"globex\"}"));
 }
+
+#[test]
+fn an_incident_and_its_failed_call_are_logged_with_tenant_instance_plugin_and_version() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = start_logged(dir, &example_tenants(), "");
+    // The purchase policy refuses a negative amount: the plugin's fault, an incident at once.
+    let instance = start_purchase(&d, -100, "office");
+    let version = {
+        let wasm = std::fs::read(artifacts::PURCHASE_APPROVAL).unwrap_or_else(|e| panic!("{e}"));
+        hex::encode(Sha256::digest(&wasm))[..12].to_string()
+    };
+    let logged = |message: &str| {
+        eventually(message, || {
+            d.log()
+                .into_iter()
+                .find(|line| line["fields"]["message"] == message)
+        })
+    };
+    for message in ["incident raised", "plugin call failed"] {
+        let line = logged(message);
+        assert_eq!(line["level"], "WARN", "{line}");
+        let fields = &line["fields"];
+        assert_eq!(fields["tenant"], "acme", "{fields}");
+        assert_eq!(fields["instance"], instance.as_str(), "{fields}");
+        assert_eq!(fields["workflow"], "purchase-request", "{fields}");
+        assert_eq!(fields["plugin"], "purchase-approval", "{fields}");
+        assert_eq!(fields["version"], version.as_str(), "{fields}");
+        assert_eq!(fields["kind"], "invalid-input", "{fields}");
+        assert_eq!(fields["blame"], "guest", "{fields}");
+        let error = fields["error"].as_str().unwrap_or_default();
+        assert!(error.contains("must not be negative"), "{fields}");
+    }
+}
