@@ -42,7 +42,7 @@ pub use grants::{FileGrant, Grant, Grants, Refusal};
 pub use limits::PluginLimits;
 pub use loaded::{LoadedPlugin, PluginSettings};
 pub use registry::PluginRegistry;
-pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex};
+pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex, short_version};
 pub use session::PluginSession;
 pub use state::LogLine;
 

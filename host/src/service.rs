@@ -388,13 +388,11 @@ impl Flowgate {
         source: &str,
     ) -> Result<Deployed, ServiceError> {
         let definition = Box::new(self.validate(tenant, file, source)?);
-        let (owner, source) = (tenant, source.to_string());
-        let tenant = owner.to_string();
         let (stored, new_version) = self
-            .send("deploy", owner, |reply| Request::Deploy {
-                tenant,
+            .send("deploy", tenant, |reply| Request::Deploy {
+                tenant: tenant.to_string(),
                 definition,
-                source,
+                source: source.to_string(),
                 reply,
             })
             .await?;
@@ -518,18 +516,14 @@ impl Flowgate {
             .await;
         let kind = command.kind();
         let prepared = Box::new(self.refused_early(kind, tenant, started, prepared)?);
-        let owner = tenant;
-        let (tenant, instance, command) =
-            (tenant.to_string(), instance.to_string(), Box::new(command));
-        let completion = completion.map(Box::new);
         let after = self
-            .send(kind, owner, |reply| Request::Command {
-                tenant,
-                instance,
-                command,
+            .send(kind, tenant, |reply| Request::Command {
+                tenant: tenant.to_string(),
+                instance: instance.to_string(),
+                command: Box::new(command),
                 prepared,
                 done,
-                completion,
+                completion: completion.map(Box::new),
                 reply,
             })
             .await?;

@@ -95,6 +95,11 @@ impl std::fmt::Debug for PluginRuntime {
 /// Frames kept in a trap's backtrace: enough to recognize unbounded recursion.
 pub(crate) const BACKTRACE_FRAMES: usize = 32;
 
+/// A plugin version as logs and messages show it: the first 12 hex digits of its sha256.
+pub fn short_version(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
+}
+
 /// The sha256 of an artifact, in hex: a plugin version's identity.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -15,7 +15,7 @@ use crate::plugin::types::{
     self, ActionRequest, ApprovalRequest, ApprovalRequirement, IdempotencyKey, Money, RouteRequest,
     StepContext,
 };
-use crate::plugin::{LoadedPlugin, PluginError, PluginId};
+use crate::plugin::{LoadedPlugin, PluginError, PluginId, short_version};
 
 /// A plugin call's result as the core records it.
 pub(crate) type CallResult = Result<PluginAnswer, EffectFailure>;
@@ -88,7 +88,7 @@ impl Flowgate {
         self.shared.plugins.version(&id, sha).ok_or_else(|| {
             missing(format!(
                 "plugin `{name}` version {} is not loaded; load it to resume",
-                &sha[..sha.len().min(12)]
+                short_version(sha)
             ))
         })
     }
@@ -171,10 +171,7 @@ fn context(instance: &Instance, step: &str) -> StepContext {
 
 /// Logs a failed plugin call with the tenant, instance, step, plugin and version it concerns.
 fn log_failed(instance: &Instance, call: &PluginCall, failed: &EffectFailure) {
-    let version = failed
-        .plugin
-        .as_ref()
-        .map(|p| &p.sha256[..p.sha256.len().min(12)]);
+    let version = failed.plugin.as_ref().map(|p| short_version(&p.sha256));
     tracing::warn!(
         tenant = %instance.tenant,
         instance = %instance.id,

@@ -283,11 +283,9 @@ impl Flowgate {
     async fn retry_later(&self, tenant: &str, id: u64, attempts: u32) {
         let wait = (1_000u64 << attempts.saturating_sub(1).min(20)).min(300_000);
         let due_at = self.shared.clock.now().saturating_add(wait);
-        let owner = tenant;
-        let tenant = tenant.to_string();
         let stored = self
-            .send("retry", owner, |reply| Request::Retry {
-                tenant,
+            .send("retry", tenant, |reply| Request::Retry {
+                tenant: tenant.to_string(),
                 outbox: id,
                 attempts,
                 due_at,

@@ -437,7 +437,7 @@ fn log_incidents(changes: &[Change]) {
             let Some(Wait::Incident(incident)) = after.tokens.get(token).map(|t| &t.wait) else {
                 continue;
             };
-            let version = incident.sha256.as_deref().map(|s| &s[..s.len().min(12)]);
+            let version = incident.sha256.as_deref().map(crate::plugin::short_version);
             tracing::warn!(
                 tenant = %after.tenant,
                 instance = %after.id,
