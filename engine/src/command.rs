@@ -46,6 +46,9 @@ pub enum Command {
         data: serde_json::Map<String, serde_json::Value>,
         /// Refuse if the instance changed since this version.
         expected_version: Option<u64>,
+        /// Why the person chose this, kept in the history as the completion's reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     /// A plugin answered a [`PluginCall`](super::PluginCall) (the same token, activation and
     /// attempt), or the call failed.

@@ -27,7 +27,7 @@
 //! let task = instance.open_tasks().next().expect("a task").id.clone();
 //! let done = Command::CompleteTask {
 //!     task, by: Person::new("bo", &["greeter"]), outcome: None,
-//!     data: Default::default(), expected_version: None,
+//!     data: Default::default(), expected_version: None, comment: None,
 //! };
 //! let (instance, applied) = apply(Ctx { def: &def, now: 2_000 }, instance, done).expect("completes");
 //! assert!(applied.effects.iter().any(|e| matches!(e, Effect::Notify(_))));

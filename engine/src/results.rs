@@ -369,7 +369,7 @@ impl Run<'_> {
                 }));
                 let outcome =
                     (!task.outcomes.is_empty() || task.stage.is_some()).then_some(outcome);
-                self.close_task(&task, Actor::Timer, outcome.clone(), Map::new())?;
+                self.close_task(&task, Actor::Timer, outcome.clone(), Map::new(), None)?;
                 match task.stage {
                     // An overdue approval decides the whole step.
                     Some(_) => {

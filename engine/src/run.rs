@@ -133,6 +133,7 @@ pub fn apply(
             outcome,
             data,
             expected_version,
+            comment,
         } => {
             if let Some(expected) = expected_version
                 && expected != run.inst.version
@@ -142,7 +143,7 @@ pub fn apply(
                     run.inst.id, run.inst.version
                 )));
             }
-            run.complete_task(&task, &by, outcome, data)?
+            run.complete_task(&task, &by, outcome, data, comment)?
         }
         Command::PluginAnswered {
             token,

@@ -83,6 +83,7 @@ impl Run<'_> {
         by: &Person,
         outcome: Option<String>,
         data: Map<String, Value>,
+        comment: Option<String>,
     ) -> Result<(), CommandError> {
         let task = self.open_task_for(id)?;
         if let Some(claimer) = &task.claimed_by
@@ -99,7 +100,8 @@ impl Run<'_> {
             check_form(&step.form, &data)?;
         }
         check_policy_inputs(self.ctx.def, &data)?;
-        self.close_task(&task, Actor::acting(by), outcome.clone(), data)?;
+        let comment = check_comment(comment)?;
+        self.close_task(&task, Actor::acting(by), outcome.clone(), data, comment)?;
         match task.stage {
             Some(stage) => self.approval_answer(&task, stage, &by.id, outcome.as_deref()),
             None => self.advance(task.token, outcome.as_deref(), Actor::acting(by), None),
@@ -113,6 +115,7 @@ impl Run<'_> {
         actor: Actor,
         outcome: Option<String>,
         data: Map<String, Value>,
+        reason: Option<String>,
     ) -> Result<(), CommandError> {
         let now = self.ctx.now;
         let by = match &actor {
@@ -135,7 +138,7 @@ impl Run<'_> {
                 step: task.step.clone(),
                 outcome,
             },
-            None,
+            reason,
         );
         self.merge(data, actor);
         Ok(())
@@ -301,6 +304,27 @@ fn may_act(task: &Task, by: &Person) -> Result<(), CommandError> {
         "task `{}` is {who}; {} may not act on it",
         task.id, by.id
     )))
+}
+
+/// The longest comment a completion keeps, in characters.
+const MAX_COMMENT: usize = 4_000;
+
+/// A completion's comment, trimmed; none when blank.
+fn check_comment(comment: Option<String>) -> Result<Option<String>, CommandError> {
+    let Some(text) = comment
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+    else {
+        return Ok(None);
+    };
+    let length = text.chars().count();
+    if length > MAX_COMMENT {
+        return Err(CommandError::invalid(
+            "comment",
+            format!("has {length} characters; at most {MAX_COMMENT} are kept"),
+        ));
+    }
+    Ok(Some(text))
 }
 
 fn check_outcome(task: &Task, outcome: Option<String>) -> Result<Option<String>, CommandError> {

@@ -11,6 +11,7 @@ mod extract;
 mod quota;
 mod shape;
 mod tenants;
+mod web;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Each tenant's commands per second.
     pub limiter: Arc<quota::CommandLimiter>,
+    /// The web app's sign-in sessions.
+    pub sessions: Arc<web::Sessions>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -85,6 +88,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         tenants: Arc::new(tenants),
         max_body_bytes: config.max_body_bytes,
         limiter: Arc::default(),
+        sessions: Arc::default(),
     })
 }
 

@@ -546,6 +546,7 @@ impl Flowgate {
             outcome,
             data,
             expected_version: None,
+            comment: None,
         };
         self.task_command(tenant, task, command).await
     }
@@ -622,6 +623,16 @@ impl Flowgate {
         self.command(tenant, instance, command).await
     }
 
+    /// A definition version (cached: versions never change).
+    pub fn definition(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u32,
+    ) -> Result<Arc<Definition>, ServiceError> {
+        self.shared.definition(tenant, id, version)
+    }
+
     /// An instance.
     pub fn instance(&self, tenant: &str, id: &str) -> Result<Instance, ServiceError> {
         self.shared
@@ -683,6 +694,31 @@ impl Flowgate {
         filter: &InstanceFilter,
     ) -> Result<Vec<Instance>, ServiceError> {
         Ok(self.shared.store.instances(tenant, filter)?)
+    }
+
+    /// Running instances that an incident stopped, in id order, at most `limit` of them. Reads
+    /// the running instances a thousand at a time, at most 100,000.
+    pub fn incidents(&self, tenant: &str, limit: usize) -> Result<Vec<Instance>, ServiceError> {
+        const CHUNK: usize = 1_000;
+        let mut found = Vec::new();
+        let mut after = None;
+        for _ in 0..100 {
+            let filter = InstanceFilter {
+                status: Some("running".to_string()),
+                after: after.take(),
+                limit: CHUNK,
+                ..InstanceFilter::default()
+            };
+            let chunk = self.shared.store.instances(tenant, &filter)?;
+            let last = chunk.last().map(|i| i.id.clone());
+            found.extend(chunk.into_iter().filter(Instance::has_incident));
+            if found.len() >= limit || last.is_none() {
+                break;
+            }
+            after = last;
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// Open tasks of a person or role, with their details.

@@ -96,6 +96,7 @@ async fn a_stale_version_is_a_conflict_and_changes_nothing() {
         outcome: Some("approve".into()),
         data: Map::new(),
         expected_version: Some(instance.version),
+        comment: None,
     };
     let err = h
         .flowgate

@@ -102,6 +102,7 @@ pub fn complete(task: &str, who: &str, role: &str, outcome: Option<&str>, data: 
         outcome: outcome.map(str::to_string),
         data: object(data),
         expected_version: None,
+        comment: None,
     }
 }
 

@@ -122,6 +122,7 @@ fn refused_commands_change_nothing() {
                 outcome: None,
                 data: object(json!({"summary": "x"})),
                 expected_version: Some(7),
+                comment: None,
             },
             "conflict",
         ),
@@ -314,4 +315,32 @@ kind = "end"
     assert_eq!(told.assignee.as_deref(), Some("cleo"));
     assert_eq!(told.roles, ["clerk"]);
     assert_eq!(env.inst.status.as_str(), "completed");
+}
+
+#[test]
+fn a_completion_keeps_its_comment_as_the_reason_and_refuses_one_too_long() {
+    let (mut env, _) = Env::start(REVIEW, json!({}));
+    let task = env.task("draft");
+    let with = |comment: String| Command::CompleteTask {
+        task: task.clone(),
+        by: Person::new("bo", &["author"]),
+        outcome: None,
+        data: object(json!({"summary": "v1"})),
+        expected_version: None,
+        comment: Some(comment),
+    };
+    let error = env.apply(with("x".repeat(4_001)));
+    assert!(
+        matches!(&error, Err(CommandError::Invalid { field, .. }) if field == "comment"),
+        "{error:?}"
+    );
+    let applied = env.ok(with("  first draft, see the attachment  ".to_string()));
+    let completed = applied
+        .events
+        .iter()
+        .find(|e| event(e) == "task-completed draft");
+    assert_eq!(
+        completed.and_then(|e| e.reason.as_deref()),
+        Some("first draft, see the attachment")
+    );
 }

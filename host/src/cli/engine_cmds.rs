@@ -85,6 +85,9 @@ pub(crate) enum TaskCommand {
         /// Form data: a JSON object, or @file.json.
         #[arg(long, default_value = "{}")]
         data: String,
+        /// Why, kept in the history.
+        #[arg(long)]
+        comment: Option<String>,
     },
 }
 
@@ -208,6 +211,7 @@ pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()
                 roles,
                 outcome,
                 data,
+                comment,
             } => {
                 let data = json_object(&data)?;
                 let completion = Completion {
@@ -221,6 +225,7 @@ pub(crate) fn task(local: &LocalArgs, command: TaskCommand) -> anyhow::Result<()
                     data,
                     expected_version: None,
                     key: None,
+                    comment,
                 };
                 let done = l.flowgate.complete(&l.tenant, completion).await?;
                 l.flowgate.run_until_idle().await?;

@@ -2,6 +2,7 @@
 //! caller's token; another tenant's ids are simply not found.
 
 mod definitions;
+mod incidents;
 mod instances;
 mod metrics;
 mod plugins;
@@ -72,12 +73,17 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(definitions::list, definitions::deploy))
         .routes(routes!(definitions::validate))
         .routes(routes!(definitions::version))
+        .routes(routes!(definitions::diagram))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::upload))
         .routes(routes!(plugins::versions))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))
+        .routes(routes!(instances::diagram))
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::retry))
+        .routes(routes!(incidents::skip))
         .routes(routes!(metrics::workflow))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::claim))
@@ -85,7 +91,9 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(tasks::complete))
         .split_for_parts();
     let openapi = Arc::new(openapi);
+    let web = super::web::router().layer(axum::middleware::from_fn(super::web::headers));
     routes
+        .merge(web)
         .route(
             "/openapi.json",
             get(move || {
@@ -93,7 +101,7 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::quota::limit,
@@ -138,6 +146,28 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// No route: in the API's error shape, or as a page for a browser outside `/api`.
+async fn not_found(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_page = !uri.path().starts_with("/api/")
+        && headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if wants_page {
+        return super::web::PageError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no page at this address.",
+        )
+        .into_response();
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
 /// Alive.

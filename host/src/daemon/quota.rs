@@ -63,30 +63,42 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
     let tenant = caller.tenant().to_string();
     // The handler's `Caller` takes the principal from here rather than authenticating again.
     request.extensions_mut().insert(caller.0);
-    let per_second = state.tenants.snapshot().configs.get(&tenant).map_or_else(
-        || crate::tenant::Quotas::default().commands_per_second,
-        |c| c.quotas.commands_per_second,
-    );
-    match state.limiter.take(&tenant, per_second) {
+    match admit(&state, &tenant) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            state.flowgate.command_throttled(&tenant);
-            let seconds = wait.ceil().max(1.0) as u64;
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                format!(
-                    "tenant `{tenant}` is over its {per_second} commands per second; retry in {seconds} s"
-                ),
-            )
-            .with(json!({"limit": per_second, "retry_after_seconds": seconds}))
-            .into_response();
+        Err(refused) => {
+            let seconds = refused
+                .details
+                .get("retry_after_seconds")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(1);
+            let mut response = refused.into_response();
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert("retry-after", value);
             }
             response
         }
     }
+}
+
+/// Takes one command from `tenant`'s bucket, or says (429) how long to wait. The API's POSTs and
+/// the web app's forms both come through here.
+pub fn admit(state: &AppState, tenant: &str) -> Result<(), ApiError> {
+    let per_second = state.tenants.snapshot().configs.get(tenant).map_or_else(
+        || crate::tenant::Quotas::default().commands_per_second,
+        |c| c.quotas.commands_per_second,
+    );
+    state.limiter.take(tenant, per_second).map_err(|wait| {
+        state.flowgate.command_throttled(tenant);
+        let seconds = wait.ceil().max(1.0) as u64;
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "tenant `{tenant}` is over its {per_second} commands per second; retry in {seconds} s"
+            ),
+        )
+        .with(json!({"limit": per_second, "retry_after_seconds": seconds}))
+    })
 }
 
 #[cfg(test)]

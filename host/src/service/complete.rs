@@ -25,6 +25,8 @@ pub struct Completion {
     pub expected_version: Option<u64>,
     /// Makes a retry safe.
     pub key: Option<String>,
+    /// Why, kept in the history.
+    pub comment: Option<String>,
 }
 
 /// What a completion answers: where the instance is now and what is open in it.
@@ -54,13 +56,17 @@ impl Completed {
 impl Completion {
     /// What the request asks, hashed: two requests with the same fingerprint are the same.
     fn fingerprint(&self) -> String {
-        let asked = json!({
+        let mut asked = json!({
             "task": self.task,
             "by": self.by.id,
             "outcome": self.outcome,
             "data": self.data,
             "expected_version": self.expected_version,
         });
+        // Only when there is one, so that keys kept before comments existed still match.
+        if let Some(comment) = &self.comment {
+            asked["comment"] = comment.as_str().into();
+        }
         hex::encode(Sha256::digest(asked.to_string().as_bytes()))
     }
 }
@@ -89,6 +95,7 @@ impl Flowgate {
             outcome: completion.outcome,
             data: completion.data,
             expected_version: completion.expected_version,
+            comment: completion.comment,
         };
         let done = self
             .command_keyed(tenant, &instance, command, keyed.clone())

@@ -251,3 +251,15 @@ pub fn crash(d: &mut Daemon) {
     let _ = d.child.kill();
     let _ = d.child.wait();
 }
+
+/// The Python with the contract tools (`scripts/python-tools.sh`, which `./test.sh` sources).
+pub fn tools_python() -> PathBuf {
+    let made = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-tools/bin/python");
+    let python = std::env::var_os("FLOWGATE_TEST_PYTHON").map_or(made, Into::into);
+    assert!(
+        python.exists(),
+        "{} is missing: run ./test.sh, or `source scripts/python-tools.sh` once",
+        python.display()
+    );
+    python
+}

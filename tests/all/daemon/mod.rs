@@ -3,6 +3,7 @@
 
 mod harness;
 mod operations;
+mod web;
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,14 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("POST", "/api/v1/tasks/x.t1/claim"),
         ("POST", "/api/v1/tasks/x.t1/unclaim"),
         ("POST", "/api/v1/tasks/x.t1/complete"),
+        ("GET", "/api/v1/incidents"),
+        ("POST", "/api/v1/instances/x/incidents/1/retry"),
+        ("POST", "/api/v1/instances/x/incidents/1/skip"),
+        ("GET", "/api/v1/instances/x/diagram.svg"),
+        (
+            "GET",
+            "/api/v1/definitions/purchase-request/versions/1/diagram.svg",
+        ),
     ];
     for (method, path) in endpoints {
         for token in [None, Some("wrong-token")] {
@@ -895,19 +904,6 @@ fn a_request_id_is_taken_from_the_client_or_made_and_always_answered() {
         "{made:?}"
     );
     assert_ne!(made[0], made[1]);
-}
-
-/// The Python with the contract tools (`scripts/python-tools.sh`, which `./test.sh` sources).
-fn tools_python() -> std::path::PathBuf {
-    let made =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-tools/bin/python");
-    let python = std::env::var_os("FLOWGATE_TEST_PYTHON").map_or(made, Into::into);
-    assert!(
-        python.exists(),
-        "{} is missing: run ./test.sh, or `source scripts/python-tools.sh` once",
-        python.display()
-    );
-    python
 }
 
 #[test]

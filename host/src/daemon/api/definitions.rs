@@ -153,3 +153,35 @@ pub async fn version(
         json!({"id": id, "version": d.version, "deployed_at": d.deployed_at, "source": d.source, "definition": d.definition}),
     ))
 }
+
+/// A workflow version's diagram: its steps and the ways between them, laid out automatically.
+#[utoipa::path(
+    get,
+    path = "/api/v1/definitions/{id}/versions/{version}/diagram.svg",
+    tag = "definitions",
+    params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
+    responses(
+        (status = 200, description = "The diagram", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "A version that is not a number", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 500, description = "The diagram could not be laid out", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn diagram(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    let version: u32 = version.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("version `{version}` must be a positive number: {e}"),
+        )
+        .with(json!({"field": "version"}))
+    })?;
+    let def = s.flowgate.definition(caller.tenant(), &id, version)?;
+    crate::daemon::web::svg_response(crate::daemon::web::svg(&def, None))
+}

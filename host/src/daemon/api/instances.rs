@@ -231,3 +231,26 @@ pub struct InstanceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<Event>>,
 }
+
+/// The instance's workflow diagram, with the steps it took, the ones it waits in and the ones
+/// that failed marked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/diagram.svg",
+    tag = "instances",
+    params(("id" = String, Path, description = "The instance id")),
+    responses(
+        (status = 200, description = "The diagram", content_type = "image/svg+xml", body = String),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 500, description = "The diagram could not be laid out", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn diagram(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    crate::daemon::web::instance_svg(&s, caller.tenant(), &id)
+}

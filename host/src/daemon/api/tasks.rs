@@ -110,6 +110,8 @@ pub struct Act {
     data: Map<String, Value>,
     /// Refuse with 409 unless the instance is still at this version.
     expected_version: Option<u64>,
+    /// Why (at most 4,000 characters), kept in the history as the completion's reason.
+    comment: Option<String>,
 }
 
 /// An optional body: empty means `{}`.
@@ -224,6 +226,7 @@ pub async fn complete(
         data: act.data,
         expected_version: act.expected_version,
         key,
+        comment: act.comment,
     };
     let completed = s.flowgate.complete(caller.tenant(), completion).await?;
     let replayed = completed.replayed;

@@ -1,0 +1,184 @@
+//! Incidents: the steps stopped until a person acts, listed across instances, and resolved by
+//! retrying the step or skipping it (administrators). Each resolution is in the history with who
+//! and why; cancelling the instance is `POST /api/v1/instances/{id}/cancel`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::daemon::AppState;
+use crate::daemon::error::{ApiError, ErrorBody};
+use crate::daemon::extract::{Body, Caller, Params};
+use crate::engine::{Instance, Resolution, Wait};
+
+/// The running instances' incidents, oldest instance first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/incidents",
+    tag = "incidents",
+    params(("limit" = Option<u32>, Query, description = "At most this many instances (default 100, at most 1000)")),
+    responses(
+        (status = 200, description = "`[{instance, workflow, version, token, step, error, source, plugin, sha256, attempts, raised_at, kind, blame}]`", body = serde_json::Value),
+        (status = 400, description = "A bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    params.only(&["limit"])?;
+    let limit = params
+        .number("limit", "a count")?
+        .unwrap_or(100)
+        .clamp(1, 1000) as usize;
+    let rows: Vec<Value> = s
+        .flowgate
+        .incidents(caller.tenant(), limit)?
+        .iter()
+        .flat_map(rows_of)
+        .collect();
+    Ok(Json(Value::Array(rows)))
+}
+
+fn rows_of(instance: &Instance) -> Vec<Value> {
+    instance
+        .tokens
+        .values()
+        .filter_map(|t| match &t.wait {
+            Wait::Incident(i) => Some(json!({
+                "instance": instance.id,
+                "workflow": instance.definition_id,
+                "version": instance.definition_version,
+                "token": t.id,
+                "step": t.step,
+                "error": i.error,
+                "source": i.source,
+                "plugin": i.plugin,
+                "sha256": i.sha256,
+                "attempts": i.attempts,
+                "raised_at": i.raised_at,
+                "kind": i.kind.map(|k| k.as_str()),
+                "blame": i.blame.map(|b| b.as_str()),
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Why, for the history.
+    reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Skip {
+    /// Why, for the history.
+    reason: String,
+    /// The outcome the step is left with: `approve` or `reject` for an approval, a candidate
+    /// step for a route; none for an action.
+    outcome: Option<String>,
+}
+
+/// Runs the failed step's plugin call again (administrators).
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/incidents/{token}/retry",
+    tag = "incidents",
+    params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
+    request_body = Retry,
+    responses(
+        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, token)): Path<(String, String)>,
+    Body(body): Body<Retry>,
+) -> Result<Json<Instance>, ApiError> {
+    resolve(s, caller, id, token, Resolution::Retry, body.reason).await
+}
+
+/// Leaves the failed step as if it had produced `outcome` (administrators).
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/incidents/{token}/skip",
+    tag = "incidents",
+    params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
+    request_body = Skip,
+    responses(
+        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn skip(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, token)): Path<(String, String)>,
+    Body(body): Body<Skip>,
+) -> Result<Json<Instance>, ApiError> {
+    let resolution = Resolution::Skip {
+        outcome: body.outcome,
+    };
+    resolve(s, caller, id, token, resolution, body.reason).await
+}
+
+async fn resolve(
+    s: AppState,
+    caller: Caller,
+    id: String,
+    token: String,
+    resolution: Resolution,
+    reason: String,
+) -> Result<Json<Instance>, ApiError> {
+    caller.admin("resolve incidents")?;
+    let token: u64 = token.parse().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("token `{token}` must be the incident's token number, as GET /api/v1/incidents lists it"),
+        )
+        .with(json!({"field": "token"}))
+    })?;
+    if reason.trim().is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "`reason` must say why; it is kept in the history",
+        )
+        .with(json!({"field": "reason"})));
+    }
+    let instance = s
+        .flowgate
+        .resolve_incident(
+            caller.tenant(),
+            &id,
+            token,
+            &caller.0.token,
+            resolution,
+            reason,
+        )
+        .await?;
+    Ok(Json(instance))
+}

@@ -1,0 +1,487 @@
+//! The operators' pages: instances with their timeline, data and diagram, and incidents to
+//! retry, skip or cancel.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::format::{self, DataRow};
+use super::{Chrome, Fields, PageError, Viewer, html, urlencode};
+use crate::daemon::AppState;
+use crate::definition::Definition;
+use crate::engine::{Actor, Event, EventKind, Instance, Resolution, Wait};
+use crate::store::InstanceFilter;
+
+/// One line of a timeline.
+#[derive(Debug)]
+pub struct Entry {
+    pub at: String,
+    pub who: String,
+    pub what: String,
+    pub why: Option<String>,
+    /// `ok`, `fail`, `person` or `info`: the dot's colour.
+    pub tone: &'static str,
+}
+
+/// An instance's history as people read it: who did what, when, and why, with steps called by
+/// their titles.
+pub fn timeline(def: &Definition, history: &[Event]) -> Vec<Entry> {
+    history.iter().map(|e| entry(def, e)).collect()
+}
+
+fn entry(def: &Definition, event: &Event) -> Entry {
+    let who = match &event.actor {
+        Actor::Person {
+            id,
+            via: Some(token),
+        } => format!("{id} (through {token})"),
+        Actor::Person { id, via: None } => id.clone(),
+        Actor::Plugin { name, sha256 } => {
+            format!("plugin {name} @{}", crate::plugin::short_version(sha256))
+        }
+        Actor::Timer => "timer".to_string(),
+        Actor::System => "Flowgate".to_string(),
+    };
+    let step = |s: &str| format!("“{}”", def.step(s).map_or(s, |found| found.title()));
+    let (what, tone) = match &event.kind {
+        EventKind::InstanceStarted {
+            definition,
+            version,
+            ..
+        } => (format!("Started {definition} (version {version})"), "info"),
+        EventKind::StepEntered { step: s, .. } => (format!("Entered {}", step(s)), "info"),
+        EventKind::StepCompleted {
+            step: s, outcome, ..
+        } => (
+            match outcome {
+                Some(o) => format!("Left {} with {}", step(s), format::label(o).to_lowercase()),
+                None => format!("Left {}", step(s)),
+            },
+            "ok",
+        ),
+        EventKind::TaskCreated {
+            step: s,
+            assignee,
+            role,
+            candidates,
+            ..
+        } => {
+            let to = match (assignee, role) {
+                (Some(p), _) => p.clone(),
+                (None, Some(r)) => format!("role {r}"),
+                (None, None) => candidates.join(", "),
+            };
+            (format!("Task {} opened for {to}", step(s)), "info")
+        }
+        EventKind::TaskClaimed { .. } => ("Claimed the task".to_string(), "person"),
+        EventKind::TaskUnclaimed { .. } => ("Gave the task back".to_string(), "person"),
+        EventKind::TaskCompleted {
+            step: s, outcome, ..
+        } => (
+            match outcome {
+                Some(o) => format!("Completed {}: {}", step(s), format::label(o).to_lowercase()),
+                None => format!("Completed {}", step(s)),
+            },
+            "person",
+        ),
+        EventKind::TaskCancelled { .. } => ("Task withdrawn".to_string(), "info"),
+        EventKind::TaskReassigned { role, .. } => {
+            (format!("Task reassigned to role {role}"), "info")
+        }
+        EventKind::ApprovalRequired { step: s, stages } => (
+            format!("{} needs approval by {}", step(s), stages.join(", then ")),
+            "info",
+        ),
+        EventKind::AutoApproved { step: s } => {
+            (format!("{} approved automatically", step(s)), "ok")
+        }
+        EventKind::StageDecided {
+            stage, approved, ..
+        } => (
+            format!(
+                "Stage {stage} {}",
+                if *approved { "approved" } else { "rejected" }
+            ),
+            if *approved { "ok" } else { "fail" },
+        ),
+        EventKind::DataUpdated { keys } => (format!("Updated {}", keys.join(", ")), "info"),
+        EventKind::ActionSucceeded { step: s, note, .. } => (
+            if note.is_empty() {
+                format!("{} done", step(s))
+            } else {
+                format!("{} done: {note}", step(s))
+            },
+            "ok",
+        ),
+        EventKind::PluginCallFailed {
+            step: s,
+            attempt,
+            error,
+            retry_at,
+            ..
+        } => (
+            format!(
+                "{} failed (attempt {attempt}){}: {error}",
+                step(s),
+                if retry_at.is_some() {
+                    ", will retry"
+                } else {
+                    ""
+                }
+            ),
+            "fail",
+        ),
+        EventKind::Routed { step: s, next } => {
+            (format!("{} chose {}", step(s), next.join(", ")), "ok")
+        }
+        EventKind::ReminderSent { .. } => ("Reminder sent".to_string(), "info"),
+        EventKind::TaskOverdue { .. } => ("Task overdue".to_string(), "fail"),
+        EventKind::Escalated { action, .. } => (format!("Escalated: {action}"), "fail"),
+        EventKind::IncidentRaised { step: s, error, .. } => {
+            (format!("Incident at {}: {error}", step(s)), "fail")
+        }
+        EventKind::IncidentResolved {
+            step: s,
+            resolution,
+            ..
+        } => (
+            format!("Incident at {} resolved: {resolution}", step(s)),
+            "ok",
+        ),
+        EventKind::SubworkflowStarted { workflow, .. } => {
+            (format!("Started sub-workflow {workflow}"), "info")
+        }
+        EventKind::SubworkflowFinished { child, outcome, .. } => {
+            (format!("Sub-workflow {child} ended {outcome}"), "ok")
+        }
+        EventKind::BranchJoined {
+            step: s,
+            arrived,
+            required,
+        } => (
+            format!("{}: {arrived} of {required} branches in", step(s)),
+            "info",
+        ),
+        EventKind::BranchCancelled { step: s, .. } => {
+            (format!("Branch at {} cancelled", step(s)), "info")
+        }
+        EventKind::InstanceEnded { outcome, .. } => (format!("Ended: {outcome}"), "ok"),
+    };
+    Entry {
+        at: format::iso(event.at),
+        who,
+        what,
+        why: event.reason.clone(),
+        tone,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct InstanceQuery {
+    #[serde(default)]
+    workflow: String,
+    #[serde(default)]
+    status: String,
+    after: Option<String>,
+}
+
+#[derive(Debug)]
+struct InstanceRow {
+    id: String,
+    workflow: String,
+    status: &'static str,
+    started: String,
+    started_by: String,
+    open_tasks: usize,
+    incident: bool,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "instances.html")]
+struct InstancesPage {
+    chrome: Chrome,
+    rows: Vec<InstanceRow>,
+    workflows: Vec<String>,
+    workflow: String,
+    status: String,
+    next: Option<String>,
+}
+
+const PAGE: usize = 50;
+
+pub async fn instances(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<InstanceQuery>,
+) -> Result<Response, PageError> {
+    let filter = InstanceFilter {
+        definition: Some(q.workflow.clone()).filter(|w| !w.is_empty()),
+        status: Some(q.status.clone()).filter(|w| !w.is_empty()),
+        after: q.after.clone(),
+        limit: PAGE + 1,
+        ..InstanceFilter::default()
+    };
+    let mut found = s.flowgate.instances(viewer.tenant(), &filter)?;
+    let next = (found.len() > PAGE).then(|| found[PAGE - 1].id.clone());
+    found.truncate(PAGE);
+    let rows = found.iter().map(instance_row).collect();
+    let workflows = workflow_ids(&s, &viewer)?;
+    Ok(html(&InstancesPage {
+        chrome: viewer.chrome("instances"),
+        rows,
+        workflows,
+        workflow: q.workflow,
+        status: q.status,
+        next,
+    }))
+}
+
+fn instance_row(i: &Instance) -> InstanceRow {
+    InstanceRow {
+        id: i.id.clone(),
+        workflow: i.definition_id.clone(),
+        status: i.status.as_str(),
+        started: format::iso(i.started_at),
+        started_by: i.started_by.clone(),
+        open_tasks: i.open_tasks().count(),
+        incident: i.has_incident(),
+    }
+}
+
+fn workflow_ids(s: &AppState, viewer: &Viewer) -> Result<Vec<String>, PageError> {
+    let ids: std::collections::BTreeSet<String> = s
+        .flowgate
+        .definitions(viewer.tenant())?
+        .into_iter()
+        .map(|d| d.definition.id)
+        .collect();
+    Ok(ids.into_iter().collect())
+}
+
+/// An incident as its page shows it.
+#[derive(Debug)]
+struct IncidentView {
+    instance: String,
+    workflow: String,
+    token: u64,
+    step: String,
+    error: String,
+    plugin: String,
+    attempts: u32,
+    raised: String,
+    blame: String,
+    /// The outcomes a skip may give (approve/reject, or a route's candidates).
+    skip_outcomes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct OpenTask {
+    id: String,
+    title: String,
+    offered_to: String,
+    claimed_by: Option<String>,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "instance.html")]
+struct InstancePage {
+    chrome: Chrome,
+    instance: InstanceRow,
+    workflow_name: String,
+    version: u32,
+    data: Vec<DataRow>,
+    history: Vec<Entry>,
+    tasks: Vec<OpenTask>,
+    incidents: Vec<IncidentView>,
+    diagram: String,
+    running: bool,
+    plugins: Vec<(String, String)>,
+}
+
+pub async fn instance(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let (instance, history) = s.flowgate.instance_with_history(viewer.tenant(), &id)?;
+    let def = s.flowgate.definition(
+        viewer.tenant(),
+        &instance.definition_id,
+        instance.definition_version,
+    )?;
+    let progress = super::Progress::of(&instance, &history);
+    let diagram = super::svg(&def, Some(&progress))
+        .unwrap_or_else(|e| format!(r#"<p class="muted">{e}</p>"#));
+    let tasks = instance
+        .open_tasks()
+        .map(|t| OpenTask {
+            id: t.id.clone(),
+            title: t.title.clone(),
+            offered_to: match (&t.assignee, &t.role) {
+                (Some(p), _) => p.clone(),
+                (None, Some(r)) => format!("role {r}"),
+                (None, None) => t.candidates.join(", "),
+            },
+            claimed_by: t.claimed_by.clone(),
+        })
+        .collect();
+    let incidents = incidents_of(&instance, &def);
+    Ok(html(&InstancePage {
+        chrome: viewer.chrome("instances"),
+        workflow_name: if def.name.is_empty() {
+            def.id.clone()
+        } else {
+            def.name.clone()
+        },
+        version: instance.definition_version,
+        data: format::data_rows(Some(&def), &instance.data),
+        history: timeline(&def, &history),
+        tasks,
+        incidents,
+        diagram,
+        running: instance.status == crate::engine::Status::Running,
+        plugins: instance
+            .plugins
+            .iter()
+            .map(|(name, sha)| (name.clone(), crate::plugin::short_version(sha).to_string()))
+            .collect(),
+        instance: instance_row(&instance),
+    }))
+}
+
+fn incidents_of(instance: &Instance, def: &Definition) -> Vec<IncidentView> {
+    use crate::definition::Step;
+    instance
+        .tokens
+        .values()
+        .filter_map(|t| match &t.wait {
+            Wait::Incident(incident) => Some((t, incident)),
+            _ => None,
+        })
+        .map(|(t, incident)| IncidentView {
+            instance: instance.id.clone(),
+            workflow: instance.definition_id.clone(),
+            token: t.id,
+            step: def
+                .step(&t.step)
+                .map_or(t.step.clone(), |s| s.title().to_string()),
+            error: incident.error.clone(),
+            plugin: match (&incident.plugin, &incident.sha256) {
+                (Some(p), Some(sha)) => format!("{p} @{}", crate::plugin::short_version(sha)),
+                (Some(p), None) => p.clone(),
+                _ => String::new(),
+            },
+            attempts: incident.attempts,
+            raised: format::iso(incident.raised_at),
+            blame: match incident.blame {
+                Some(b) if b.as_str() == "guest" => "the plugin".to_string(),
+                Some(_) => "the host".to_string(),
+                None => "the engine".to_string(),
+            },
+            skip_outcomes: match def.step(&t.step) {
+                Some(Step::Approval(_)) => vec!["approve".to_string(), "reject".to_string()],
+                Some(Step::Route(r)) => r.candidates.clone(),
+                _ => Vec::new(),
+            },
+        })
+        .collect()
+}
+
+#[derive(Debug, Template)]
+#[template(path = "incidents.html")]
+struct IncidentsPage {
+    chrome: Chrome,
+    incidents: Vec<IncidentView>,
+}
+
+pub async fn incidents(State(s): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
+    let mut incidents = Vec::new();
+    for instance in s.flowgate.incidents(viewer.tenant(), 500)? {
+        let Ok(def) = s.flowgate.definition(
+            viewer.tenant(),
+            &instance.definition_id,
+            instance.definition_version,
+        ) else {
+            continue;
+        };
+        incidents.extend(incidents_of(&instance, &def));
+    }
+    Ok(html(&IncidentsPage {
+        chrome: viewer.chrome("incidents"),
+        incidents,
+    }))
+}
+
+/// Who an operator's action is recorded as.
+fn operator(viewer: &Viewer, what: &str) -> Result<String, PageError> {
+    if !viewer.is_admin() {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Not yours to do",
+            format!("Only an administrator may {what}."),
+        ));
+    }
+    Ok(viewer.caller.token.clone())
+}
+
+pub async fn resolve(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path((id, token)): Path<(String, u64)>,
+    form: Fields,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form)?;
+    let by = operator(&viewer, "resolve incidents")?;
+    let reason = form.get("reason").unwrap_or("").trim().to_string();
+    if reason.is_empty() {
+        return Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Say why",
+            "Resolving an incident needs a reason; it is kept in the history.",
+        ));
+    }
+    let resolution = match form.get("action") {
+        Some("retry") => Resolution::Retry,
+        Some("skip") => Resolution::Skip {
+            outcome: form
+                .get("outcome")
+                .filter(|o| !o.is_empty())
+                .map(str::to_string),
+        },
+        _ => {
+            return Err(PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Choose retry or skip",
+                "The form must say whether to retry the step or skip it.",
+            ));
+        }
+    };
+    viewer.take_command(&s)?;
+    s.flowgate
+        .resolve_incident(viewer.tenant(), &id, token, &by, resolution, reason)
+        .await?;
+    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Fields,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form)?;
+    let by = operator(&viewer, "cancel instances")?;
+    let reason = form.get("reason").unwrap_or("").trim().to_string();
+    if reason.is_empty() {
+        return Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Say why",
+            "Cancelling an instance needs a reason; it is kept in the history.",
+        ));
+    }
+    viewer.take_command(&s)?;
+    s.flowgate.cancel(viewer.tenant(), &id, &by, reason).await?;
+    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}

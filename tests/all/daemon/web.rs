@@ -1,0 +1,370 @@
+//! The web app: in a real headless Chromium as people use it (`tests/web/browser.py`), and its
+//! sessions, diagrams and incident routes over plain HTTP.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+
+/// Chromium: `FLOWGATE_CHROMIUM`, or Debian's package.
+fn chromium() -> String {
+    let path = std::env::var("FLOWGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: install Debian's `chromium` package (`.ci/run` does), or set FLOWGATE_CHROMIUM"
+    );
+    path
+}
+
+#[test]
+fn people_and_operators_use_the_web_app_in_a_real_browser() {
+    let d = start(1 << 20);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/browser.py");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let out = std::process::Command::new(tools_python())
+        .arg(script)
+        .arg(&d.base)
+        .arg(&shots)
+        .env("FLOWGATE_CHROMIUM", chromium())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "the browser test failed (screenshots in {}):\n{}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An agent that does not follow redirects, so that answers are seen as they are.
+fn browser_like() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Signs in with `token`; returns the `name=value` of the session cookie and its whole header.
+fn sign_in(d: &Daemon, token: &str) -> (String, String) {
+    let response = browser_like()
+        .post(&format!("{}/login", d.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(format!("token={token}&next=%2Finbox"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(header(&response, "location"), "/inbox");
+    let set = header(&response, "set-cookie");
+    let pair = set.split(';').next().unwrap_or_default().to_string();
+    (pair, set)
+}
+
+fn page(cookie: &str, url: &str) -> (u16, String, String) {
+    let mut response = browser_like()
+        .get(url)
+        .header("cookie", cookie)
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let location = header(&response, "location");
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, location, body)
+}
+
+fn post_form(cookie: &str, url: &str, form: &str) -> (u16, String, String) {
+    let mut response = browser_like()
+        .post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send(form.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let location = header(&response, "location");
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, location, body)
+}
+
+/// The value of the page's hidden `csrf` field.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").map(|i| i + 19);
+    at.and_then(|i| html[i..].split('"').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_session_cookie_is_http_only_and_strict_forms_need_its_csrf_token_and_logout_ends_it() {
+    let d = start(1 << 20);
+    let inbox = format!("{}/inbox", d.base);
+    // Without a session, a page sends the browser to sign in, and back afterwards.
+    let (status, location, _) = page("", &inbox);
+    assert_eq!((status, location.as_str()), (303, "/login?next=/inbox"));
+    // A wrong token is refused with a page that says so, and no cookie.
+    let response = browser_like()
+        .post(&format!("{}/login", d.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("token=wrong")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(header(&response, "set-cookie"), "");
+    // Sign-in sends only where this site says: never to another origin.
+    let response = browser_like()
+        .post(&format!("{}/login", d.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send("token=acme-dora-token&next=%2F%2Fevil.example%2F")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(header(&response, "location"), "/inbox");
+
+    let (cookie, set) = sign_in(&d, "acme-dora-token");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(set.contains(attribute), "{attribute} missing from {set}");
+    }
+    let (status, _, html) = page(&cookie, &inbox);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("dora"), "{html}");
+    let csrf = csrf_of(&html);
+    assert_eq!(csrf.len(), 64, "{html}");
+
+    // A form without the session's CSRF token is refused, and nothing is done.
+    let instance = start_purchase(&d, 900_000, "office");
+    let task = d.task_for(&instance, "director");
+    let claim = format!("{}/tasks/{task}/claim", d.base);
+    let (status, _, body) = post_form(&cookie, &claim, "csrf=forged");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("This form has expired"), "{body}");
+    let (_, found) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(found["instance"]["tasks"][&task]["claimed_by"], Value::Null);
+    // With it, the claim is made as the signed-in person.
+    let (status, location, _) = post_form(&cookie, &claim, &format!("csrf={csrf}"));
+    assert_eq!((status, location), (303, format!("/tasks/{task}")));
+    let (_, found) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{instance}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(found["instance"]["tasks"][&task]["claimed_by"], "dora");
+
+    // Signing out ends the session on the server: the old cookie no longer opens a page.
+    let (status, location, _) = post_form(
+        &cookie,
+        &format!("{}/logout", d.base),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!((status, location.as_str()), (303, "/login"));
+    let (status, location, _) = page(&cookie, &inbox);
+    assert_eq!((status, location.as_str()), (303, "/login?next=/inbox"));
+}
+
+#[test]
+fn a_task_page_is_forbidden_to_another_role_and_not_found_in_another_tenant() {
+    let d = start(1 << 20);
+    let instance = start_purchase(&d, 900_000, "office");
+    let task = d.task_for(&instance, "director");
+    let url = format!("{}/tasks/{task}", d.base);
+    let (pat, _) = sign_in(&d, "acme-pat-token");
+    let (status, _, body) = page(&pat, &url);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("the role director"), "{body}");
+    let (globex, _) = sign_in(&d, GLOBEX_ADMIN);
+    for url in [url, format!("{}/instances/{instance}", d.base)] {
+        let (status, _, body) = page(&globex, &url);
+        assert_eq!(status, 404, "{url}: {body}");
+    }
+    let (dora, _) = sign_in(&d, "acme-dora-token");
+    let (status, _, body) = page(&dora, &format!("{}/tasks/{task}", d.base));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("9,000.00 USD"), "{body}");
+}
+
+fn svg(d: &Daemon, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut request = d.agent.get(&format!("{}{path}", d.base));
+    if let Some(t) = token {
+        request = request.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut response = request.call().unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let kind = header(&response, "content-type");
+    (
+        status,
+        kind,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn diagrams_are_served_as_svg_for_a_version_and_marked_for_an_instance() {
+    let d = start(1 << 20);
+    let (status, kind, body) = svg(
+        &d,
+        "/api/v1/definitions/purchase-request/versions/1/diagram.svg",
+        Some(ACME_ADMIN),
+    );
+    assert_eq!((status, kind.as_str()), (200, "image/svg+xml"), "{body}");
+    assert!(
+        body.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{body}"
+    );
+    for step in ["Approve the purchase", "Place the order", "rejected"] {
+        assert!(body.contains(step), "{step} missing: {body}");
+    }
+    assert_eq!(body.matches("<g class=\"step ").count(), 4, "{body}");
+    assert!(
+        !body.contains(" current\">"),
+        "a version alone has no progress: {body}"
+    );
+
+    let instance = start_purchase(&d, 900_000, "office");
+    d.task_for(&instance, "director");
+    let path = format!("/api/v1/instances/{instance}/diagram.svg");
+    let (status, _, body) = svg(&d, &path, Some(ACME_ADMIN));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<g class=\"step approval start current\">"),
+        "the approval is where it waits: {body}"
+    );
+
+    let (status, _, body) = svg(&d, &path, Some(GLOBEX_ADMIN));
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = svg(&d, &path, None);
+    assert_eq!(status, 401);
+    let (status, _, body) = svg(
+        &d,
+        "/api/v1/definitions/purchase-request/versions/x/diagram.svg",
+        Some(ACME_ADMIN),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = svg(
+        &d,
+        "/api/v1/definitions/purchase-request/versions/99/diagram.svg",
+        Some(ACME_ADMIN),
+    );
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn incidents_are_listed_across_instances_and_retried_or_skipped_with_a_reason() {
+    let d = start(1 << 20);
+    // The purchase policy refuses a negative amount: an incident at once.
+    let broken = start_purchase(&d, -100, "office");
+    start_purchase(&d, 900_000, "office");
+    let listed = eventually("the incident is listed", || {
+        let (status, body) = d.call("GET", "/api/v1/incidents", Some(ACME_ADMIN), None);
+        assert_eq!(status, 200, "{body}");
+        body.as_array().filter(|rows| !rows.is_empty()).cloned()
+    });
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let row = &listed[0];
+    assert_eq!(row["instance"], broken.as_str());
+    assert_eq!(row["step"], "approval");
+    assert_eq!(row["plugin"], "purchase-approval");
+    assert_eq!(row["blame"], "guest");
+    assert!(
+        row["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("must not be negative")),
+        "{row}"
+    );
+    let token = row["token"].as_u64().unwrap_or_default();
+    let retry = format!("/api/v1/instances/{broken}/incidents/{token}/retry");
+    let skip = format!("/api/v1/instances/{broken}/incidents/{token}/skip");
+    let reason = json!({"reason": "the requester fixed the amount"});
+
+    // Only the tenant's administrators resolve incidents, with a reason.
+    let (status, body) = d.call(
+        "POST",
+        &retry,
+        Some("acme-dora-token"),
+        Some(reason.clone()),
+    );
+    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+    let (status, body) = d.call("POST", &retry, Some(GLOBEX_ADMIN), Some(reason.clone()));
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+    let (status, body) = d.call(
+        "POST",
+        &retry,
+        Some(ACME_ADMIN),
+        Some(json!({"reason": " "})),
+    );
+    assert_eq!(
+        (status, body["error"]["details"]["field"].clone()),
+        (422, json!("reason"))
+    );
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/instances/{broken}/incidents/x/retry"),
+        Some(ACME_ADMIN),
+        Some(reason.clone()),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // A retry runs the policy again; it refuses again, so the incident is back.
+    let (status, body) = d.call("POST", &retry, Some(ACME_ADMIN), Some(reason.clone()));
+    assert_eq!(status, 200, "{body}");
+    let again = eventually("the incident is raised again", || {
+        let (_, body) = d.call("GET", "/api/v1/incidents", Some(ACME_ADMIN), None);
+        body.as_array()?
+            .first()
+            .filter(|r| r["attempts"].as_u64() >= Some(2))
+            .cloned()
+    });
+    assert_eq!(again["token"].as_u64(), Some(token), "{again}");
+    // Skipping leaves the approval as rejected; the instance ends so.
+    let (status, body) = d.call(
+        "POST",
+        &skip,
+        Some(ACME_ADMIN),
+        Some(json!({"reason": "a negative amount cannot be bought", "outcome": "reject"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "rejected", "{body}");
+    let (status, body) = d.call(
+        "POST",
+        &skip,
+        Some(ACME_ADMIN),
+        Some(json!({"reason": "again", "outcome": "reject"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (_, view) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{broken}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    let resolved: Vec<(Value, Value)> = view["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == "incident-resolved")
+        .map(|e| (e["resolution"].clone(), e["reason"].clone()))
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            (json!("retry"), json!("the requester fixed the amount")),
+            (
+                json!("skip with outcome reject"),
+                json!("a negative amount cannot be bought")
+            ),
+        ],
+        "{view}"
+    );
+    let (_, body) = d.call("GET", "/api/v1/incidents", Some(ACME_ADMIN), None);
+    assert_eq!(body, json!([]));
+}

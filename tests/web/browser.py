@@ -1,0 +1,169 @@
+"""The web app as people use it, in a real headless Chromium (Playwright for Python, pointed at
+the system's browser). Run by the `web::` integration test against a daemon serving the example
+tenant; it exits non-zero, saying what failed, when the app does not behave.
+
+    browser.py BASE_URL SCREENSHOT_DIR
+"""
+
+import json
+import os
+import re
+import sys
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE, SHOTS = sys.argv[1], sys.argv[2]
+ADMIN = "acme-admin-token"
+TOKENS = {"dora": "acme-dora-token", "ian": "acme-ian-token", "pat": "acme-pat-token"}
+GLOBEX_ADMIN = "globex-admin-token"
+CHROMIUM = os.environ.get("FLOWGATE_CHROMIUM", "/usr/bin/chromium")
+expect.set_options(timeout=15_000)
+
+
+def api(method, path, body=None, token=ADMIN):
+    request = urllib.request.Request(
+        BASE + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())
+
+
+def start_purchase(cents, category="it"):
+    data = {"amount_cents": cents, "currency": "USD", "category": category, "requester": "alice",
+            "title": f"Laptops for the design team ({cents // 100} USD)"}
+    return api("POST", "/api/v1/instances", {"workflow": "purchase-request", "data": data})["id"]
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def sign_in(browser, who, token=None, javascript=True, phone=False):
+    options = {"java_script_enabled": javascript, "timezone_id": "America/New_York"}
+    if phone:
+        options.update(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.goto(BASE + "/inbox")
+    expect(page).to_have_url(re.compile(r"/login\?next=/inbox$"))
+    page.get_by_label("Access token").fill(token or TOKENS[who])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/inbox$"))
+    return page
+
+
+def task_row(page, instance):
+    return page.locator(f'.task-row a[href^="/tasks/{instance}."]')
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    instance = start_purchase(1_140_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+        # A wrong token is refused on the sign-in page, with the reason.
+        page = browser.new_page()
+        page.goto(BASE + "/login")
+        shot(page, "01-sign-in")
+        page.get_by_label("Access token").fill("not-a-token")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("not valid")
+
+        # The director's inbox shows the request with what it is; she approves from her phone.
+        dora = sign_in(browser, "dora", phone=True)
+        row = task_row(dora, instance)
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("Laptops for the design team")
+        expect(row).to_contain_text("Purchase")
+        shot(dora, "02-inbox-phone")
+        row.click()
+        expect(dora.get_by_role("heading", level=1)).to_be_visible()
+        expect(dora.locator("dl.data")).to_contain_text("11,400.00 USD")
+        shot(dora, "03-task-phone")
+        dora.get_by_label("Comment").fill("Within the design budget")
+        dora.get_by_role("button", name="Approve").click()
+        expect(dora).to_have_url(re.compile(r"/inbox\?done="))
+        expect(dora.get_by_role("status")).to_contain_text("completed")
+        expect(task_row(dora, instance)).to_have_count(0)
+
+        # The inbox refreshes by itself when a task arrives.
+        second = start_purchase(900_000, "office")
+        expect(task_row(dora, second)).to_have_count(1)
+
+        # Another role's task is refused in the UI, as in the API.
+        ian = sign_in(browser, "ian")
+        task_row(ian, instance).click()
+        ian.get_by_role("button", name="Approve").click()
+        expect(ian).to_have_url(re.compile(r"/inbox\?done="))
+        order = api("GET", f"/api/v1/instances/{instance}")["instance"]
+        order_task = next(t["id"] for t in order["tasks"].values() if t["status"] == "open")
+        answer = dora.goto(BASE + f"/tasks/{order_task}")
+        assert answer.status == 403, f"dora opened procurement's task: {answer.status}"
+        expect(dora.get_by_role("heading", level=1)).to_have_text("Not yours to open")
+
+        # Procurement fills the order form: the page checks it before sending...
+        pat = sign_in(browser, "pat")
+        pat.goto(BASE + f"/tasks/{order_task}")
+        shot(pat, "04-task-form")
+        pat.get_by_role("button", name="Complete").click()
+        expect(pat.locator("#e-po_number")).to_have_text("Po number is required.")
+        expect(pat).to_have_url(re.compile(rf"/tasks/{re.escape(order_task)}$"))
+        # ...and without the script, the server's own message is shown by the field.
+        bare = sign_in(browser, "pat", javascript=False)
+        bare.goto(BASE + f"/tasks/{order_task}")
+        bare.get_by_role("button", name="Complete").click()
+        expect(bare.locator("#e-po_number")).to_have_text("Is required")
+        shot(bare, "05-server-message")
+        pat.get_by_label("Po number").fill("PO-2026-0042")
+        pat.get_by_role("button", name="Complete").click()
+        expect(pat).to_have_url(re.compile(r"/inbox\?done="))
+        expect(task_row(pat, instance)).to_have_count(0)
+        # The task, opened again, says it is done rather than failing.
+        pat.goto(BASE + f"/tasks/{order_task}")
+        expect(pat.get_by_role("status")).to_contain_text("pat completed this task")
+
+        # The operator sees the instance's timeline and its diagram with the way it went.
+        ops = sign_in(browser, "admin", token=ADMIN)
+        ops.goto(BASE + f"/instances/{instance}")
+        expect(ops.locator(".timeline")).to_contain_text("Within the design budget")
+        expect(ops.locator(".timeline")).to_contain_text("Ended: completed")
+        expect(ops.locator(".diagram svg .step.done")).not_to_have_count(0)
+        expect(ops.locator(".diagram svg .edge.taken")).not_to_have_count(0)
+        shot(ops, "06-instance")
+
+        # A policy that refuses its input stops the step: the operator retries it from the page.
+        broken = start_purchase(-100, "office")
+        ops.goto(BASE + "/incidents")
+        expect(ops.locator(f'a[href="/instances/{broken}"]')).to_have_count(1)
+        shot(ops, "07-incidents")
+        ops.locator(f'a[href="/instances/{broken}"]').click()
+        expect(ops.locator(".diagram svg .step.failed")).to_have_count(1)
+        shot(ops, "08-incident")
+        ops.get_by_label("Reason").first.fill("Asked the requester to fix the amount")
+        ops.get_by_role("button", name="Retry the step").click()
+        expect(ops.locator(".timeline")).to_contain_text("resolved: retry")
+        expect(ops.locator(".timeline")).to_contain_text("Asked the requester to fix the amount")
+
+        # Another tenant's administrator finds nothing of acme's.
+        globex = sign_in(browser, "globex", token=GLOBEX_ADMIN)
+        for path in (f"/instances/{instance}", f"/tasks/{order_task}"):
+            answer = globex.goto(BASE + path)
+            assert answer.status == 404, f"globex opened {path}: {answer.status}"
+
+        # Signing out ends the session: its cookie no longer opens a page.
+        dora.goto(BASE + "/inbox")
+        dora.get_by_role("button", name="Sign out").click()
+        expect(dora).to_have_url(re.compile(r"/login$"))
+        dora.goto(BASE + "/inbox")
+        expect(dora).to_have_url(re.compile(r"/login\?next="))
+        browser.close()
+    print("web app: every check passed")
+
+
+if __name__ == "__main__":
+    main()
