@@ -55,6 +55,7 @@ cat <<'HELP'
 
 == starting the daemon (Ctrl-C stops it). Example tokens: acme-admin-token (admin),
    acme-dora-token (director, manager), acme-ian-token (it-reviewer), acme-pat-token (procurement).
+   The web app: open http://localhost:8080/ and sign in with one of those tokens.
    curl -H 'Authorization: Bearer acme-admin-token' localhost:8080/api/v1/definitions
    curl -H 'Authorization: Bearer acme-dora-token' 'localhost:8080/api/v1/tasks?role=director'
 HELP
