@@ -60,6 +60,7 @@ pub struct StartSpec {
 /// Starts an instance of `ctx.def`.
 pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), CommandError> {
     crate::tasks::check_policy_inputs(ctx.def, &spec.data)?;
+    crate::tasks::check_form(&ctx.def.start_form, &spec.data)?;
     let mut inst = Instance {
         id: spec.id,
         tenant: spec.tenant,

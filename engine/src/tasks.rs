@@ -374,6 +374,7 @@ pub(crate) fn check_form(
             FieldKind::Text => value.is_string(),
             FieldKind::Number => value.is_number(),
             FieldKind::Integer => value.is_i64() || value.is_u64(),
+            FieldKind::Money => value.is_i64(),
             FieldKind::Boolean => value.is_boolean(),
             FieldKind::Date => value
                 .as_str()
@@ -386,6 +387,9 @@ pub(crate) fn check_form(
             let expected = match field.kind {
                 FieldKind::Choice => format!("one of {}", field.options.join(", ")),
                 FieldKind::Date => "a date like 2026-11-22 or 2026-11-22T09:00:00Z".to_string(),
+                FieldKind::Money => {
+                    "an integer amount in minor units (12550 for 125.50)".to_string()
+                }
                 other => format!("{other:?}").to_lowercase(),
             };
             return Err(CommandError::invalid(

@@ -168,6 +168,7 @@ fn definition(tenant: &str, id: &str, version: u32) -> StoredDefinition {
             name: String::new(),
             description: String::new(),
             start: "end".to_string(),
+            start_form: Vec::new(),
             steps: vec![Step::End(EndStep {
                 id: "end".to_string(),
                 title: String::new(),

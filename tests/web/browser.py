@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
@@ -36,6 +37,14 @@ def start_purchase(cents, category="it"):
     data = {"amount_cents": cents, "currency": "USD", "category": category, "requester": "alice",
             "title": f"Laptops for the design team ({cents // 100} USD)"}
     return api("POST", "/api/v1/instances", {"workflow": "purchase-request", "data": data})["id"]
+
+
+def eventually(what, check, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        time.sleep(0.05)
 
 
 def shot(page, name):
@@ -91,7 +100,27 @@ def main():
         expect(dora.get_by_role("status")).to_contain_text("completed")
         expect(task_row(dora, instance)).to_have_count(0)
 
+        # A request started from its form: the page checks the amount, the server keeps it exactly.
+        dora.goto(BASE + "/start")
+        dora.get_by_role("link", name=re.compile("Purchase request")).click()
+        dora.get_by_label("Title").fill("Monitor arms")
+        dora.get_by_label("Amount").fill("249.5x")
+        dora.get_by_label("Currency").select_option("USD")
+        dora.get_by_label("Category").fill("office")
+        dora.get_by_label("Requester").fill("dora")
+        dora.get_by_role("button", name="Start").click()
+        expect(dora.locator("#e-amount_cents")).to_have_text("Amount must be an amount like 1250.50.")
+        dora.get_by_label("Amount").fill("249.50")
+        shot(dora, "03b-start-phone")
+        dora.get_by_role("button", name="Start").click()
+        expect(dora.get_by_role("status")).to_contain_text("Started")
+        expect(dora.locator("dl.data").last).to_contain_text("249.50 USD")
+        started = dora.url.split("/instances/")[1].split("?")[0]
+        stored = api("GET", f"/api/v1/instances/{started}")["instance"]["data"]
+        assert stored["amount_cents"] == 24950, stored
+
         # The inbox refreshes by itself when a task arrives.
+        dora.goto(BASE + "/inbox")
         second = start_purchase(900_000, "office")
         expect(task_row(dora, second)).to_have_count(1)
 
@@ -138,6 +167,9 @@ def main():
 
         # A policy that refuses its input stops the step: the operator retries it from the page.
         broken = start_purchase(-100, "office")
+        # The policy runs in the background: wait until its refusal is an incident.
+        eventually("the incident is raised",
+                   lambda: any(i["instance"] == broken for i in api("GET", "/api/v1/incidents")))
         ops.goto(BASE + "/incidents")
         expect(ops.locator(f'a[href="/instances/{broken}"]')).to_have_count(1)
         shot(ops, "07-incidents")

@@ -19,6 +19,10 @@ pub struct Definition {
     pub description: String,
     /// The first step.
     pub start: String,
+    /// The fields a start gives, checked as a task's form is (the web app draws them as the
+    /// start form); none means any data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_form: Vec<FormField>,
     /// The steps, in any order.
     pub steps: Vec<Step>,
 }
@@ -90,6 +94,12 @@ pub struct FormField {
     /// Allowed values, for `choice`.
     #[serde(default)]
     pub options: Vec<String>,
+    /// For `money`: its ISO 4217 currency, when it is always the same (`"EUR"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// For `money`: the field (of the form, or of the instance's data) that holds its currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency_field: Option<String>,
 }
 
 /// The type of a form field.
@@ -104,6 +114,9 @@ pub enum FieldKind {
     Date,
     /// One of `options`.
     Choice,
+    /// An amount of money as an integer of minor units (12550 for 125.50 EUR), in `currency`
+    /// or the currency `currency_field` holds. People enter it as a decimal.
+    Money,
 }
 
 /// An approval.

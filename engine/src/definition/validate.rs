@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::model::{ApprovalStep, Definition, JoinMode, Step, TaskStep, WaitStep};
+use super::model::{ApprovalStep, Definition, FormField, JoinMode, Step, TaskStep, WaitStep};
 use crate::Capability;
 
 /// What a definition may refer to outside itself: the tenant's plugins and definitions.
@@ -103,6 +103,7 @@ pub fn validate(def: &Definition, catalog: &dyn Catalog) -> Vec<Problem> {
     if !index.contains_key(def.start.as_str()) {
         c.at(None, "start", format!("unknown step `{}`", def.start));
     }
+    check_fields(&mut c, None, "start_form", &def.start_form);
     for (i, step) in def.steps.iter().enumerate() {
         for (field, target) in step.targets() {
             if !index.contains_key(target) {
@@ -240,21 +241,50 @@ fn check_task(c: &mut Checker<'_>, i: usize, t: &TaskStep) {
         (None, true) => c.at(Some(i), "next", "a task needs `next` or `on` outcomes"),
         _ => {}
     }
+    check_fields(c, Some(i), "form", &t.form);
+}
+
+/// A form's fields: unique names, options for choices only, a currency for money only.
+fn check_fields(c: &mut Checker<'_>, step: Option<usize>, path: &str, form: &[FormField]) {
+    use super::model::FieldKind;
     let mut names = BTreeSet::new();
-    for (f, field) in t.form.iter().enumerate() {
+    for (f, field) in form.iter().enumerate() {
+        let at = |what: &str| format!("{path}[{f}].{what}");
         if !names.insert(&field.name) {
             c.at(
-                Some(i),
-                &format!("form[{f}].name"),
+                step,
+                &at("name"),
                 format!("duplicate field `{}`", field.name),
             );
         }
-        let choice = field.kind == super::model::FieldKind::Choice;
+        let choice = field.kind == FieldKind::Choice;
         if choice == field.options.is_empty() {
             c.at(
-                Some(i),
-                &format!("form[{f}].options"),
+                step,
+                &at("options"),
                 "a choice needs options, and only a choice has them",
+            );
+        }
+        let money = field.kind == FieldKind::Money;
+        let currencies =
+            usize::from(field.currency.is_some()) + usize::from(field.currency_field.is_some());
+        if money && currencies != 1 {
+            c.at(
+                step,
+                &at("currency"),
+                "money needs exactly one of `currency` (an ISO 4217 code) or `currency_field`",
+            );
+        }
+        if !money && currencies != 0 {
+            c.at(step, &at("currency"), "only money has a currency");
+        }
+        if let Some(code) = &field.currency
+            && !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            c.at(
+                step,
+                &at("currency"),
+                format!("`{code}` is not an ISO 4217 code such as \"EUR\""),
             );
         }
     }

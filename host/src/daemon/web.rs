@@ -10,8 +10,10 @@
 
 mod diagram;
 mod format;
+mod forms;
 mod operate;
 mod session;
+mod start;
 mod work;
 
 use askama::Template;
@@ -41,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}", get(work::task).post(work::complete))
         .route("/tasks/{id}/claim", post(work::claim))
         .route("/tasks/{id}/unclaim", post(work::unclaim))
+        .route("/start", get(start::list))
+        .route("/start/{workflow}", get(start::form).post(start::start))
         .route("/instances", get(operate::instances))
         .route("/instances/{id}", get(operate::instance))
         .route("/instances/{id}/diagram.svg", get(instance_diagram))

@@ -368,3 +368,56 @@ fn incidents_are_listed_across_instances_and_retried_or_skipped_with_a_reason() 
     let (_, body) = d.call("GET", "/api/v1/incidents", Some(ACME_ADMIN), None);
     assert_eq!(body, json!([]));
 }
+
+#[test]
+fn a_start_form_is_drawn_from_the_definition_checked_and_sent_once() {
+    let d = start(1 << 20);
+    let (cookie, _) = sign_in(&d, "acme-dora-token");
+    let url = format!("{}/start/purchase-request", d.base);
+    let (status, _, html) = page(&cookie, &url);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(r#"name="amount_cents" type="text" inputmode="decimal""#), "{html}");
+    let csrf = csrf_of(&html);
+    let form = |amount: &str| {
+        format!(
+            "csrf={csrf}&key=req-1&title=Desk&amount_cents={amount}&currency=USD&category=office&requester=dora"
+        )
+    };
+    // An amount with more decimals than the currency has is refused by the field, not rounded.
+    let (status, _, html) = post_form(&cookie, &url, &form("12.345"));
+    assert_eq!(status, 422, "{html}");
+    assert!(
+        html.contains("Enter an amount like 1250.50, with at most 2 decimals for USD"),
+        "{html}"
+    );
+    let (status, location, _) = post_form(&cookie, &url, &form("1%2C234.50"));
+    assert_eq!(status, 303);
+    let id = location
+        .strip_prefix("/instances/")
+        .and_then(|l| l.strip_suffix("?started=1"))
+        .unwrap_or_default()
+        .to_string();
+    let (_, got) = d.call("GET", &format!("/api/v1/instances/{id}"), Some(ACME_ADMIN), None);
+    assert_eq!(got["instance"]["data"]["amount_cents"], 123_450, "{got}");
+    assert_eq!(got["instance"]["started_by"], "dora", "{got}");
+    // The same form sent again (a double click, a reload) starts nothing new.
+    let (status, again, _) = post_form(&cookie, &url, &form("1234.50"));
+    assert_eq!((status, again), (303, location));
+    let (_, listed) = d.call("GET", "/api/v1/instances", Some(ACME_ADMIN), None);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // Through the API, the start form is the contract: an undeclared field is refused by name.
+    let start = json!({"workflow": "purchase-request", "data": {"amount_cents": 1250, "currency": "USD", "category": "office", "requester": "al", "colour": "red"}});
+    let (status, body) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(start));
+    assert_eq!((status, body["error"]["details"]["field"].clone()), (422, json!("data.colour")), "{body}");
+    // A definition whose money has no currency does not deploy.
+    let source = "id = \"x\"\nstart = \"end\"\nstart_form = [{ name = \"amount\", type = \"money\" }]\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions/validate",
+        Some(ACME_ADMIN),
+        Some(json!({"file": "x.toml", "source": source})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("start_form[0].currency"), "{body}");
+}

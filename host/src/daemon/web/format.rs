@@ -116,14 +116,40 @@ fn money_fields(def: &Definition) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Minor units in a currency, with its ISO 4217 decimals: `1140000 USD` → `11,400.00 USD`.
-pub fn format_money(minor: i64, currency: &str) -> String {
-    let decimals = match currency {
+/// The decimals of a currency's minor unit (ISO 4217): 2 for most, 0 for JPY, 3 for KWD.
+pub fn decimals(currency: &str) -> usize {
+    match currency {
         "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
         | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
+    }
+}
+
+/// A decimal amount a person typed (`1250.5`, `-3`, `0.05`) as minor units with `decimals`
+/// digits, exactly; none if it is not such a number or has more decimals than the currency.
+pub fn parse_money(text: &str, decimals: usize) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
     };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty()
+        || !plain(whole)
+        || !plain(fraction)
+        || fraction.len() > decimals
+    {
+        return None;
+    }
+    let padded = format!("{whole}{fraction:0<decimals$}");
+    let minor: i64 = padded.parse().ok()?;
+    Some(if negative { -minor } else { minor })
+}
+
+/// Minor units in a currency, with its ISO 4217 decimals: `1140000 USD` → `11,400.00 USD`.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let decimals = decimals(currency);
     // Padded on the left so that 5 cents reads 0.05.
     let digits = format!("{:0>width$}", minor.unsigned_abs(), width = decimals + 1);
     let (whole, fraction) = digits.split_at(digits.len() - decimals);
@@ -158,6 +184,29 @@ mod tests {
         assert_eq!(format_money(-123_456, "USD"), "-1,234.56 USD");
         assert_eq!(format_money(1_500_000, "JPY"), "1,500,000 JPY");
         assert_eq!(format_money(1_234, "KWD"), "1.234 KWD");
+    }
+
+    #[test]
+    fn typed_amounts_become_minor_units_exactly_or_not_at_all() {
+        assert_eq!(parse_money("11400", 2), Some(1_140_000));
+        assert_eq!(parse_money("11400.5", 2), Some(1_140_050));
+        assert_eq!(parse_money("0.05", 2), Some(5));
+        assert_eq!(parse_money(".5", 2), Some(50));
+        assert_eq!(parse_money("-3", 2), Some(-300));
+        assert_eq!(parse_money("1500", 0), Some(1500));
+        for bad in [
+            "",
+            ".",
+            "1.234",
+            "1,5",
+            "12a",
+            "1e3",
+            "--1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_money(bad, 2), None, "{bad}");
+        }
+        assert_eq!(parse_money("1.5", 0), None);
     }
 
     #[test]

@@ -298,12 +298,20 @@ struct InstancePage {
     diagram: String,
     running: bool,
     plugins: Vec<(String, String)>,
+    /// Just started from the start form.
+    started: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct InstancePageQuery {
+    started: Option<String>,
 }
 
 pub async fn instance(
     State(s): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
+    Query(q): Query<InstancePageQuery>,
 ) -> Result<Response, PageError> {
     let (instance, history) = s.flowgate.instance_with_history(viewer.tenant(), &id)?;
     let def = s.flowgate.definition(
@@ -348,6 +356,7 @@ pub async fn instance(
             .map(|(name, sha)| (name.clone(), crate::plugin::short_version(sha).to_string()))
             .collect(),
         instance: instance_row(&instance),
+        started: q.started.is_some(),
     }))
 }
 

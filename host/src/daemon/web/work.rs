@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::format::{self, DataRow};
+use super::forms::{FieldView, draw, form_data, refused_error};
 use super::operate::{Entry, timeline};
 use super::{Chrome, Fields, PageError, Viewer, html, urlencode};
 use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::ApiError;
-use crate::definition::{Definition, FieldKind, FormField, Step};
+use crate::definition::{Definition, Step};
 use crate::engine::{Instance, Person, Task, TaskStatus};
 use crate::service::{Completion, TaskFilter};
 use crate::store::Inbox;
@@ -208,20 +209,6 @@ fn subject(def: Option<&Definition>, data: &Map<String, Value>) -> String {
         .join(" · ")
 }
 
-/// One form field, as the page draws it.
-#[derive(Debug)]
-struct FieldView {
-    name: String,
-    label: String,
-    /// `text`, `number`, `date`, `checkbox` or `select`.
-    input: &'static str,
-    step: &'static str,
-    required: bool,
-    options: Vec<String>,
-    value: String,
-    error: Option<String>,
-}
-
 /// An outcome button.
 #[derive(Debug)]
 struct Outcome {
@@ -283,24 +270,7 @@ fn task_page(
         Some(Step::Task(step)) => step.form.clone(),
         _ => Vec::new(),
     };
-    let field_error = |name: &str| {
-        error
-            .filter(|e| {
-                e.details.get("field").and_then(Value::as_str) == Some(&format!("data.{name}"))
-            })
-            .map(|e| reason_of(&e.message))
-    };
-    let fields = form
-        .iter()
-        .map(|f| field_view(f, submitted, field_error(&f.name)))
-        .collect();
-    // An error that no field shows is shown above the form.
-    let general = error
-        .filter(|e| {
-            let field = e.details.get("field").and_then(Value::as_str).unwrap_or("");
-            !form.iter().any(|f| field == format!("data.{}", f.name))
-        })
-        .map(|e| e.message.clone());
+    let (fields, general) = draw(&form, submitted, error);
     let open = task.status == TaskStatus::Open;
     let claimed_by_me = me.is_some_and(|p| task.claimed_by.as_deref() == Some(p.id.as_str()));
     let claimed_by_other = task.claimed_by.is_some() && !claimed_by_me;
@@ -350,16 +320,6 @@ fn task_page(
     })
 }
 
-/// `data.amount: expected integer, got "x"` → `expected integer, got "x"`.
-fn reason_of(message: &str) -> String {
-    let reason = message.split_once(": ").map_or(message, |(_, r)| r);
-    let mut chars = reason.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 fn outcome(value: &str) -> Outcome {
     let tone = match value {
         "approve" | "accept" | "complete" | "done" | "resolve" | "sign" => "primary",
@@ -370,27 +330,6 @@ fn outcome(value: &str) -> Outcome {
         value: value.to_string(),
         label: format::label(value),
         tone,
-    }
-}
-
-fn field_view(field: &FormField, submitted: &Fields, error: Option<String>) -> FieldView {
-    let (input, step) = match field.kind {
-        FieldKind::Text => ("text", ""),
-        FieldKind::Number => ("number", "any"),
-        FieldKind::Integer => ("number", "1"),
-        FieldKind::Boolean => ("checkbox", ""),
-        FieldKind::Date => ("date", ""),
-        FieldKind::Choice => ("select", ""),
-    };
-    FieldView {
-        label: format::label(&field.name),
-        input,
-        step,
-        required: field.required,
-        options: field.options.clone(),
-        value: submitted.get(&field.name).unwrap_or("").to_string(),
-        error,
-        name: field.name.clone(),
     }
 }
 
@@ -459,12 +398,19 @@ pub async fn complete(
     form: Fields,
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form)?;
-    let (_, task, def) = find_task(&s, &viewer, &id)?;
+    let (instance, task, def) = find_task(&s, &viewer, &id)?;
     let fields = match def.step(&task.step) {
         Some(Step::Task(step)) => step.form.clone(),
         _ => Vec::new(),
     };
-    let data = form_data(&fields, &form);
+    let data = match form_data(&fields, &form, &instance.data) {
+        Ok(data) => data,
+        Err(refused) => {
+            let error = refused_error(&refused);
+            let page = task_page(&s, &viewer, &id, &form, Some(&error))?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response());
+        }
+    };
     let person = viewer.caller().person(None).map_err(PageError::from)?;
     viewer.take_command(&s)?;
     let completion = Completion {
@@ -492,28 +438,6 @@ pub async fn complete(
             Err(PageError::from(error))
         }
     }
-}
-
-/// The form's values as the data the step's form declares: numbers as numbers, a checkbox as
-/// true or false. A value that does not parse is sent as the text it is, so that the server's
-/// check names the field and what it expected; an empty field is left out.
-fn form_data(fields: &[FormField], form: &Fields) -> Map<String, Value> {
-    let mut data = Map::new();
-    for field in fields {
-        let raw = form.get(&field.name).map(str::trim);
-        let value = match (field.kind, raw) {
-            (FieldKind::Boolean, raw) => Value::Bool(raw.is_some_and(|v| v == "on" || v == "true")),
-            (_, None | Some("")) => continue,
-            (FieldKind::Integer, Some(v)) => v
-                .parse::<i64>()
-                .map_or_else(|_| Value::String(v.to_string()), Value::from),
-            (FieldKind::Number, Some(v)) => serde_json::from_str::<serde_json::Number>(v)
-                .map_or_else(|_| Value::String(v.to_string()), Value::Number),
-            (_, Some(v)) => Value::String(v.to_string()),
-        };
-        data.insert(field.name.clone(), value);
-    }
-    data
 }
 
 pub async fn claim(
@@ -553,44 +477,4 @@ async fn claim_or_unclaim(
             .await?;
     }
     Ok(Redirect::to(&format!("/tasks/{}", urlencode(&id))).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_values_become_the_types_the_form_declares() {
-        let field = |name: &str, kind| FormField {
-            name: name.to_string(),
-            kind,
-            required: false,
-            options: Vec::new(),
-        };
-        let fields = [
-            field("count", FieldKind::Integer),
-            field("rate", FieldKind::Number),
-            field("ok", FieldKind::Boolean),
-            field("note", FieldKind::Text),
-            field("bad", FieldKind::Integer),
-            field("empty", FieldKind::Text),
-        ];
-        let form = Fields(
-            [
-                ("count", "12"),
-                ("rate", "2.5"),
-                ("note", " hi "),
-                ("bad", "twelve"),
-                ("empty", ""),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
-        let data = Value::Object(form_data(&fields, &form));
-        assert_eq!(
-            data,
-            serde_json::json!({"count": 12, "rate": 2.5, "ok": false, "note": "hi", "bad": "twelve"})
-        );
-    }
 }

@@ -44,11 +44,22 @@ function message(input) {
   if (v.valueMissing) return `${label} is required.`;
   if (v.badInput || v.typeMismatch) return `${label} must be ${input.type === "number" ? "a number" : "valid"}.`;
   if (v.stepMismatch) return `${label} must be a whole number.`;
+  if (v.patternMismatch) return `${label} must be an amount like 1250.50.`;
   return input.validationMessage;
 }
 
 function validateForms() {
   for (const form of document.querySelectorAll("form[data-validate]")) {
+    // A message goes once the person changes what it was about.
+    form.addEventListener("input", (event) => {
+      const field = event.target.closest(".field");
+      const out = field && field.querySelector(".field-error");
+      if (out && field.classList.contains("invalid")) {
+        out.textContent = "";
+        field.classList.remove("invalid");
+        event.target.removeAttribute("aria-invalid");
+      }
+    });
     form.addEventListener("submit", (event) => {
       let first = null;
       for (const input of form.querySelectorAll("input, select, textarea")) {
