@@ -181,6 +181,29 @@ def main():
         expect(ops.locator(".timeline")).to_contain_text("resolved: retry")
         expect(ops.locator(".timeline")).to_contain_text("Asked the requester to fix the amount")
 
+        # Workflows: the source and diagram of each version, and a draft checked in place.
+        ops.goto(BASE + "/definitions")
+        ops.get_by_role("link", name="Purchase request").click()
+        expect(ops.locator(".diagram svg .step")).to_have_count(4)
+        draft = ops.get_by_label("Draft (TOML)")
+        draft.fill(draft.input_value().replace('next = "ordered"', 'next = "shipped"'))
+        ops.get_by_role("button", name="Check", exact=True).click()
+        problems = ops.locator("ul.problems")
+        expect(problems).to_contain_text("unknown step `shipped`")
+        expect(problems).to_contain_text("line ")
+        shot(ops, "09-draft-problems")
+        # Plugins: versions with their hashes, and the running instances pinned to them.
+        ops.goto(BASE + "/plugins")
+        purchase = ops.locator("section", has=ops.get_by_role("heading", name="purchase-approval"))
+        expect(purchase).to_contain_text("approval-policy")
+        expect(purchase.locator("tbody tr").first).to_contain_text("current")
+        shot(ops, "10-plugins")
+        # Reports: the finished request's cycle time, and where its work waited.
+        ops.goto(BASE + "/reports/purchase-request?range=1d")
+        expect(ops.locator("#cycle-h + h3")).to_contain_text("completed")
+        expect(ops.locator(".steps-table")).to_contain_text("Place the order")
+        shot(ops, "11-report")
+
         # Another tenant's administrator finds nothing of acme's.
         globex = sign_in(browser, "globex", token=GLOBEX_ADMIN)
         for path in (f"/instances/{instance}", f"/tasks/{order_task}"):

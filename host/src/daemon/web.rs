@@ -8,10 +8,12 @@
 //! person as the API would: another tenant's ids are not found, another role's task is
 //! forbidden.
 
+mod catalog;
 mod diagram;
 mod format;
 mod forms;
 mod operate;
+mod reports;
 mod session;
 mod start;
 mod work;
@@ -51,6 +53,12 @@ pub fn router() -> Router<AppState> {
         .route("/instances/{id}/cancel", post(operate::cancel))
         .route("/instances/{id}/incidents/{token}", post(operate::resolve))
         .route("/incidents", get(operate::incidents))
+        .route("/definitions", get(catalog::definitions))
+        .route("/definitions/{id}", get(catalog::definition))
+        .route("/definitions/{id}/draft", post(catalog::draft))
+        .route("/plugins", get(catalog::plugins))
+        .route("/reports", get(reports::index))
+        .route("/reports/{workflow}", get(reports::report))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }

@@ -376,7 +376,10 @@ fn a_start_form_is_drawn_from_the_definition_checked_and_sent_once() {
     let url = format!("{}/start/purchase-request", d.base);
     let (status, _, html) = page(&cookie, &url);
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains(r#"name="amount_cents" type="text" inputmode="decimal""#), "{html}");
+    assert!(
+        html.contains(r#"name="amount_cents" type="text" inputmode="decimal""#),
+        "{html}"
+    );
     let csrf = csrf_of(&html);
     let form = |amount: &str| {
         format!(
@@ -397,7 +400,12 @@ fn a_start_form_is_drawn_from_the_definition_checked_and_sent_once() {
         .and_then(|l| l.strip_suffix("?started=1"))
         .unwrap_or_default()
         .to_string();
-    let (_, got) = d.call("GET", &format!("/api/v1/instances/{id}"), Some(ACME_ADMIN), None);
+    let (_, got) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{id}"),
+        Some(ACME_ADMIN),
+        None,
+    );
     assert_eq!(got["instance"]["data"]["amount_cents"], 123_450, "{got}");
     assert_eq!(got["instance"]["started_by"], "dora", "{got}");
     // The same form sent again (a double click, a reload) starts nothing new.
@@ -409,7 +417,11 @@ fn a_start_form_is_drawn_from_the_definition_checked_and_sent_once() {
     // Through the API, the start form is the contract: an undeclared field is refused by name.
     let start = json!({"workflow": "purchase-request", "data": {"amount_cents": 1250, "currency": "USD", "category": "office", "requester": "al", "colour": "red"}});
     let (status, body) = d.call("POST", "/api/v1/instances", Some(ACME_ADMIN), Some(start));
-    assert_eq!((status, body["error"]["details"]["field"].clone()), (422, json!("data.colour")), "{body}");
+    assert_eq!(
+        (status, body["error"]["details"]["field"].clone()),
+        (422, json!("data.colour")),
+        "{body}"
+    );
     // A definition whose money has no currency does not deploy.
     let source = "id = \"x\"\nstart = \"end\"\nstart_form = [{ name = \"amount\", type = \"money\" }]\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
     let (status, body) = d.call(
@@ -419,5 +431,71 @@ fn a_start_form_is_drawn_from_the_definition_checked_and_sent_once() {
         Some(json!({"file": "x.toml", "source": source})),
     );
     assert_eq!(status, 422, "{body}");
-    assert!(body.to_string().contains("start_form[0].currency"), "{body}");
+    assert!(
+        body.to_string().contains("start_form[0].currency"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_draft_is_checked_in_place_and_only_an_administrator_deploys_it() {
+    let d = start(1 << 20);
+    let (dora, _) = sign_in(&d, "acme-dora-token");
+    let url = format!("{}/definitions/document-approval", d.base);
+    let (status, _, html) = page(&dora, &url);
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains("Check and deploy"), "{html}");
+    let csrf = csrf_of(&html);
+    let (_, got) = d.call(
+        "GET",
+        "/api/v1/definitions/document-approval/versions/1",
+        Some(ACME_ADMIN),
+        None,
+    );
+    let source = got["source"].as_str().unwrap_or_default().to_string();
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let draft_url = format!("{url}/draft");
+    let broken = source.replacen("kind = \"end\"", "kind = \"ending\"", 1);
+    let (status, _, html) = post_form(
+        &dora,
+        &draft_url,
+        &format!("csrf={csrf}&action=check&source={}", encode(&broken)),
+    );
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("problem(s) in the draft"), "{html}");
+    assert!(html.contains("ending"), "the parser names the bad kind: {html}");
+    // A person may check a draft but not deploy it; an administrator may.
+    let renamed = source.replacen("name = \"", "name = \"Reviewed: ", 1);
+    let form = format!("csrf={csrf}&action=deploy&source={}", encode(&renamed));
+    let (status, _, html) = post_form(&dora, &draft_url, &form);
+    assert_eq!(status, 403, "{html}");
+    let (ops, _) = sign_in(&d, ACME_ADMIN);
+    let (_, _, html) = page(&ops, &url);
+    let form = format!("csrf={}&action=deploy&source={}", csrf_of(&html), encode(&renamed));
+    let (status, location, html) = post_form(&ops, &draft_url, &form);
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/definitions/document-approval?deployed=2"),
+        "{html}"
+    );
+    let (status, _) = d.call(
+        "GET",
+        "/api/v1/definitions/document-approval/versions/2",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200);
+    // Another tenant has no such workflow, nor its report.
+    let (globex, _) = sign_in(&d, GLOBEX_ADMIN);
+    for path in ["/definitions/document-approval", "/reports/document-approval"] {
+        let (status, _, body) = page(&globex, &format!("{}{path}", d.base));
+        assert_eq!(status, 404, "{path}: {body}");
+    }
 }
