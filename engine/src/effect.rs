@@ -40,6 +40,10 @@ pub struct Notification {
     pub title: String,
     pub assignee: Option<String>,
     pub roles: Vec<String>,
+    /// Set when the assignee is an outside participant's email address: their link to the task
+    /// stays valid until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_expires_at: Option<crate::Millis>,
 }
 
 /// Why people are told.

@@ -260,6 +260,7 @@ impl Run<'_> {
             task: Some(task.id.clone()),
             title: task.title.clone(),
             assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
+            link_expires_at: task.link_expires_at,
             roles: task
                 .role
                 .iter()
@@ -314,6 +315,7 @@ impl Run<'_> {
                     title: task.title.clone(),
                     assignee: None,
                     roles,
+                    link_expires_at: None,
                 }));
                 Ok(())
             }
@@ -347,6 +349,7 @@ impl Run<'_> {
                     title: task.title.clone(),
                     assignee: None,
                     roles: vec![role],
+                    link_expires_at: None,
                 }));
                 Ok(())
             }
@@ -366,6 +369,7 @@ impl Run<'_> {
                     title: task.title.clone(),
                     assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
                     roles: task.role.iter().cloned().collect(),
+                    link_expires_at: None,
                 }));
                 let outcome =
                     (!task.outcomes.is_empty() || task.stage.is_some()).then_some(outcome);

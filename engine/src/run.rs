@@ -367,6 +367,7 @@ impl<'a> Run<'a> {
             title,
             assignee: Some(started_by),
             roles: Vec::new(),
+            link_expires_at: None,
         }));
     }
 

@@ -213,6 +213,10 @@ pub struct Task {
     pub completed_at: Option<Millis>,
     pub completed_by: Option<String>,
     pub outcome: Option<String>,
+    /// For a task assigned to someone outside the organization (its `assignee` is their email
+    /// address): until when the link they were sent opens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_expires_at: Option<Millis>,
 }
 
 /// A task's state.

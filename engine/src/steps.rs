@@ -176,6 +176,26 @@ impl Run<'_> {
             }
             (None, None) => None,
         };
+        let (assignee, link_expires_at) = match &step.external_from {
+            None => (assignee, None),
+            Some(field) => {
+                let address = data_path(&self.inst.data, field).and_then(Value::as_str);
+                match address.filter(|a| looks_like_email(a)) {
+                    Some(address) => {
+                        let valid = step.link_valid.unwrap_or(DEFAULT_LINK_VALID);
+                        let until = self.ctx.now.saturating_add(millis(valid));
+                        (Some(address.to_string()), Some(until))
+                    }
+                    None => {
+                        self.engine_incident(
+                            id,
+                            format!("external_from: the data has no email address in `{field}` for the outside participant"),
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+        };
         let outcomes = step.on.keys().cloned().collect();
         let task = self.open_task(NewTask {
             token: id,
@@ -188,6 +208,7 @@ impl Run<'_> {
             stage: None,
             outcomes,
             deadline: step.deadline.as_ref(),
+            link_expires_at,
         });
         self.set_wait(id, Wait::Task { task });
         Ok(())
@@ -337,6 +358,7 @@ impl Run<'_> {
                 stage: Some(index),
                 outcomes: outcomes.clone(),
                 deadline,
+                link_expires_at: None,
             }));
         }
         if let Some(Wait::Approval(state)) = self.inst.tokens.get_mut(&id).map(|t| &mut t.wait)
@@ -376,6 +398,7 @@ impl Run<'_> {
             completed_at: None,
             completed_by: None,
             outcome: None,
+            link_expires_at: new.link_expires_at,
         };
         self.inst.tasks.insert(id.clone(), task);
         self.emit(
@@ -398,6 +421,7 @@ impl Run<'_> {
             title: new.title,
             assignee: new.assignee,
             roles,
+            link_expires_at: new.link_expires_at,
         }));
         id
     }
@@ -656,6 +680,24 @@ struct NewTask<'a> {
     stage: Option<usize>,
     outcomes: Vec<String>,
     deadline: Option<&'a Deadline>,
+    link_expires_at: Option<Millis>,
+}
+
+/// How long an outside participant's link is valid when the step does not say.
+const DEFAULT_LINK_VALID: Duration = Duration::from_secs(7 * 86_400);
+
+/// An address with one `@`, something on each side, and no spaces: what can be mailed.
+fn looks_like_email(address: &str) -> bool {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !address.chars().any(char::is_whitespace)
+                && address.len() <= 254
+        }
+        None => false,
+    }
 }
 
 fn step_title(title: &str, id: &str) -> String {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub limiter: Arc<quota::CommandLimiter>,
     /// The web app's sign-in sessions.
     pub sessions: Arc<web::Sessions>,
+    /// The signed links of outside participants.
+    pub links: Arc<web::Links>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -63,6 +65,8 @@ pub enum DaemonError {
     },
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot open the link key: {0}")]
+    Links(#[source] std::io::Error),
 }
 
 /// Opens the store, loads every tenant (plugins, tokens, workflows) and builds the handlers' state.
@@ -75,7 +79,10 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
     let artifacts = ArtifactStore::new(data.plugins());
     let registry = Arc::new(PluginRegistry::with_artifacts(runtime, artifacts));
     let store = RedbStore::open_with_cache(data.store(), config.cache_mb.max(1) << 20)?;
+    let links =
+        Arc::new(web::Links::open(&data.root().join("link.key")).map_err(DaemonError::Links)?);
     let channels = Arc::new(ChannelNotifier::default());
+    channels.set_links(links.clone());
     let flowgate = Flowgate::open(
         Arc::new(store),
         registry,
@@ -89,6 +96,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         max_body_bytes: config.max_body_bytes,
         limiter: Arc::default(),
         sessions: Arc::default(),
+        links,
     })
 }
 
@@ -106,6 +114,11 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(DaemonError::Serve)?;
+    let public = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    state.links.set_base(&public);
     // Scripts and tests read this line to find the port (with `--listen 127.0.0.1:0`).
     println!("flowgate listening on http://{addr}");
     let tenant_count = state.tenants.snapshot().configs.len();

@@ -26,8 +26,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use complete::{COMPLETION_KEY_RETENTION_MS, Completed, Completion};
 pub use inbox::{InboxPage, TaskFilter};
 pub use notify::{
-    BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LogNotifier,
-    Notifier, RecordingNotifier, WebhookConfig, signature,
+    BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LinkMaker,
+    LogNotifier, Notifier, RecordingNotifier, WebhookConfig, signature,
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
 pub use telemetry::{Telemetry, WriteTotals};

@@ -105,6 +105,7 @@ fn mutate(rng: &mut Rng, current: &Instance) -> Instance {
                 completed_at: None,
                 completed_by: None,
                 outcome: None,
+                link_expires_at: None,
             },
         );
     }
@@ -396,6 +397,7 @@ fn redb_answers_like_the_model_after_random_batches() {
                                         title: format!("n{next_outbox}"),
                                         assignee: None,
                                         roles: Vec::new(),
+                                        link_expires_at: None,
                                     }),
                                     attempts: 0,
                                     due_at: rng.below(400),

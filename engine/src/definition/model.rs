@@ -67,6 +67,17 @@ pub struct TaskStep {
     /// Offer to any of these people.
     #[serde(default)]
     pub candidates: Vec<String>,
+    /// Assign to someone outside the organization: the instance-data field holding their email
+    /// address. They are sent a signed link that opens only this task, with no account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_from: Option<String>,
+    /// How long an outside participant's link stays valid (default 7 days).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub link_valid: Option<Duration>,
     /// Fields the person fills in; validated on completion, merged into the data.
     #[serde(default)]
     pub form: Vec<FormField>,

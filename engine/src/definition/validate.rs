@@ -228,12 +228,20 @@ fn check_task(c: &mut Checker<'_>, i: usize, t: &TaskStep) {
         t.assignee_from.is_some(),
         t.role.is_some(),
         !t.candidates.is_empty(),
+        t.external_from.is_some(),
     ];
     if ways.iter().filter(|w| **w).count() != 1 {
         c.at(
             Some(i),
             "",
-            "a task needs exactly one of assignee, assignee_from, role, candidates",
+            "a task needs exactly one of assignee, assignee_from, role, candidates, external_from",
+        );
+    }
+    if t.link_valid.is_some() && t.external_from.is_none() {
+        c.at(
+            Some(i),
+            "link_valid",
+            "only a task for an outside participant (`external_from`) has a link",
         );
     }
     match (&t.next, t.on.is_empty()) {

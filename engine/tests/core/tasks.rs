@@ -344,3 +344,44 @@ fn a_completion_keeps_its_comment_as_the_reason_and_refuses_one_too_long() {
         Some("first draft, see the attachment")
     );
 }
+
+const SIGNING: &str = r#"
+id = "signing"
+start = "sign"
+
+[[steps]]
+id = "sign"
+kind = "task"
+title = "Sign"
+external_from = "client_email"
+link_valid = "2d"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn a_task_for_an_outside_participant_is_theirs_with_a_link_until_it_expires() {
+    let (env, applied) = Env::start(SIGNING, json!({"client_email": "joan@client.example"}));
+    let task = env.inst.open_tasks().next().cloned();
+    let two_days = 2 * 86_400_000;
+    assert_eq!(
+        task.as_ref()
+            .map(|t| (t.assignee.as_deref(), t.link_expires_at)),
+        Some((Some("joan@client.example"), Some(env.now + two_days)))
+    );
+    let told = applied.effects.iter().find_map(|e| match e {
+        flowgate_engine::Effect::Notify(n) => Some(n.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        told.map(|n| (n.assignee, n.link_expires_at)),
+        Some((Some("joan@client.example".to_string()), Some(env.now + two_days)))
+    );
+    // Without an address to send the link to, the step waits for a person to fix the data.
+    let (env, _) = Env::start(SIGNING, json!({"client_email": "not an address"}));
+    assert!(env.inst.has_incident(), "{:?}", env.inst.tokens);
+    assert_eq!(env.inst.open_tasks().count(), 0);
+}

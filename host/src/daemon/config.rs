@@ -36,6 +36,9 @@ pub struct DaemonConfig {
     pub request_timeout_ms: u64,
     /// Requests served at once; more wait for a turn.
     pub max_concurrent_requests: usize,
+    /// The address people reach the daemon at (`https://flowgate.acme.example`), for the links
+    /// sent to outside participants; by default, the address it listens on.
+    pub public_url: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -50,6 +53,7 @@ impl Default for DaemonConfig {
             cache_mb: 64,
             request_timeout_ms: 60_000,
             max_concurrent_requests: 1024,
+            public_url: None,
         }
     }
 }

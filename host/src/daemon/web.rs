@@ -12,7 +12,9 @@ mod catalog;
 mod diagram;
 mod format;
 mod forms;
+mod links;
 mod operate;
+mod outside;
 mod reports;
 mod session;
 mod start;
@@ -28,12 +30,14 @@ use axum::routing::{get, post};
 use cookie::{Cookie, SameSite};
 
 pub use diagram::{DiagramError, Progress, svg};
+pub use links::Links;
 pub use session::Sessions;
 
 use super::AppState;
 use super::auth::{Access, Principal};
 use super::error::ApiError;
 use super::extract::Caller;
+use super::quota;
 
 /// The web app's routes.
 pub fn router() -> Router<AppState> {
@@ -59,6 +63,10 @@ pub fn router() -> Router<AppState> {
         .route("/plugins", get(catalog::plugins))
         .route("/reports", get(reports::index))
         .route("/reports/{workflow}", get(reports::report))
+        .route(
+            "/x/{tenant}/{task}/{expires}/{signature}",
+            get(outside::landing).post(outside::open),
+        )
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
@@ -68,6 +76,8 @@ pub fn router() -> Router<AppState> {
 pub struct Viewer {
     pub caller: Principal,
     pub session: session::Session,
+    /// For someone outside the organization: the one task their link opened.
+    pub only_task: Option<String>,
 }
 
 impl Viewer {
@@ -96,6 +106,7 @@ impl Viewer {
             csrf: self.session.csrf.clone(),
             nav,
             admin: self.is_admin(),
+            outsider: self.only_task.is_some(),
         }
     }
 
@@ -113,7 +124,7 @@ impl Viewer {
 
     /// Takes one command from the tenant's quota, as an API command would.
     pub fn take_command(&self, state: &AppState) -> Result<(), PageError> {
-        super::quota::admit(state, self.tenant()).map_err(PageError::from)
+        quota::admit(state, self.tenant()).map_err(PageError::from)
     }
 }
 
@@ -127,6 +138,8 @@ pub struct Chrome {
     /// Which tab is open.
     pub nav: &'static str,
     pub admin: bool,
+    /// Someone outside the organization, who sees only their task.
+    pub outsider: bool,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -135,12 +148,49 @@ impl FromRequestParts<AppState> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let found = session_id(&parts.headers)
             .and_then(|id| state.sessions.get(&id))
-            .and_then(|session| {
+            .and_then(|session| match &session.holder {
                 // The token is checked again each time: one removed from the tenant's file ends
                 // its sessions.
-                let caller = state.tenants.snapshot().auth.authenticate(&session.token)?;
-                Some(Viewer { caller, session })
+                session::Holder::Token(token) => {
+                    let caller = state.tenants.snapshot().auth.authenticate(token)?;
+                    Some(Viewer {
+                        caller,
+                        session,
+                        only_task: None,
+                    })
+                }
+                session::Holder::Outsider {
+                    tenant,
+                    task,
+                    email,
+                } => Some(Viewer {
+                    caller: Principal {
+                        tenant: tenant.clone(),
+                        token: format!("link for {email}"),
+                        access: Access::Person(crate::engine::Person {
+                            id: email.clone(),
+                            roles: Vec::new(),
+                            via: None,
+                        }),
+                    },
+                    only_task: Some(task.clone()),
+                    session,
+                }),
             });
+        if let Some(viewer) = &found
+            && let Some(task) = &viewer.only_task
+        {
+            let path = parts.uri.path();
+            let own = format!("/tasks/{task}");
+            if path != own && path != "/logout" {
+                return Err(PageError::new(
+                    StatusCode::FORBIDDEN,
+                    "This link opens one task",
+                    "The link you were sent opens only the task it was sent for.",
+                )
+                .into_response());
+            }
+        }
         found.ok_or_else(|| {
             let next = parts
                 .uri
@@ -318,7 +368,9 @@ async fn login(State(state): State<AppState>, form: Fields) -> Response {
         };
         return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
     }
-    let id = state.sessions.start(token);
+    let id = state
+        .sessions
+        .start(session::Holder::Token(token.to_string()), session::LIFETIME);
     let cookie = Cookie::build((session::COOKIE, id))
         .http_only(true)
         .same_site(SameSite::Strict)

@@ -98,6 +98,12 @@ impl Notifier for RecordingNotifier {
     }
 }
 
+/// Makes the link an outside participant is sent to open their task.
+pub trait LinkMaker: Send + Sync + std::fmt::Debug {
+    /// The link to `task` of `tenant`, valid until `expires`; none when links cannot be made.
+    fn link(&self, tenant: &str, task: &str, expires: crate::engine::Millis) -> Option<String>;
+}
+
 /// Where a tenant's notifications go.
 #[derive(Debug, Clone, Default)]
 pub struct Channels {
@@ -112,9 +118,22 @@ pub struct Channels {
 pub struct ChannelNotifier {
     tenants: RwLock<BTreeMap<String, Arc<Channels>>>,
     sent: Mutex<HashSet<(String, u64, &'static str)>>,
+    links: std::sync::OnceLock<Arc<dyn LinkMaker>>,
 }
 
 impl ChannelNotifier {
+    /// Sets what makes outside participants' links (once).
+    pub fn set_links(&self, links: Arc<dyn LinkMaker>) {
+        let _ = self.links.set(links);
+    }
+
+    /// The link a delivery carries: for an outside participant's task, theirs.
+    fn link_of(&self, d: &Delivery) -> Option<String> {
+        let expires = d.notification.link_expires_at?;
+        let task = d.notification.task.as_deref()?;
+        self.links.get()?.link(&d.tenant, task, expires)
+    }
+
     /// Sets (or replaces) a tenant's channels.
     pub fn set(&self, tenant: &str, channels: Channels) {
         self.tenants
@@ -183,7 +202,10 @@ impl Notifier for ChannelNotifier {
             };
             let mail = async {
                 match &channels.email {
-                    Some(sender) => self.once(d, "email", sender.send(d)).await,
+                    Some(sender) => {
+                        let link = self.link_of(d);
+                        self.once(d, "email", sender.send(d, link.as_deref())).await
+                    }
                     None => Ok(()),
                 }
             };

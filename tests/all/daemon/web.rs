@@ -470,7 +470,10 @@ fn a_draft_is_checked_in_place_and_only_an_administrator_deploys_it() {
     );
     assert_eq!(status, 422, "{html}");
     assert!(html.contains("problem(s) in the draft"), "{html}");
-    assert!(html.contains("ending"), "the parser names the bad kind: {html}");
+    assert!(
+        html.contains("ending"),
+        "the parser names the bad kind: {html}"
+    );
     // A person may check a draft but not deploy it; an administrator may.
     let renamed = source.replacen("name = \"", "name = \"Reviewed: ", 1);
     let form = format!("csrf={csrf}&action=deploy&source={}", encode(&renamed));
@@ -478,7 +481,11 @@ fn a_draft_is_checked_in_place_and_only_an_administrator_deploys_it() {
     assert_eq!(status, 403, "{html}");
     let (ops, _) = sign_in(&d, ACME_ADMIN);
     let (_, _, html) = page(&ops, &url);
-    let form = format!("csrf={}&action=deploy&source={}", csrf_of(&html), encode(&renamed));
+    let form = format!(
+        "csrf={}&action=deploy&source={}",
+        csrf_of(&html),
+        encode(&renamed)
+    );
     let (status, location, html) = post_form(&ops, &draft_url, &form);
     assert_eq!(
         (status, location.as_str()),
@@ -494,8 +501,175 @@ fn a_draft_is_checked_in_place_and_only_an_administrator_deploys_it() {
     assert_eq!(status, 200);
     // Another tenant has no such workflow, nor its report.
     let (globex, _) = sign_in(&d, GLOBEX_ADMIN);
-    for path in ["/definitions/document-approval", "/reports/document-approval"] {
+    for path in [
+        "/definitions/document-approval",
+        "/reports/document-approval",
+    ] {
         let (status, _, body) = page(&globex, &format!("{}{path}", d.base));
         assert_eq!(status, 404, "{path}: {body}");
     }
+}
+
+/// A tenant whose email goes to `smtp`, with the contract-signing example and a copy of it whose
+/// links last one second.
+fn signing_tenant(dir: &Path, smtp: &flowgate_tests::receivers::SmtpSink) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let workflows = dir.join("workflows");
+    std::fs::create_dir_all(&workflows).unwrap_or_else(|e| panic!("{e}"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/acme/workflows/contract-signing.toml");
+    let source = std::fs::read_to_string(example).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(workflows.join("contract-signing.toml"), &source)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let quick = source
+        .replace("id = \"contract-signing\"", "id = \"quick-signing\"")
+        .replace("link_valid = \"7d\"", "link_valid = \"1s\"");
+    std::fs::write(workflows.join("quick-signing.toml"), quick).unwrap_or_else(|e| panic!("{e}"));
+    let sha = hex::encode(Sha256::digest(b"signing-admin-token"));
+    let text = format!(
+        "id = \"initech\"\nworkflows = {workflows:?}\n\n[[tokens]]\nname = \"ops\"\nsha256 = \"{sha}\"\naccess = \"admin\"\n\n[email]\nurl = {:?}\nfrom = \"Initech <flowgate@initech.example>\"\ntimeout_ms = 2000\n",
+        smtp.url()
+    );
+    let path = dir.join("initech.toml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Starts a signing for `email`; returns the link the email sent them holds.
+fn signing_link(
+    d: &Daemon,
+    smtp: &flowgate_tests::receivers::SmtpSink,
+    workflow: &str,
+    email: &str,
+) -> String {
+    let start = json!({"workflow": workflow, "data": {"client": "Joan", "client_email": email, "contract": "MSA-7"}});
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some("signing-admin-token"),
+        Some(start),
+    );
+    assert_eq!(status, 201, "{body}");
+    let mail = eventually("the participant's email", || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m.to == [email.to_string()])
+    });
+    assert_eq!(
+        mail.header("Subject"),
+        Some("Sign the contract"),
+        "{}",
+        mail.data
+    );
+    // Long lines come quoted-printable: join soft breaks before looking for the link.
+    let text = mail
+        .data
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find(&format!("{}/x/", d.base));
+    let link: String = start
+        .map(|i| {
+            text[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!link.is_empty(), "no link in {}", mail.data);
+    assert!(!text.contains("acme"), "{text}");
+    link
+}
+
+#[test]
+fn someone_outside_the_organization_completes_their_task_from_an_emailed_single_use_link() {
+    let smtp = flowgate_tests::receivers::SmtpSink::start(0).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = signing_tenant(dir.path(), &smtp);
+    let d = start_with(dir, &[tenant], "");
+    let link = signing_link(&d, &smtp, "contract-signing", "joan@client.example");
+
+    // A link whose signature was changed, or moved to another task, opens nothing.
+    let forged = format!("{}0", &link[..link.len() - 1]);
+    let (status, _, body) = page("", &forged);
+    assert_eq!(status, 404, "{body}");
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/web/outsider.py");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let out = std::process::Command::new(tools_python())
+        .arg(script)
+        .arg(&d.base)
+        .arg(&link)
+        .arg(&shots)
+        .env("FLOWGATE_CHROMIUM", chromium())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "the outsider's browser test failed (screenshots in {}):\n{}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The signature is in the instance, by the participant, and the director's task is open.
+    let (_, listed) = d.call(
+        "GET",
+        "/api/v1/instances",
+        Some("signing-admin-token"),
+        None,
+    );
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_string();
+    let (_, view) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{id}"),
+        Some("signing-admin-token"),
+        None,
+    );
+    assert_eq!(
+        view["instance"]["data"]["signed_by"], "Joan Client",
+        "{view}"
+    );
+    assert_eq!(view["instance"]["data"]["accept_terms"], true, "{view}");
+    let tasks = view["instance"]["tasks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let signed = tasks.values().find(|t| t["step"] == "client-signature");
+    assert_eq!(
+        signed.map(|t| (t["completed_by"].clone(), t["outcome"].clone())),
+        Some((json!("joan@client.example"), json!("sign")))
+    );
+    assert!(
+        tasks
+            .values()
+            .any(|t| t["step"] == "countersign" && t["status"] == "open"),
+        "{view}"
+    );
+
+    // Opening a link claims its task: the same link does not open it a second time.
+    let link = signing_link(&d, &smtp, "quick-signing", "sam@client.example");
+    let (status, location, _) = post_form("", &link, "");
+    assert_eq!(status, 303, "{location}");
+    assert!(location.starts_with("/tasks/"), "{location}");
+    let (status, _, body) = page("", &link);
+    assert_eq!(status, 410, "{body}");
+    assert!(body.contains("This link was used already"), "{body}");
+    // And past its expiry, a link opens nothing.
+    let link = signing_link(&d, &smtp, "quick-signing", "kim@client.example");
+    let expires: u64 = link
+        .rsplit('/')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_default();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    while now() <= expires {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, _, body) = page("", &link);
+    assert_eq!(status, 410, "{body}");
+    assert!(body.contains("This link has expired"), "{body}");
 }

@@ -282,6 +282,8 @@ struct OpenTask {
     title: String,
     offered_to: String,
     claimed_by: Option<String>,
+    /// For an administrator: the outside participant's link, while it opens the task.
+    link: Option<String>,
 }
 
 #[derive(Debug, Template)]
@@ -333,6 +335,10 @@ pub async fn instance(
                 (None, None) => t.candidates.join(", "),
             },
             claimed_by: t.claimed_by.clone(),
+            link: t
+                .link_expires_at
+                .filter(|_| viewer.is_admin() && t.claimed_by.is_none())
+                .and_then(|expires| s.links.url(viewer.tenant(), &t.id, expires)),
         })
         .collect();
     let incidents = incidents_of(&instance, &def);

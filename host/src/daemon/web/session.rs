@@ -19,11 +19,23 @@ pub const LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
 /// The most sessions kept; past it, signing in ends the oldest.
 const MAX_SESSIONS: usize = 10_000;
 
+/// Who a session is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Someone who signed in with an API token (kept in memory only).
+    Token(String),
+    /// Someone outside the organization, from their link: they may open only that task.
+    Outsider {
+        tenant: String,
+        task: String,
+        email: String,
+    },
+}
+
 /// One signed-in browser.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The API token it signed in with (kept in memory only).
-    pub token: String,
+    pub holder: Holder,
     /// The token every form of this session carries.
     pub csrf: String,
     pub expires: Instant,
@@ -36,13 +48,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Starts a session for `token`; returns its id.
-    pub fn start(&self, token: &str) -> String {
+    /// Starts a session for `holder` that lasts `lifetime`; returns its id.
+    pub fn start(&self, holder: Holder, lifetime: Duration) -> String {
         let id = random_hex();
         let session = Session {
-            token: token.to_string(),
+            holder,
             csrf: random_hex(),
-            expires: Instant::now() + LIFETIME,
+            expires: Instant::now() + lifetime,
         };
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -102,9 +114,12 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_id_until_it_ends() {
         let sessions = Sessions::default();
-        let id = sessions.start("secret");
+        let id = sessions.start(Holder::Token("secret".to_string()), LIFETIME);
         let found = sessions.get(&id);
-        assert_eq!(found.as_ref().map(|s| s.token.as_str()), Some("secret"));
+        assert_eq!(
+            found.as_ref().map(|s| &s.holder),
+            Some(&Holder::Token("secret".to_string()))
+        );
         assert!(found.is_some_and(|s| !s.csrf_matches("") && s.csrf.len() == 64));
         assert!(sessions.get("not-an-id").is_none());
         sessions.end(&id);

@@ -426,6 +426,10 @@ pub async fn complete(
         comment: form.get("comment").map(str::to_string),
     };
     match s.flowgate.complete(viewer.tenant(), completion).await {
+        // Someone outside the organization has no inbox: their task page says it is done.
+        Ok(_) if viewer.only_task.is_some() => {
+            Ok(Redirect::to(&format!("/tasks/{}", urlencode(&id))).into_response())
+        }
         Ok(_) => {
             Ok(Redirect::to(&format!("/inbox?done={}", urlencode(&task.title))).into_response())
         }

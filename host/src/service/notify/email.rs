@@ -101,8 +101,17 @@ impl EmailSender {
         })
     }
 
-    /// The addresses a delivery goes to: its assignee's and its roles', each once.
+    /// The addresses a delivery goes to: its assignee's and its roles', each once; for an outside
+    /// participant's task, their own address alone.
     pub fn recipients(&self, d: &Delivery) -> Vec<Mailbox> {
+        if d.notification.link_expires_at.is_some() {
+            return d
+                .notification
+                .assignee
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+        }
         let people = d
             .notification
             .assignee
@@ -120,14 +129,15 @@ impl EmailSender {
             .collect()
     }
 
-    /// Sends one delivery; a delivery nobody has an address for is done at once.
-    pub async fn send(&self, d: &Delivery) -> Result<(), String> {
+    /// Sends one delivery, with the outside participant's `link` if it has one; a delivery
+    /// nobody has an address for is done at once.
+    pub async fn send(&self, d: &Delivery, link: Option<&str>) -> Result<(), String> {
         let to = self.recipients(d);
         if to.is_empty() {
             tracing::debug!(tenant = %d.tenant, id = d.id, "email: no address for this notification");
             return Ok(());
         }
-        let message = compose(&self.from, to, d)?;
+        let message = compose(&self.from, to, d, link)?;
         self.transport
             .send(message)
             .await
@@ -137,8 +147,34 @@ impl EmailSender {
 }
 
 /// The message for a delivery.
-fn compose(from: &Mailbox, to: Vec<Mailbox>, d: &Delivery) -> Result<Message, String> {
+fn compose(
+    from: &Mailbox,
+    to: Vec<Mailbox>,
+    d: &Delivery,
+    link: Option<&str>,
+) -> Result<Message, String> {
     let n = &d.notification;
+    if let (Some(link), Some(expires)) = (link, n.link_expires_at) {
+        // An outside participant: what is asked and their link, without the internals.
+        let until = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(expires),
+        );
+        let body = format!(
+            "You are asked to: {}\n\nOpen this link to do it (no account needed):\n{link}\n\nThe link works once, until {until} (UTC). If it has expired or was used already, ask the person who sent it for a new one.\n",
+            n.title
+        );
+        return Message::builder()
+            .from(from.clone())
+            .subject(n.title.clone())
+            .message_id(Some(format!("<{}.{}@flowgate>", d.tenant, d.id)))
+            .header(ContentType::TEXT_PLAIN)
+            .to(to
+                .into_iter()
+                .next()
+                .ok_or_else(|| "no recipient".to_string())?)
+            .body(body)
+            .map_err(|e| format!("cannot build the message: {e}"));
+    }
     let kind = serde_json::to_value(n.kind)
         .ok()
         .and_then(|v| v.as_str().map(|s| s.replace('-', " ")))
@@ -198,6 +234,7 @@ mod tests {
                 title: "Approve PO-1".to_string(),
                 assignee: assignee.map(str::to_string),
                 roles: roles.iter().map(|r| r.to_string()).collect(),
+                link_expires_at: None,
             },
         }
     }
@@ -244,7 +281,7 @@ mod tests {
             panic!("address")
         };
         let to = vec![from.clone()];
-        let Ok(message) = compose(&from, to, &delivery(Some("dora"), &[])) else {
+        let Ok(message) = compose(&from, to, &delivery(Some("dora"), &[]), None) else {
             panic!("message")
         };
         let text = String::from_utf8_lossy(&message.formatted()).into_owned();
@@ -252,5 +289,31 @@ mod tests {
         assert!(text.contains("Message-ID: <acme.7@flowgate>"), "{text}");
         assert!(text.contains("Task: i1.t1"), "{text}");
         assert!(text.contains("What: task assigned"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_outside_participant_is_mailed_at_their_own_address_with_their_link_only() {
+        let Ok(sender) = EmailSender::new(config()) else {
+            panic!("valid settings refused")
+        };
+        let mut d = delivery(Some("joan@client.example"), &["director"]);
+        d.notification.link_expires_at = Some(86_400_000);
+        let to: Vec<String> = sender
+            .recipients(&d)
+            .iter()
+            .map(|m| m.email.to_string())
+            .collect();
+        assert_eq!(to, ["joan@client.example"], "not the roles' addresses");
+        let Ok(from) = "flowgate@acme.example".parse::<Mailbox>() else {
+            panic!("address")
+        };
+        let link = "https://flowgate.example/x/acme/i1.t1/86400000/ab";
+        let Ok(message) = compose(&from, sender.recipients(&d), &d, Some(link)) else {
+            panic!("message")
+        };
+        let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+        assert!(text.contains(link), "{text}");
+        assert!(text.contains("1970-01-02T00:00:00Z"), "{text}");
+        assert!(!text.contains("Instance: i1"), "no internals: {text}");
     }
 }
