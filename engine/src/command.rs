@@ -102,8 +102,13 @@ pub enum Resolution {
     /// Run the failed step's plugin call again.
     Retry,
     /// Leave the step as if it produced `outcome` (`approve`/`reject` for approvals, a candidate
-    /// step for routes; ignored for actions).
-    Skip { outcome: Option<String> },
+    /// step for routes; ignored for actions), merging `data` into the instance's (what the step
+    /// would have given, e.g. an action's output).
+    Skip {
+        outcome: Option<String>,
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        data: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 /// Who the answer came from.

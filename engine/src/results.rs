@@ -429,8 +429,10 @@ impl Run<'_> {
         let actor = Actor::person(by);
         let described = match &resolution {
             Resolution::Retry => "retry".to_string(),
-            Resolution::Skip { outcome: Some(o) } => format!("skip with outcome {o}"),
-            Resolution::Skip { outcome: None } => "skip".to_string(),
+            Resolution::Skip {
+                outcome: Some(o), ..
+            } => format!("skip with outcome {o}"),
+            Resolution::Skip { outcome: None, .. } => "skip".to_string(),
         };
         self.emit(
             actor.clone(),
@@ -453,21 +455,39 @@ impl Run<'_> {
                 }
                 Ok(())
             }
-            Resolution::Skip { outcome } => match self.step(&step)? {
-                Step::Route(route) => {
-                    let Some(target) = outcome.filter(|o| route.candidates.contains(o)) else {
-                        return Err(CommandError::invalid(
-                            "outcome",
-                            format!(
-                                "skipping a route needs one of its candidates: {}",
-                                route.candidates.join(", ")
-                            ),
-                        ));
-                    };
-                    self.take_routes(token, &step, vec![target], actor, reason)
+            Resolution::Skip { outcome, data } => {
+                if !data.is_empty() {
+                    crate::tasks::check_policy_inputs(self.ctx.def, &data)?;
+                    self.merge(data, actor.clone());
                 }
-                _ => self.advance(token, outcome.as_deref(), actor, Some(reason)),
-            },
+                self.skip(token, &step, outcome, actor, reason)
+            }
+        }
+    }
+
+    /// Leaves an incident's step as if it had given `outcome`.
+    fn skip(
+        &mut self,
+        token: u64,
+        step: &str,
+        outcome: Option<String>,
+        actor: Actor,
+        reason: String,
+    ) -> Result<(), CommandError> {
+        match self.step(step)? {
+            Step::Route(route) => {
+                let Some(target) = outcome.filter(|o| route.candidates.contains(o)) else {
+                    return Err(CommandError::invalid(
+                        "outcome",
+                        format!(
+                            "skipping a route needs one of its candidates: {}",
+                            route.candidates.join(", ")
+                        ),
+                    ));
+                };
+                self.take_routes(token, step, vec![target], actor, reason)
+            }
+            _ => self.advance(token, outcome.as_deref(), actor, Some(reason)),
         }
     }
 }

@@ -603,7 +603,10 @@ async fn retryable_failures_retry_with_backoff_then_become_an_incident_a_person_
     assert_eq!(failures(&h), 4);
     h.clock.advance(Duration::from_secs(60));
     h.settle().await;
-    let skip = resolve(Resolution::Skip { outcome: None });
+    let skip = resolve(Resolution::Skip {
+        outcome: None,
+        data: Default::default(),
+    });
     let done = h.flowgate.command(&h.tenant, &instance.id, skip).await;
     let done = done.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(done.status, Status::Completed);

@@ -304,6 +304,7 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
         token: first.token,
         by: "ops".into(),
         resolution: Resolution::Skip {
+            data: Default::default(),
             outcome: Some("reject".into()),
         },
         reason: "vendor blocked".into(),

@@ -378,7 +378,10 @@ fn a_task_for_an_outside_participant_is_theirs_with_a_link_until_it_expires() {
     });
     assert_eq!(
         told.map(|n| (n.assignee, n.link_expires_at)),
-        Some((Some("joan@client.example".to_string()), Some(env.now + two_days)))
+        Some((
+            Some("joan@client.example".to_string()),
+            Some(env.now + two_days)
+        ))
     );
     // Without an address to send the link to, the step waits for a person to fix the data.
     let (env, _) = Env::start(SIGNING, json!({"client_email": "not an address"}));

@@ -112,6 +112,9 @@ pub(crate) enum IncidentCommand {
         reason: String,
         #[arg(long)]
         outcome: Option<String>,
+        /// Data the step would have given: a JSON object, or @file.json.
+        #[arg(long, default_value = "{}")]
+        data: String,
     },
 }
 
@@ -253,7 +256,17 @@ pub(crate) fn incident(local: &LocalArgs, command: IncidentCommand) -> anyhow::R
                 by,
                 reason,
                 outcome,
-            } => (instance, token, by, reason, Resolution::Skip { outcome }),
+                data,
+            } => {
+                let data = json_object(&data)?;
+                (
+                    instance,
+                    token,
+                    by,
+                    reason,
+                    Resolution::Skip { outcome, data },
+                )
+            }
         };
         l.flowgate
             .resolve_incident(&l.tenant, &instance, token, &by, resolution, reason)

@@ -330,10 +330,15 @@ fn incidents_are_listed_across_instances_and_retried_or_skipped_with_a_reason() 
         "POST",
         &skip,
         Some(ACME_ADMIN),
-        Some(json!({"reason": "a negative amount cannot be bought", "outcome": "reject"})),
+        Some(json!({"reason": "a negative amount cannot be bought", "outcome": "reject", "data": {"refusal": {"code": 7}}})),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "rejected", "{body}");
+    assert_eq!(
+        body["data"]["refusal"],
+        json!({"code": 7}),
+        "the skip's data is kept"
+    );
     let (status, body) = d.call(
         "POST",
         &skip,

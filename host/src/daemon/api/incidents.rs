@@ -85,6 +85,10 @@ pub struct Skip {
     /// The outcome the step is left with: `approve` or `reject` for an approval, a candidate
     /// step for a route; none for an action.
     outcome: Option<String>,
+    /// Data the step would have given (an action's output), merged into the instance's.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    data: serde_json::Map<String, Value>,
 }
 
 /// Runs the failed step's plugin call again (administrators).
@@ -140,6 +144,7 @@ pub async fn skip(
 ) -> Result<Json<Instance>, ApiError> {
     let resolution = Resolution::Skip {
         outcome: body.outcome,
+        data: body.data,
     };
     resolve(s, caller, id, token, resolution, body.reason).await
 }

@@ -464,6 +464,7 @@ pub async fn resolve(
                 .get("outcome")
                 .filter(|o| !o.is_empty())
                 .map(str::to_string),
+            data: skip_data(form.get("data").unwrap_or(""))?,
         },
         _ => {
             return Err(PageError::new(
@@ -478,6 +479,28 @@ pub async fn resolve(
         .resolve_incident(viewer.tenant(), &id, token, &by, resolution, reason)
         .await?;
     Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}
+
+/// The data an operator gives a skipped step: a JSON object (operators write it), kept exactly.
+fn skip_data(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, PageError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let refuse = |why: String| {
+        PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The data is not usable",
+            format!("The data for the skipped step must be a JSON object: {why}"),
+        )
+    };
+    if let Some(inexact) = crate::daemon::exact::first_inexact(text.as_bytes()) {
+        return Err(refuse(format!(
+            "`{}` is {}, which cannot be kept exactly",
+            inexact.field, inexact.literal
+        )));
+    }
+    serde_json::from_str(text).map_err(|e| refuse(e.to_string()))
 }
 
 pub async fn cancel(
