@@ -3,6 +3,7 @@
 mod engine_cmds;
 mod local;
 mod plugin;
+mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,6 +17,8 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(flatten)]
     local: local::LocalArgs,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +102,23 @@ pub fn report(error: &anyhow::Error) -> String {
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // With `--url`, the engine commands go to a running daemon.
+    if let Some(r) = cli.remote.connect()? {
+        return match cli.command {
+            Command::Workflow(c) => remote::workflow(&r, c),
+            Command::Instance(c) => remote::instance(&r, c),
+            Command::Task(c) => remote::task(&r, c),
+            Command::Incident(c) => remote::incident(&r, c),
+            Command::Tick => {
+                anyhow::bail!(
+                    "`tick` runs a local data file's engine; a daemon fires its own timers"
+                )
+            }
+            Command::Serve(_) | Command::Plugin(_) => {
+                anyhow::bail!("--url is for the workflow, instance, task and incident commands")
+            }
+        };
+    }
     match cli.command {
         Command::Workflow(c) => engine_cmds::workflow(&cli.local, c),
         Command::Instance(c) => engine_cmds::instance(&cli.local, c),
@@ -134,6 +154,13 @@ pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_arguments_are_consistent() {
+        // Two arguments of one name (a global `--token` and a command's `token`) fail here, not
+        // at a user's first call.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
     #[test]
     fn a_cause_already_in_its_error_is_said_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");

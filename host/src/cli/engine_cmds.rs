@@ -1,4 +1,5 @@
-//! `flowgate workflow|instance|task|incident|tick`: the engine over a local data file.
+//! `flowgate workflow|instance|task|incident|tick`: the engine over a local data file (or, with
+//! `--url`, a running daemon's API: see `remote`).
 
 use clap::Subcommand;
 use serde_json::json;
@@ -93,11 +94,16 @@ pub(crate) enum TaskCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum IncidentCommand {
+    /// The running instances' incidents.
+    List,
     /// Run the failed step's plugin call again.
     Retry {
         instance: String,
-        token: u64,
-        #[arg(long)]
+        /// The incident's token, as `incident list` shows it.
+        #[arg(value_name = "TOKEN")]
+        incident: u64,
+        /// Who resolves it (with `--url`, the token's holder).
+        #[arg(long, default_value = "cli")]
         by: String,
         #[arg(long)]
         reason: String,
@@ -105,8 +111,11 @@ pub(crate) enum IncidentCommand {
     /// Leave the step as if it produced `--outcome`.
     Skip {
         instance: String,
-        token: u64,
-        #[arg(long)]
+        /// The incident's token, as `incident list` shows it.
+        #[arg(value_name = "TOKEN")]
+        incident: u64,
+        /// Who resolves it (with `--url`, the token's holder).
+        #[arg(long, default_value = "cli")]
         by: String,
         #[arg(long)]
         reason: String,
@@ -244,15 +253,32 @@ pub(crate) fn incident(local: &LocalArgs, command: IncidentCommand) -> anyhow::R
     runtime()?.block_on(async {
         let l = local.open().await?;
         let (instance, token, by, reason, resolution) = match command {
+            IncidentCommand::List => {
+                let rows: Vec<_> = l
+                    .flowgate
+                    .incidents(&l.tenant, 1_000)?
+                    .iter()
+                    .flat_map(|i| {
+                        i.tokens.values().filter_map(|t| match &t.wait {
+                            crate::engine::Wait::Incident(incident) => Some(json!({
+                                "instance": i.id, "workflow": i.definition_id, "token": t.id,
+                                "step": t.step, "error": incident.error, "attempts": incident.attempts,
+                            })),
+                            _ => None,
+                        })
+                    })
+                    .collect();
+                return print_json(&json!(rows));
+            }
             IncidentCommand::Retry {
                 instance,
-                token,
+                incident,
                 by,
                 reason,
-            } => (instance, token, by, reason, Resolution::Retry),
+            } => (instance, incident, by, reason, Resolution::Retry),
             IncidentCommand::Skip {
                 instance,
-                token,
+                incident: token,
                 by,
                 reason,
                 outcome,

@@ -1,6 +1,7 @@
 //! Black-box tests of the daemon: the real binary on a free loopback port, driven over HTTP only,
 //! with two tenants (acme, the example; globex, a fixture).
 
+mod cli;
 mod harness;
 mod operations;
 mod web;

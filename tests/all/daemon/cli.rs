@@ -1,0 +1,130 @@
+//! `flowgate --url --token`: the command line against a running daemon, through its API.
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+
+/// Runs `flowgate --url <daemon> --token <token> args...`: whether it succeeded, what it printed
+/// (as JSON) and its stderr.
+fn flowgate(d: &Daemon, token: &str, args: &[&str]) -> (bool, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["--url", &d.base, "--token", token])
+        .args(args)
+        .env_remove("FLOWGATE_URL")
+        .env_remove("FLOWGATE_TOKEN")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        printed,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_lists_starts_completes_and_resolves_against_a_running_daemon() {
+    let d = start(1 << 20);
+    let (ok, listed, err) = flowgate(&d, ACME_ADMIN, &["workflow", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["id"] == "purchase-request")),
+        "{listed}"
+    );
+    let data = r#"{"amount_cents": 900000, "currency": "USD", "category": "office", "requester": "alice"}"#;
+    let (ok, started, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &["instance", "start", "purchase-request", "--data", data],
+    );
+    assert!(ok, "{err}");
+    let id = started["instance"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id.is_empty(), "{started}");
+
+    // A person's token reads its role's inbox and completes the task as that person.
+    let dora = "acme-dora-token";
+    let (ok, tasks, err) = flowgate(&d, dora, &["task", "list", "--role", "director"]);
+    assert!(ok, "{err}");
+    let task = tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["instance"] == id.as_str()))
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(!task.is_empty(), "{tasks}");
+    let (ok, done, err) = flowgate(
+        &d,
+        dora,
+        &[
+            "task",
+            "complete",
+            &task,
+            "--by",
+            "dora",
+            "--role",
+            "director",
+            "--outcome",
+            "approve",
+            "--comment",
+            "fine by me",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(done["status"], "running", "{done}");
+    let (_, view) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{id}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    let completed = view["history"]
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["event"] == "task-completed").cloned());
+    assert_eq!(
+        completed.map(|e| (e["actor"]["id"].clone(), e["reason"].clone())),
+        Some((json!("dora"), json!("fine by me")))
+    );
+
+    // The API's refusals are the command's errors, with their code and message.
+    let (ok, _, err) = flowgate(&d, "wrong-token", &["instance", "list"]);
+    assert!(!ok);
+    assert!(err.contains("401 unauthorized"), "{err}");
+    let (ok, _, err) = flowgate(&d, dora, &["instance", "cancel", &id, "--reason", "no"]);
+    assert!(!ok);
+    assert!(err.contains("403 forbidden"), "{err}");
+    let (ok, _, err) = flowgate(&d, ACME_ADMIN, &["tick"]);
+    assert!(!ok);
+    assert!(err.contains("a daemon fires its own timers"), "{err}");
+
+    // Incidents are listed and resolved.
+    let broken = start_purchase(&d, -100, "office");
+    let row = eventually("the incident is listed", || {
+        let (_, rows, _) = flowgate(&d, ACME_ADMIN, &["incident", "list"]);
+        rows.as_array()?
+            .iter()
+            .find(|r| r["instance"] == broken.as_str())
+            .cloned()
+    });
+    let token = row["token"].to_string();
+    let (ok, resolved, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &[
+            "incident",
+            "skip",
+            &broken,
+            &token,
+            "--outcome",
+            "reject",
+            "--reason",
+            "a negative amount",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(resolved["status"], "rejected", "{resolved}");
+}
