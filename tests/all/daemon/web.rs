@@ -678,3 +678,27 @@ fn someone_outside_the_organization_completes_their_task_from_an_emailed_single_
     assert_eq!(status, 410, "{body}");
     assert!(body.contains("This link has expired"), "{body}");
 }
+
+#[test]
+fn the_instances_page_filters_as_the_api_does() {
+    let d = start(1 << 20);
+    let office = start_purchase(&d, 90_000, "office");
+    let it = start_purchase(&d, 90_000, "it");
+    let (ops, _) = sign_in(&d, ACME_ADMIN);
+    let list = |query: &str| {
+        let (status, _, html) = page(&ops, &format!("{}/instances?{query}", d.base));
+        assert_eq!(status, 200, "{html}");
+        (html.contains(&office), html.contains(&it))
+    };
+    assert_eq!(list(""), (true, true));
+    assert_eq!(list("field=category&equals=it"), (false, true));
+    assert_eq!(
+        list("workflow=purchase-request&status=completed"),
+        (false, false)
+    );
+    assert_eq!(list("from=2000-01-01&to=2000-01-02"), (false, false));
+    assert_eq!(list("from=2000-01-01"), (true, true));
+    let (status, _, html) = page(&ops, &format!("{}/instances?from=yesterday", d.base));
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("is not a date like 2026-12-01"), "{html}");
+}

@@ -184,7 +184,36 @@ pub struct InstanceQuery {
     workflow: String,
     #[serde(default)]
     status: String,
+    /// Started on or after this day (UTC, `2026-12-01`).
+    #[serde(default)]
+    from: String,
+    /// Started before the end of this day (UTC).
+    #[serde(default)]
+    to: String,
+    /// A data field, and the value it must equal (JSON, or else text).
+    #[serde(default)]
+    field: String,
+    #[serde(default)]
+    equals: String,
     after: Option<String>,
+}
+
+/// The start of a UTC day (`2026-12-01`), in milliseconds; `end` gives the next day's start.
+fn day(text: &str, end: bool, what: &str) -> Result<Option<u64>, PageError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let at = humantime::parse_rfc3339(&format!("{}T00:00:00Z", text.trim())).map_err(|_| {
+        PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not a date",
+            format!("“{text}” ({what}) is not a date like 2026-12-01."),
+        )
+    })?;
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(Some(if end { millis + 86_400_000 } else { millis }))
 }
 
 #[derive(Debug)]
@@ -206,6 +235,12 @@ struct InstancesPage {
     workflows: Vec<String>,
     workflow: String,
     status: String,
+    from: String,
+    to: String,
+    field: String,
+    equals: String,
+    /// The query of this page, to page on with the same filters.
+    query: String,
     next: Option<String>,
 }
 
@@ -216,13 +251,22 @@ pub async fn instances(
     viewer: Viewer,
     Query(q): Query<InstanceQuery>,
 ) -> Result<Response, PageError> {
-    let filter = InstanceFilter {
+    let mut filter = InstanceFilter {
         definition: Some(q.workflow.clone()).filter(|w| !w.is_empty()),
         status: Some(q.status.clone()).filter(|w| !w.is_empty()),
+        started_after: day(&q.from, false, "started from")?,
+        started_before: day(&q.to, true, "started until")?,
         after: q.after.clone(),
         limit: PAGE + 1,
         ..InstanceFilter::default()
     };
+    let field = q.field.trim();
+    if !field.is_empty() {
+        // As the API does: `1200` matches the number; anything not JSON matches as text.
+        let value = serde_json::from_str(&q.equals)
+            .unwrap_or_else(|_| serde_json::Value::String(q.equals.clone()));
+        filter.data.insert(field.to_string(), value);
+    }
     let mut found = s.flowgate.instances(viewer.tenant(), &filter)?;
     let next = (found.len() > PAGE).then(|| found[PAGE - 1].id.clone());
     found.truncate(PAGE);
@@ -232,8 +276,21 @@ pub async fn instances(
         chrome: viewer.chrome("instances"),
         rows,
         workflows,
+        query: format!(
+            "workflow={}&status={}&from={}&to={}&field={}&equals={}",
+            urlencode(&q.workflow),
+            urlencode(&q.status),
+            urlencode(&q.from),
+            urlencode(&q.to),
+            urlencode(&q.field),
+            urlencode(&q.equals)
+        ),
         workflow: q.workflow,
         status: q.status,
+        from: q.from,
+        to: q.to,
+        field: q.field,
+        equals: q.equals,
         next,
     }))
 }
