@@ -171,14 +171,14 @@ async fn not_found(
 }
 
 /// Alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`ok`")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", responses((status = 200, description = "`ok`")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Prometheus metrics. Unauthenticated like most scrape endpoints: keep it on a trusted network
 /// (it names tenants and their plugins).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "prometheusMetrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 async fn prometheus(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
@@ -195,7 +195,7 @@ async fn prometheus(
 
 /// Ready when the store answers, every tenant's plugins are loaded and the last reload of the
 /// tenants' files found no problem.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "`{ready: true}`"), (status = 503, description = "What is not ready", body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations", responses((status = 200, description = "`{ready: true}`"), (status = 503, description = "What is not ready", body = ErrorBody)))]
 async fn ready(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -263,3 +263,26 @@ pub fn tools_python() -> PathBuf {
     );
     python
 }
+
+/// Runs a script of the tools' Python with `input` on stdin; its stdout as JSON (asserting it
+/// succeeded).
+pub fn python_on(script: &str, input: &[u8]) -> Value {
+    use std::io::Write;
+    let mut child = Command::new(tools_python())
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: {e}"))
+}

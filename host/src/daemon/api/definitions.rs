@@ -26,6 +26,7 @@ pub struct Source {
 #[utoipa::path(
     post,
     path = "/api/v1/definitions",
+    operation_id = "deployDefinition",
     tag = "definitions",
     request_body = Source,
     responses(
@@ -66,6 +67,7 @@ pub async fn deploy(
 #[utoipa::path(
     post,
     path = "/api/v1/definitions/validate",
+    operation_id = "validateDefinition",
     tag = "definitions",
     request_body = Source,
     responses(
@@ -95,6 +97,7 @@ pub async fn validate(
 #[utoipa::path(
     get,
     path = "/api/v1/definitions",
+    operation_id = "listDefinitions",
     tag = "definitions",
     responses(
         (status = 200, description = "`[{id, version, name, deployed_at}]`", body = serde_json::Value),
@@ -115,6 +118,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
 #[utoipa::path(
     get,
     path = "/api/v1/definitions/{id}/versions/{version}",
+    operation_id = "getDefinitionVersion",
     tag = "definitions",
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     responses(
@@ -158,6 +162,7 @@ pub async fn version(
 #[utoipa::path(
     get,
     path = "/api/v1/definitions/{id}/versions/{version}/diagram.svg",
+    operation_id = "getDefinitionDiagram",
     tag = "definitions",
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     responses(

@@ -17,6 +17,7 @@ use crate::engine::{Instance, Resolution, Wait};
 #[utoipa::path(
     get,
     path = "/api/v1/incidents",
+    operation_id = "listIncidents",
     tag = "incidents",
     params(("limit" = Option<u32>, Query, description = "At most this many instances (default 100, at most 1000)")),
     responses(
@@ -95,6 +96,7 @@ pub struct Skip {
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/incidents/{token}/retry",
+    operation_id = "retryIncident",
     tag = "incidents",
     params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
     request_body = Retry,
@@ -122,6 +124,7 @@ pub async fn retry(
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/incidents/{token}/skip",
+    operation_id = "skipIncident",
     tag = "incidents",
     params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
     request_body = Skip,

@@ -35,6 +35,7 @@ pub struct Start {
 #[utoipa::path(
     post,
     path = "/api/v1/instances",
+    operation_id = "startInstance",
     tag = "instances",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried start safe")),
     request_body = Start,
@@ -82,6 +83,7 @@ pub async fn start(
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}",
+    operation_id = "getInstance",
     tag = "instances",
     params(
         ("id" = String, Path, description = "The instance id"),
@@ -138,6 +140,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/api/v1/instances",
+    operation_id = "listInstances",
     tag = "instances",
     params(
         ("workflow" = Option<String>, Query, description = "Only this workflow"),
@@ -196,6 +199,7 @@ pub struct Cancel {
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/cancel",
+    operation_id = "cancelInstance",
     tag = "instances",
     params(("id" = String, Path, description = "The instance id")),
     request_body = Cancel,
@@ -237,6 +241,7 @@ pub struct InstanceView {
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/diagram.svg",
+    operation_id = "getInstanceDiagram",
     tag = "instances",
     params(("id" = String, Path, description = "The instance id")),
     responses(

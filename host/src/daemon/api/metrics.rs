@@ -16,6 +16,7 @@ const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
 #[utoipa::path(
     get,
     path = "/api/v1/metrics/{workflow}",
+    operation_id = "getWorkflowMetrics",
     tag = "metrics",
     params(
         ("workflow" = String, Path, description = "The workflow id"),

@@ -16,6 +16,7 @@ use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
 #[utoipa::path(
     post,
     path = "/api/v1/plugins/{name}",
+    operation_id = "uploadPlugin",
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin name")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
@@ -89,6 +90,7 @@ pub async fn upload(
 #[utoipa::path(
     get,
     path = "/api/v1/plugins/{name}/versions",
+    operation_id = "listPluginVersions",
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin name")),
     responses(
@@ -131,6 +133,7 @@ pub async fn versions(
 #[utoipa::path(
     get,
     path = "/api/v1/plugins",
+    operation_id = "listPlugins",
     tag = "plugins",
     responses(
         (status = 200, description = "`[{name, sha256, capabilities}]`", body = serde_json::Value),

@@ -22,6 +22,7 @@ use crate::store::Inbox;
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
+    operation_id = "listTasks",
     tag = "tasks",
     params(
         ("person" = Option<String>, Query, description = "Tasks assigned to this person"),
@@ -127,6 +128,7 @@ fn optional(body: &Bytes) -> Result<Act, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{id}/claim",
+    operation_id = "claimTask",
     tag = "tasks",
     params(("id" = String, Path, description = "The task id")),
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
@@ -152,6 +154,7 @@ pub async fn claim(
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{id}/unclaim",
+    operation_id = "unclaimTask",
     tag = "tasks",
     params(("id" = String, Path, description = "The task id")),
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
@@ -193,6 +196,7 @@ async fn claim_or_unclaim(
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{id}/complete",
+    operation_id = "completeTask",
     tag = "tasks",
     params(("id" = String, Path, description = "The task id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
     request_body = Act,
