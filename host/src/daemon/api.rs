@@ -45,7 +45,7 @@ pub struct HttpLimits {
                        of the caller's tenant (from its bearer token). Every error answers \
                        `{\"error\": {\"code\", \"message\", \"details\"}}`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StrictBodies),
     components(schemas(ErrorBody))
 )]
 struct ApiDoc;
@@ -60,6 +60,26 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The request bodies refuse fields they do not declare (`deny_unknown_fields`); the document
+/// says so (`additionalProperties: false`), so that clients and generators know it.
+struct StrictBodies;
+
+impl Modify for StrictBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["Source", "Start", "Cancel", "Act", "Retry", "Skip"] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
     }
 }
 

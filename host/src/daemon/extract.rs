@@ -223,14 +223,38 @@ impl Params {
     }
 
     /// A number parameter; `what` says what it counts, for the error.
+    /// At most `i64::MAX`, as the document's `int64` says.
     pub fn number(&self, key: &str, what: &str) -> Result<Option<u64>, ApiError> {
         self.0
             .get(key)
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|e| Self::invalid(key, format!("query `{key}` ({what}): {e}")))
+                let n = v
+                    .parse::<u64>()
+                    .map_err(|e| Self::invalid(key, format!("query `{key}` ({what}): {e}")))?;
+                if n > i64::MAX as u64 {
+                    return Err(Self::invalid(
+                        key,
+                        format!(
+                            "query `{key}` ({what}) is {n}, past the largest, {}",
+                            i64::MAX
+                        ),
+                    ));
+                }
+                Ok(n)
             })
             .transpose()
+    }
+
+    /// A page size: `default` without one, else 1 to `max`; any other is refused, not cut to fit.
+    pub fn limit(&self, default: u64, max: u64) -> Result<usize, ApiError> {
+        match self.number("limit", "a count")? {
+            None => Ok(default as usize),
+            Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+            Some(n) => Err(Self::invalid(
+                "limit",
+                format!("query `limit` must be 1 to {max}, not {n}"),
+            )),
+        }
     }
 
     /// A `true` / `false` parameter.

@@ -36,7 +36,9 @@ pub struct Source {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody)
+        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -75,7 +77,10 @@ pub async fn deploy(
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
-        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody)
+        (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -124,7 +129,8 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
     responses(
         (status = 200, description = "`{id, version, deployed_at, source, definition}`", body = serde_json::Value),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, with the position", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -19,7 +19,7 @@ use crate::engine::{Instance, Resolution, Wait};
     path = "/api/v1/incidents",
     operation_id = "listIncidents",
     tag = "incidents",
-    params(("limit" = Option<u32>, Query, description = "At most this many instances (default 100, at most 1000)")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many instances (default 100)")),
     responses(
         (status = 200, description = "`[{instance, workflow, version, token, step, error, source, plugin, sha256, attempts, raised_at, kind, blame}]`", body = serde_json::Value),
         (status = 400, description = "A bad query", body = ErrorBody),
@@ -33,10 +33,7 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     params.only(&["limit"])?;
-    let limit = params
-        .number("limit", "a count")?
-        .unwrap_or(100)
-        .clamp(1, 1000) as usize;
+    let limit = params.limit(100, 1000)?;
     let rows: Vec<Value> = s
         .flowgate
         .incidents(caller.tenant(), limit)?
@@ -75,6 +72,7 @@ fn rows_of(instance: &Instance) -> Vec<Value> {
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Why, for the history.
+    #[schema(min_length = 1)]
     reason: String,
 }
 
@@ -82,6 +80,7 @@ pub struct Retry {
 #[serde(deny_unknown_fields)]
 pub struct Skip {
     /// Why, for the history.
+    #[schema(min_length = 1)]
     reason: String,
     /// The outcome the step is left with: `approve` or `reject` for an approval, a candidate
     /// step for a route; none for an action.
@@ -107,7 +106,10 @@ pub struct Skip {
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
-        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -135,7 +137,10 @@ pub async fn retry(
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
-        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

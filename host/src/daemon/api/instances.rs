@@ -46,7 +46,9 @@ pub struct Start {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -148,7 +150,7 @@ pub async fn get(
         ("started_after" = Option<u64>, Query, description = "Milliseconds since the epoch"),
         ("started_before" = Option<u64>, Query, description = "Milliseconds since the epoch"),
         ("after" = Option<String>, Query, description = "The last id of the previous page"),
-        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 1000)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50)"),
         ("data.{field}" = Option<String>, Query, description = "Data field equals (JSON, or else text)")
     ),
     responses(
@@ -171,7 +173,7 @@ pub async fn list(
         started_after: params.number("started_after", time)?,
         started_before: params.number("started_before", time)?,
         after: params.text("after"),
-        limit: params.number("limit", "a count")?.unwrap_or(50).min(1000) as usize,
+        limit: params.limit(50, 1000)?,
         ..InstanceFilter::default()
     };
     for (field, value) in params.prefixed("data.") {
@@ -209,7 +211,11 @@ pub struct Cancel {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -26,7 +26,8 @@ use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
+        (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -32,7 +32,7 @@ use crate::store::Inbox;
         ("due_before" = Option<u64>, Query, description = "Only tasks due before this time (milliseconds since the epoch)"),
         ("unclaimed" = Option<bool>, Query, description = "Only tasks nobody has claimed"),
         ("after" = Option<String>, Query, description = "The previous page's `next`"),
-        ("limit" = Option<u32>, Query, description = "At most this many (default 50, at most 500)")
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")
     ),
     responses(
         (status = 200, description = "`{tasks, next}`", body = serde_json::Value),
@@ -85,10 +85,7 @@ pub async fn inbox(
         due_before: params.number("due_before", "milliseconds since the epoch")?,
         unclaimed: params.flag("unclaimed", false)?,
     };
-    let limit = params
-        .number("limit", "a count")?
-        .unwrap_or(50)
-        .clamp(1, 500) as usize;
+    let limit = params.limit(50, 500)?;
     let after = params.text("after");
     let page = s
         .flowgate
@@ -115,9 +112,10 @@ pub struct Act {
     comment: Option<String>,
 }
 
-/// An optional body: empty means `{}`.
+/// An optional body: empty (or `null`) means `{}`.
 fn optional(body: &Bytes) -> Result<Act, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(Act::default());
     }
     serde_json::from_slice(body)
@@ -137,7 +135,11 @@ fn optional(body: &Bytes) -> Result<Act, ApiError> {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field (an administrator token without `by`)", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -163,7 +165,11 @@ pub async fn claim(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody)
+        (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Invalid: `details.field` names the field (an administrator token without `by`)", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -208,7 +214,9 @@ async fn claim_or_unclaim(
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Conflict: the task was completed already, or the instance moved on", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody)
+        (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
