@@ -130,7 +130,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
         (status = 200, description = "`{id, version, deployed_at, source, definition}`", body = serde_json::Value),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 400, description = "Malformed JSON, with the position", body = ErrorBody)
+        (status = 400, description = "A version that is not a number", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -139,14 +139,7 @@ pub async fn version(
     caller: Caller,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let version: u32 = version.parse().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("version `{version}` must be a positive number: {e}"),
-        )
-        .with(json!({"field": "version"}))
-    })?;
+    let version = version_number(&version)?;
     let found = s
         .flowgate
         .store()
@@ -185,14 +178,19 @@ pub async fn diagram(
     caller: Caller,
     Path((id, version)): Path<(String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
-    let version: u32 = version.parse().map_err(|e| {
+    let version = version_number(&version)?;
+    let def = s.flowgate.definition(caller.tenant(), &id, version)?;
+    crate::daemon::web::svg_response(crate::daemon::web::svg(&def, None))
+}
+
+/// A version in a path: a positive number, or 400 naming it.
+fn version_number(version: &str) -> Result<u32, ApiError> {
+    version.parse().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid",
             format!("version `{version}` must be a positive number: {e}"),
         )
         .with(json!({"field": "version"}))
-    })?;
-    let def = s.flowgate.definition(caller.tenant(), &id, version)?;
-    crate::daemon::web::svg_response(crate::daemon::web::svg(&def, None))
+    })
 }

@@ -27,6 +27,15 @@ pub fn span(millis: u64) -> String {
     }
 }
 
+/// Whom a task is for: its assignee, `role x`, or its candidates.
+pub fn offered_to(task: &crate::engine::Task) -> String {
+    match (&task.assignee, &task.role) {
+        (Some(person), _) => person.clone(),
+        (None, Some(role)) => format!("role {role}"),
+        (None, None) => task.candidates.join(", "),
+    }
+}
+
 /// A data key as a label: `amount_cents` → `Amount cents`, `po.number` → `Po number`.
 pub fn label(key: &str) -> String {
     let words = key.replace(['_', '-', '.'], " ");

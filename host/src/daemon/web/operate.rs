@@ -386,11 +386,7 @@ pub async fn instance(
         .map(|t| OpenTask {
             id: t.id.clone(),
             title: t.title.clone(),
-            offered_to: match (&t.assignee, &t.role) {
-                (Some(p), _) => p.clone(),
-                (None, Some(r)) => format!("role {r}"),
-                (None, None) => t.candidates.join(", "),
-            },
+            offered_to: format::offered_to(t),
             claimed_by: t.claimed_by.clone(),
             link: t
                 .link_expires_at

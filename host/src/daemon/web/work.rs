@@ -163,11 +163,7 @@ pub async fn inbox(
 }
 
 fn row(task: Task, workflow: String, subject: String, now: u64) -> Row {
-    let offered_to = match (&task.assignee, &task.role) {
-        (Some(person), _) => person.clone(),
-        (None, Some(role)) => format!("role {role}"),
-        (None, None) => task.candidates.join(", "),
-    };
+    let offered_to = format::offered_to(&task);
     Row {
         waited: format::span(now.saturating_sub(task.created_at)),
         created: format::iso(task.created_at),
@@ -361,7 +357,7 @@ fn find_task(
             "Not yours to open",
             format!(
                 "Task `{id}` is for {}; you ({}) are not among them.",
-                offered(&task),
+                format::offered_to(&task),
                 me.id
             ),
         ));
@@ -381,14 +377,6 @@ fn may_see(task: &Task, me: &Person) -> bool {
         || mine(&task.completed_by)
         || task.candidates.contains(&me.id)
         || task.role.as_ref().is_some_and(|r| me.roles.contains(r))
-}
-
-fn offered(task: &Task) -> String {
-    match (&task.assignee, &task.role) {
-        (Some(p), _) => p.clone(),
-        (None, Some(r)) => format!("the role {r}"),
-        (None, None) => task.candidates.join(", "),
-    }
 }
 
 pub async fn complete(
