@@ -710,12 +710,13 @@ impl Flowgate {
                 ..InstanceFilter::default()
             };
             let chunk = self.shared.store.instances(tenant, &filter)?;
-            let last = chunk.last().map(|i| i.id.clone());
+            let read = chunk.len();
+            after = chunk.last().map(|i| i.id.clone());
             found.extend(chunk.into_iter().filter(Instance::has_incident));
-            if found.len() >= limit || last.is_none() {
+            // A short chunk is the last one.
+            if found.len() >= limit || read < CHUNK {
                 break;
             }
-            after = last;
         }
         found.truncate(limit);
         Ok(found)

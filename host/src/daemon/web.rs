@@ -277,6 +277,28 @@ impl IntoResponse for PageError {
     }
 }
 
+/// The latest version of each of the tenant's workflows, by id.
+pub fn latest_definitions(
+    s: &AppState,
+    tenant: &str,
+) -> Result<std::collections::BTreeMap<String, crate::definition::Definition>, PageError> {
+    let mut latest = std::collections::BTreeMap::new();
+    for d in s.flowgate.definitions(tenant)? {
+        match latest.get(&d.definition.id) {
+            Some((version, _)) if *version >= d.version => {}
+            _ => {
+                latest.insert(d.definition.id.clone(), (d.version, d.definition));
+            }
+        }
+    }
+    Ok(latest.into_iter().map(|(id, (_, def))| (id, def)).collect())
+}
+
+/// The ids of the tenant's workflows, for a page's workflow filter.
+pub fn workflow_ids(s: &AppState, tenant: &str) -> Result<Vec<String>, PageError> {
+    Ok(latest_definitions(s, tenant)?.into_keys().collect())
+}
+
 /// A rendered template as an HTML answer; a template that fails to render is a 500 page.
 pub fn html<T: Template>(page: &T) -> Response {
     match page.render() {

@@ -54,11 +54,7 @@ pub async fn definitions(State(s): State<AppState>, viewer: Viewer) -> Result<Re
         .filter_map(|(id, versions)| {
             let last = versions.last()?;
             Some(WorkflowRow {
-                name: if last.definition.name.is_empty() {
-                    id.clone()
-                } else {
-                    last.definition.name.clone()
-                },
+                name: last.definition.display_name().to_string(),
                 latest: last.version,
                 versions: versions.len(),
                 deployed: format::iso(last.deployed_at),
@@ -145,11 +141,7 @@ fn definition_page(
     Ok(DefinitionPage {
         chrome: viewer.chrome("definitions"),
         id: id.to_string(),
-        name: if shown.definition.name.is_empty() {
-            id.to_string()
-        } else {
-            shown.definition.name.clone()
-        },
+        name: shown.definition.display_name().to_string(),
         description: shown.definition.description.clone(),
         version: shown.version,
         source: shown.source.clone(),

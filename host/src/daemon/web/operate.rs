@@ -271,7 +271,7 @@ pub async fn instances(
     let next = (found.len() > PAGE).then(|| found[PAGE - 1].id.clone());
     found.truncate(PAGE);
     let rows = found.iter().map(instance_row).collect();
-    let workflows = workflow_ids(&s, &viewer)?;
+    let workflows = super::workflow_ids(&s, viewer.tenant())?;
     Ok(html(&InstancesPage {
         chrome: viewer.chrome("instances"),
         rows,
@@ -305,16 +305,6 @@ fn instance_row(i: &Instance) -> InstanceRow {
         open_tasks: i.open_tasks().count(),
         incident: i.has_incident(),
     }
-}
-
-fn workflow_ids(s: &AppState, viewer: &Viewer) -> Result<Vec<String>, PageError> {
-    let ids: std::collections::BTreeSet<String> = s
-        .flowgate
-        .definitions(viewer.tenant())?
-        .into_iter()
-        .map(|d| d.definition.id)
-        .collect();
-    Ok(ids.into_iter().collect())
 }
 
 /// An incident as its page shows it.
@@ -397,11 +387,7 @@ pub async fn instance(
     let incidents = incidents_of(&instance, &def);
     Ok(html(&InstancePage {
         chrome: viewer.chrome("instances"),
-        workflow_name: if def.name.is_empty() {
-            def.id.clone()
-        } else {
-            def.name.clone()
-        },
+        workflow_name: def.display_name().to_string(),
         version: instance.definition_version,
         data: format::data_rows(Some(&def), &instance.data),
         history: timeline(&def, &history),

@@ -114,11 +114,7 @@ pub async fn report(
     let to = s.flowgate.clock().now().saturating_add(1);
     let from = to.saturating_sub(span);
     let m = s.flowgate.metrics(viewer.tenant(), &workflow, from, to)?;
-    let mut latest: std::collections::BTreeMap<String, crate::definition::Definition> =
-        Default::default();
-    for d in s.flowgate.definitions(viewer.tenant())? {
-        latest.insert(d.definition.id.clone(), d.definition);
-    }
+    let latest = super::latest_definitions(&s, viewer.tenant())?;
     let def = latest.get(&workflow);
     let title = |step: &str| {
         def.and_then(|d| d.step(step))
@@ -156,19 +152,11 @@ pub async fn report(
         chrome: viewer.chrome("reports"),
         workflows: latest
             .values()
-            .map(|d| {
-                let name = if d.name.is_empty() {
-                    d.id.clone()
-                } else {
-                    d.name.clone()
-                };
-                (d.id.clone(), name)
-            })
+            .map(|d| (d.id.clone(), d.display_name().to_string()))
             .collect(),
         name: def
-            .map(|d| d.name.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| workflow.clone()),
+            .map_or(workflow.as_str(), |d| d.display_name())
+            .to_string(),
         workflow,
         ranges: RANGES.iter().map(|(k, l, _)| (*k, *l)).collect(),
         range: range.to_string(),

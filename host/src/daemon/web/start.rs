@@ -32,18 +32,10 @@ struct StartList {
 }
 
 pub async fn list(State(s): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
-    let mut latest: std::collections::BTreeMap<String, Definition> = Default::default();
-    for d in s.flowgate.definitions(viewer.tenant())? {
-        latest.insert(d.definition.id.clone(), d.definition);
-    }
-    let workflows = latest
+    let workflows = super::latest_definitions(&s, viewer.tenant())?
         .into_values()
         .map(|d| Workflow {
-            name: if d.name.is_empty() {
-                d.id.clone()
-            } else {
-                d.name.clone()
-            },
+            name: d.display_name().to_string(),
             description: d.description.clone(),
             id: d.id,
         })
@@ -104,11 +96,7 @@ fn start_form(
         chrome: viewer.chrome("start"),
         workflow: Workflow {
             id: def.id.clone(),
-            name: if def.name.is_empty() {
-                def.id.clone()
-            } else {
-                def.name.clone()
-            },
+            name: def.display_name().to_string(),
             description: def.description.clone(),
         },
         fields,

@@ -140,14 +140,7 @@ pub async fn inbox(
     if q.rows.is_some() {
         return Ok(html(&InboxRows { rows }));
     }
-    let workflows = s
-        .flowgate
-        .definitions(viewer.tenant())?
-        .into_iter()
-        .map(|d| d.definition.id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let workflows = super::workflow_ids(&s, viewer.tenant())?;
     Ok(html(&InboxPage {
         chrome: viewer.chrome("inbox"),
         rows,
@@ -185,9 +178,7 @@ fn row(task: Task, workflow: String, subject: String, now: u64) -> Row {
 
 /// The workflow's display name, or its id.
 fn workflow_name(def: Option<&Definition>, id: &str) -> String {
-    def.map(|d| d.name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| id.to_string())
+    def.map_or(id, Definition::display_name).to_string()
 }
 
 /// What an instance is about, in a few words from its data.
