@@ -60,6 +60,8 @@ pub enum Command {
     },
     /// A timer is due.
     TimerFired { timer: String },
+    /// A message from another system for the steps that wait for it here.
+    ReceiveMessage(Message),
     /// A sub-workflow this instance waits for ended.
     ChildFinished {
         token: u64,
@@ -88,11 +90,26 @@ impl Command {
             Command::CompleteTask { .. } => "complete-task",
             Command::PluginAnswered { .. } => "plugin-answered",
             Command::TimerFired { .. } => "timer-fired",
+            Command::ReceiveMessage(_) => "receive-message",
             Command::ChildFinished { .. } => "child-finished",
             Command::Cancel { .. } => "cancel",
             Command::ResolveIncident { .. } => "resolve-incident",
         }
     }
+}
+
+/// A message from another system (`POST /api/v1/messages`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender's id for it: the same message sent again is recognized by it.
+    pub id: String,
+    pub name: String,
+    /// Matched against the value of the waiting step's `correlate` field.
+    pub correlation: String,
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Who sent it (the credentials' name), for the history.
+    pub sent_by: String,
 }
 
 /// How a person resolves an incident.

@@ -189,4 +189,25 @@ pub enum EventKind {
         outcome: String,
         step: Option<String>,
     },
+    /// A step began to wait for a message.
+    MessageAwaited {
+        step: String,
+        token: u64,
+        message: String,
+        correlation: String,
+    },
+    /// The message a step waited for arrived (`id` is the sender's).
+    MessageReceived {
+        step: String,
+        token: u64,
+        message: String,
+        id: String,
+    },
+    /// A wait for a message passed a point of its deadline: `reminded`, `overdue`, or the
+    /// escalation taken.
+    MessageLate {
+        step: String,
+        token: u64,
+        action: String,
+    },
 }

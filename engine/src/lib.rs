@@ -39,6 +39,7 @@ mod command;
 pub mod definition;
 mod effect;
 mod event;
+mod messages;
 pub mod metrics;
 mod results;
 mod run;
@@ -50,6 +51,7 @@ pub use capability::Capability;
 pub use command::*;
 pub use effect::{Effect, Notification, NotificationKind, PluginCall, PluginRequest};
 pub use event::{Actor, Event, EventKind};
+pub use messages::{MAX_CORRELATION, correlation_of};
 pub use run::{Applied, Ctx, StartSpec, apply, start};
 pub use state::*;
 

@@ -242,6 +242,11 @@ impl Run<'_> {
             TimerKind::Reminder { task } => self.task_notice(&task, NotificationKind::Reminder),
             TimerKind::Due { task } => self.task_notice(&task, NotificationKind::Overdue),
             TimerKind::Escalate { task } => self.escalate(&task)?,
+            TimerKind::MessageDeadline {
+                token,
+                activation,
+                point,
+            } => self.message_deadline(token, activation, point)?,
         }
         Ok(())
     }

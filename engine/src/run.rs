@@ -73,6 +73,7 @@ pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), Comma
         tasks: BTreeMap::new(),
         timers: BTreeMap::new(),
         forks: BTreeMap::new(),
+        subscriptions: BTreeMap::new(),
         parent: spec.parent,
         started_by: spec.started_by.clone(),
         started_at: ctx.now,
@@ -153,6 +154,7 @@ pub fn apply(
             result,
         } => run.plugin_answered(token, activation, attempt, result)?,
         Command::TimerFired { timer } => run.timer_fired(&timer)?,
+        Command::ReceiveMessage(message) => run.receive_message(message)?,
         Command::ChildFinished {
             token,
             activation,
@@ -253,6 +255,8 @@ impl<'a> Run<'a> {
         let activation = self.next_id();
         let now = self.ctx.now;
         let kind = self.step(step)?.kind().to_string();
+        // What the token waited for in the step it leaves is no longer awaited.
+        self.unsubscribe(id);
         if let Some(token) = self.inst.tokens.get_mut(&id) {
             token.step = step.to_string();
             token.activation = activation;
@@ -309,6 +313,7 @@ impl<'a> Run<'a> {
         if self.inst.tokens.remove(&id).is_none() {
             return;
         }
+        self.unsubscribe(id);
         let tasks: Vec<String> = self
             .inst
             .tasks
@@ -341,6 +346,7 @@ impl<'a> Run<'a> {
         }
         self.inst.timers.clear();
         self.inst.forks.clear();
+        self.inst.subscriptions.clear();
         self.inst.status = Status::ended(outcome);
         self.inst.ended_at = Some(self.ctx.now);
         self.emit(
@@ -396,6 +402,7 @@ pub(crate) fn next_step(step: &Step, outcome: Option<&str>) -> Option<String> {
         Step::Action(a) => Some(a.next.clone()),
         Step::Wait(w) => Some(w.next.clone()),
         Step::Join(j) => Some(j.next.clone()),
+        Step::Receive(r) => Some(r.next.clone()),
         Step::Subworkflow(s) => from_map(&s.on).or_else(|| s.next.clone()),
         Step::Route(_) | Step::Parallel(_) | Step::End(_) => None,
     }

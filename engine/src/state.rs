@@ -25,6 +25,9 @@ pub struct Instance {
     pub tasks: BTreeMap<String, Task>,
     pub timers: BTreeMap<String, Timer>,
     pub forks: BTreeMap<u64, Fork>,
+    /// The messages the instance waits for, by subscription id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, Subscription>,
     pub parent: Option<ParentLink>,
     pub started_by: String,
     pub started_at: Millis,
@@ -107,6 +110,8 @@ pub enum Wait {
     Timer { timer: String },
     /// A sub-workflow to finish.
     Subworkflow,
+    /// A message from another system.
+    Message { subscription: String },
     /// The other branches at a join.
     Joined,
     /// A person to resolve an incident.
@@ -265,6 +270,34 @@ pub enum TimerKind {
     Due { task: String },
     /// The task is overdue: escalate.
     Escalate { task: String },
+    /// A wait for a message reached a point of its deadline.
+    MessageDeadline {
+        token: u64,
+        activation: u64,
+        point: DeadlinePoint,
+    },
+}
+
+/// A point of a deadline: a reminder before it, the due time, the escalation after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadlinePoint {
+    Reminder,
+    Due,
+    Escalate,
+}
+
+/// A step waiting for a message: the one named `message` whose correlation is `correlation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub message: String,
+    pub correlation: String,
+    /// The waiting step: its token and the activation it waits in.
+    pub token: u64,
+    pub activation: u64,
+    pub step: String,
+    pub since: Millis,
 }
 
 /// Branches started by a parallel step, meeting at a join.

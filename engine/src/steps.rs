@@ -27,8 +27,15 @@ impl Run<'_> {
         };
         let step = self.step(&step_id)?;
         match step {
-            Step::Task(task) => self.enter_task(id, activation, task),
-            Step::Approval(approval) => self.enter_approval(id, activation, approval),
+            Step::Task(task) => {
+                self.subscribe_boundaries(id, activation, step);
+                self.enter_task(id, activation, task)
+            }
+            Step::Approval(approval) => {
+                self.subscribe_boundaries(id, activation, step);
+                self.enter_approval(id, activation, approval)
+            }
+            Step::Receive(receive) => self.enter_receive(id, activation, receive),
             Step::Action(_) => {
                 self.call_plugin(id, activation, 1);
                 Ok(())
@@ -140,7 +147,7 @@ impl Run<'_> {
     }
 
     /// An incident with no plugin behind it (bad data, a missing assignee).
-    fn engine_incident(&mut self, id: u64, error: String) {
+    pub(crate) fn engine_incident(&mut self, id: u64, error: String) {
         let incident = Incident {
             error,
             source: "engine".to_string(),

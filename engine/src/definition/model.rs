@@ -25,6 +25,21 @@ pub struct Definition {
     pub start_form: Vec<FormField>,
     /// The steps, in any order.
     pub steps: Vec<Step>,
+    /// Messages that start an instance when no running instance waits for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_messages: Vec<StartMessage>,
+}
+
+/// A message from another system that starts an instance; its data is the start data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartMessage {
+    /// The message's name, e.g. `order-placed`.
+    pub message: String,
+    /// The data field the message's correlation is kept in, so that later messages about the
+    /// same business case find the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlate: Option<String>,
 }
 
 /// One step of a workflow.
@@ -47,6 +62,8 @@ pub enum Step {
     Join(JoinStep),
     /// Start another workflow, and wait for its result or go on.
     Subworkflow(SubworkflowStep),
+    /// Wait for a message from another system, correlated by a key in the data.
+    Receive(ReceiveStep),
     /// Finish the instance.
     End(EndStep),
 }
@@ -88,6 +105,32 @@ pub struct TaskStep {
     pub on: BTreeMap<String, String>,
     /// When it is due, reminders and escalation.
     pub deadline: Option<Deadline>,
+    /// Messages that, arriving while the task is open, withdraw it and take another way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageBoundary>,
+}
+
+/// A message that may arrive while a person works on a step (e.g. "customer replied" while the
+/// agent's task is open): the step's open tasks are withdrawn and the instance goes to `next`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBoundary {
+    /// The message's name.
+    pub message: String,
+    /// The data field whose value the message's correlation must equal.
+    pub correlate: String,
+    /// The fields the message may carry, checked as a form's and merged; others are refused.
+    #[serde(default)]
+    pub fields: Vec<FormField>,
+    /// A message that arrives before the step is reached is kept this long (default: not kept).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer: Option<Duration>,
+    /// Where the instance goes when the message arrives.
+    pub next: String,
 }
 
 /// One form field of a human task.
@@ -152,6 +195,9 @@ pub struct ApprovalStep {
     pub on: ApprovalOutcomes,
     /// When it is due, reminders and escalation.
     pub deadline: Option<Deadline>,
+    /// Messages that, arriving while the approval is open, withdraw it and take another way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageBoundary>,
 }
 
 /// Data fields that make up an approval policy's request.
@@ -378,6 +424,40 @@ fn yes() -> bool {
     true
 }
 
+/// Waits for a message from another system (`POST /api/v1/messages`): the one whose name is
+/// `message` and whose correlation equals the value of the data field `correlate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveStep {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The message's name, e.g. `signature-received`.
+    pub message: String,
+    /// The data field whose value (text or an integer) the message's correlation must equal.
+    pub correlate: String,
+    /// The fields the message may carry, checked as a form's and merged; others are refused.
+    #[serde(default)]
+    pub fields: Vec<FormField>,
+    /// A message that arrives before the instance waits is kept this long (default: not kept).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub buffer: Option<Duration>,
+    /// The next step once the message arrived.
+    pub next: String,
+    /// Escalation outcome → step, for a deadline whose escalation takes an outcome (`timeout`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on: BTreeMap<String, String>,
+    /// The role told of reminders and when the wait is overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// When the message is due, reminders and escalation (`notify` or `outcome`).
+    pub deadline: Option<Deadline>,
+}
+
 /// Ends the instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -470,6 +550,7 @@ impl Step {
             Step::Parallel(s) => &s.id,
             Step::Join(s) => &s.id,
             Step::Subworkflow(s) => &s.id,
+            Step::Receive(s) => &s.id,
             Step::End(s) => &s.id,
         }
     }
@@ -485,6 +566,7 @@ impl Step {
             Step::Parallel(s) => &s.title,
             Step::Join(s) => &s.title,
             Step::Subworkflow(s) => &s.title,
+            Step::Receive(s) => &s.title,
             Step::End(s) => &s.title,
         };
         if title.is_empty() { self.id() } else { title }
@@ -501,6 +583,7 @@ impl Step {
             Step::Parallel(_) => "parallel",
             Step::Join(_) => "join",
             Step::Subworkflow(_) => "subworkflow",
+            Step::Receive(_) => "receive",
             Step::End(_) => "end",
         }
     }
@@ -508,8 +591,9 @@ impl Step {
     /// Every step this one can lead to, with the field that names it.
     pub fn targets(&self) -> Vec<(String, &str)> {
         let mut out: Vec<(String, &str)> = Vec::new();
-        if let Step::Task(TaskStep { on, .. }) | Step::Subworkflow(SubworkflowStep { on, .. }) =
-            self
+        if let Step::Task(TaskStep { on, .. })
+        | Step::Subworkflow(SubworkflowStep { on, .. })
+        | Step::Receive(ReceiveStep { on, .. }) = self
         {
             out.extend(on.iter().map(|(k, v)| (format!("on.{k}"), v.as_str())));
         }
@@ -521,6 +605,7 @@ impl Step {
             Step::Action(s) => out.push(("next".to_string(), &s.next)),
             Step::Wait(s) => out.push(("next".to_string(), &s.next)),
             Step::Join(s) => out.push(("next".to_string(), &s.next)),
+            Step::Receive(s) => out.push(("next".to_string(), &s.next)),
             Step::Approval(s) => {
                 out.push(("on.approve".to_string(), &s.on.approve));
                 out.push(("on.reject".to_string(), &s.on.reject));
@@ -541,15 +626,41 @@ impl Step {
             }
             _ => {}
         }
+        for (i, boundary) in self.boundaries().iter().enumerate() {
+            out.push((format!("messages[{i}].next"), &boundary.next));
+        }
         out
     }
 
-    /// The deadline of a human step.
+    /// The deadline of a human step or of a wait for a message.
     pub fn deadline(&self) -> Option<&Deadline> {
         match self {
             Step::Task(s) => s.deadline.as_ref(),
             Step::Approval(s) => s.deadline.as_ref(),
+            Step::Receive(s) => s.deadline.as_ref(),
             _ => None,
+        }
+    }
+
+    /// The messages that may interrupt a human step.
+    pub fn boundaries(&self) -> &[MessageBoundary] {
+        match self {
+            Step::Task(s) => &s.messages,
+            Step::Approval(s) => &s.messages,
+            _ => &[],
+        }
+    }
+
+    /// The messages this step waits for: name, correlation field, and how long one that comes
+    /// early is kept.
+    pub fn awaited(&self) -> Vec<(&str, &str, Option<Duration>)> {
+        match self {
+            Step::Receive(r) => vec![(r.message.as_str(), r.correlate.as_str(), r.buffer)],
+            _ => self
+                .boundaries()
+                .iter()
+                .map(|b| (b.message.as_str(), b.correlate.as_str(), b.buffer))
+                .collect(),
         }
     }
 
@@ -580,6 +691,31 @@ impl Definition {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id() == id)
+    }
+
+    /// Whether any step waits for message `name`, or a message of that name starts it.
+    pub fn receives(&self, name: &str) -> bool {
+        self.start_messages.iter().any(|m| m.message == name)
+            || self
+                .steps
+                .iter()
+                .any(|s| s.awaited().iter().any(|(m, ..)| *m == name))
+    }
+
+    /// How long a message `name` that no instance waits for yet is kept for this workflow's
+    /// steps: the longest `buffer` among the steps that wait for it.
+    pub fn buffers(&self, name: &str) -> Option<Duration> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.awaited())
+            .filter(|(m, ..)| *m == name)
+            .filter_map(|(_, _, buffer)| buffer)
+            .max()
+    }
+
+    /// The start message of this name, if a message of that name starts the workflow.
+    pub fn start_message(&self, name: &str) -> Option<&StartMessage> {
+        self.start_messages.iter().find(|m| m.message == name)
     }
 
     /// The plugins the definition calls, by name.

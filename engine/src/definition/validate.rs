@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::model::{ApprovalStep, Definition, FormField, JoinMode, Step, TaskStep, WaitStep};
+use super::model::{
+    ApprovalStep, Definition, Escalation, FormField, JoinMode, ReceiveStep, Step, TaskStep,
+    WaitStep,
+};
 use crate::Capability;
 
 /// What a definition may refer to outside itself: the tenant's plugins and definitions.
@@ -104,6 +107,7 @@ pub fn validate(def: &Definition, catalog: &dyn Catalog) -> Vec<Problem> {
         c.at(None, "start", format!("unknown step `{}`", def.start));
     }
     check_fields(&mut c, None, "start_form", &def.start_form);
+    check_start_messages(&mut c);
     for (i, step) in def.steps.iter().enumerate() {
         for (field, target) in step.targets() {
             if !index.contains_key(target) {
@@ -143,6 +147,7 @@ fn check_step(
         Step::Task(t) => check_task(c, i, t),
         Step::Approval(a) => check_approval(c, i, a),
         Step::Wait(w) => check_wait(c, i, w),
+        Step::Receive(r) => check_receive(c, i, r),
         Step::Route(r) if r.candidates.is_empty() => c.at(
             Some(i),
             "candidates",
@@ -205,9 +210,10 @@ fn check_step(
                 );
             }
         }
-        if let Some(super::model::Escalation::Outcome { outcome, .. }) = &deadline.escalation {
+        if let Some(Escalation::Outcome { outcome, .. }) = &deadline.escalation {
             let allowed: Vec<String> = match step {
                 Step::Task(t) => t.on.keys().cloned().collect(),
+                Step::Receive(r) => r.on.keys().cloned().collect(),
                 _ => vec!["approve".into(), "reject".into()],
             };
             let plain_task = matches!(step, Step::Task(t) if t.on.is_empty());
@@ -218,6 +224,111 @@ fn check_step(
                     format!("`{outcome}` is not one of the step's outcomes {allowed:?}"),
                 );
             }
+        }
+    }
+    check_boundaries(c, i, step);
+}
+
+/// A message name: what senders write in `name`.
+fn valid_message(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+}
+
+const MESSAGE_NAME: &str = "must be 1-128 of letters, digits, and - _ . : /";
+
+fn check_receive(c: &mut Checker<'_>, i: usize, r: &ReceiveStep) {
+    if !valid_message(&r.message) {
+        c.at(
+            Some(i),
+            "message",
+            format!("`{}` {MESSAGE_NAME}", r.message),
+        );
+    }
+    if r.correlate.is_empty() {
+        c.at(
+            Some(i),
+            "correlate",
+            "name the data field whose value messages are matched on",
+        );
+    }
+    check_fields(c, Some(i), "fields", &r.fields);
+    let escalation = r.deadline.as_ref().and_then(|d| d.escalation.as_ref());
+    if let Some(Escalation::Reassign { .. }) = escalation {
+        c.at(
+            Some(i),
+            "deadline.escalation",
+            "a wait for a message has no task to reassign: notify roles, or take an outcome",
+        );
+    }
+    let taken = match escalation {
+        Some(Escalation::Outcome { outcome, .. }) => Some(outcome.as_str()),
+        _ => None,
+    };
+    for outcome in r.on.keys() {
+        if Some(outcome.as_str()) != taken {
+            c.at(
+                Some(i),
+                &format!("on.{outcome}"),
+                "a receive step leaves by `next`; `on` holds only the outcome its deadline's escalation takes",
+            );
+        }
+    }
+    if r.role.is_none() && r.deadline.as_ref().is_some_and(|d| !d.reminders.is_empty()) {
+        c.at(
+            Some(i),
+            "role",
+            "reminders need a role to remind: name who watches this wait",
+        );
+    }
+}
+
+/// The messages that may interrupt a human step.
+fn check_boundaries(c: &mut Checker<'_>, i: usize, step: &Step) {
+    let mut names = BTreeSet::new();
+    for (b, boundary) in step.boundaries().iter().enumerate() {
+        let at = |what: &str| format!("messages[{b}].{what}");
+        if !valid_message(&boundary.message) {
+            c.at(
+                Some(i),
+                &at("message"),
+                format!("`{}` {MESSAGE_NAME}", boundary.message),
+            );
+        } else if !names.insert(&boundary.message) {
+            c.at(
+                Some(i),
+                &at("message"),
+                format!("`{}` is listed twice", boundary.message),
+            );
+        }
+        if boundary.correlate.is_empty() {
+            c.at(
+                Some(i),
+                &at("correlate"),
+                "name the data field whose value messages are matched on",
+            );
+        }
+        check_fields(c, Some(i), &at("fields"), &boundary.fields);
+    }
+}
+
+fn check_start_messages(c: &mut Checker<'_>) {
+    let mut names = BTreeSet::new();
+    for (m, start) in c.def.start_messages.iter().enumerate() {
+        let path = format!("start_messages[{m}].message");
+        if !valid_message(&start.message) {
+            let message = format!("`{}` {MESSAGE_NAME}", start.message);
+            c.at(None, &path, message);
+        } else if !names.insert(start.message.clone()) {
+            let message = format!("`{}` is listed twice", start.message);
+            c.at(None, &path, message);
+        }
+        if start.correlate.as_deref() == Some("") {
+            let path = format!("start_messages[{m}].correlate");
+            c.at(None, &path, "name a data field, or leave it out");
         }
     }
 }

@@ -4,5 +4,6 @@
 
 mod env;
 mod flow;
+mod messages;
 mod plugins;
 mod tasks;

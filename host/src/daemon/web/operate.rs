@@ -136,6 +136,30 @@ fn entry(def: &Definition, event: &Event) -> Entry {
         EventKind::Routed { step: s, next } => {
             (format!("{} chose {}", step(s), next.join(", ")), "ok")
         }
+        EventKind::MessageAwaited {
+            step: s,
+            message,
+            correlation,
+            ..
+        } => (
+            format!("{} waits for message {message} ({correlation})", step(s)),
+            "info",
+        ),
+        EventKind::MessageReceived {
+            step: s,
+            message,
+            id,
+            ..
+        } => (
+            format!("Message {message} arrived at {} (id {id})", step(s)),
+            "ok",
+        ),
+        EventKind::MessageLate {
+            step: s, action, ..
+        } => (
+            format!("{} still waits for its message: {action}", step(s)),
+            "fail",
+        ),
         EventKind::ReminderSent { .. } => ("Reminder sent".to_string(), "info"),
         EventKind::TaskOverdue { .. } => ("Task overdue".to_string(), "fail"),
         EventKind::Escalated { action, .. } => (format!("Escalated: {action}"), "fail"),
