@@ -108,7 +108,7 @@ fn the_message_moves_the_instance_on_and_merges_its_declared_data() {
         env.inst.subscriptions.is_empty(),
         "the subscription is consumed"
     );
-    let received = applied.events.first().expect("an event");
+    let received = &applied.events[0];
     assert_eq!(received.reason.as_deref(), Some("sent by esign"));
 }
 
@@ -268,7 +268,7 @@ fn fire_next(env: &mut Env) -> flowgate_engine::Applied {
         .values()
         .map(|t| (t.id.clone(), t.due_at))
         .min_by_key(|(_, due)| *due)
-        .expect("a timer");
+        .unwrap_or_else(|| panic!("no timer armed"));
     env.now = due;
     env.ok(Command::TimerFired { timer: id })
 }
@@ -364,7 +364,7 @@ escalation = { action = "reassign", role = "x" }
 id = "done"
 kind = "end"
 "#;
-    let def = parse("bad.toml", bad, Format::Toml).expect("parses");
+    let def = parse("bad.toml", bad, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
     struct Nothing;
     impl flowgate_engine::definition::Catalog for Nothing {
         fn plugin_capabilities(&self, _: &str) -> Option<Vec<flowgate_engine::Capability>> {
