@@ -9,6 +9,7 @@ mod clock;
 mod complete;
 mod driver;
 mod inbox;
+mod messages;
 mod notify;
 mod pool;
 mod prepare;
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use complete::{COMPLETION_KEY_RETENTION_MS, Completed, Completion};
 pub use inbox::{InboxPage, TaskFilter};
+pub use messages::{MAX_TAKERS, Sent};
 pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LinkMaker,
     LogNotifier, Notifier, RecordingNotifier, WebhookConfig, signature,

@@ -16,10 +16,10 @@ use crate::engine::{Effect, Event, Instance, Millis};
 
 pub use self::memory::MemStore;
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore};
-pub use index::{IndexKeys, task_keys, timer_keys};
+pub use index::{IndexKeys, message_keys, task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// A deployed definition version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +63,49 @@ pub struct CompletionKey {
     pub at: Millis,
 }
 
+/// A message from another system as it was received, and what became of it. Kept by id: the
+/// same id sent again is answered from here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub tenant: String,
+    pub id: String,
+    pub name: String,
+    pub correlation: String,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub sent_by: String,
+    /// What was sent (name, correlation, data), hashed: the same id with other content is
+    /// refused.
+    pub fingerprint: String,
+    pub received_at: Millis,
+    #[serde(flatten)]
+    pub status: MessageStatus,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum MessageStatus {
+    /// Steps of these instances took it.
+    Delivered { instances: Vec<String>, at: Millis },
+    /// It started this instance.
+    Started { instance: String },
+    /// No step waited for it yet: kept until `expires_at` for one that will.
+    Buffered { expires_at: Millis },
+    /// Kept until `at`, and no step took it.
+    Expired { at: Millis },
+}
+
+impl MessageStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageStatus::Delivered { .. } => "delivered",
+            MessageStatus::Started { .. } => "started",
+            MessageStatus::Buffered { .. } => "buffered",
+            MessageStatus::Expired { .. } => "expired",
+        }
+    }
+}
+
 /// One change in a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -81,6 +124,10 @@ pub enum Change {
         /// A completion's idempotency key, with its answer.
         completion_key: Option<Box<CompletionKey>>,
     },
+    /// A message's record, new or with a new status (a buffered one taken or expired).
+    Message(Box<MessageRecord>),
+    /// Buffered messages that expired before `now` are marked expired, at most `limit`.
+    ExpireMessages { now: Millis, limit: usize },
     /// Completion keys made before `before` are forgotten, at most `limit` of them.
     ExpireCompletionKeys { before: Millis, limit: usize },
     /// Outbox entries were carried out: they leave the outbox (and its due index).
@@ -270,6 +317,32 @@ pub trait Storage: Send + Sync + 'static {
     fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
     /// A completion made with this idempotency key, if it is still kept.
     fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError>;
+    /// The instances with a step waiting for message `name` with this correlation, by id.
+    fn subscribers(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+    /// A message received with this id.
+    fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+    /// Buffered messages of this name and correlation, oldest first (expired ones included
+    /// until they are marked).
+    fn buffered(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Messages received, by id after `after`, at most `limit`.
+    fn messages(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// The highest outbox id ever issued.
     fn last_outbox_id(&self) -> Result<u64, StoreError>;
     /// Applies `changes` atomically and durably: all of them or none.

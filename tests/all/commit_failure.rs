@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use flowgate::engine::{Event, Instance, Millis};
 use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
 use flowgate::store::{
-    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, OutboxEntry, Storage,
-    StoreError, StoredDefinition, TaskRef,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, MessageRecord, OutboxEntry,
+    Storage, StoreError, StoredDefinition, TaskRef,
 };
 use flowgate::tenant::TenantConfig;
 use serde_json::{Map, json};
@@ -39,6 +39,35 @@ impl Storage for FullDisk {
     }
     fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError> {
         self.inner.completion_key(tenant, key)
+    }
+    fn subscribers(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.subscribers(tenant, name, correlation, limit)
+    }
+    fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.inner.message(tenant, id)
+    }
+    fn buffered(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.inner.buffered(tenant, name, correlation, limit)
+    }
+    fn messages(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.inner.messages(tenant, after, limit)
     }
     fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
         self.inner.instance(tenant, id)

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use flowgate::definition::{Definition, EndOutcome, EndStep, Step};
 use flowgate::engine::{
-    Actor, Event, EventKind, Instance, Notification, NotificationKind, PluginRequest, Status, Task,
-    TaskStatus, Timer, TimerKind,
+    Actor, Event, EventKind, Instance, Notification, NotificationKind, PluginRequest, Status,
+    Subscription, Task, TaskStatus, Timer, TimerKind,
 };
 use flowgate::store::{
-    Change, CompletionKey, Inbox, IndexKeys, InstanceFilter, MemStore, OutboxEntry, RedbStore,
-    Storage, StoredDefinition,
+    Change, CompletionKey, Inbox, IndexKeys, InstanceFilter, MemStore, MessageRecord,
+    MessageStatus, OutboxEntry, RedbStore, Storage, StoredDefinition,
 };
 
 /// xorshift64*: small, seeded, good enough to pick cases.
@@ -58,6 +58,7 @@ fn blank(tenant: &str, id: &str) -> Instance {
         tasks: BTreeMap::new(),
         timers: BTreeMap::new(),
         forks: BTreeMap::new(),
+        subscriptions: BTreeMap::new(),
         parent: None,
         started_by: "t".to_string(),
         started_at: 0,
@@ -145,7 +146,54 @@ fn mutate(rng: &mut Rng, current: &Instance) -> Instance {
     {
         next.timers.remove(&first);
     }
+    for _ in 0..rng.below(2) {
+        let id = format!("m{}", next.next_id);
+        next.next_id += 1;
+        next.subscriptions.insert(
+            id.clone(),
+            Subscription {
+                id,
+                message: rng.pick(&MESSAGES).to_string(),
+                correlation: rng.pick(&CORRELATIONS).to_string(),
+                token: 1,
+                activation: 1,
+                step: "r".to_string(),
+                since: 0,
+            },
+        );
+    }
+    if rng.below(3) == 0
+        && let Some(first) = next.subscriptions.keys().next().cloned()
+    {
+        next.subscriptions.remove(&first);
+    }
     next
+}
+
+const MESSAGES: [&str; 2] = ["go", "stop"];
+const CORRELATIONS: [&str; 2] = ["c0", "c1"];
+
+fn message(rng: &mut Rng, tenant: &str) -> MessageRecord {
+    let status = match rng.below(3) {
+        0 => MessageStatus::Delivered {
+            instances: vec![format!("i{}", rng.below(6))],
+            at: rng.below(100),
+        },
+        _ => MessageStatus::Buffered {
+            expires_at: rng.below(100),
+        },
+    };
+    MessageRecord {
+        tenant: tenant.to_string(),
+        id: format!("m{}", rng.below(4)),
+        name: rng.pick(&MESSAGES).to_string(),
+        correlation: rng.pick(&CORRELATIONS).to_string(),
+        data: serde_json::Map::new(),
+        sent_by: "s".to_string(),
+        fingerprint: "f".to_string(),
+        received_at: rng.below(50),
+        status,
+    }
 }
 
 fn event(seq: u64) -> Event {
@@ -170,6 +218,7 @@ fn definition(tenant: &str, id: &str, version: u32) -> StoredDefinition {
             description: String::new(),
             start: "end".to_string(),
             start_form: Vec::new(),
+            start_messages: Vec::new(),
             steps: vec![Step::End(EndStep {
                 id: "end".to_string(),
                 title: String::new(),
@@ -303,6 +352,29 @@ fn snapshot(store: &dyn Storage) -> String {
                 store.started_with_key(tenant, key).ok()
             ));
         }
+        for name in MESSAGES {
+            for correlation in CORRELATIONS {
+                line(format!(
+                    "{tenant} subscribers {name} {correlation} {:?}",
+                    store
+                        .subscribers(tenant, name, correlation, usize::MAX)
+                        .ok()
+                ));
+                line(format!(
+                    "{tenant} buffered {name} {correlation} {:?}",
+                    store.buffered(tenant, name, correlation, usize::MAX).ok()
+                ));
+            }
+        }
+        line(format!(
+            "{tenant} messages {:?} then {:?}",
+            store.messages(tenant, None, usize::MAX).ok(),
+            store.messages(tenant, Some("m1"), 2).ok()
+        ));
+        line(format!(
+            "{tenant} message m0 {:?}",
+            store.message(tenant, "m0").ok()
+        ));
         line(format!(
             "{tenant} definitions {:?}",
             store.definitions(tenant).ok()
@@ -374,6 +446,12 @@ fn redb_answers_like_the_model_after_random_batches() {
                             limit: 1 + rng.below(3) as usize,
                         });
                     }
+                    // A message recorded, or buffered ones expired.
+                    4 => batch.push(Change::Message(Box::new(message(&mut rng, &tenant)))),
+                    5 if rng.below(2) == 0 => batch.push(Change::ExpireMessages {
+                        now: rng.below(100),
+                        limit: 1 + rng.below(3) as usize,
+                    }),
                     _ => {
                         let id = format!("i{}", rng.below(6));
                         let key = (tenant.clone(), id.clone());
@@ -469,7 +547,7 @@ fn a_file_of_another_schema_version_is_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99") && err.contains("reads version 3"),
+        err.contains("schema version 99") && err.contains("reads version 4"),
         "{err}"
     );
 }

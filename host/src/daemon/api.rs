@@ -4,6 +4,7 @@
 mod definitions;
 mod incidents;
 mod instances;
+mod messages;
 mod metrics;
 mod plugins;
 mod tasks;
@@ -74,7 +75,15 @@ impl Modify for StrictBodies {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for name in ["Source", "Start", "Cancel", "Act", "Retry", "Skip"] {
+        for name in [
+            "Source",
+            "Start",
+            "Cancel",
+            "Act",
+            "Retry",
+            "Skip",
+            "SendMessage",
+        ] {
             if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
                 object.additional_properties =
                     Some(Box::new(AdditionalProperties::FreeForm(false)));
@@ -104,6 +113,8 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(incidents::list))
         .routes(routes!(incidents::retry))
         .routes(routes!(incidents::skip))
+        .routes(routes!(messages::list, messages::send))
+        .routes(routes!(messages::get))
         .routes(routes!(metrics::workflow))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::claim))

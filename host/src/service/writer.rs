@@ -12,11 +12,16 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::messages::{self, Otherwise, Outcome};
 use super::prepare::Prepared;
 use super::{ServiceError, Shared};
 use crate::definition::Definition;
-use crate::engine::{self, Applied, Command, CommandError, Ctx, Effect, EventKind, Instance, Wait};
-use crate::store::{Change, IndexKeys, OutboxEntry, StoredDefinition};
+use crate::engine::{
+    self, Applied, Command, CommandError, Ctx, Effect, EventKind, Instance, Message, Wait,
+};
+use crate::store::{
+    Change, IndexKeys, MessageRecord, MessageStatus, OutboxEntry, StoredDefinition, message_keys,
+};
 
 /// Commands waiting when the writer is free are committed together, up to this many.
 const MAX_BATCH: usize = 512;
@@ -47,6 +52,16 @@ pub(crate) enum Request {
         /// A completion's idempotency key, kept with its answer in the same transaction.
         completion: Option<Box<KeyedCompletion>>,
         reply: Reply<Arc<Instance>>,
+    },
+    /// A message from another system, with its deliveries prepared (by instance id) and what
+    /// happens if no step takes it.
+    Message {
+        tenant: String,
+        message: Box<Message>,
+        fingerprint: String,
+        deliveries: std::collections::BTreeMap<String, Box<Prepared>>,
+        otherwise: Otherwise,
+        reply: Reply<Outcome>,
     },
     /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
     Flush { reply: Reply<()> },
@@ -91,6 +106,7 @@ enum Pending {
         Result<(Arc<Instance>, bool), ServiceError>,
     ),
     Done(Reply<()>),
+    Message(Reply<Outcome>, Result<Outcome, ServiceError>),
 }
 
 /// What one batch has changed so far, so that later commands in it see earlier ones.
@@ -100,6 +116,8 @@ struct Batch {
     instances: HashMap<(String, String), Arc<Instance>>,
     start_keys: HashMap<(String, String), String>,
     definitions: HashMap<(String, String), StoredDefinition>,
+    /// Messages recorded by this batch, by tenant and id.
+    messages: HashMap<(String, String), MessageRecord>,
 }
 
 impl Writer {
@@ -170,6 +188,25 @@ impl Writer {
                     }
                     pending.push(Pending::Instance(reply, result));
                 }
+                Request::Message {
+                    tenant,
+                    message,
+                    fingerprint,
+                    deliveries,
+                    otherwise,
+                    reply,
+                } => {
+                    let result = self.message(
+                        &mut batch,
+                        &tenant,
+                        *message,
+                        fingerprint,
+                        deliveries,
+                        otherwise,
+                        now,
+                    );
+                    pending.push(Pending::Message(reply, result));
+                }
                 Request::Flush { reply } => pending.push(Pending::Done(reply)),
                 Request::Retry {
                     tenant,
@@ -192,6 +229,10 @@ impl Writer {
             self.expired_at = now;
             batch.changes.push(Change::ExpireCompletionKeys {
                 before: now.saturating_sub(super::COMPLETION_KEY_RETENTION_MS),
+                limit: EXPIRE_BATCH,
+            });
+            batch.changes.push(Change::ExpireMessages {
+                now,
                 limit: EXPIRE_BATCH,
             });
         }
@@ -242,6 +283,7 @@ impl Writer {
                         Pending::Instance(reply, result) => drop(reply.send(result)),
                         Pending::Started(reply, result) => drop(reply.send(result)),
                         Pending::Done(reply) => drop(reply.send(Ok(()))),
+                        Pending::Message(reply, result) => drop(reply.send(result)),
                     }
                 }
                 self.shared.watchers.changed(changed.iter());
@@ -263,6 +305,7 @@ impl Writer {
                         Pending::Instance(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Started(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Done(reply) => drop(reply.send(Err(failed()))),
+                        Pending::Message(reply, _) => drop(reply.send(Err(failed()))),
                     }
                 }
             }
@@ -386,6 +429,7 @@ impl Writer {
         idempotency_key: Option<String>,
         now: u64,
     ) -> Arc<Instance> {
+        let (after, applied) = self.take_buffered(batch, before.as_ref(), after, applied, now);
         // A tenant with no notification channel has nothing to deliver: its notifications are
         // not kept in the outbox, only to be cleared again.
         let notifies = self.shared.notifier.delivers(&after.tenant);
@@ -420,6 +464,221 @@ impl Writer {
             completion_key: None,
         });
         after
+    }
+}
+
+impl Writer {
+    /// Records a message: delivered to every step that waits for it now, else handled as the
+    /// service prepared (a start, or kept for later).
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &mut self,
+        batch: &mut Batch,
+        tenant: &str,
+        message: Message,
+        fingerprint: String,
+        mut deliveries: std::collections::BTreeMap<String, Box<Prepared>>,
+        otherwise: Otherwise,
+        now: u64,
+    ) -> Result<Outcome, ServiceError> {
+        let key = (tenant.to_string(), message.id.clone());
+        let first = match batch.messages.get(&key) {
+            Some(found) => Some(found.clone()),
+            None => self.shared.store.message(tenant, &message.id)?,
+        };
+        if let Some(first) = first {
+            return Ok(Outcome::Recorded(
+                messages::replay(first, &fingerprint)?,
+                true,
+            ));
+        }
+        // Who waits now: those the service found, those the store knows, and those that
+        // began to wait earlier in this batch.
+        let mut waiting: std::collections::BTreeSet<String> = deliveries.keys().cloned().collect();
+        waiting.extend(self.shared.store.subscribers(
+            tenant,
+            &message.name,
+            &message.correlation,
+            messages::MAX_TAKERS,
+        )?);
+        waiting.extend(
+            batch
+                .instances
+                .values()
+                .filter(|i| i.tenant == tenant && messages::waits_for(i, &message))
+                .map(|i| i.id.clone()),
+        );
+        let mut taken = Vec::new();
+        for id in waiting {
+            let current = self.load(batch, tenant, &id)?;
+            if !messages::waits_for(&current, &message) {
+                continue;
+            }
+            match deliveries.remove(&id) {
+                Some(prepared) if prepared.base_version == Some(current.version) => {
+                    taken.push((prepared.before, prepared.instance, prepared.applied));
+                }
+                _ => {
+                    let def = self.shared.definition(
+                        tenant,
+                        &current.definition_id,
+                        current.definition_version,
+                    )?;
+                    let before = IndexKeys::of(&current);
+                    let (after, applied) = engine::apply(
+                        Ctx { def: &def, now },
+                        Instance::clone(&current),
+                        Command::ReceiveMessage(message.clone()),
+                    )?;
+                    taken.push((Some(before), after, applied));
+                }
+            }
+        }
+        let status = if taken.is_empty() {
+            match otherwise {
+                Otherwise::Start(prepared) => {
+                    let key = Some(format!("message:{}", message.id));
+                    let (started, _) = self.start(batch, *prepared, key, now)?;
+                    MessageStatus::Started {
+                        instance: started.id.clone(),
+                    }
+                }
+                Otherwise::Buffer { keep_ms } => MessageStatus::Buffered {
+                    expires_at: now.saturating_add(keep_ms),
+                },
+                Otherwise::LookAgain => return Ok(Outcome::Stale),
+            }
+        } else {
+            let mut instances = Vec::with_capacity(taken.len());
+            for (before, after, applied) in taken {
+                instances.push(after.id.clone());
+                self.record(batch, before, after, applied, None, now);
+            }
+            MessageStatus::Delivered { instances, at: now }
+        };
+        let record = MessageRecord {
+            tenant: tenant.to_string(),
+            id: message.id,
+            name: message.name,
+            correlation: message.correlation,
+            data: message.data,
+            sent_by: message.sent_by,
+            fingerprint,
+            received_at: now,
+            status,
+        };
+        batch.messages.insert(key, record.clone());
+        batch
+            .changes
+            .push(Change::Message(Box::new(record.clone())));
+        Ok(Outcome::Recorded(record, false))
+    }
+
+    /// A step that began to wait for a message takes the oldest one kept for it, in the same
+    /// transaction.
+    fn take_buffered(
+        &mut self,
+        batch: &mut Batch,
+        before: Option<&IndexKeys>,
+        mut after: Instance,
+        mut applied: Applied,
+        now: u64,
+    ) -> (Instance, Applied) {
+        // A few rounds at most: a message may lead to another wait with a message kept for it.
+        for _ in 0..8 {
+            if after.subscriptions.is_empty() {
+                break;
+            }
+            let new: Vec<(String, String)> = message_keys(&after)
+                .into_iter()
+                .filter(|key| before.is_none_or(|b| !b.messages.contains(key)))
+                .map(|(name, correlation, _)| (name, correlation))
+                .collect();
+            let Some(kept) = new.iter().find_map(|(name, correlation)| {
+                self.kept(batch, &after.tenant, name, correlation, now)
+            }) else {
+                break;
+            };
+            let def = match self.shared.definition(
+                &after.tenant,
+                &after.definition_id,
+                after.definition_version,
+            ) {
+                Ok(def) => def,
+                Err(_) => break,
+            };
+            let message = Message {
+                id: kept.id.clone(),
+                name: kept.name.clone(),
+                correlation: kept.correlation.clone(),
+                data: kept.data.clone(),
+                sent_by: kept.sent_by.clone(),
+            };
+            match engine::apply(
+                Ctx { def: &def, now },
+                after.clone(),
+                Command::ReceiveMessage(message),
+            ) {
+                Ok((next, more)) => {
+                    after = next;
+                    applied.events.extend(more.events);
+                    applied.effects.extend(more.effects);
+                    let mut record = kept;
+                    record.status = MessageStatus::Delivered {
+                        instances: vec![after.id.clone()],
+                        at: now,
+                    };
+                    batch
+                        .messages
+                        .insert((record.tenant.clone(), record.id.clone()), record.clone());
+                    batch.changes.push(Change::Message(Box::new(record)));
+                }
+                Err(error) => {
+                    // Kept, not lost: it expires on its time, and the log says why it waits.
+                    tracing::warn!(
+                        tenant = %after.tenant,
+                        instance = %after.id,
+                        message = %kept.id,
+                        %error,
+                        "a kept message does not fit the step that waits for it"
+                    );
+                    break;
+                }
+            }
+        }
+        (after, applied)
+    }
+
+    /// The oldest message kept for `name` and `correlation` that has not expired and that no
+    /// step of this batch took.
+    fn kept(
+        &self,
+        batch: &Batch,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        now: u64,
+    ) -> Option<MessageRecord> {
+        let live = |m: &MessageRecord| matches!(m.status, MessageStatus::Buffered { expires_at } if expires_at > now);
+        let mut kept: Vec<MessageRecord> = batch
+            .messages
+            .values()
+            .filter(|m| m.tenant == tenant && m.name == name && m.correlation == correlation)
+            .filter(|m| live(m))
+            .cloned()
+            .collect();
+        match self.shared.store.buffered(tenant, name, correlation, 16) {
+            Ok(stored) => kept.extend(stored.into_iter().filter(|m| {
+                // This batch's record of it, if any, says what it is now.
+                match batch.messages.get(&(m.tenant.clone(), m.id.clone())) {
+                    Some(_) => false,
+                    None => live(m),
+                }
+            })),
+            Err(error) => tracing::warn!(%tenant, %error, "reading kept messages failed"),
+        }
+        kept.into_iter()
+            .min_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)))
     }
 }
 

@@ -11,6 +11,8 @@ pub struct IndexKeys {
     pub tasks: BTreeSet<(String, String, String)>,
     pub timers: BTreeSet<(Millis, String)>,
     pub listing: BTreeSet<String>,
+    /// `(message, correlation, subscription id)` for every step waiting for a message.
+    pub messages: BTreeSet<(String, String, String)>,
 }
 
 impl IndexKeys {
@@ -19,6 +21,7 @@ impl IndexKeys {
             tasks: task_keys(instance),
             timers: timer_keys(instance),
             listing: listing_keys(instance),
+            messages: message_keys(instance),
         }
     }
 }
@@ -80,5 +83,14 @@ pub fn timer_keys(instance: &Instance) -> BTreeSet<(Millis, String)> {
         .timers
         .values()
         .map(|t| (t.due_at, t.id.clone()))
+        .collect()
+}
+
+/// `(message, correlation, subscription id)` for every subscription.
+pub fn message_keys(instance: &Instance) -> BTreeSet<(String, String, String)> {
+    instance
+        .subscriptions
+        .values()
+        .map(|s| (s.message.clone(), s.correlation.clone(), s.id.clone()))
         .collect()
 }

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::index::{task_keys, timer_keys};
+use super::index::{message_keys, task_keys, timer_keys};
 use super::{
-    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, OutboxEntry, Storage, StoreError,
-    StoredDefinition, TaskRef,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
+    OutboxEntry, Storage, StoreError, StoredDefinition, TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -26,6 +26,8 @@ struct Tables {
     outbox: BTreeMap<(String, u64), OutboxEntry>,
     keys: BTreeMap<(String, String), String>,
     completion_keys: BTreeMap<(String, String), CompletionKey>,
+    subscriptions: BTreeSet<(String, String, String, String, String)>,
+    messages: BTreeMap<(String, String), MessageRecord>,
     last_outbox: u64,
 }
 
@@ -226,6 +228,66 @@ impl Storage for MemStore {
             .cloned())
     }
 
+    fn subscribers(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        for (tn, n, c, instance, _) in &t.subscriptions {
+            if tn == tenant && n == name && c == correlation && out.last() != Some(instance) {
+                out.push(instance.clone());
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let t = self.lock();
+        Ok(t.messages
+            .get(&(tenant.to_string(), id.to_string()))
+            .cloned())
+    }
+
+    fn buffered(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let t = self.lock();
+        let mut out: Vec<MessageRecord> = t
+            .messages
+            .values()
+            .filter(|m| m.tenant == tenant && m.name == name && m.correlation == correlation)
+            .filter(|m| matches!(m.status, MessageStatus::Buffered { .. }))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn messages(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let t = self.lock();
+        Ok(t.messages
+            .values()
+            .filter(|m| m.tenant == tenant && after.is_none_or(|a| m.id.as_str() > a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         Ok(self.lock().last_outbox)
     }
@@ -258,6 +320,24 @@ impl Storage for MemStore {
                         for (due, timer) in before.timers.iter().cloned() {
                             t.timers.remove(&(tenant.clone(), due, id.clone(), timer));
                         }
+                        for (name, correlation, sub) in before.messages.iter().cloned() {
+                            t.subscriptions.remove(&(
+                                tenant.clone(),
+                                name,
+                                correlation,
+                                id.clone(),
+                                sub,
+                            ));
+                        }
+                    }
+                    for (name, correlation, sub) in message_keys(after) {
+                        t.subscriptions.insert((
+                            tenant.clone(),
+                            name,
+                            correlation,
+                            id.clone(),
+                            sub,
+                        ));
                     }
                     for (who, status, task) in task_keys(after) {
                         t.tasks
@@ -282,6 +362,30 @@ impl Storage for MemStore {
                             .insert((tenant.clone(), done.key.clone()), (**done).clone());
                     }
                     t.instances.insert((tenant, id), (**after).clone());
+                }
+                Change::Message(record) => {
+                    t.messages.insert(
+                        (record.tenant.clone(), record.id.clone()),
+                        (**record).clone(),
+                    );
+                }
+                Change::ExpireMessages { now, limit } => {
+                    let mut due: Vec<(Millis, (String, String))> = t
+                        .messages
+                        .iter()
+                        .filter_map(|(key, m)| match m.status {
+                            MessageStatus::Buffered { expires_at } if expires_at < *now => {
+                                Some((expires_at, key.clone()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    due.sort();
+                    for (at, key) in due.into_iter().take(*limit) {
+                        if let Some(m) = t.messages.get_mut(&key) {
+                            m.status = MessageStatus::Expired { at };
+                        }
+                    }
                 }
                 Change::ExpireCompletionKeys { before, limit } => {
                     // Oldest first, as the redb store's age index orders them.

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::{
-    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, OutboxEntry, SCHEMA_VERSION, Storage,
-    StoreError, StoredDefinition, TaskRef, db,
+    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
+    OutboxEntry, SCHEMA_VERSION, Storage, StoreError, StoredDefinition, TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -43,6 +43,18 @@ const LISTING: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("l
 /// `(tenant, due time, outbox id)`: the outbox entries to carry out next, in order; an entry
 /// waiting after a failure sits at its retry time. Added in schema version 2.
 const OUTBOX_DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("outbox_due");
+/// `(tenant, message name, correlation, instance id, subscription id)`: the steps waiting for a
+/// message, found by an index read rather than a scan. Added in schema version 4.
+const SUBSCRIPTIONS: TableDefinition<(&str, &str, &str, &str, &str), ()> =
+    TableDefinition::new("subscriptions");
+/// `(tenant, message id)` → the message as received and what became of it ([`MessageRecord`]).
+const MESSAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("messages");
+/// `(tenant, message name, correlation, received at, message id)`: buffered messages, oldest
+/// first, for the step that subscribes next.
+const BUFFERED: TableDefinition<(&str, &str, &str, u64, &str), ()> =
+    TableDefinition::new("buffered");
+/// `(expires at, tenant, message id)`: buffered messages by expiry, to mark them expired.
+const BUFFER_EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("buffer_expiry");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -94,7 +106,11 @@ impl RedbStore {
                     if v < 2 {
                         migrate_to_2(&txn)?;
                     }
-                    migrate_to_3(&txn)?;
+                    if v < 3 {
+                        migrate_to_3(&txn)?;
+                    }
+                    // Version 4 added the message tables, created empty below: no instance of
+                    // an older version waits for a message.
                     meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
                     tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
                 }
@@ -114,6 +130,10 @@ impl RedbStore {
             txn.open_table(OUTBOX_DUE).map_err(db)?;
             txn.open_table(COMPLETION_KEYS).map_err(db)?;
             txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+            txn.open_table(SUBSCRIPTIONS).map_err(db)?;
+            txn.open_table(MESSAGES).map_err(db)?;
+            txn.open_table(BUFFERED).map_err(db)?;
+            txn.open_table(BUFFER_EXPIRY).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
@@ -448,6 +468,86 @@ impl Storage for RedbStore {
             .transpose()
     }
 
+    fn subscribers(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SUBSCRIPTIONS).map_err(db)?;
+        let mut out: Vec<String> = Vec::new();
+        for entry in table
+            .range((tenant, name, correlation, "", "")..)
+            .map_err(db)?
+        {
+            let (key, _) = entry.map_err(db)?;
+            let (t, n, c, instance, _) = key.value();
+            if t != tenant || n != name || c != correlation || out.len() >= limit {
+                break;
+            }
+            if out.last().map(String::as_str) != Some(instance) {
+                out.push(instance.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(MESSAGES).map_err(db)?;
+        let found = table.get((tenant, id)).map_err(db)?;
+        found.map(|g| decode("messages", g.value())).transpose()
+    }
+
+    fn buffered(
+        &self,
+        tenant: &str,
+        name: &str,
+        correlation: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(BUFFERED).map_err(db)?;
+        let messages = txn.open_table(MESSAGES).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((tenant, name, correlation, 0, "")..)
+            .map_err(db)?
+        {
+            let (key, _) = entry.map_err(db)?;
+            let (t, n, c, _, id) = key.value();
+            if t != tenant || n != name || c != correlation || out.len() >= limit {
+                break;
+            }
+            if let Some(record) = messages.get((tenant, id)).map_err(db)? {
+                out.push(decode("messages", record.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn messages(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(MESSAGES).map_err(db)?;
+        let start = after.map(|a| format!("{a}\u{0}")).unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in table.range((tenant, start.as_str())..).map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            if key.value().0 != tenant || out.len() >= limit {
+                break;
+            }
+            out.push(decode("messages", value.value())?);
+        }
+        Ok(out)
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(META).map_err(db)?;
@@ -474,6 +574,7 @@ impl Storage for RedbStore {
             let mut listing = txn.open_table(LISTING).map_err(db)?;
             let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
+            let mut subscriptions = txn.open_table(SUBSCRIPTIONS).map_err(db)?;
             let mut last_outbox = None;
             for change in changes {
                 match change {
@@ -502,6 +603,31 @@ impl Storage for RedbStore {
                         let (old_tasks, new_tasks) = (old.tasks, new.tasks);
                         let (old_timers, new_timers) = (old.timers, new.timers);
                         let (old_listing, new_listing) = (old.listing, new.listing);
+                        for (name, correlation, sub) in old.messages.difference(&new.messages) {
+                            subscriptions
+                                .remove((
+                                    tenant,
+                                    name.as_str(),
+                                    correlation.as_str(),
+                                    id,
+                                    sub.as_str(),
+                                ))
+                                .map_err(db)?;
+                        }
+                        for (name, correlation, sub) in new.messages.difference(&old.messages) {
+                            subscriptions
+                                .insert(
+                                    (
+                                        tenant,
+                                        name.as_str(),
+                                        correlation.as_str(),
+                                        id,
+                                        sub.as_str(),
+                                    ),
+                                    (),
+                                )
+                                .map_err(db)?;
+                        }
                         for (who, status, task) in old_tasks.difference(&new_tasks) {
                             tasks
                                 .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
@@ -560,6 +686,35 @@ impl Storage for RedbStore {
                         instances
                             .insert((tenant, id), encode(after.as_ref()).as_slice())
                             .map_err(db)?;
+                    }
+                    Change::Message(record) => {
+                        put_message(&txn, record)?;
+                    }
+                    Change::ExpireMessages { now, limit } => {
+                        let expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+                        let mut due = Vec::new();
+                        for entry in expiry.range((0, "", "")..(*now, "", "")).map_err(db)? {
+                            let (key, _) = entry.map_err(db)?;
+                            let (at, tenant, id) = key.value();
+                            due.push((at, tenant.to_string(), id.to_string()));
+                            if due.len() >= *limit {
+                                break;
+                            }
+                        }
+                        drop(expiry);
+                        for (at, tenant, id) in due {
+                            let found = txn
+                                .open_table(MESSAGES)
+                                .map_err(db)?
+                                .get((tenant.as_str(), id.as_str()))
+                                .map_err(db)?
+                                .map(|g| decode::<MessageRecord>("messages", g.value()));
+                            if let Some(record) = found {
+                                let mut record = record?;
+                                record.status = MessageStatus::Expired { at };
+                                put_message(&txn, &record)?;
+                            }
+                        }
                     }
                     Change::ExpireCompletionKeys { before, limit } => {
                         let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
@@ -627,6 +782,53 @@ impl Storage for RedbStore {
         txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// Writes a message's record, keeping the buffer's two indexes in step with its status.
+fn put_message(txn: &redb::WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
+    let mut messages = txn.open_table(MESSAGES).map_err(db)?;
+    let mut buffered = txn.open_table(BUFFERED).map_err(db)?;
+    let mut expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+    let (tenant, id) = (record.tenant.as_str(), record.id.as_str());
+    let old = messages
+        .insert((tenant, id), encode(record).as_slice())
+        .map_err(db)?
+        .map(|old| decode::<MessageRecord>("messages", old.value()));
+    let buffer_keys = |r: &MessageRecord| match r.status {
+        MessageStatus::Buffered { expires_at } => Some(expires_at),
+        _ => None,
+    };
+    if let Some(old) = old {
+        let old = old?;
+        if let Some(expires_at) = buffer_keys(&old) {
+            buffered
+                .remove((
+                    tenant,
+                    old.name.as_str(),
+                    old.correlation.as_str(),
+                    old.received_at,
+                    id,
+                ))
+                .map_err(db)?;
+            expiry.remove((expires_at, tenant, id)).map_err(db)?;
+        }
+    }
+    if let Some(expires_at) = buffer_keys(record) {
+        buffered
+            .insert(
+                (
+                    tenant,
+                    record.name.as_str(),
+                    record.correlation.as_str(),
+                    record.received_at,
+                    id,
+                ),
+                (),
+            )
+            .map_err(db)?;
+        expiry.insert((expires_at, tenant, id), ()).map_err(db)?;
+    }
+    Ok(())
 }
 
 /// An instance's history from `from`, at most `limit` events, within `txn`.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod harness;
+mod messages;
 mod operations;
 mod web;
 
