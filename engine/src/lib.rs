@@ -43,6 +43,7 @@ mod messages;
 pub mod metrics;
 mod results;
 mod run;
+pub mod schedule;
 mod state;
 mod steps;
 mod tasks;

@@ -28,6 +28,62 @@ pub struct Definition {
     /// Messages that start an instance when no running instance waits for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub start_messages: Vec<StartMessage>,
+    /// Schedules that start instances: cron expressions or intervals, in a time zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<Schedule>,
+}
+
+/// Starts an instance at each due time: a cron expression in a time zone, or an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Names the schedule within the workflow, e.g. `weekly`.
+    pub id: String,
+    /// A cron expression: five fields (minute hour day-of-month month day-of-week) or six with
+    /// seconds first; names (`MON`, `JAN`) and `L`, `#`, `W` as croner reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Or an interval (`15m`, `1h`), its due times aligned to the Unix epoch.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub every: Option<Duration>,
+    /// The IANA time zone the cron expression is read in (`Europe/Berlin`); default UTC.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// What a due time does while the last instance it started still runs.
+    #[serde(default)]
+    pub overlap: Overlap,
+    /// After downtime, due times missed by less than this still start; older ones are skipped
+    /// and counted as missed. Default 1 hour.
+    #[serde(default = "an_hour", with = "duration")]
+    pub catch_up: Duration,
+    /// The data each instance starts with, checked against the start form.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+fn utc() -> String {
+    "UTC".to_string()
+}
+
+fn an_hour() -> Duration {
+    Duration::from_secs(3_600)
+}
+
+/// What a due time does while the schedule's last instance still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// Skip it (counted as skipped).
+    #[default]
+    Skip,
+    /// Keep one: it starts when the running instance ends; further ones are skipped.
+    BufferOne,
+    /// Start it anyway.
+    Allow,
 }
 
 /// A message from another system that starts an instance; its data is the start data.

@@ -108,6 +108,7 @@ pub fn validate(def: &Definition, catalog: &dyn Catalog) -> Vec<Problem> {
     }
     check_fields(&mut c, None, "start_form", &def.start_form);
     check_start_messages(&mut c);
+    check_schedules(&mut c);
     for (i, step) in def.steps.iter().enumerate() {
         for (field, target) in step.targets() {
             if !index.contains_key(target) {
@@ -312,6 +313,28 @@ fn check_boundaries(c: &mut Checker<'_>, i: usize, step: &Step) {
             );
         }
         check_fields(c, Some(i), &at("fields"), &boundary.fields);
+    }
+}
+
+fn check_schedules(c: &mut Checker<'_>) {
+    let mut ids = BTreeSet::new();
+    for (n, schedule) in c.def.schedules.iter().enumerate() {
+        let at = |field: &str| format!("schedules[{n}].{field}");
+        if !valid_id(&schedule.id) {
+            let message = format!("`{}` must be 1-64 of a-z, 0-9, - and _", schedule.id);
+            c.at(None, &at("id"), message);
+        } else if !ids.insert(schedule.id.clone()) {
+            let message = format!("duplicate schedule id `{}`", schedule.id);
+            c.at(None, &at("id"), message);
+        }
+        if let Err((field, message)) = crate::schedule::Due::of(schedule) {
+            c.at(None, &at(field), message);
+        }
+        if let Err(crate::CommandError::Invalid { field, message }) =
+            crate::tasks::check_form(&c.def.start_form, &schedule.data)
+        {
+            c.at(None, &at(&field), message);
+        }
     }
 }
 

@@ -6,4 +6,5 @@ mod env;
 mod flow;
 mod messages;
 mod plugins;
+mod schedules;
 mod tasks;
