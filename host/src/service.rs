@@ -13,6 +13,7 @@ mod messages;
 mod notify;
 mod pool;
 mod prepare;
+mod schedules;
 mod telemetry;
 mod watch;
 mod writer;
@@ -32,6 +33,7 @@ pub use notify::{
     LogNotifier, Notifier, RecordingNotifier, WebhookConfig, signature,
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
+pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
@@ -102,6 +104,10 @@ pub(crate) struct Shared {
     /// Tenants whose configuration has not loaded: their work waits, so a missing plugin is not
     /// taken for a failing one.
     paused: RwLock<HashSet<String>>,
+    /// When the driver last looked at the schedules, and whether that pass found work (then
+    /// the next pass looks again at once).
+    schedules_at: std::sync::atomic::AtomicU64,
+    schedules_busy: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -235,6 +241,8 @@ impl Flowgate {
             watchers: watch::Watchers::default(),
             cache: cache::InstanceCache::new(INSTANCES_CACHED),
             paused: RwLock::new(HashSet::new()),
+            schedules_at: std::sync::atomic::AtomicU64::new(0),
+            schedules_busy: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);

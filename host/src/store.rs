@@ -106,6 +106,73 @@ impl MessageStatus {
     }
 }
 
+/// Where a schedule of a workflow stands: which due times it has handled and what they did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    pub tenant: String,
+    pub workflow: String,
+    pub schedule: String,
+    /// Every due time up to this one has been handled (started, skipped or missed).
+    pub handled_until: Millis,
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
+    /// The instance it started last.
+    pub last_instance: Option<String>,
+    /// A due time kept (overlap `buffer-one`) until the running instance ends.
+    pub pending: Option<Millis>,
+    pub started: u64,
+    pub skipped: u64,
+    pub missed: u64,
+    pub failed: u64,
+    /// The latest due times and what each did, newest last.
+    pub recent: Vec<ScheduleRun>,
+    /// Bumped by every change: a change made from an older state is refused.
+    pub version: u64,
+}
+
+/// What one due time of a schedule did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    pub due: Millis,
+    pub at: Millis,
+    /// `started`, `skipped` (the last instance still ran), `missed` (past the catch-up window),
+    /// `kept` (to start when the running instance ends) or `failed`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ScheduleState {
+    /// How many runs a state keeps.
+    pub const RECENT: usize = 20;
+
+    /// Records what due time `due` did.
+    pub fn note(&mut self, due: Millis, at: Millis, outcome: &str) -> &mut ScheduleRun {
+        match outcome {
+            "started" => self.started += 1,
+            "skipped" => self.skipped += 1,
+            "missed" => self.missed += 1,
+            "failed" => self.failed += 1,
+            _ => {}
+        }
+        if self.recent.len() >= Self::RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push(ScheduleRun {
+            due,
+            at,
+            outcome: outcome.to_string(),
+            instance: None,
+            error: None,
+        });
+        let last = self.recent.len() - 1;
+        &mut self.recent[last]
+    }
+}
+
 /// One change in a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -124,6 +191,8 @@ pub enum Change {
         /// A completion's idempotency key, with its answer.
         completion_key: Option<Box<CompletionKey>>,
     },
+    /// A schedule's state, new or changed.
+    Schedule(Box<ScheduleState>),
     /// A message's record, new or with a new status (a buffered one taken or expired).
     Message(Box<MessageRecord>),
     /// Buffered messages that expired before `now` are marked expired, at most `limit`.
@@ -343,6 +412,8 @@ pub trait Storage: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// The states of the tenant's schedules, by workflow and schedule id.
+    fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError>;
     /// The highest outbox id ever issued.
     fn last_outbox_id(&self) -> Result<u64, StoreError>;
     /// Applies `changes` atomically and durably: all of them or none.

@@ -9,7 +9,7 @@ use flowgate::engine::{Event, Instance, Millis};
 use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
 use flowgate::store::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, MessageRecord, OutboxEntry,
-    Storage, StoreError, StoredDefinition, TaskRef,
+    ScheduleState, Storage, StoreError, StoredDefinition, TaskRef,
 };
 use flowgate::tenant::TenantConfig;
 use serde_json::{Map, json};
@@ -51,6 +51,9 @@ impl Storage for FullDisk {
     }
     fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
         self.inner.message(tenant, id)
+    }
+    fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
+        self.inner.schedules(tenant)
     }
     fn buffered(
         &self,

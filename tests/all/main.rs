@@ -9,6 +9,7 @@ mod engine;
 mod guests;
 mod plugin_runtime;
 mod scenarios;
+mod schedules;
 mod store_model;
 mod webhooks;
 

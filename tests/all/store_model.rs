@@ -219,6 +219,7 @@ fn definition(tenant: &str, id: &str, version: u32) -> StoredDefinition {
             start: "end".to_string(),
             start_form: Vec::new(),
             start_messages: Vec::new(),
+            schedules: Vec::new(),
             steps: vec![Step::End(EndStep {
                 id: "end".to_string(),
                 title: String::new(),

@@ -4,8 +4,8 @@ use flowgate_engine::definition::Schedule;
 use flowgate_engine::schedule::Due;
 
 fn at(rfc3339: &str) -> u64 {
-    let parsed = chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"));
+    let parsed =
+        chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|e| panic!("{rfc3339}: {e}"));
     u64::try_from(parsed.timestamp_millis()).unwrap_or_default()
 }
 
@@ -52,9 +52,15 @@ fn a_local_time_the_spring_change_removes_fires_once_that_day() {
     let d = due("cron = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"");
     let times = next(&d, "2026-03-28T12:00:00Z", 3);
     let on_29th = times.iter().filter(|t| t.starts_with("2026-03-29")).count()
-        + times.iter().filter(|t| t.starts_with("2026-03-28T2")).count();
+        + times
+            .iter()
+            .filter(|t| t.starts_with("2026-03-28T2"))
+            .count();
     assert!(on_29th <= 1, "{times:?}");
-    assert!(times.contains(&"2026-03-30T00:30:00Z".to_string()), "{times:?}");
+    assert!(
+        times.contains(&"2026-03-30T00:30:00Z".to_string()),
+        "{times:?}"
+    );
 }
 
 #[test]
@@ -67,7 +73,10 @@ fn a_local_time_the_autumn_change_repeats_fires_once() {
         .filter(|t| t.as_str() > "2026-10-24T12" && t.as_str() < "2026-10-25T12")
         .collect();
     assert_eq!(that_night.len(), 1, "{times:?}");
-    assert!(times.contains(&"2026-10-26T01:30:00Z".to_string()), "{times:?}");
+    assert!(
+        times.contains(&"2026-10-26T01:30:00Z".to_string()),
+        "{times:?}"
+    );
 }
 
 #[test]
@@ -87,7 +96,10 @@ fn an_interval_is_aligned_to_the_clock() {
 fn a_bad_schedule_names_its_field() {
     for (fields, field) in [
         ("cron = \"61 * * * *\"", "cron"),
-        ("cron = \"0 9 * * *\"\ntimezone = \"Mars/Olympus\"", "timezone"),
+        (
+            "cron = \"0 9 * * *\"\ntimezone = \"Mars/Olympus\"",
+            "timezone",
+        ),
         ("every = \"500ms\"", "every"),
         ("cron = \"0 9 * * *\"\nevery = \"1h\"", "cron"),
         ("", "cron"),

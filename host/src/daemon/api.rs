@@ -7,6 +7,7 @@ mod instances;
 mod messages;
 mod metrics;
 mod plugins;
+mod schedules;
 mod tasks;
 
 use std::sync::Arc;
@@ -115,6 +116,9 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(incidents::skip))
         .routes(routes!(messages::list, messages::send))
         .routes(routes!(messages::get))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
         .routes(routes!(metrics::workflow))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::claim))

@@ -53,7 +53,7 @@ struct Claims {
 }
 
 impl Dispatch {
-    fn claim(&self, key: &(String, String)) -> bool {
+    pub(crate) fn claim(&self, key: &(String, String)) -> bool {
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = claims.keys.insert(key.clone());
         if fresh {
@@ -80,7 +80,7 @@ impl Dispatch {
     }
 
     /// Counts a task until the guard drops.
-    fn started(&self, shared: &Arc<Shared>) -> Running {
+    pub(crate) fn started(&self, shared: &Arc<Shared>) -> Running {
         self.running.fetch_add(1, Ordering::SeqCst);
         Running {
             shared: shared.clone(),
@@ -102,7 +102,7 @@ impl Dispatch {
 }
 
 /// A running task's count, given back when it ends (even by a panic).
-struct Running {
+pub(crate) struct Running {
     shared: Arc<Shared>,
 }
 
@@ -223,6 +223,17 @@ impl Flowgate {
             capped |= dispatch.claimed(&tenant) >= MAX_PER_TENANT;
         }
         dispatch.capped.store(capped, Ordering::SeqCst);
+        let looked = self.shared.schedules_at.load(Ordering::SeqCst);
+        let busy = self.shared.schedules_busy.load(Ordering::SeqCst);
+        if busy || now >= looked.saturating_add(super::schedules::SCHEDULE_PASS_MS) || now < looked
+        {
+            self.shared.schedules_at.store(now, Ordering::SeqCst);
+            let handed = self.dispatch_schedules()?;
+            self.shared
+                .schedules_busy
+                .store(handed > 0, Ordering::SeqCst);
+            count += handed;
+        }
         Ok(count)
     }
 

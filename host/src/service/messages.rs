@@ -39,7 +39,7 @@ pub(crate) enum Otherwise {
 /// The writer's answer.
 pub(crate) enum Outcome {
     /// The message's record, and whether it was a repeat of one received before.
-    Recorded(MessageRecord, bool),
+    Recorded(Box<MessageRecord>, bool),
     /// The steps the service found waiting have stopped waiting: look again.
     Stale,
 }
@@ -178,7 +178,12 @@ impl Flowgate {
                 })
                 .await?;
             match outcome {
-                Outcome::Recorded(record, replayed) => return Ok(Sent { record, replayed }),
+                Outcome::Recorded(record, replayed) => {
+                    return Ok(Sent {
+                        record: *record,
+                        replayed,
+                    });
+                }
                 Outcome::Stale => continue,
             }
         }
@@ -264,7 +269,7 @@ impl Flowgate {
     }
 
     /// The latest version of each of the tenant's definitions.
-    fn latest_definitions(
+    pub(crate) fn latest_definitions(
         &self,
         tenant: &str,
     ) -> Result<Vec<crate::store::StoredDefinition>, ServiceError> {

@@ -63,6 +63,13 @@ pub(crate) enum Request {
         otherwise: Otherwise,
         reply: Reply<Outcome>,
     },
+    /// A schedule's new state, made from the version it carries, with the start it records
+    /// (its idempotency key makes the due time start once).
+    Schedule {
+        state: Box<crate::store::ScheduleState>,
+        start: Option<(Box<Prepared>, String)>,
+        reply: Reply<crate::store::ScheduleState>,
+    },
     /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
     Flush { reply: Reply<()> },
     /// An outbox entry failed: its attempts and next try, stored.
@@ -107,6 +114,10 @@ enum Pending {
     ),
     Done(Reply<()>),
     Message(Reply<Outcome>, Result<Outcome, ServiceError>),
+    Schedule(
+        Reply<crate::store::ScheduleState>,
+        Result<crate::store::ScheduleState, ServiceError>,
+    ),
 }
 
 /// What one batch has changed so far, so that later commands in it see earlier ones.
@@ -118,6 +129,8 @@ struct Batch {
     definitions: HashMap<(String, String), StoredDefinition>,
     /// Messages recorded by this batch, by tenant and id.
     messages: HashMap<(String, String), MessageRecord>,
+    /// Schedule states changed by this batch, by tenant, workflow and schedule.
+    schedules: HashMap<(String, String, String), crate::store::ScheduleState>,
 }
 
 impl Writer {
@@ -207,6 +220,14 @@ impl Writer {
                     );
                     pending.push(Pending::Message(reply, result));
                 }
+                Request::Schedule {
+                    state,
+                    start,
+                    reply,
+                } => {
+                    let result = self.schedule(&mut batch, *state, start, now);
+                    pending.push(Pending::Schedule(reply, result));
+                }
                 Request::Flush { reply } => pending.push(Pending::Done(reply)),
                 Request::Retry {
                     tenant,
@@ -284,6 +305,7 @@ impl Writer {
                         Pending::Started(reply, result) => drop(reply.send(result)),
                         Pending::Done(reply) => drop(reply.send(Ok(()))),
                         Pending::Message(reply, result) => drop(reply.send(result)),
+                        Pending::Schedule(reply, result) => drop(reply.send(result)),
                     }
                 }
                 self.shared.watchers.changed(changed.iter());
@@ -306,6 +328,7 @@ impl Writer {
                         Pending::Started(reply, _) => drop(reply.send(Err(failed()))),
                         Pending::Done(reply) => drop(reply.send(Err(failed()))),
                         Pending::Message(reply, _) => drop(reply.send(Err(failed()))),
+                        Pending::Schedule(reply, _) => drop(reply.send(Err(failed()))),
                     }
                 }
             }
@@ -488,7 +511,7 @@ impl Writer {
         };
         if let Some(first) = first {
             return Ok(Outcome::Recorded(
-                messages::replay(first, &fingerprint)?,
+                Box::new(messages::replay(first, &fingerprint)?),
                 true,
             ));
         }
@@ -571,7 +594,51 @@ impl Writer {
         batch
             .changes
             .push(Change::Message(Box::new(record.clone())));
-        Ok(Outcome::Recorded(record, false))
+        Ok(Outcome::Recorded(Box::new(record), false))
+    }
+
+    /// Records a schedule's state if it was made from the state as it is, with its start.
+    fn schedule(
+        &mut self,
+        batch: &mut Batch,
+        mut state: crate::store::ScheduleState,
+        start: Option<(Box<Prepared>, String)>,
+        now: u64,
+    ) -> Result<crate::store::ScheduleState, ServiceError> {
+        let key = (
+            state.tenant.clone(),
+            state.workflow.clone(),
+            state.schedule.clone(),
+        );
+        let current = match batch.schedules.get(&key) {
+            Some(found) => Some(found.version),
+            None => self
+                .shared
+                .store
+                .schedules(&state.tenant)?
+                .into_iter()
+                .find(|s| s.workflow == state.workflow && s.schedule == state.schedule)
+                .map(|s| s.version),
+        };
+        if current.unwrap_or(0) != state.version {
+            return Err(ServiceError::Command(CommandError::Conflict(format!(
+                "schedule `{}` of `{}` changed meanwhile; read it again",
+                state.schedule, state.workflow
+            ))));
+        }
+        if let Some((prepared, key)) = start {
+            let (started, _) = self.start(batch, *prepared, Some(key), now)?;
+            state.last_instance = Some(started.id.clone());
+            if let Some(run) = state.recent.last_mut() {
+                run.instance = Some(started.id.clone());
+            }
+        }
+        state.version += 1;
+        batch.schedules.insert(key, state.clone());
+        batch
+            .changes
+            .push(Change::Schedule(Box::new(state.clone())));
+        Ok(state)
     }
 
     /// A step that began to wait for a message takes the oldest one kept for it, in the same

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::index::{message_keys, task_keys, timer_keys};
 use super::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, Storage, StoreError, StoredDefinition, TaskRef,
+    OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -28,6 +28,7 @@ struct Tables {
     completion_keys: BTreeMap<(String, String), CompletionKey>,
     subscriptions: BTreeSet<(String, String, String, String, String)>,
     messages: BTreeMap<(String, String), MessageRecord>,
+    schedules: BTreeMap<(String, String, String), ScheduleState>,
     last_outbox: u64,
 }
 
@@ -288,6 +289,15 @@ impl Storage for MemStore {
             .collect())
     }
 
+    fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
+        let t = self.lock();
+        Ok(t.schedules
+            .values()
+            .filter(|s| s.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         Ok(self.lock().last_outbox)
     }
@@ -368,6 +378,14 @@ impl Storage for MemStore {
                         (record.tenant.clone(), record.id.clone()),
                         (**record).clone(),
                     );
+                }
+                Change::Schedule(state) => {
+                    let key = (
+                        state.tenant.clone(),
+                        state.workflow.clone(),
+                        state.schedule.clone(),
+                    );
+                    t.schedules.insert(key, (**state).clone());
                 }
                 Change::ExpireMessages { now, limit } => {
                     let mut due: Vec<(Millis, (String, String))> = t

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, SCHEMA_VERSION, Storage, StoreError, StoredDefinition, TaskRef, db,
+    OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError, StoredDefinition, TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -55,6 +55,9 @@ const BUFFERED: TableDefinition<(&str, &str, &str, u64, &str), ()> =
     TableDefinition::new("buffered");
 /// `(expires at, tenant, message id)`: buffered messages by expiry, to mark them expired.
 const BUFFER_EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("buffer_expiry");
+/// `(tenant, workflow, schedule id)` → where the schedule stands ([`ScheduleState`]). Added in
+/// schema version 4.
+const SCHEDULES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("schedules");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -134,6 +137,7 @@ impl RedbStore {
             txn.open_table(MESSAGES).map_err(db)?;
             txn.open_table(BUFFERED).map_err(db)?;
             txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+            txn.open_table(SCHEDULES).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(RedbStore { db: db_handle })
@@ -548,6 +552,20 @@ impl Storage for RedbStore {
         Ok(out)
     }
 
+    fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SCHEDULES).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, "", "")..).map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            if key.value().0 != tenant {
+                break;
+            }
+            out.push(decode("schedules", value.value())?);
+        }
+        Ok(out)
+    }
+
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(META).map_err(db)?;
@@ -689,6 +707,17 @@ impl Storage for RedbStore {
                     }
                     Change::Message(record) => {
                         put_message(&txn, record)?;
+                    }
+                    Change::Schedule(state) => {
+                        let mut table = txn.open_table(SCHEDULES).map_err(db)?;
+                        let key = (
+                            state.tenant.as_str(),
+                            state.workflow.as_str(),
+                            state.schedule.as_str(),
+                        );
+                        table
+                            .insert(key, encode(state.as_ref()).as_slice())
+                            .map_err(db)?;
                     }
                     Change::ExpireMessages { now, limit } => {
                         let expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;

@@ -5,6 +5,7 @@ mod cli;
 mod harness;
 mod messages;
 mod operations;
+mod schedules;
 mod web;
 
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("GET", "/api/v1/messages"),
         ("POST", "/api/v1/messages"),
         ("GET", "/api/v1/messages/x"),
+        ("GET", "/api/v1/schedules"),
+        ("POST", "/api/v1/definitions/x/schedules/y/pause"),
+        ("POST", "/api/v1/definitions/x/schedules/y/resume"),
         ("POST", "/api/v1/instances/x/incidents/1/retry"),
         ("POST", "/api/v1/instances/x/incidents/1/skip"),
         ("GET", "/api/v1/instances/x/diagram.svg"),

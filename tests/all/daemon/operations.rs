@@ -432,6 +432,15 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("GET", "/api/v1/messages"),
         ("POST", "/api/v1/messages"),
         ("GET", "/api/v1/messages/{id}"),
+        ("GET", "/api/v1/schedules"),
+        (
+            "POST",
+            "/api/v1/definitions/{id}/schedules/{schedule}/pause",
+        ),
+        (
+            "POST",
+            "/api/v1/definitions/{id}/schedules/{schedule}/resume",
+        ),
         ("GET", "/api/v1/tasks"),
         ("POST", "/api/v1/tasks/{id}/claim"),
         ("POST", "/api/v1/tasks/{id}/unclaim"),
