@@ -3,6 +3,7 @@
 //! notifications, sub-workflows) are data that a driver carries out after the commit.
 //!
 //! ```
+//! use flowgate_engine::calendar::Calendar;
 //! use flowgate_engine::definition::{Format, parse};
 //! use flowgate_engine::{Command, Ctx, Effect, Person, StartSpec, apply, start};
 //!
@@ -18,7 +19,8 @@
 //! id = "done"
 //! kind = "end"
 //! "#, Format::Toml).expect("valid");
-//! let ctx = Ctx { def: &def, now: 1_000 };
+//! let calendar = Calendar::default();
+//! let ctx = Ctx { def: &def, now: 1_000, calendar: &calendar };
 //! let spec = StartSpec {
 //!     id: "i-1".into(), version: 1, tenant: "acme".into(), data: Default::default(),
 //!     plugins: Default::default(), parent: None, started_by: "ann".into(),
@@ -29,11 +31,12 @@
 //!     task, by: Person::new("bo", &["greeter"]), outcome: None,
 //!     data: Default::default(), expected_version: None, comment: None,
 //! };
-//! let (instance, applied) = apply(Ctx { def: &def, now: 2_000 }, instance, done).expect("completes");
+//! let (instance, applied) = apply(Ctx { def: &def, now: 2_000, calendar: &calendar }, instance, done).expect("completes");
 //! assert!(applied.effects.iter().any(|e| matches!(e, Effect::Notify(_))));
 //! assert_eq!(instance.status.as_str(), "completed");
 //! ```
 
+pub mod calendar;
 mod capability;
 mod command;
 pub mod definition;

@@ -12,7 +12,6 @@ use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
 use super::run::Run;
 use super::state::{DeadlinePoint, Subscription, TaskStatus, TimerKind, Wait};
-use super::steps::millis;
 use super::{Millis, data_path};
 use crate::definition::{Escalation, FormField, ReceiveStep, Step};
 
@@ -97,17 +96,18 @@ impl Run<'_> {
         self.set_wait(id, Wait::Message { subscription });
         if let Some(deadline) = &step.deadline {
             let now = self.ctx.now;
-            let due = now.saturating_add(millis(deadline.due));
+            let calendar = self.ctx.calendar;
+            let due = calendar.after(now, &deadline.due);
             let mut points: Vec<(Millis, DeadlinePoint)> = deadline
                 .reminders
                 .iter()
                 .filter(|before| !before.is_zero())
-                .map(|before| (due.saturating_sub(millis(*before)), DeadlinePoint::Reminder))
+                .map(|before| (calendar.before(due, before), DeadlinePoint::Reminder))
                 .filter(|(at, _)| *at > now)
                 .collect();
             points.push((due, DeadlinePoint::Due));
             if let Some(escalation) = &deadline.escalation {
-                let at = due.saturating_add(millis(escalation.after()));
+                let at = calendar.after(due, &escalation.after());
                 points.push((at, DeadlinePoint::Escalate));
             }
             for (at, point) in points {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::calendar::Calendar;
 use crate::definition::Definition;
 use crate::{Actor, Event, EventKind, Instance, Millis};
 
@@ -56,6 +57,8 @@ pub struct StepMetrics {
     pub completed: u64,
     pub completed_by_people: u64,
     pub task_completion: Summary,
+    /// The same, counted in the tenant's working hours only (business time).
+    pub task_completion_business: Summary,
     pub handoff_delay: Summary,
     pub plugin_calls: u64,
     pub plugin_failures: u64,
@@ -73,6 +76,8 @@ pub struct WorkflowMetrics {
     pub ended: u64,
     /// Outcome (`completed`, `rejected`, `cancelled`) → cycle times of instances ended in range.
     pub cycle_time: BTreeMap<String, Summary>,
+    /// The same, counted in the tenant's working hours only (business time).
+    pub cycle_time_business: BTreeMap<String, Summary>,
     pub steps: BTreeMap<String, StepMetrics>,
     /// Share of completed steps (tasks, approvals, actions, routes, waits, sub-workflows) that no
     /// person completed.
@@ -86,16 +91,20 @@ fn counts_as_work(def: &Definition, step: &str) -> bool {
 }
 
 /// Computes the metrics of `def`'s instances over `[from, to)`: events are counted when they
-/// happen in the range, durations when they end in it.
+/// happen in the range, durations when they end in it; each duration also in business time by
+/// `calendar`.
 pub fn compute(
     def: &Definition,
     instances: &[(Instance, Vec<Event>)],
     from: Millis,
     to: Millis,
+    calendar: &Calendar,
 ) -> WorkflowMetrics {
     let in_range = |t: Millis| t >= from && t < to;
     let mut cycle: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut cycle_business: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut completion: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut completion_business: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut handoff: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut steps: BTreeMap<String, StepMetrics> = BTreeMap::new();
     let (mut started, mut ended, mut work, mut automated) = (0, 0, 0u64, 0u64);
@@ -113,6 +122,10 @@ pub fn compute(
                         .entry(outcome.clone())
                         .or_default()
                         .push(at.saturating_sub(instance.started_at));
+                    cycle_business
+                        .entry(outcome.clone())
+                        .or_default()
+                        .push(calendar.between(instance.started_at, at));
                 }
                 EventKind::TaskCreated { task, step, .. } => {
                     tasks.insert(task, (step, at, None));
@@ -128,6 +141,10 @@ pub fn compute(
                             .entry(step.to_string())
                             .or_default()
                             .push(at.saturating_sub(*created));
+                        completion_business
+                            .entry(step.to_string())
+                            .or_default()
+                            .push(calendar.between(*created, at));
                         let started_work = claimed.unwrap_or(at);
                         handoff
                             .entry(step.to_string())
@@ -170,6 +187,9 @@ pub fn compute(
     for (step, samples) in completion {
         steps.entry(step).or_default().task_completion = Summary::of(samples);
     }
+    for (step, samples) in completion_business {
+        steps.entry(step).or_default().task_completion_business = Summary::of(samples);
+    }
     for (step, samples) in handoff {
         steps.entry(step).or_default().handoff_delay = Summary::of(samples);
     }
@@ -185,6 +205,10 @@ pub fn compute(
         started,
         ended,
         cycle_time: cycle
+            .into_iter()
+            .map(|(k, v)| (k, Summary::of(v)))
+            .collect(),
+        cycle_time_business: cycle_business
             .into_iter()
             .map(|(k, v)| (k, Summary::of(v)))
             .collect(),
@@ -354,6 +378,28 @@ kind = "end"
     }
 
     #[test]
+    fn sla_metrics_count_business_time_beside_wall_clock_time() {
+        let def = parse("w.toml", DEF, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
+        // Friday 2026-01-09 16:00 UTC; the task waits and is worked on over the weekend, so
+        // the instance ends on Monday at 10:00: 66 hours, of which 2 are working hours
+        // (Monday to Friday, 09:00-17:00 UTC).
+        let friday = 1_767_974_400_000;
+        let hour = 3_600_000;
+        let data = vec![run("a", friday, 65 * hour, hour, 0)];
+        let m = compute(&def, &data, 0, u64::MAX, &Calendar::default());
+        // The end comes a few milliseconds after the task (the plugin step).
+        let seconds = |ms: u64| ms / 1_000;
+        assert_eq!(seconds(m.cycle_time["completed"].max_ms), 66 * 3_600);
+        assert_eq!(
+            seconds(m.cycle_time_business["completed"].max_ms),
+            2 * 3_600
+        );
+        let review = &m.steps["review"];
+        assert_eq!(review.task_completion.p50_ms, 66 * hour);
+        assert_eq!(review.task_completion_business.p50_ms, 2 * hour);
+    }
+
+    #[test]
     fn metrics_follow_the_domain_definitions() {
         let def = parse("w.toml", DEF, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
         let data = vec![
@@ -361,7 +407,7 @@ kind = "end"
             run("b", 2_000, 300, 700, 1),
             run("c", 3_000, 500, 500, 3),
         ];
-        let m = compute(&def, &data, 0, 100_000);
+        let m = compute(&def, &data, 0, 100_000, &Calendar::default());
         assert_eq!((m.started, m.ended), (3, 3));
         let review = &m.steps["review"];
         assert_eq!(review.task_completion.count, 3);
@@ -382,10 +428,13 @@ kind = "end"
     fn the_time_range_selects_what_ended_in_it() {
         let def = parse("w.toml", DEF, Format::Toml).unwrap_or_else(|e| panic!("{e}"));
         let data = vec![run("a", 1_000, 100, 900, 0), run("b", 50_000, 100, 900, 0)];
-        let m = compute(&def, &data, 0, 10_000);
+        let m = compute(&def, &data, 0, 10_000, &Calendar::default());
         assert_eq!((m.started, m.ended), (1, 1));
         assert_eq!(m.steps["review"].task_completion.count, 1);
-        assert_eq!(compute(&def, &data, 60_000, 70_000).ended, 0);
+        assert_eq!(
+            compute(&def, &data, 60_000, 70_000, &Calendar::default()).ended,
+            0
+        );
     }
 
     #[test]

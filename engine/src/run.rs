@@ -10,6 +10,7 @@ use super::command::{Command, CommandError};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, Event, EventKind};
 use super::state::{Instance, ParentLink, Status, TaskStatus, TimerKind, Token, Wait};
+use crate::calendar::Calendar;
 use crate::definition::{Definition, EndOutcome, Step};
 
 /// What the core needs besides the instance: its definition and the time.
@@ -17,6 +18,8 @@ use crate::definition::{Definition, EndOutcome, Step};
 pub struct Ctx<'a> {
     pub def: &'a Definition,
     pub now: Millis,
+    /// The tenant's business calendar, for deadlines stated in business time.
+    pub calendar: &'a Calendar,
 }
 
 /// What a command produced.

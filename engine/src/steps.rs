@@ -381,7 +381,7 @@ impl Run<'_> {
         let n = self.next_id();
         let id = format!("{}.t{n}", self.inst.id);
         let now = self.ctx.now;
-        let due_at = new.deadline.map(|d| now.saturating_add(millis(d.due)));
+        let due_at = new.deadline.map(|d| self.ctx.calendar.after(now, &d.due));
         if let (Some(deadline), Some(due)) = (new.deadline, due_at) {
             self.arm_deadline(&id, deadline, due);
         }
@@ -437,7 +437,7 @@ impl Run<'_> {
     fn arm_deadline(&mut self, task: &str, deadline: &Deadline, due: Millis) {
         let now = self.ctx.now;
         for before in &deadline.reminders {
-            let at = due.saturating_sub(millis(*before));
+            let at = self.ctx.calendar.before(due, before);
             if at > now && !before.is_zero() {
                 self.arm(
                     at,
@@ -454,7 +454,7 @@ impl Run<'_> {
             },
         );
         if let Some(escalation) = &deadline.escalation {
-            let at = due.saturating_add(millis(escalation.after()));
+            let at = self.ctx.calendar.after(due, &escalation.after());
             self.arm(
                 at,
                 TimerKind::Escalate {

@@ -108,9 +108,21 @@ pub(crate) struct Shared {
     /// the next pass looks again at once).
     schedules_at: std::sync::atomic::AtomicU64,
     schedules_busy: std::sync::atomic::AtomicBool,
+    /// Each tenant's business calendar; the default one for a tenant that sets none.
+    calendars: RwLock<HashMap<String, Arc<crate::engine::calendar::Calendar>>>,
 }
 
 impl Shared {
+    /// The tenant's business calendar.
+    pub(crate) fn calendar(&self, tenant: &str) -> Arc<crate::engine::calendar::Calendar> {
+        self.calendars
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// An instance's committed state: from the cache, else from the store.
     fn committed(&self, tenant: &str, id: &str) -> Result<Option<Arc<Instance>>, ServiceError> {
         if let Some(found) = self.cache.get(tenant, id) {
@@ -243,6 +255,7 @@ impl Flowgate {
             paused: RwLock::new(HashSet::new()),
             schedules_at: std::sync::atomic::AtomicU64::new(0),
             schedules_busy: std::sync::atomic::AtomicBool::new(false),
+            calendars: RwLock::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -281,6 +294,15 @@ impl Flowgate {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(tenant)
+    }
+
+    /// Sets the tenant's business calendar (from its `[calendar]`).
+    pub fn set_calendar(&self, tenant: &str, calendar: crate::engine::calendar::Calendar) {
+        self.shared
+            .calendars
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.to_string(), Arc::new(calendar));
     }
 
     /// Sets a tenant's plugin quota: calls at once and plugin time per second.
@@ -778,7 +800,14 @@ impl Flowgate {
                 .history(tenant, &instance.id, 0, usize::MAX)?;
             runs.push((instance, history));
         }
-        Ok(crate::metrics::compute(&def.definition, &runs, from, to))
+        let calendar = self.shared.calendar(tenant);
+        Ok(crate::metrics::compute(
+            &def.definition,
+            &runs,
+            from,
+            to,
+            &calendar,
+        ))
     }
 
     /// Definitions of a tenant: every version.

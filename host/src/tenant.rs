@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::definition::DefinitionError;
+use crate::engine::calendar::Calendar;
 use crate::plugin::{
     ArtifactError, Grants, PluginError, PluginId, PluginLimits, PluginRegistry, PluginSettings,
     Upload, sha256_hex,
@@ -45,6 +46,8 @@ pub struct TenantConfig {
     /// What the tenant may use of the host, so that no tenant slows another down.
     #[serde(default)]
     pub quotas: Quotas,
+    /// Working hours, holidays and time zone, for deadlines in business time.
+    pub calendar: Option<CalendarConfig>,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -119,6 +122,21 @@ impl PluginConfig {
     }
 }
 
+/// A tenant's business calendar (`[calendar]`): deadlines stated in business time count only
+/// these hours. Without one: Monday to Friday, 09:00-17:00 UTC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// Working hours per weekday (`mon` .. `sun`), e.g. `mon = ["09:00-12:00", "13:00-17:00"]`;
+    /// a weekday not named is not worked. Default: Monday to Friday, 09:00-17:00.
+    pub hours: Option<BTreeMap<String, Vec<String>>>,
+    /// Days not worked, e.g. `["2026-12-25", "2026-12-26"]`.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
 /// Why a tenant could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -169,7 +187,26 @@ impl TenantConfig {
         })?;
         config.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.path = path.to_path_buf();
+        config.calendar()?;
         Ok(config)
+    }
+
+    /// Its business calendar, checked: an error names the field at fault.
+    pub fn calendar(&self) -> Result<Calendar, TenantError> {
+        let Some(c) = &self.calendar else {
+            return Ok(Calendar::default());
+        };
+        let weekdays = BTreeMap::from_iter(
+            ["mon", "tue", "wed", "thu", "fri"]
+                .map(|d| (d.to_string(), vec!["09:00-17:00".to_string()])),
+        );
+        let hours = c.hours.clone().unwrap_or(weekdays);
+        Calendar::new(&c.timezone, &hours, &c.holidays).map_err(|(field, message)| {
+            TenantError::Parse {
+                path: self.path.clone(),
+                message: format!("calendar.{field}: {message}"),
+            }
+        })
     }
 
     /// The notification channels it configures (checking the email settings).

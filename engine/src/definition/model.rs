@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::calendar::Span;
+
 /// A workflow definition, as deployed by a tenant. Deploying a changed one makes a new version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -549,12 +551,12 @@ impl std::fmt::Display for EndOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deadline {
-    /// Due this long after the task opens.
-    #[serde(with = "duration")]
-    pub due: Duration,
-    /// Reminders this long before the due time (`0s` reminds at the due time).
-    #[serde(default, with = "durations")]
-    pub reminders: Vec<Duration>,
+    /// Due this long after the task opens: wall-clock (`2d`) or business time (`2 business
+    /// days`, `4 business hours`) in the tenant's calendar.
+    pub due: Span,
+    /// Reminders this long before the due time (`0s` reminds at the due time), likewise.
+    #[serde(default)]
+    pub reminders: Vec<Span>,
     /// What happens when it is overdue.
     pub escalation: Option<Escalation>,
 }
@@ -565,27 +567,31 @@ pub struct Deadline {
 pub enum Escalation {
     /// Notify these roles.
     Notify {
-        #[serde(default, with = "duration")]
-        after: Duration,
+        #[serde(default = "no_time")]
+        after: Span,
         roles: Vec<String>,
     },
     /// Hand the task to this role.
     Reassign {
-        #[serde(default, with = "duration")]
-        after: Duration,
+        #[serde(default = "no_time")]
+        after: Span,
         role: String,
     },
     /// Complete the task with this outcome (e.g. `reject`, or `escalate` to a step).
     Outcome {
-        #[serde(default, with = "duration")]
-        after: Duration,
+        #[serde(default = "no_time")]
+        after: Span,
         outcome: String,
     },
 }
 
+fn no_time() -> Span {
+    Span::Wall(Duration::ZERO)
+}
+
 impl Escalation {
     /// How long past the due time it happens.
-    pub fn after(&self) -> Duration {
+    pub fn after(&self) -> Span {
         match self {
             Escalation::Notify { after, .. }
             | Escalation::Reassign { after, .. }
@@ -819,26 +825,5 @@ pub(crate) mod opt_duration {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super::duration")] Duration);
         Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(d)| d))
-    }
-}
-
-pub(crate) mod durations {
-    use std::time::Duration;
-
-    use serde::ser::SerializeSeq;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(ds.len()))?;
-        for d in ds {
-            seq.serialize_element(&humantime::format_duration(*d).to_string())?;
-        }
-        seq.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "super::duration")] Duration);
-        Vec::<Wrapped>::deserialize(d).map(|v| v.into_iter().map(|Wrapped(d)| d).collect())
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::model::{
-    ApprovalStep, Definition, Escalation, FormField, JoinMode, ReceiveStep, Step, TaskStep,
+    ApprovalStep, Definition, Escalation, FormField, JoinMode, ReceiveStep, Span, Step, TaskStep,
     WaitStep,
 };
 use crate::Capability;
@@ -203,7 +203,9 @@ fn check_step(
             c.at(Some(i), "deadline.due", "must be longer than zero");
         }
         for (r, before) in deadline.reminders.iter().enumerate() {
-            if *before > deadline.due {
+            if let (Span::Wall(before), Span::Wall(due)) = (before, &deadline.due)
+                && before > due
+            {
                 c.at(
                     Some(i),
                     &format!("deadline.reminders[{r}]"),

@@ -1,5 +1,6 @@
 //! The test environment: one definition, one instance, a time that only moves when told.
 
+use flowgate_engine::calendar::Calendar;
 use flowgate_engine::definition::{Definition, Format, parse};
 use flowgate_engine::{
     Applied, Command, CommandError, Ctx, Effect, Event, Instance, Millis, Person, PluginCall,
@@ -11,6 +12,8 @@ pub const T0: Millis = 1_700_000_000_000;
 
 pub struct Env {
     pub def: Definition,
+    /// The tenant's business calendar (Monday to Friday, 09:00-17:00 UTC unless a test sets one).
+    pub calendar: Calendar,
     pub now: Millis,
     pub inst: Instance,
 }
@@ -37,9 +40,24 @@ impl Env {
             parent: None,
             started_by: "ann".into(),
         };
-        let (inst, applied) =
-            start(Ctx { def: &def, now: T0 }, spec).unwrap_or_else(|e| panic!("{e}"));
-        (Env { def, now: T0, inst }, applied)
+        let (inst, applied) = start(
+            Ctx {
+                def: &def,
+                now: T0,
+                calendar: &Calendar::default(),
+            },
+            spec,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (
+            Env {
+                def,
+                calendar: Calendar::default(),
+                now: T0,
+                inst,
+            },
+            applied,
+        )
     }
 
     /// Applies `command` now. On an error the state stays as it was, as the writer keeps it.
@@ -47,6 +65,7 @@ impl Env {
         let ctx = Ctx {
             def: &self.def,
             now: self.now,
+            calendar: &self.calendar,
         };
         let (inst, applied) = apply(ctx, self.inst.clone(), command)?;
         self.inst = inst;

@@ -234,7 +234,12 @@ kind = "end"
         }),
         started_by: "ann".into(),
     };
-    let ctx = flowgate_engine::Ctx { def: &def, now: T0 };
+    let calendar = flowgate_engine::calendar::Calendar::default();
+    let ctx = flowgate_engine::Ctx {
+        def: &def,
+        now: T0,
+        calendar: &calendar,
+    };
     let (child, applied) = flowgate_engine::start(ctx, spec).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(child.status.as_str(), "completed");
     assert_eq!(

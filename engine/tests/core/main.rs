@@ -2,6 +2,7 @@
 //! command and a time go in; the events and effects that come out are asserted. No store, no
 //! plugin runtime, no clock: the plugin answers are data the test supplies.
 
+mod business;
 mod env;
 mod flow;
 mod messages;

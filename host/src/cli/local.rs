@@ -55,6 +55,7 @@ impl LocalArgs {
             Arc::new(SystemClock),
             Arc::new(LogNotifier),
         )?;
+        flowgate.set_calendar(&tenant.id, tenant.calendar()?);
         tenant.deploy_workflows(&flowgate).await?;
         Ok(Local {
             flowgate,

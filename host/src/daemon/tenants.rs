@@ -199,6 +199,7 @@ impl Tenants {
         self.channels.set(&config.id, channels);
         self.flowgate
             .set_plugin_quota(&config.id, config.quotas.plugins());
+        self.flowgate.set_calendar(&config.id, config.calendar()?);
         for deployed in config.deploy_workflows(&self.flowgate).await? {
             if deployed.new_version {
                 tracing::info!(tenant = %config.id, workflow = %deployed.stored.definition.id, version = deployed.stored.version, "tenant.workflow deployed");

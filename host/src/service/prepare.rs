@@ -73,7 +73,15 @@ impl Flowgate {
             .shared
             .definition(tenant, &base.definition_id, base.definition_version)?;
         let (base_version, before) = (base.version, IndexKeys::of(&base));
-        let (instance, applied) = engine::apply(Ctx { def: &def, now }, base, command)?;
+        let (instance, applied) = engine::apply(
+            Ctx {
+                def: &def,
+                now,
+                calendar: &self.shared.calendar(tenant),
+            },
+            base,
+            command,
+        )?;
         let (instance, applied) = self.decide(&def, instance, applied, now).await;
         Ok(Prepared {
             base_version: Some(base_version),
@@ -126,7 +134,14 @@ impl Flowgate {
             parent: req.parent.clone(),
             started_by: req.started_by.clone(),
         };
-        let (instance, applied) = engine::start(Ctx { def: &def, now }, spec)?;
+        let (instance, applied) = engine::start(
+            Ctx {
+                def: &def,
+                now,
+                calendar: &self.shared.calendar(tenant),
+            },
+            spec,
+        )?;
         let (instance, applied) = self.decide(&def, instance, applied, now).await;
         Ok(Prepared {
             base_version: None,
@@ -165,7 +180,16 @@ impl Flowgate {
                 continue;
             };
             // A copy: if the answer cannot be applied, the state before it stays.
-            match engine::apply(Ctx { def, now }, instance.clone(), command) {
+            let calendar = self.shared.calendar(&instance.tenant);
+            match engine::apply(
+                Ctx {
+                    def,
+                    now,
+                    calendar: &calendar,
+                },
+                instance.clone(),
+                command,
+            ) {
                 Ok((next, more)) => {
                     applied.effects.remove(at);
                     applied.events.extend(more.events);

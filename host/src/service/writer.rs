@@ -423,8 +423,15 @@ impl Writer {
             self.shared
                 .definition(tenant, &current.definition_id, current.definition_version)?;
         let before = IndexKeys::of(&current);
-        let (after, applied) =
-            engine::apply(Ctx { def: &def, now }, Instance::clone(&current), command)?;
+        let (after, applied) = engine::apply(
+            Ctx {
+                def: &def,
+                now,
+                calendar: &self.shared.calendar(tenant),
+            },
+            Instance::clone(&current),
+            command,
+        )?;
         if applied.is_empty() {
             return Ok(current);
         }
@@ -549,7 +556,11 @@ impl Writer {
                     )?;
                     let before = IndexKeys::of(&current);
                     let (after, applied) = engine::apply(
-                        Ctx { def: &def, now },
+                        Ctx {
+                            def: &def,
+                            now,
+                            calendar: &self.shared.calendar(tenant),
+                        },
                         Instance::clone(&current),
                         Command::ReceiveMessage(message.clone()),
                     )?;
@@ -682,7 +693,11 @@ impl Writer {
                 sent_by: kept.sent_by.clone(),
             };
             match engine::apply(
-                Ctx { def: &def, now },
+                Ctx {
+                    def: &def,
+                    now,
+                    calendar: &self.shared.calendar(&after.tenant),
+                },
                 after.clone(),
                 Command::ReceiveMessage(message),
             ) {
