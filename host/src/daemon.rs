@@ -8,7 +8,7 @@ mod config;
 mod error;
 mod exact;
 mod extract;
-mod quota;
+pub(crate) mod quota;
 mod shape;
 mod tenants;
 mod web;

@@ -48,6 +48,10 @@ pub struct TenantConfig {
     pub quotas: Quotas,
     /// Working hours, holidays and time zone, for deadlines in business time.
     pub calendar: Option<CalendarConfig>,
+    /// Endpoints for systems that cannot call the API with a token: each request, signed with
+    /// the hook's secret, becomes a message or a start.
+    #[serde(default)]
+    pub inbound: Vec<InboundHook>,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -137,6 +141,30 @@ pub struct CalendarConfig {
     pub holidays: Vec<String>,
 }
 
+/// An inbound webhook (`[[inbound]]`): `POST /hooks/{tenant}/{name}`, its body signed with
+/// HMAC-SHA256 under `secret` as Flowgate signs its own webhooks (`X-Flowgate-Signature:
+/// sha256=<hex>`), mapped by JSON pointers to a message or to a start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundHook {
+    /// The endpoint's last path segment.
+    pub name: String,
+    /// The HMAC key the sender signs with.
+    pub secret: String,
+    /// Send the message of this name...
+    pub message: Option<String>,
+    /// ... or start the latest version of this workflow.
+    pub start: Option<String>,
+    /// Pointer to the sender's id for the event (`/event_id`): the message id, or the start's
+    /// idempotency key, so that a redelivered request does nothing twice.
+    pub id: String,
+    /// For a message: pointer to its correlation (`/document/id`).
+    pub correlation: Option<String>,
+    /// Data field → pointer to its value in the body (`signed_by = "/signer/name"`).
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
 /// Why a tenant could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -188,7 +216,55 @@ impl TenantConfig {
         config.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.path = path.to_path_buf();
         config.calendar()?;
+        config.check_inbound()?;
         Ok(config)
+    }
+
+    /// Each inbound hook names a message (with its correlation) or a start, and pointers.
+    fn check_inbound(&self) -> Result<(), TenantError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, hook) in self.inbound.iter().enumerate() {
+            let problem = |message: String| TenantError::Parse {
+                path: self.path.clone(),
+                message: format!("inbound[{i}] ({}): {message}", hook.name),
+            };
+            let valid_name = !hook.name.is_empty()
+                && hook.name.len() <= 64
+                && hook
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                return Err(problem("`name` must be 1-64 of a-z, 0-9 and -".into()));
+            }
+            if !names.insert(hook.name.as_str()) {
+                return Err(problem("another hook has this name".into()));
+            }
+            if hook.secret.len() < 16 {
+                return Err(problem("`secret` must be at least 16 characters".into()));
+            }
+            match (&hook.message, &hook.start, &hook.correlation) {
+                (Some(_), None, Some(_)) | (None, Some(_), None) => {}
+                (Some(_), None, None) => {
+                    return Err(problem("a message hook needs `correlation`".into()));
+                }
+                (None, Some(_), Some(_)) => {
+                    return Err(problem("a start hook takes no `correlation`".into()));
+                }
+                _ => return Err(problem("needs exactly one of `message` or `start`".into())),
+            }
+            let pointers = std::iter::once(&hook.id)
+                .chain(&hook.correlation)
+                .chain(hook.data.values());
+            for pointer in pointers {
+                if !pointer.starts_with('/') {
+                    return Err(problem(format!(
+                        "`{pointer}` is not a JSON pointer like \"/event/id\""
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Its business calendar, checked: an error names the field at fault.

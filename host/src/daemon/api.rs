@@ -2,6 +2,7 @@
 //! caller's token; another tenant's ids are simply not found.
 
 mod definitions;
+mod hooks;
 mod incidents;
 mod instances;
 mod messages;
@@ -116,6 +117,7 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(incidents::skip))
         .routes(routes!(messages::list, messages::send))
         .routes(routes!(messages::get))
+        .routes(routes!(hooks::receive))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::pause))
         .routes(routes!(schedules::resume))

@@ -227,3 +227,79 @@ fn a_start_message_starts_the_workflow_with_its_correlation_in_the_data() {
     assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
     assert_eq!(body["error"]["details"]["field"], "data.title");
 }
+
+/// POSTs `body` to an inbound hook, signed with `secret` (none: unsigned).
+fn hook(d: &Daemon, path: &str, secret: Option<&str>, body: &Value) -> (u16, Value) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut request = d
+        .agent
+        .post(&format!("{}{path}", d.base))
+        .header("Content-Type", "application/json");
+    if let Some(secret) = secret {
+        request = request.header(
+            "X-Flowgate-Signature",
+            &flowgate::service::signature(secret, &bytes),
+        );
+    }
+    let mut response = request
+        .send(&bytes[..])
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const ESIGN_SECRET: &str = "acme-esign-example-secret";
+
+#[test]
+fn a_signed_inbound_hook_becomes_the_message_and_an_unsigned_one_is_refused() {
+    let d = start(1 << 20);
+    let id = start_esign(&d, "doc-h1");
+    complete(&d, &id, "prepare");
+    let event =
+        json!({"event_id": "evt-1", "document": {"id": "doc-h1"}, "signer": {"name": "Dana Hook"}});
+    for (secret, why) in [
+        (None, "unsigned"),
+        (Some("not-the-secret-at-all"), "wrong key"),
+    ] {
+        let (status, body) = hook(&d, "/hooks/acme/esign", secret, &event);
+        assert_eq!(
+            (status, code(&body)),
+            (401, "unauthorized"),
+            "{why}: {body}"
+        );
+    }
+    assert_eq!(received(&d, &id), 0, "nothing reached the instance");
+    let (status, body) = hook(&d, "/hooks/acme/nope", Some(ESIGN_SECRET), &event);
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = hook(&d, "/hooks/globex/esign", Some(ESIGN_SECRET), &event);
+    assert_eq!(status, 404, "another tenant has no such hook: {body}");
+
+    let (status, first) = hook(&d, "/hooks/acme/esign", Some(ESIGN_SECRET), &event);
+    assert_eq!(
+        (status, &first["status"]),
+        (200, &json!("delivered")),
+        "{first}"
+    );
+    assert_eq!(first["instances"], json!([id]));
+    assert_eq!(first["sent_by"], "hook esign");
+    assert_eq!(
+        instance(&d, &id)["instance"]["data"]["signed_by"],
+        "Dana Hook"
+    );
+    let (status, again) = hook(&d, "/hooks/acme/esign", Some(ESIGN_SECRET), &event);
+    assert_eq!(
+        (status, &again["replayed"]),
+        (200, &json!(true)),
+        "a redelivery: {again}"
+    );
+    assert_eq!(received(&d, &id), 1);
+
+    let lacking = json!({"event_id": "evt-2", "signer": {"name": "X"}});
+    let (status, body) = hook(&d, "/hooks/acme/esign", Some(ESIGN_SECRET), &lacking);
+    assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+    assert_eq!(body["error"]["details"]["pointer"], "/document/id");
+}

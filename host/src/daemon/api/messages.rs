@@ -58,7 +58,7 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    fn of(record: &MessageRecord, replayed: bool) -> Self {
+    pub(super) fn of(record: &MessageRecord, replayed: bool) -> Self {
         let expires_at = match record.status {
             MessageStatus::Buffered { expires_at } => Some(expires_at),
             MessageStatus::Expired { at } => Some(at),
