@@ -149,6 +149,26 @@ impl ScheduleState {
     /// How many runs a state keeps.
     pub const RECENT: usize = 20;
 
+    /// A schedule seen for the first time: due times after `from` are its to handle.
+    pub fn new(tenant: &str, workflow: &str, schedule: &str, from: Millis) -> Self {
+        ScheduleState {
+            tenant: tenant.to_string(),
+            workflow: workflow.to_string(),
+            schedule: schedule.to_string(),
+            handled_until: from,
+            paused: false,
+            pause_reason: None,
+            last_instance: None,
+            pending: None,
+            started: 0,
+            skipped: 0,
+            missed: 0,
+            failed: 0,
+            recent: Vec::new(),
+            version: 0,
+        }
+    }
+
     /// Records what due time `due` did.
     pub fn note(&mut self, due: Millis, at: Millis, outcome: &str) -> &mut ScheduleRun {
         match outcome {

@@ -109,22 +109,7 @@ impl Flowgate {
         let now = self.shared.clock.now();
         let Some(mut state) = state else {
             // First seen: due times from now on.
-            let state = ScheduleState {
-                tenant: tenant.to_string(),
-                workflow: def.id.clone(),
-                schedule: schedule.id.clone(),
-                handled_until: now,
-                paused: false,
-                pause_reason: None,
-                last_instance: None,
-                pending: None,
-                started: 0,
-                skipped: 0,
-                missed: 0,
-                failed: 0,
-                recent: Vec::new(),
-                version: 0,
-            };
+            let state = ScheduleState::new(tenant, &def.id, &schedule.id, now);
             return self.save_schedule(state, None).await.map(drop);
         };
         if state.paused {
@@ -224,21 +209,9 @@ impl Flowgate {
                     .iter()
                     .find(|s| s.workflow == def.id && s.schedule == schedule.id)
                     .cloned()
-                    .unwrap_or_else(|| ScheduleState {
-                        tenant: tenant.to_string(),
-                        workflow: def.id.clone(),
-                        schedule: schedule.id.clone(),
-                        handled_until: self.shared.clock.now(),
-                        paused: false,
-                        pause_reason: None,
-                        last_instance: None,
-                        pending: None,
-                        started: 0,
-                        skipped: 0,
-                        missed: 0,
-                        failed: 0,
-                        recent: Vec::new(),
-                        version: 0,
+                    .unwrap_or_else(|| {
+                        let now = self.shared.clock.now();
+                        ScheduleState::new(tenant, &def.id, &schedule.id, now)
                     });
                 let next_due = if state.paused {
                     None

@@ -168,6 +168,7 @@ fn kind_label(step: &Step) -> String {
         Step::Action(a) => format!("action · {}", a.plugin),
         Step::Route(r) => format!("route · {}", r.plugin),
         Step::Join(j) => format!("join · {:?}", j.mode).to_lowercase(),
+        Step::Receive(r) => format!("message · {}", r.message),
         other => other.kind().to_string(),
     }
 }
