@@ -30,6 +30,13 @@ pub enum Effect {
     },
     /// Tell people something.
     Notify(Notification),
+    /// Start the workflow that follows this one in its process (an end step's `then`), in the
+    /// same process instance.
+    StartNext {
+        workflow: String,
+        data: serde_json::Map<String, serde_json::Value>,
+        process: String,
+    },
 }
 
 /// A notification to deliver (webhook, email).

@@ -189,6 +189,10 @@ pub enum EventKind {
         outcome: String,
         step: Option<String>,
     },
+    /// The instance ended at a step that starts the next workflow of its process.
+    NextStarted {
+        workflow: String,
+    },
     /// A step began to wait for a message.
     MessageAwaited {
         step: String,

@@ -23,7 +23,7 @@
 //! let ctx = Ctx { def: &def, now: 1_000, calendar: &calendar };
 //! let spec = StartSpec {
 //!     id: "i-1".into(), version: 1, tenant: "acme".into(), data: Default::default(),
-//!     plugins: Default::default(), parent: None, started_by: "ann".into(),
+//!     plugins: Default::default(), parent: None, process: None, started_by: "ann".into(),
 //! };
 //! let (instance, _) = start(ctx, spec).expect("starts");
 //! let task = instance.open_tasks().next().expect("a task").id.clone();

@@ -57,6 +57,8 @@ pub struct StartSpec {
     pub data: Map<String, Value>,
     pub plugins: BTreeMap<String, String>,
     pub parent: Option<ParentLink>,
+    /// The process instance it joins; none begins a new one (its own id).
+    pub process: Option<String>,
     pub started_by: String,
 }
 
@@ -65,7 +67,7 @@ pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), Comma
     crate::tasks::check_policy_inputs(ctx.def, &spec.data)?;
     crate::tasks::check_form(&ctx.def.start_form, &spec.data)?;
     let mut inst = Instance {
-        id: spec.id,
+        id: spec.id.clone(),
         tenant: spec.tenant,
         definition_id: ctx.def.id.clone(),
         definition_version: spec.version,
@@ -78,6 +80,7 @@ pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), Comma
         forks: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
         parent: spec.parent,
+        process: spec.process.unwrap_or_else(|| spec.id.clone()),
         started_by: spec.started_by.clone(),
         started_at: ctx.now,
         ended_at: None,
@@ -352,6 +355,13 @@ impl<'a> Run<'a> {
         self.inst.subscriptions.clear();
         self.inst.status = Status::ended(outcome);
         self.inst.ended_at = Some(self.ctx.now);
+        let then = step
+            .as_deref()
+            .and_then(|s| self.ctx.def.step(s))
+            .and_then(|s| match s {
+                Step::End(end) => end.then.clone(),
+                _ => None,
+            });
         self.emit(
             actor,
             EventKind::InstanceEnded {
@@ -360,6 +370,31 @@ impl<'a> Run<'a> {
             },
             reason,
         );
+        if let Some(next) = then {
+            let data = if next.data.is_empty() {
+                self.inst.data.clone()
+            } else {
+                next.data
+                    .iter()
+                    .filter_map(|(field, path)| {
+                        crate::data_path(&self.inst.data, path).map(|v| (field.clone(), v.clone()))
+                    })
+                    .collect()
+            };
+            self.emit(
+                Actor::System,
+                EventKind::NextStarted {
+                    workflow: next.workflow.clone(),
+                },
+                None,
+            );
+            let process = self.inst.process_id().to_string();
+            self.effect(Effect::StartNext {
+                workflow: next.workflow,
+                data,
+                process,
+            });
+        }
         if let Some(parent) = self.inst.parent.clone() {
             let data = self.inst.data.clone();
             self.effect(Effect::NotifyParent {

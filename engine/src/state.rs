@@ -29,6 +29,11 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, Subscription>,
     pub parent: Option<ParentLink>,
+    /// The process instance it belongs to: the id of the instance that began the business case,
+    /// inherited by the sub-workflows and following workflows it starts. (Empty in instances
+    /// stored before processes: their own id.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub process: String,
     pub started_by: String,
     pub started_at: Millis,
     pub ended_at: Option<Millis>,
@@ -312,6 +317,15 @@ pub struct Fork {
 }
 
 impl Instance {
+    /// The process instance it belongs to.
+    pub fn process_id(&self) -> &str {
+        if self.process.is_empty() {
+            &self.id
+        } else {
+            &self.process
+        }
+    }
+
     /// Whether any step waits for a person to resolve an incident.
     pub fn has_incident(&self) -> bool {
         self.tokens

@@ -13,6 +13,7 @@ mod messages;
 mod notify;
 mod pool;
 mod prepare;
+mod processes;
 mod schedules;
 mod telemetry;
 mod watch;
@@ -33,11 +34,12 @@ pub use notify::{
     LogNotifier, Notifier, RecordingNotifier, WebhookConfig, signature,
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
+pub use processes::ProcessView;
 pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
-use crate::engine::{Command, CommandError, Event, Instance, ParentLink, Person};
+use crate::engine::{Command, CommandError, Event, Instance, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
 use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
 use clears::Clears;
@@ -445,7 +447,7 @@ impl Flowgate {
         key: Option<String>,
     ) -> Result<Instance, ServiceError> {
         let started = self
-            .start_child(tenant, definition, data, started_by, key, None)
+            .start_or_replay(tenant, definition, data, started_by, key)
             .await?;
         Ok(started.instance)
     }
@@ -460,27 +462,23 @@ impl Flowgate {
         started_by: &str,
         key: Option<String>,
     ) -> Result<Started, ServiceError> {
-        self.start_child(tenant, definition, data, started_by, key, None)
-            .await
-    }
-
-    pub(crate) async fn start_child(
-        &self,
-        tenant: &str,
-        definition: &str,
-        data: Map<String, Value>,
-        started_by: &str,
-        key: Option<String>,
-        parent: Option<ParentLink>,
-    ) -> Result<Started, ServiceError> {
         let start = StartRequest {
             tenant: tenant.to_string(),
             definition: definition.to_string(),
             data,
             started_by: started_by.to_string(),
             key,
-            parent,
+            parent: None,
+            process: None,
         };
+        self.start_request(start).await
+    }
+
+    /// Starts an instance as `start` asks: a sub-workflow (with its parent), or a workflow
+    /// joining a process instance.
+    pub(crate) async fn start_request(&self, start: StartRequest) -> Result<Started, ServiceError> {
+        let tenant = start.tenant.clone();
+        let tenant = tenant.as_str();
         let started = std::time::Instant::now();
         let prepared = self.prepare_start(&start, self.shared.clock.now()).await;
         let prepared = Box::new(self.refused_early("start", tenant, started, prepared)?);

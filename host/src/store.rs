@@ -268,6 +268,8 @@ pub struct DueTimer {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceFilter {
     pub definition: Option<String>,
+    /// Only the instances of this process instance.
+    pub process: Option<String>,
     pub status: Option<String>,
     pub started_after: Option<Millis>,
     pub started_before: Option<Millis>,
@@ -283,6 +285,10 @@ impl InstanceFilter {
         self.definition
             .as_ref()
             .is_none_or(|d| *d == instance.definition_id)
+            && self
+                .process
+                .as_ref()
+                .is_none_or(|p| p == instance.process_id())
             && self
                 .status
                 .as_ref()

@@ -60,6 +60,7 @@ fn blank(tenant: &str, id: &str) -> Instance {
         forks: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
         parent: None,
+        process: String::new(),
         started_by: "t".to_string(),
         started_at: 0,
         ended_at: None,
@@ -146,6 +147,10 @@ fn mutate(rng: &mut Rng, current: &Instance) -> Instance {
     {
         next.timers.remove(&first);
     }
+    if rng.below(4) == 0 {
+        // Joined to another instance's process (as a following workflow would be).
+        next.process = rng.pick(&["i1", "i2"]).to_string();
+    }
     for _ in 0..rng.below(2) {
         let id = format!("m{}", next.next_id);
         next.next_id += 1;
@@ -224,6 +229,7 @@ fn definition(tenant: &str, id: &str, version: u32) -> StoredDefinition {
                 id: "end".to_string(),
                 title: String::new(),
                 outcome: EndOutcome::Completed,
+                then: None,
             })],
         },
         source: String::new(),
@@ -269,6 +275,20 @@ fn snapshot(store: &dyn Storage) -> String {
                 "{tenant} with history {} {:?}",
                 i.id,
                 both.map(|(found, history)| (found == *i, history.len()))
+            ));
+        }
+        for process in ["i1", "i2"] {
+            let of_process = InstanceFilter {
+                process: Some(process.to_string()),
+                limit: usize::MAX,
+                ..Default::default()
+            };
+            line(format!(
+                "{tenant} process {process} {:?}",
+                store
+                    .instances(tenant, &of_process)
+                    .map(|v| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>())
+                    .ok()
             ));
         }
         let running = InstanceFilter {

@@ -525,6 +525,20 @@ pub struct EndStep {
     pub title: String,
     #[serde(default)]
     pub outcome: EndOutcome,
+    /// The workflow that follows when the instance ends here, in the same process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<NextWorkflow>,
+}
+
+/// A workflow an end step starts, and the data it is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextWorkflow {
+    /// The workflow id; its latest version starts.
+    pub workflow: String,
+    /// Its start data: field → dotted path in this instance's data. Empty passes all data.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
 }
 
 /// How an instance ended.

@@ -149,6 +149,17 @@ fn check_step(
         Step::Approval(a) => check_approval(c, i, a),
         Step::Wait(w) => check_wait(c, i, w),
         Step::Receive(r) => check_receive(c, i, r),
+        Step::End(e) => {
+            if let Some(next) = &e.then
+                && !catalog.has_definition(&next.workflow)
+            {
+                c.at(
+                    Some(i),
+                    "then.workflow",
+                    format!("the tenant has no workflow `{}`", next.workflow),
+                );
+            }
+        }
         Step::Route(r) if r.candidates.is_empty() => c.at(
             Some(i),
             "candidates",

@@ -38,6 +38,7 @@ impl Env {
             data: object(data),
             plugins: [("p".to_string(), "0123abcd".to_string())].into(),
             parent: None,
+            process: None,
             started_by: "ann".into(),
         };
         let (inst, applied) = start(
@@ -158,6 +159,7 @@ pub fn effects(applied: &Applied) -> Vec<String> {
                 format!("start-child {workflow} wait={wait}")
             }
             Effect::NotifyParent { outcome, .. } => format!("notify-parent {outcome}"),
+            Effect::StartNext { workflow, .. } => format!("start-next {workflow}"),
             Effect::Notify(n) => {
                 let kind = serde_json::to_value(n.kind).unwrap_or_default();
                 format!("notify {}", kind.as_str().unwrap_or("?"))

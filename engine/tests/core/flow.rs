@@ -232,6 +232,7 @@ kind = "end"
             token: 1,
             activation: 2,
         }),
+        process: Some("i1".into()),
         started_by: "ann".into(),
     };
     let calendar = flowgate_engine::calendar::Calendar::default();
@@ -246,4 +247,48 @@ kind = "end"
         effects(&applied),
         ["notify-parent completed", "notify instance-finished"]
     );
+}
+
+#[test]
+fn an_end_step_starts_the_next_workflow_of_the_process_with_mapped_data() {
+    let toml = r#"
+id = "questionnaire"
+start = "ask"
+[[steps]]
+id = "ask"
+kind = "task"
+role = "sales"
+next = "complete"
+[[steps]]
+id = "complete"
+kind = "end"
+then = { workflow = "contract", data = { client = "customer.name", email = "customer.email" } }
+"#;
+    let (mut env, _) = Env::start(
+        toml,
+        json!({"customer": {"name": "Initech", "email": "bill@initech.example"}, "notes": "x"}),
+    );
+    assert_eq!(env.inst.process_id(), "i1", "a root begins its own process");
+    let done = env.complete("ask", "sam", "sales", None);
+    let next: Vec<_> = done
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartNext {
+                workflow,
+                data,
+                process,
+            } => Some((workflow.clone(), data.clone(), process.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(next.len(), 1, "{:?}", effects(&done));
+    let (workflow, data, process) = &next[0];
+    assert_eq!((workflow.as_str(), process.as_str()), ("contract", "i1"));
+    assert_eq!(
+        serde_json::Value::Object(data.clone()),
+        json!({"client": "Initech", "email": "bill@initech.example"}),
+        "only the mapped fields"
+    );
+    assert!(events(&done).contains(&"next-started".to_string()));
 }

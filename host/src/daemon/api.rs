@@ -8,6 +8,7 @@ mod instances;
 mod messages;
 mod metrics;
 mod plugins;
+mod processes;
 mod schedules;
 mod tasks;
 
@@ -112,6 +113,7 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))
         .routes(routes!(instances::diagram))
+        .routes(routes!(processes::get))
         .routes(routes!(incidents::list))
         .routes(routes!(incidents::retry))
         .routes(routes!(incidents::skip))

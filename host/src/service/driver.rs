@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::prepare::StartRequest;
 use super::writer::Request;
 use super::{Delivery, Flowgate, ServiceError, Shared};
 use crate::engine::{Command, Effect};
@@ -344,8 +345,35 @@ impl Flowgate {
                 });
                 // Keyed by the outbox entry: carrying the effect out again finds the same child.
                 let key = Some(format!("child-of:{}:{id}", current.id));
-                self.start_child(tenant, &workflow, data, &current.started_by, key, parent)
-                    .await?;
+                self.start_request(StartRequest {
+                    tenant: tenant.to_string(),
+                    definition: workflow,
+                    data,
+                    started_by: current.started_by.clone(),
+                    key,
+                    parent,
+                    process: Some(current.process_id().to_string()),
+                })
+                .await?;
+                Ok(self.cleared(tenant, id))
+            }
+            Effect::StartNext {
+                workflow,
+                data,
+                process,
+            } => {
+                // One next workflow per ended instance, however often this is carried out.
+                let key = Some(format!("next-of:{}", current.id));
+                self.start_request(StartRequest {
+                    tenant: tenant.to_string(),
+                    definition: workflow,
+                    data,
+                    started_by: format!("workflow {}", current.definition_id),
+                    key,
+                    parent: None,
+                    process: Some(process),
+                })
+                .await?;
                 Ok(self.cleared(tenant, id))
             }
             Effect::NotifyParent {

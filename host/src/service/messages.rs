@@ -220,6 +220,7 @@ impl Flowgate {
                 started_by: message.sent_by.clone(),
                 key: None,
                 parent: None,
+                process: None,
             };
             let prepared = self.prepare_start(&start, now).await?;
             return Ok(Otherwise::Start(Box::new(prepared)));

@@ -51,6 +51,8 @@ pub(crate) struct StartRequest {
     pub started_by: String,
     pub key: Option<String>,
     pub parent: Option<ParentLink>,
+    /// The process instance the start joins; none begins a new one.
+    pub process: Option<String>,
 }
 
 impl Flowgate {
@@ -132,6 +134,7 @@ impl Flowgate {
             data: req.data.clone(),
             plugins,
             parent: req.parent.clone(),
+            process: req.process.clone(),
             started_by: req.started_by.clone(),
         };
         let (instance, applied) = engine::start(

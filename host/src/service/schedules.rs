@@ -167,6 +167,7 @@ impl Flowgate {
             started_by: format!("schedule {}", schedule.id),
             key: Some(key.clone()),
             parent: None,
+            process: None,
         };
         match self.prepare_start(&request, now).await {
             Ok(prepared) => {

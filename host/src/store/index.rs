@@ -57,6 +57,7 @@ pub fn task_keys(instance: &Instance) -> BTreeSet<(String, String, String)> {
 /// so that a filtered instance list reads only the instances that can match.
 pub fn listing_keys(instance: &Instance) -> BTreeSet<String> {
     BTreeSet::from([
+        process_key(instance.process_id()),
         format!("w:{}", instance.definition_id),
         format!("s:{}", instance.status.as_str()),
         listing_key(
@@ -65,6 +66,11 @@ pub fn listing_keys(instance: &Instance) -> BTreeSet<String> {
         )
         .unwrap_or_default(),
     ])
+}
+
+/// The listing key of the instances of a process instance.
+pub fn process_key(process: &str) -> String {
+    format!("p:{process}")
 }
 
 /// The listing key a filter on `definition` and `status` reads; `None` without either.

@@ -112,8 +112,10 @@ impl RedbStore {
                     if v < 3 {
                         migrate_to_3(&txn)?;
                     }
-                    // Version 4 added the message tables, created empty below: no instance of
-                    // an older version waits for a message.
+                    // Version 4 added the message and schedule tables, created empty below (no
+                    // instance of an older version waits for a message), and the listing of
+                    // each process instance's instances.
+                    migrate_to_4(&txn)?;
                     meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
                     tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
                 }
@@ -165,6 +167,19 @@ fn migrate_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         let entry: serde_json::Value = decode("outbox", value.value())?;
         let due_at = entry["due_at"].as_u64().unwrap_or(0);
         due.insert((tenant, due_at, id), ()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Version 4 lists instances by process instance (each older instance is its own).
+fn migrate_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let instances = txn.open_table(INSTANCES).map_err(db)?;
+    let mut listing = txn.open_table(LISTING).map_err(db)?;
+    for entry in instances.iter().map_err(db)? {
+        let (key, _) = entry.map_err(db)?;
+        let (tenant, id) = key.value();
+        let k = super::index::process_key(id);
+        listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
     }
     Ok(())
 }
@@ -295,7 +310,11 @@ impl Storage for RedbStore {
             .map(|a| format!("{a}\u{0}"))
             .unwrap_or_default();
         let mut out = Vec::new();
-        if let Some(key) = listing_key(filter.definition.as_deref(), filter.status.as_deref()) {
+        let key = match &filter.process {
+            Some(process) => Some(super::index::process_key(process)),
+            None => listing_key(filter.definition.as_deref(), filter.status.as_deref()),
+        };
+        if let Some(key) = key {
             let listing = txn.open_table(LISTING).map_err(db)?;
             for entry in listing
                 .range((tenant, key.as_str(), after.as_str())..)

@@ -5,6 +5,7 @@ mod cli;
 mod harness;
 mod messages;
 mod operations;
+mod processes;
 mod schedules;
 mod web;
 
@@ -44,6 +45,7 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("POST", "/api/v1/messages"),
         ("GET", "/api/v1/messages/x"),
         ("GET", "/api/v1/schedules"),
+        ("GET", "/api/v1/processes/x"),
         ("POST", "/api/v1/definitions/x/schedules/y/pause"),
         ("POST", "/api/v1/definitions/x/schedules/y/resume"),
         ("POST", "/api/v1/instances/x/incidents/1/retry"),

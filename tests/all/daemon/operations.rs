@@ -433,6 +433,7 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("POST", "/api/v1/messages"),
         ("GET", "/api/v1/messages/{id}"),
         ("GET", "/api/v1/schedules"),
+        ("GET", "/api/v1/processes/{id}"),
         ("POST", "/hooks/{tenant}/{name}"),
         (
             "POST",

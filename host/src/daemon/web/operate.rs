@@ -136,6 +136,9 @@ fn entry(def: &Definition, event: &Event) -> Entry {
         EventKind::Routed { step: s, next } => {
             (format!("{} chose {}", step(s), next.join(", ")), "ok")
         }
+        EventKind::NextStarted { workflow } => {
+            (format!("Started the next workflow, {workflow}"), "ok")
+        }
         EventKind::MessageAwaited {
             step: s,
             message,
