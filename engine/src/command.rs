@@ -1,5 +1,7 @@
 //! What can happen to an instance: a person acts, a plugin answers, a timer fires.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::state::Approver;
@@ -79,6 +81,31 @@ pub enum Command {
         resolution: Resolution,
         reason: String,
     },
+    /// Stop the instance where it is: timers that come due, messages, plugin answers and
+    /// sub-workflow ends are held, and people's commands refused, until it is resumed.
+    Pause { by: String, reason: String },
+    /// Go on from where it was paused: what was held is applied, in the order it arrived.
+    Resume {
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Move the instance to another version of its definition. Applied under that version.
+    Migrate(Migration),
+}
+
+/// A move of a running instance to another version of its definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    pub to_version: u32,
+    /// Where the steps the instance is in go, by step id, when not to the step of the same id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, String>,
+    /// Plugin name → the sha256 the instance is pinned to from now on; the others stay.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, String>,
+    pub by: String,
+    pub reason: String,
 }
 
 impl Command {
@@ -94,7 +121,31 @@ impl Command {
             Command::ChildFinished { .. } => "child-finished",
             Command::Cancel { .. } => "cancel",
             Command::ResolveIncident { .. } => "resolve-incident",
+            Command::Pause { .. } => "pause",
+            Command::Resume { .. } => "resume",
+            Command::Migrate(_) => "migrate",
         }
+    }
+
+    /// The definition version the command is applied under when it is not the instance's own
+    /// (a migration's target).
+    pub fn applies_under(&self) -> Option<u32> {
+        match self {
+            Command::Migrate(m) => Some(m.to_version),
+            _ => None,
+        }
+    }
+
+    /// Whether a paused instance holds the command until it is resumed: what arrives from
+    /// timers, other systems, plugins and sub-workflows, as opposed to what people ask.
+    pub fn is_held_while_paused(&self) -> bool {
+        matches!(
+            self,
+            Command::TimerFired { .. }
+                | Command::ReceiveMessage(_)
+                | Command::PluginAnswered { .. }
+                | Command::ChildFinished { .. }
+        )
     }
 }
 

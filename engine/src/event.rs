@@ -214,4 +214,29 @@ pub enum EventKind {
         token: u64,
         action: String,
     },
+    /// The instance was paused (the reason is the event's).
+    InstancePaused {},
+    /// The instance was resumed; `held` commands that arrived while it was paused follow.
+    InstanceResumed {
+        held: u32,
+    },
+    /// A command arrived while the instance was paused and waits for its resumption.
+    CommandHeld {
+        command: String,
+    },
+    /// A held command no longer applied when the instance was resumed (the step it was for
+    /// had moved on, say): why is the event's reason.
+    HeldCommandDropped {
+        command: String,
+    },
+    /// The instance moved to another version of its definition; `steps` says where the steps
+    /// it was in went, when not to the step of the same id, and `plugins` the new pins.
+    InstanceMigrated {
+        from_version: u32,
+        to_version: u32,
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        steps: std::collections::BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        plugins: std::collections::BTreeMap<String, String>,
+    },
 }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::command::{CommandError, Message};
+use super::command::{Command, CommandError, Message};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
 use super::run::Run;
@@ -150,13 +150,20 @@ impl Run<'_> {
     }
 
     /// A message arrived: every step of this instance that waits for it takes it.
-    pub(crate) fn receive_message(&mut self, message: Message) -> Result<(), CommandError> {
+    /// The subscriptions that take `message`, its data checked against each: all of them take
+    /// it, or none. A message already held for them (the instance is paused) has them taken.
+    pub(crate) fn takers(&self, message: &Message) -> Result<Vec<Subscription>, CommandError> {
+        let held = self.inst.held.iter().any(|c| {
+            matches!(c, Command::ReceiveMessage(m)
+                if m.name == message.name && m.correlation == message.correlation)
+        });
         let subs: Vec<Subscription> = self
             .inst
             .subscriptions
             .values()
             .filter(|s| s.message == message.name && s.correlation == message.correlation)
             .filter(|s| self.live_token(s.token, s.activation).is_some())
+            .filter(|_| !held)
             .cloned()
             .collect();
         if subs.is_empty() {
@@ -165,11 +172,15 @@ impl Run<'_> {
                 id: format!("{} ({})", message.name, message.correlation),
             });
         }
-        // Check the data against every taker first: all of them take it, or none.
         for sub in &subs {
             let fields = self.message_fields(sub)?;
-            check_message_data(fields, &message, &sub.step)?;
+            check_message_data(fields, message, &sub.step)?;
         }
+        Ok(subs)
+    }
+
+    pub(crate) fn receive_message(&mut self, message: Message) -> Result<(), CommandError> {
+        let subs = self.takers(&message)?;
         for sub in &subs {
             self.emit(
                 Actor::System,

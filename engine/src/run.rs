@@ -80,6 +80,8 @@ pub fn start(ctx: Ctx<'_>, spec: StartSpec) -> Result<(Instance, Applied), Comma
         forks: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
         parent: spec.parent,
+        paused: None,
+        held: Vec::new(),
         process: spec.process.unwrap_or_else(|| spec.id.clone()),
         started_by: spec.started_by.clone(),
         started_at: ctx.now,
@@ -131,7 +133,38 @@ pub fn apply(
             ))),
         };
     }
+    if inst.paused.is_some() {
+        match &command {
+            Command::Pause { .. }
+            | Command::Resume { .. }
+            | Command::Cancel { .. }
+            | Command::Migrate(_) => {}
+            held if held.is_held_while_paused() => {}
+            _ => {
+                let paused = inst
+                    .paused
+                    .as_ref()
+                    .map(|p| format!("by {}: {}", p.by, p.reason));
+                return Err(CommandError::Conflict(format!(
+                    "instance `{}` is paused ({}); it takes this once it is resumed",
+                    inst.id,
+                    paused.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    if let Command::Resume { by, reason } = command {
+        return crate::lifecycle::resume(ctx, inst, &by, reason);
+    }
     let mut run = Run::new(ctx, &mut inst);
+    if run.inst.paused.is_some() && command.is_held_while_paused() {
+        run.hold(command)?;
+        let applied = run.out;
+        if !applied.is_empty() {
+            inst.version += 1;
+        }
+        return Ok((inst, applied));
+    }
     match command {
         Command::ClaimTask { task, by } => run.claim(&task, &by)?,
         Command::UnclaimTask { task, by } => run.unclaim(&task, &by)?,
@@ -180,6 +213,10 @@ pub fn apply(
             resolution,
             reason,
         } => run.resolve_incident(token, &by, resolution, reason)?,
+        Command::Pause { by, reason } => run.pause(&by, reason)?,
+        Command::Migrate(migration) => run.migrate(migration)?,
+        // Handled above, before a run is made.
+        Command::Resume { .. } => {}
     }
     let applied = run.out;
     if !applied.is_empty() {
@@ -353,6 +390,8 @@ impl<'a> Run<'a> {
         self.inst.timers.clear();
         self.inst.forks.clear();
         self.inst.subscriptions.clear();
+        self.inst.paused = None;
+        self.inst.held.clear();
         self.inst.status = Status::ended(outcome);
         self.inst.ended_at = Some(self.ctx.now);
         let then = step

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
-use super::command::{Blame, FailureKind};
+use super::command::{Blame, Command, FailureKind};
 use crate::Capability;
 use crate::definition::{EndOutcome, StageOrder};
 
@@ -29,6 +29,13 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, Subscription>,
     pub parent: Option<ParentLink>,
+    /// Set while the instance is paused: nothing moves it on until it is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+    /// What arrived while it was paused (timers due, messages, plugin answers, sub-workflow
+    /// ends), in order: applied when it is resumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Command>,
     /// The process instance it belongs to: the id of the instance that began the business case,
     /// inherited by the sub-workflows and following workflows it starts. (Empty in instances
     /// stored before processes: their own id.)
@@ -74,6 +81,14 @@ impl Status {
             Status::Cancelled => "cancelled",
         }
     }
+}
+
+/// Who paused an instance, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    pub by: String,
+    pub at: Millis,
+    pub reason: String,
 }
 
 /// A link from a sub-workflow to the step of its parent that waits for it.

@@ -59,6 +59,8 @@ fn blank(tenant: &str, id: &str) -> Instance {
         timers: BTreeMap::new(),
         forks: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
+        paused: None,
+        held: Vec::new(),
         parent: None,
         process: String::new(),
         started_by: "t".to_string(),

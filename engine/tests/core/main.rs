@@ -5,6 +5,7 @@
 mod business;
 mod env;
 mod flow;
+mod lifecycle;
 mod messages;
 mod plugins;
 mod schedules;

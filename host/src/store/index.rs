@@ -83,8 +83,12 @@ pub fn listing_key(definition: Option<&str>, status: Option<&str>) -> Option<Str
     }
 }
 
-/// `(due, timer id)` for every armed timer.
+/// `(due, timer id)` for every armed timer; none while the instance is paused, so its timers
+/// come due once it is resumed.
 pub fn timer_keys(instance: &Instance) -> BTreeSet<(Millis, String)> {
+    if instance.paused.is_some() {
+        return BTreeSet::new();
+    }
     instance
         .timers
         .values()
