@@ -9,6 +9,7 @@ mod clock;
 mod complete;
 mod driver;
 mod inbox;
+mod lifecycle;
 mod messages;
 mod notify;
 mod pool;
@@ -28,6 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use complete::{COMPLETION_KEY_RETENTION_MS, Completed, Completion};
 pub use inbox::{InboxPage, TaskFilter};
+pub use lifecycle::{Bulk, InstanceMove, MigrationReport, MigrationRequest, Skipped, VersionWide};
 pub use messages::{MAX_TAKERS, Sent};
 pub use notify::{
     BoxFuture, ChannelNotifier, Channels, Delivery, EmailConfig, EmailSender, LinkMaker,

@@ -73,7 +73,12 @@ fn signed(id: &str, document: &str) -> Command {
 }
 
 fn timer(env: &Env) -> String {
-    env.inst.timers.keys().next().cloned().expect("a timer")
+    env.inst
+        .timers
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| panic!("no timer"))
 }
 
 fn at_cooling_off() -> Env {
@@ -333,7 +338,7 @@ fn a_migration_moves_the_open_task_to_the_mapped_step_and_the_new_version_runs_o
     let mapped = migration(&[("review", "editor-review")]);
     assert!(migration_problems(&v2, &env.inst, &mapped).is_empty());
     let version = env.inst.version;
-    apply_under(&mut env, &v2, Command::Migrate(mapped)).expect("moves");
+    apply_under(&mut env, &v2, Command::Migrate(mapped)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(env.inst.definition_version, 2);
     assert_eq!(env.inst.version, version + 1);
     assert_eq!(env.at_steps(), ["editor-review"]);
@@ -467,7 +472,8 @@ fn branches_move_only_to_a_parallel_step_of_as_many_branches() {
         ["parallel step `split` has 3 branches in version 2, where the instance runs 2"]
     );
     let same = definition(PARALLEL);
-    apply_under(&mut env, &same, Command::Migrate(migration(&[]))).expect("moves");
+    apply_under(&mut env, &same, Command::Migrate(migration(&[])))
+        .unwrap_or_else(|e| panic!("{e}"));
     env.def = same;
     env.complete("badge", "sec", "security", None);
     assert_eq!(env.inst.status, Status::Completed);
@@ -484,8 +490,9 @@ fn a_migration_records_where_steps_went_and_new_plugin_pins() {
         now: env.now,
         calendar: &env.calendar,
     };
-    let (inst, applied) = apply(ctx, env.inst.clone(), Command::Migrate(m)).expect("moves");
-    let event: Value = serde_json::to_value(&applied.events[0]).expect("json");
+    let (inst, applied) =
+        apply(ctx, env.inst.clone(), Command::Migrate(m)).unwrap_or_else(|e| panic!("{e}"));
+    let event: Value = serde_json::to_value(&applied.events[0]).unwrap_or_default();
     assert_eq!(event["event"], "instance-migrated");
     assert_eq!(event["from_version"], 1);
     assert_eq!(event["to_version"], 2);

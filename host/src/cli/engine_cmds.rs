@@ -18,6 +18,40 @@ pub(crate) enum WorkflowCommand {
     Deploy { file: std::path::PathBuf },
     /// List the tenant's definitions and versions.
     List,
+    /// Move running instances of one version to another: `--dry-run` lists, per instance,
+    /// whether it can move and why not.
+    Migrate {
+        workflow: String,
+        #[arg(long = "from")]
+        from_version: u32,
+        #[arg(long = "to")]
+        to_version: u32,
+        /// Where a step goes when not to the step of the same id: `old=new`; repeatable.
+        #[arg(long = "map", value_parser = pair)]
+        steps: Vec<(String, String)>,
+        /// Pin a plugin to a loaded version: `name=sha256`; repeatable.
+        #[arg(long = "plugin", value_parser = pair)]
+        plugins: Vec<(String, String)>,
+        /// Only this instance; repeatable (otherwise every running instance of `--from`).
+        #[arg(long = "instance")]
+        instances: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `key=value`, as `--map` and `--plugin` take them.
+fn pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !value.is_empty() => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err(format!("`{text}` is not `key=value`")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +82,22 @@ pub(crate) enum InstanceCommand {
     },
     /// Cancel an instance.
     Cancel {
+        id: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Pause an instance: what arrives is held, and people's commands refused, until resumed.
+    Pause {
+        id: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a paused instance: what was held is applied, in order.
+    Resume {
         id: String,
         #[arg(long, default_value = "cli")]
         by: String,
@@ -155,6 +205,23 @@ pub(crate) fn workflow(local: &LocalArgs, command: WorkflowCommand) -> anyhow::R
                     .collect();
                 print_json(&json!(rows))
             }
+            WorkflowCommand::Migrate { workflow, from_version, to_version, steps, plugins, instances, dry_run, by, reason } => {
+                let request = crate::service::MigrationRequest {
+                    definition: workflow,
+                    from_version,
+                    to_version,
+                    steps: steps.into_iter().collect(),
+                    plugins: plugins.into_iter().collect(),
+                    instances: (!instances.is_empty()).then_some(instances),
+                    dry_run,
+                    after: None,
+                    by,
+                    reason,
+                };
+                let report = l.flowgate.migrate(&l.tenant, request).await?;
+                l.flowgate.run_until_idle().await?;
+                print_json(&serde_json::to_value(report)?)
+            }
         }
     })
 }
@@ -181,6 +248,15 @@ pub(crate) fn instance(local: &LocalArgs, command: InstanceCommand) -> anyhow::R
             }
             InstanceCommand::Cancel { id, by, reason } => {
                 l.flowgate.cancel(&l.tenant, &id, &by, reason).await?;
+                l.flowgate.run_until_idle().await?;
+                id
+            }
+            InstanceCommand::Pause { id, by, reason } => {
+                l.flowgate.pause(&l.tenant, &id, &by, reason).await?;
+                id
+            }
+            InstanceCommand::Resume { id, by, reason } => {
+                l.flowgate.resume(&l.tenant, &id, &by, Some(reason)).await?;
                 l.flowgate.run_until_idle().await?;
                 id
             }

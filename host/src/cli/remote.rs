@@ -118,6 +118,28 @@ pub(crate) fn workflow(r: &Remote, command: WorkflowCommand) -> anyhow::Result<(
         }
         WorkflowCommand::Deploy { file } => r.post("/api/v1/definitions", &source(&file)?)?,
         WorkflowCommand::List => r.get("/api/v1/definitions", &[])?,
+        // Who migrates is the token's holder.
+        WorkflowCommand::Migrate {
+            workflow,
+            from_version,
+            to_version,
+            steps,
+            plugins,
+            instances,
+            dry_run,
+            by: _,
+            reason,
+        } => {
+            let steps: serde_json::Map<String, Value> =
+                steps.into_iter().map(|(a, b)| (a, b.into())).collect();
+            let plugins: serde_json::Map<String, Value> =
+                plugins.into_iter().map(|(a, b)| (a, b.into())).collect();
+            let mut body = json!({"from_version": from_version, "to_version": to_version, "steps": steps, "plugins": plugins, "dry_run": dry_run, "reason": reason});
+            if !instances.is_empty() {
+                body["instances"] = json!(instances);
+            }
+            r.post(&format!("/api/v1/definitions/{workflow}/migrations"), &body)?
+        }
     };
     print_json(&shown)
 }
@@ -152,6 +174,14 @@ pub(crate) fn instance(r: &Remote, command: InstanceCommand) -> anyhow::Result<(
         }
         InstanceCommand::Cancel { id, by: _, reason } => r.post(
             &format!("/api/v1/instances/{id}/cancel"),
+            &json!({"reason": reason}),
+        )?,
+        InstanceCommand::Pause { id, by: _, reason } => r.post(
+            &format!("/api/v1/instances/{id}/pause"),
+            &json!({"reason": reason}),
+        )?,
+        InstanceCommand::Resume { id, by: _, reason } => r.post(
+            &format!("/api/v1/instances/{id}/resume"),
             &json!({"reason": reason}),
         )?,
     };

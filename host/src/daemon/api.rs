@@ -5,6 +5,7 @@ mod definitions;
 mod hooks;
 mod incidents;
 mod instances;
+mod lifecycle;
 mod messages;
 mod metrics;
 mod plugins;
@@ -86,6 +87,9 @@ impl Modify for StrictBodies {
             "Retry",
             "Skip",
             "SendMessage",
+            "Why",
+            "AllOfVersion",
+            "Migrate",
         ] {
             if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
                 object.additional_properties =
@@ -112,6 +116,11 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))
+        .routes(routes!(lifecycle::pause_instance))
+        .routes(routes!(lifecycle::resume_instance))
+        .routes(routes!(lifecycle::pause_version))
+        .routes(routes!(lifecycle::resume_version))
+        .routes(routes!(lifecycle::migrate))
         .routes(routes!(instances::diagram))
         .routes(routes!(processes::get))
         .routes(routes!(incidents::list))

@@ -45,6 +45,19 @@ impl ApiError {
         )
     }
 
+    /// Refuses a blank `reason`; `kept` says where it is kept (`in the history`).
+    pub fn require_reason(reason: &str, kept: &str) -> Result<(), ApiError> {
+        if reason.trim().is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("`reason` must say why; it is kept {kept}"),
+            )
+            .with(serde_json::json!({"field": "reason"})));
+        }
+        Ok(())
+    }
+
     pub fn forbidden(what: &str) -> Self {
         ApiError::new(
             StatusCode::FORBIDDEN,

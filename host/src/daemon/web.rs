@@ -55,6 +55,8 @@ pub fn router() -> Router<AppState> {
         .route("/instances/{id}", get(operate::instance))
         .route("/instances/{id}/diagram.svg", get(instance_diagram))
         .route("/instances/{id}/cancel", post(operate::cancel))
+        .route("/instances/{id}/pause", post(operate::pause))
+        .route("/instances/{id}/resume", post(operate::resume))
         .route("/instances/{id}/incidents/{token}", post(operate::resolve))
         .route("/incidents", get(operate::incidents))
         .route("/definitions", get(catalog::definitions))

@@ -71,9 +71,10 @@ impl Flowgate {
             })
         })?;
         let base = Arc::unwrap_or_clone(base);
+        let version = command.applies_under().unwrap_or(base.definition_version);
         let def = self
             .shared
-            .definition(tenant, &base.definition_id, base.definition_version)?;
+            .definition(tenant, &base.definition_id, version)?;
         let (base_version, before) = (base.version, IndexKeys::of(&base));
         let (instance, applied) = engine::apply(
             Ctx {

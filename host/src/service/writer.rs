@@ -419,9 +419,12 @@ impl Writer {
         }
         // Another command changed the instance since it was read: apply this one to the state
         // as it is now. Its decisions, if any, go through the outbox.
-        let def =
-            self.shared
-                .definition(tenant, &current.definition_id, current.definition_version)?;
+        let version = command
+            .applies_under()
+            .unwrap_or(current.definition_version);
+        let def = self
+            .shared
+            .definition(tenant, &current.definition_id, version)?;
         let before = IndexKeys::of(&current);
         let (after, applied) = engine::apply(
             Ctx {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod harness;
+mod lifecycle;
 mod messages;
 mod operations;
 mod processes;
@@ -35,6 +36,11 @@ fn health_readiness_and_every_endpoint_needs_a_token() {
         ("POST", "/api/v1/instances"),
         ("GET", "/api/v1/instances/x"),
         ("POST", "/api/v1/instances/x/cancel"),
+        ("POST", "/api/v1/instances/x/pause"),
+        ("POST", "/api/v1/instances/x/resume"),
+        ("POST", "/api/v1/definitions/x/versions/1/pause"),
+        ("POST", "/api/v1/definitions/x/versions/1/resume"),
+        ("POST", "/api/v1/definitions/x/migrations"),
         ("GET", "/api/v1/tasks?role=manager"),
         ("GET", "/api/v1/metrics/purchase-request"),
         ("POST", "/api/v1/tasks/x.t1/claim"),

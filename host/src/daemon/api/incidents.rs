@@ -174,14 +174,7 @@ async fn resolve(
         )
         .with(json!({"field": "token"}))
     })?;
-    if reason.trim().is_empty() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "`reason` must say why; it is kept in the history",
-        )
-        .with(json!({"field": "reason"})));
-    }
+    ApiError::require_reason(&reason, "in the history")?;
     let instance = s
         .flowgate
         .resolve_incident(

@@ -185,7 +185,7 @@ pub async fn list(
         .flowgate
         .instances(caller.tenant(), &filter)?
         .iter()
-        .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "started_at": i.started_at, "ended_at": i.ended_at}))
+        .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "paused": i.paused.is_some(), "started_at": i.started_at, "ended_at": i.ended_at}))
         .collect();
     Ok(Json(json!(rows)))
 }

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::daemon::AppState;
@@ -176,14 +175,7 @@ async fn toggle(
     reason: String,
 ) -> Result<Json<ScheduleBody>, ApiError> {
     caller.admin("pause or resume schedules")?;
-    if reason.trim().is_empty() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "`reason` must say why; it is kept with the schedule",
-        )
-        .with(json!({"field": "reason"})));
-    }
+    ApiError::require_reason(&reason, "with the schedule")?;
     let view = s
         .flowgate
         .pause_schedule(caller.tenant(), &id, &schedule, paused, reason)

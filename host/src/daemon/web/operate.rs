@@ -195,6 +195,34 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             (format!("Branch at {} cancelled", step(s)), "info")
         }
         EventKind::InstanceEnded { outcome, .. } => (format!("Ended: {outcome}"), "ok"),
+        EventKind::InstancePaused {} => ("Paused".to_string(), "warn"),
+        EventKind::InstanceResumed { held: 0 } => ("Resumed".to_string(), "ok"),
+        EventKind::InstanceResumed { held } => (
+            format!("Resumed; {held} held while paused applied now"),
+            "ok",
+        ),
+        EventKind::CommandHeld { command } => (
+            format!(
+                "Held while paused: {}",
+                format::label(command).to_lowercase()
+            ),
+            "info",
+        ),
+        EventKind::HeldCommandDropped { command } => (
+            format!(
+                "Held {} no longer applied",
+                format::label(command).to_lowercase()
+            ),
+            "warn",
+        ),
+        EventKind::InstanceMigrated {
+            from_version,
+            to_version,
+            ..
+        } => (
+            format!("Moved from version {from_version} to version {to_version}"),
+            "info",
+        ),
     };
     Entry {
         at: format::iso(event.at),
@@ -252,6 +280,16 @@ struct InstanceRow {
     started_by: String,
     open_tasks: usize,
     incident: bool,
+    /// While paused: since when, by whom and why.
+    paused: Option<PausedView>,
+}
+
+#[derive(Debug)]
+struct PausedView {
+    since: String,
+    by: String,
+    reason: String,
+    held: usize,
 }
 
 #[derive(Debug, Template)]
@@ -331,6 +369,12 @@ fn instance_row(i: &Instance) -> InstanceRow {
         started_by: i.started_by.clone(),
         open_tasks: i.open_tasks().count(),
         incident: i.has_incident(),
+        paused: i.paused.as_ref().map(|p| PausedView {
+            since: format::iso(p.at),
+            by: p.by.clone(),
+            reason: p.reason.clone(),
+            held: i.held.len(),
+        }),
     }
 }
 
@@ -575,17 +619,54 @@ pub async fn cancel(
     Path(id): Path<String>,
     form: Fields,
 ) -> Result<Response, PageError> {
-    viewer.check_csrf(&form)?;
-    let by = operator(&viewer, "cancel instances")?;
+    let (by, reason) = reasoned(&s, &viewer, &form, "cancel instances", "Cancelling")?;
+    s.flowgate.cancel(viewer.tenant(), &id, &by, reason).await?;
+    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}
+
+pub async fn pause(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Fields,
+) -> Result<Response, PageError> {
+    let (by, reason) = reasoned(&s, &viewer, &form, "pause instances", "Pausing")?;
+    s.flowgate.pause(viewer.tenant(), &id, &by, reason).await?;
+    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Fields,
+) -> Result<Response, PageError> {
+    let (by, reason) = reasoned(&s, &viewer, &form, "resume instances", "Resuming")?;
+    s.flowgate
+        .resume(viewer.tenant(), &id, &by, Some(reason))
+        .await?;
+    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+}
+
+/// An operator's form that changes an instance: its CSRF token checked, the operator, and the
+/// reason it must give (`doing` names the act: "Cancelling").
+fn reasoned(
+    s: &AppState,
+    viewer: &Viewer,
+    form: &Fields,
+    what: &str,
+    doing: &str,
+) -> Result<(String, String), PageError> {
+    viewer.check_csrf(form)?;
+    let by = operator(viewer, what)?;
     let reason = form.get("reason").unwrap_or("").trim().to_string();
     if reason.is_empty() {
         return Err(PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Say why",
-            "Cancelling an instance needs a reason; it is kept in the history.",
+            format!("{doing} an instance needs a reason; it is kept in the history."),
         ));
     }
-    viewer.take_command(&s)?;
-    s.flowgate.cancel(viewer.tenant(), &id, &by, reason).await?;
-    Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response())
+    viewer.take_command(s)?;
+    Ok((by, reason))
 }
