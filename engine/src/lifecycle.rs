@@ -1,10 +1,11 @@
 //! Pausing, resuming and migrating an instance: what operators do to a running instance besides
 //! cancelling it.
 //!
-//! A paused instance keeps its place: what arrives from timers, other systems, plugins and
-//! sub-workflows is held in the instance, in order, and people's commands are refused until it
-//! is resumed; resuming applies what was held. (The store does not index a paused instance's
-//! timers, so a timer comes due again once the instance is resumed.)
+//! A paused instance keeps its place: what arrives from other systems, plugins and sub-workflows
+//! is held in the instance with its time, and people's commands are refused until it is
+//! resumed. Its timers do not fire (the store does not index a paused instance's timers); on
+//! resume, the timers that came due and the held commands are applied in the order they
+//! happened.
 //!
 //! A migration moves a running instance to another version of its definition. Each step the
 //! instance is in goes to the step of the same id, or to the one the migration maps it to, and
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use super::command::{Command, CommandError, Migration};
 use super::event::{Actor, EventKind};
 use super::run::{Applied, Ctx, Run, next_step};
-use super::state::{Instance, Paused, Status, TaskStatus, Wait};
+use super::state::{Held, Instance, Paused, Status, TaskStatus, Wait};
 use crate::definition::{Definition, Step};
 
 impl Run<'_> {
@@ -60,7 +61,8 @@ impl Run<'_> {
             _ => None,
         };
         let kind = command.kind().to_string();
-        self.inst.held.push(command);
+        let at = self.ctx.now;
+        self.inst.held.push(Held { at, command });
         self.emit(
             Actor::System,
             EventKind::CommandHeld { command: kind },
@@ -129,9 +131,10 @@ impl Run<'_> {
     }
 }
 
-/// Resumes a paused instance: the resumption, then each held command applied in turn. A held
-/// command that no longer applies is dropped with a record of why; the others' events and
-/// effects follow the resumption's.
+/// Resumes a paused instance: the resumption, then what happened while it was paused, in time
+/// order: the held commands at the time each arrived, and the timers that came due at their due
+/// times (a timer first on a tie: it was due before the command came). A held command that no
+/// longer applies is dropped with a record of why.
 pub(crate) fn resume(
     ctx: Ctx<'_>,
     mut inst: Instance,
@@ -144,11 +147,32 @@ pub(crate) fn resume(
             inst.id
         )));
     }
+    let mut due: Vec<(u64, Command)> = inst
+        .timers
+        .values()
+        .filter(|t| t.due_at <= ctx.now)
+        .map(|t| {
+            let fired = Command::TimerFired {
+                timer: t.id.clone(),
+            };
+            (t.due_at, fired)
+        })
+        .collect();
+    due.sort_by_key(|(at, _)| *at);
     let held = std::mem::take(&mut inst.held);
+    let count = u32::try_from(held.len()).unwrap_or(u32::MAX);
+    let mut queue = Vec::with_capacity(due.len() + held.len());
+    let mut held = held.into_iter().peekable();
+    for (at, fired) in due {
+        while let Some(h) = held.next_if(|h| h.at < at) {
+            queue.push(h.command);
+        }
+        queue.push(fired);
+    }
+    queue.extend(held.map(|h| h.command));
     inst.paused = None;
     let mut applied = {
         let mut run = Run::new(ctx, &mut inst);
-        let count = u32::try_from(held.len()).unwrap_or(u32::MAX);
         run.emit(
             Actor::person(by),
             EventKind::InstanceResumed { held: count },
@@ -157,7 +181,10 @@ pub(crate) fn resume(
         run.out
     };
     inst.version += 1;
-    for command in held {
+    for command in queue {
+        if inst.status != Status::Running {
+            break;
+        }
         let kind = command.kind().to_string();
         let kept = inst.clone();
         match super::run::apply(ctx, inst, command) {
@@ -176,9 +203,6 @@ pub(crate) fn resume(
                 );
                 applied.events.extend(run.out.events);
             }
-        }
-        if inst.status != Status::Running {
-            break;
         }
     }
     Ok((inst, applied))

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::command::{Command, CommandError, Message};
+use super::command::{CommandError, Message};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
 use super::run::Run;
@@ -153,24 +153,23 @@ impl Run<'_> {
     /// The subscriptions that take `message`, its data checked against each: all of them take
     /// it, or none. A message already held for them (the instance is paused) has them taken.
     pub(crate) fn takers(&self, message: &Message) -> Result<Vec<Subscription>, CommandError> {
-        let held = self.inst.held.iter().any(|c| {
-            matches!(c, Command::ReceiveMessage(m)
-                if m.name == message.name && m.correlation == message.correlation)
-        });
+        let not_found = || CommandError::NotFound {
+            what: "step waiting for the message",
+            id: format!("{} ({})", message.name, message.correlation),
+        };
+        if !self.inst.awaits(&message.name, &message.correlation) {
+            return Err(not_found());
+        }
         let subs: Vec<Subscription> = self
             .inst
             .subscriptions
             .values()
             .filter(|s| s.message == message.name && s.correlation == message.correlation)
             .filter(|s| self.live_token(s.token, s.activation).is_some())
-            .filter(|_| !held)
             .cloned()
             .collect();
         if subs.is_empty() {
-            return Err(CommandError::NotFound {
-                what: "step waiting for the message",
-                id: format!("{} ({})", message.name, message.correlation),
-            });
+            return Err(not_found());
         }
         for sub in &subs {
             let fields = self.message_fields(sub)?;

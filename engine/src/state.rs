@@ -32,10 +32,10 @@ pub struct Instance {
     /// Set while the instance is paused: nothing moves it on until it is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Paused>,
-    /// What arrived while it was paused (timers due, messages, plugin answers, sub-workflow
-    /// ends), in order: applied when it is resumed.
+    /// What arrived while it was paused (messages, plugin answers, sub-workflow ends), in
+    /// order: applied when it is resumed, in time order with the timers that came due.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<Command>,
+    pub held: Vec<Held>,
     /// The process instance it belongs to: the id of the instance that began the business case,
     /// inherited by the sub-workflows and following workflows it starts. (Empty in instances
     /// stored before processes: their own id.)
@@ -89,6 +89,13 @@ pub struct Paused {
     pub by: String,
     pub at: Millis,
     pub reason: String,
+}
+
+/// A command that arrived while the instance was paused, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub at: Millis,
+    pub command: Command,
 }
 
 /// A link from a sub-workflow to the step of its parent that waits for it.
@@ -339,6 +346,20 @@ impl Instance {
         } else {
             &self.process
         }
+    }
+
+    /// Whether a step waits for message `name` with `correlation`, and no such message is held
+    /// for it already (while the instance is paused).
+    pub fn awaits(&self, name: &str, correlation: &str) -> bool {
+        let held = self.held.iter().any(|h| {
+            matches!(&h.command, Command::ReceiveMessage(m)
+                if m.name == name && m.correlation == correlation)
+        });
+        !held
+            && self
+                .subscriptions
+                .values()
+                .any(|s| s.message == name && s.correlation == correlation)
     }
 
     /// Whether any step waits for a person to resolve an incident.

@@ -56,6 +56,16 @@ struct Act {
     wait: Option<String>,
     /// Cancel the instance with this reason.
     cancel: Option<String>,
+    /// Pause the instance with this reason.
+    pause: Option<String>,
+    /// Resume the instance with this reason.
+    resume: Option<String>,
+    /// Send a message from another system.
+    message: Option<SendAct>,
+    /// Deploy this definition source (a new version of a workflow).
+    deploy: Option<String>,
+    /// Migrate the instance to another version of its workflow.
+    migrate: Option<MigrateAct>,
     /// The act must fail with a message containing this.
     error: Option<String>,
     /// After the act: the open tasks, as sorted inbox names.
@@ -63,6 +73,36 @@ struct Act {
     /// After the act: data values at dotted paths.
     #[serde(default)]
     data_is: BTreeMap<String, Value>,
+    /// After the act: the steps the instance is in, sorted.
+    at: Option<Vec<String>>,
+    /// After the act: whether the instance is paused.
+    paused: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendAct {
+    id: String,
+    name: String,
+    correlation: String,
+    #[serde(default)]
+    data: Map<String, Value>,
+    /// What happened to it: `delivered`, `buffered` or `started`.
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateAct {
+    from_version: u32,
+    to_version: u32,
+    #[serde(default)]
+    steps: BTreeMap<String, String>,
+    #[serde(default)]
+    dry_run: bool,
+    /// The instance's problems (empty: it can move).
+    #[serde(default)]
+    problems: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +254,61 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
             .command(&h.tenant, instance, command)
             .await
             .map(|_| ())
+    } else if let Some(reason) = &act.pause {
+        let by = act.by.clone().unwrap_or_default();
+        h.flowgate
+            .pause(&h.tenant, instance, &by, reason.clone())
+            .await
+            .map(|_| ())
+    } else if let Some(reason) = &act.resume {
+        let by = act.by.clone().unwrap_or_default();
+        h.flowgate
+            .resume(&h.tenant, instance, &by, Some(reason.clone()))
+            .await
+            .map(|_| ())
+    } else if let Some(send) = &act.message {
+        let message = flowgate::engine::Message {
+            id: send.id.clone(),
+            name: send.name.clone(),
+            correlation: send.correlation.clone(),
+            data: send.data.clone(),
+            sent_by: act.by.clone().unwrap_or_else(|| "esign".to_string()),
+        };
+        h.flowgate
+            .send_message(&h.tenant, message)
+            .await
+            .map(|sent| {
+                let status = sent.record.status.as_str();
+                assert_eq!(status, send.status, "{at}: what became of the message");
+            })
+    } else if let Some(source) = &act.deploy {
+        h.flowgate
+            .deploy(&h.tenant, "scenario.toml", source)
+            .await
+            .map(|_| ())
+    } else if let Some(m) = &act.migrate {
+        let workflow = h
+            .flowgate
+            .instance(&h.tenant, instance)
+            .map_err(|e| e.to_string())?
+            .definition_id;
+        let request = flowgate::service::MigrationRequest {
+            definition: workflow,
+            from_version: m.from_version,
+            to_version: m.to_version,
+            steps: m.steps.clone(),
+            plugins: BTreeMap::new(),
+            instances: Some(vec![instance.to_string()]),
+            dry_run: m.dry_run,
+            after: None,
+            by: act.by.clone().unwrap_or_default(),
+            reason: "scenario".to_string(),
+        };
+        h.flowgate.migrate(&h.tenant, request).await.map(|report| {
+            let row = &report.instances[0];
+            assert_eq!(row.problems, m.problems, "{at}: migration problems");
+            assert_eq!(row.moved, !m.dry_run && m.problems.is_empty(), "{at}: moved");
+        })
     } else {
         Ok(())
     };
@@ -259,6 +354,14 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
         assert_eq!(found, expected, "{at}: open tasks");
     }
     check_data(&current.data, &act.data_is, at);
+    if let Some(expected) = &act.at {
+        let mut steps: Vec<String> = current.tokens.values().map(|t| t.step.clone()).collect();
+        steps.sort();
+        assert_eq!(&steps, expected, "{at}: steps");
+    }
+    if let Some(paused) = act.paused {
+        assert_eq!(current.paused.is_some(), paused, "{at}: paused");
+    }
     Ok(())
 }
 
@@ -359,6 +462,8 @@ scenarios!(
     expense_report_approved,
     expense_report_revised_and_escalated,
     document_approval_with_revision,
+    document_approval_migrated,
+    document_esign_paused,
     employee_onboarding,
     proposal_review_quorum,
     purchase_request_it_director,

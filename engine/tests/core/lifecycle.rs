@@ -132,6 +132,7 @@ fn a_timer_due_while_paused_fires_on_resume() {
         "nothing moves while paused"
     );
     assert_eq!(env.inst.held.len(), 1);
+    assert_eq!(env.inst.held[0].at, env.now);
     env.now += 60_000;
     let resumed = env.ok(resume());
     assert_eq!(
@@ -500,4 +501,67 @@ fn a_migration_records_where_steps_went_and_new_plugin_pins() {
     assert_eq!(event["plugins"], json!({"p": "fedcba98"}));
     assert_eq!(event["reason"], "legal check");
     assert_eq!(inst.plugins["p"], "fedcba98");
+}
+
+const CHASED: &str = r#"
+id = "chased"
+start = "await-signature"
+
+[[steps]]
+id = "await-signature"
+kind = "receive"
+message = "signature-received"
+correlate = "document_id"
+fields = [{ name = "signed_by", type = "text", required = true }]
+role = "clerk"
+next = "archive"
+on = { timeout = "chase" }
+
+[steps.deadline]
+due = "2h"
+escalation = { action = "outcome", after = "1h", outcome = "timeout" }
+
+[[steps]]
+id = "chase"
+kind = "task"
+role = "clerk"
+next = "done"
+
+[[steps]]
+id = "archive"
+kind = "task"
+role = "clerk"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn on_resume_what_happened_while_paused_applies_in_time_order() {
+    // The escalation came due (3 h) before the signature arrived (4 h): the wait escalated, and
+    // the signature, which no step then waited for, is dropped with the reason.
+    let (mut env, _) = Env::start(CHASED, json!({"document_id": "doc-1"}));
+    env.ok(pause());
+    env.now += 4 * 3_600_000;
+    env.ok(signed("m-1", "doc-1"));
+    env.now += 3_600_000;
+    let resumed = env.ok(resume());
+    let kinds = events(&resumed);
+    assert_eq!(env.at_steps(), ["chase"], "{kinds:?}");
+    assert!(kinds.contains(&"held-command-dropped".to_string()), "{kinds:?}");
+    assert!(!env.inst.data.contains_key("signed_by"));
+
+    // The signature arrived (1 h) before anything came due: it is taken, and the deadline's
+    // timers no longer apply.
+    let (mut env, _) = Env::start(CHASED, json!({"document_id": "doc-1"}));
+    env.ok(pause());
+    env.now += 3_600_000;
+    env.ok(signed("m-1", "doc-1"));
+    env.now += 5 * 3_600_000;
+    let resumed = env.ok(resume());
+    assert_eq!(env.at_steps(), ["archive"], "{:?}", events(&resumed));
+    assert_eq!(env.inst.data["signed_by"], "dana");
+    assert!(!events(&resumed).iter().any(|e| e.starts_with("message-late")));
 }

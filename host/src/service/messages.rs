@@ -80,10 +80,7 @@ pub(crate) fn replay(
 
 /// Whether a step of `instance` waits for `message`.
 pub(crate) fn waits_for(instance: &Instance, message: &Message) -> bool {
-    instance
-        .subscriptions
-        .values()
-        .any(|s| s.message == message.name && s.correlation == message.correlation)
+    instance.awaits(&message.name, &message.correlation)
 }
 
 fn check(message: &Message) -> Result<(), ServiceError> {
@@ -121,7 +118,7 @@ impl Flowgate {
     pub async fn send_message(&self, tenant: &str, message: Message) -> Result<Sent, ServiceError> {
         check(&message)?;
         let fingerprint = fingerprint(&message);
-        // Twice at most: a second look only when the steps seen waiting stopped meanwhile.
+        // Three looks at most: another only when the steps seen waiting stopped meanwhile.
         for _ in 0..3 {
             if let Some(first) = self.shared.store.message(tenant, &message.id)? {
                 let record = replay(first, &fingerprint)?;
