@@ -307,7 +307,11 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
         h.flowgate.migrate(&h.tenant, request).await.map(|report| {
             let row = &report.instances[0];
             assert_eq!(row.problems, m.problems, "{at}: migration problems");
-            assert_eq!(row.moved, !m.dry_run && m.problems.is_empty(), "{at}: moved");
+            assert_eq!(
+                row.moved,
+                !m.dry_run && m.problems.is_empty(),
+                "{at}: moved"
+            );
         })
     } else {
         Ok(())

@@ -181,6 +181,31 @@ def main():
         expect(ops.locator(".timeline")).to_contain_text("resolved: retry")
         expect(ops.locator(".timeline")).to_contain_text("Asked the requester to fix the amount")
 
+        # The operator pauses a request from its page: its approval cannot be given until it is
+        # resumed, the page says who paused it and why, and the timeline keeps both.
+        held = start_purchase(1_140_000)
+        eventually("its approval opens", lambda: any(
+            t["status"] == "open" for t in api("GET", f"/api/v1/instances/{held}")["instance"]["tasks"].values()))
+        ops.goto(BASE + f"/instances/{held}")
+        ops.locator("#pause-reason").fill("Vendor under review by procurement")
+        ops.get_by_role("button", name="Pause this instance").click()
+        expect(ops.locator(".paused-card")).to_contain_text("Vendor under review by procurement")
+        expect(ops.locator("h1 .status.paused")).to_have_count(1)
+        shot(ops, "12-paused")
+        task = next(t for t in api("GET", f"/api/v1/instances/{held}")["instance"]["tasks"].values()
+                    if t["status"] == "open")
+        dora.goto(BASE + f"/tasks/{task['id']}")
+        expect(dora.get_by_role("status")).to_contain_text("is paused (Vendor under review by procurement)")
+        expect(dora.get_by_role("button", name="Approve")).to_have_count(0)
+        shot(dora, "13-task-paused-phone")
+        ops.locator("#resume-reason").fill("Vendor cleared")
+        ops.get_by_role("button", name="Resume").click()
+        expect(ops.locator(".paused-card")).to_have_count(0)
+        expect(ops.locator(".timeline")).to_contain_text("Paused")
+        expect(ops.locator(".timeline")).to_contain_text("Vendor cleared")
+        dora.reload()
+        expect(dora.get_by_role("button", name="Approve")).to_have_count(1)
+
         # Workflows: the source and diagram of each version, and a draft checked in place.
         ops.goto(BASE + "/definitions")
         ops.get_by_role("link", name="Purchase request").click()

@@ -550,7 +550,10 @@ fn on_resume_what_happened_while_paused_applies_in_time_order() {
     let resumed = env.ok(resume());
     let kinds = events(&resumed);
     assert_eq!(env.at_steps(), ["chase"], "{kinds:?}");
-    assert!(kinds.contains(&"held-command-dropped".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"held-command-dropped".to_string()),
+        "{kinds:?}"
+    );
     assert!(!env.inst.data.contains_key("signed_by"));
 
     // The signature arrived (1 h) before anything came due: it is taken, and the deadline's
@@ -563,5 +566,9 @@ fn on_resume_what_happened_while_paused_applies_in_time_order() {
     let resumed = env.ok(resume());
     assert_eq!(env.at_steps(), ["archive"], "{:?}", events(&resumed));
     assert_eq!(env.inst.data["signed_by"], "dana");
-    assert!(!events(&resumed).iter().any(|e| e.starts_with("message-late")));
+    assert!(
+        !events(&resumed)
+            .iter()
+            .any(|e| e.starts_with("message-late"))
+    );
 }

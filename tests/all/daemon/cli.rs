@@ -128,3 +128,79 @@ fn the_command_line_lists_starts_completes_and_resolves_against_a_running_daemon
     assert!(ok, "{err}");
     assert_eq!(resolved["status"], "rejected", "{resolved}");
 }
+
+#[test]
+fn the_command_line_pauses_resumes_and_migrates_against_a_running_daemon() {
+    let d = start(1 << 20);
+    let id = start_purchase(&d, 250_000, "office");
+    d.task_for(&id, "manager");
+    let (ok, paused, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &["instance", "pause", &id, "--reason", "budget freeze"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(paused["paused"]["reason"], "budget freeze");
+    let (ok, resumed, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &["instance", "resume", &id, "--reason", "thawed"],
+    );
+    assert!(ok, "{err}");
+    assert!(resumed.get("paused").is_none(), "{resumed}");
+    let (ok, _, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &["instance", "resume", &id, "--reason", "x"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("409 conflict") && err.contains("not paused"),
+        "{err}"
+    );
+
+    // Version 1 to version 1 moves nothing, and the dry run says why, per instance.
+    let (ok, plan, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &[
+            "workflow",
+            "migrate",
+            "purchase-request",
+            "--from",
+            "1",
+            "--to",
+            "1",
+            "--instance",
+            &id,
+            "--dry-run",
+            "--reason",
+            "check",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        plan["instances"][0]["problems"],
+        json!(["it is at version 1 already"])
+    );
+    assert_eq!(plan["movable"], 0);
+    let (ok, _, err) = flowgate(
+        &d,
+        ACME_ADMIN,
+        &[
+            "workflow",
+            "migrate",
+            "purchase-request",
+            "--from",
+            "1",
+            "--to",
+            "1",
+            "--map",
+            "nope",
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("`nope` is not `key=value`"), "{err}");
+}

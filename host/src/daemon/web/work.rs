@@ -259,6 +259,7 @@ fn task_page(
     };
     let (fields, general) = draw(&form, submitted, error);
     let open = task.status == TaskStatus::Open;
+    let paused = instance.paused.is_some();
     let claimed_by_me = me.is_some_and(|p| task.claimed_by.as_deref() == Some(p.id.as_str()));
     let claimed_by_other = task.claimed_by.is_some() && !claimed_by_me;
     let note = match task.status {
@@ -280,6 +281,13 @@ fn task_page(
         TaskStatus::Open if me.is_none() => Some(
             "You are signed in as an administrator: people complete tasks with their own sign-in.".to_string(),
         ),
+        TaskStatus::Open if instance.paused.is_some() => instance.paused.as_ref().map(|p| {
+            format!(
+                "This {} is paused ({}): you can act on the task once it is resumed.",
+                workflow_name(Some(&def), &def.id).to_lowercase(),
+                p.reason
+            )
+        }),
         TaskStatus::Open if claimed_by_other => Some(format!(
             "{} is working on this task.",
             task.claimed_by.clone().unwrap_or_default()
@@ -294,9 +302,9 @@ fn task_page(
         history: timeline(&def, &history),
         fields,
         outcomes: task.outcomes.iter().map(|o| outcome(o)).collect(),
-        can_act: open && me.is_some() && !claimed_by_other,
+        can_act: open && me.is_some() && !claimed_by_other && !paused,
         claimed_by_me,
-        claimable: open && me.is_some() && task.claimed_by.is_none(),
+        claimable: open && me.is_some() && task.claimed_by.is_none() && !paused,
         note,
         error: general,
         comment: submitted.get("comment").unwrap_or("").to_string(),
