@@ -72,6 +72,20 @@ pub enum Command {
         outcome: EndOutcome,
         data: serde_json::Map<String, serde_json::Value>,
     },
+    /// The workflow an end step starts next is running as `instance`: the instance ends.
+    NextStarted {
+        token: u64,
+        activation: u64,
+        instance: String,
+    },
+    /// The workflow a step starts (an end step's next one, a sub-workflow) was refused: it is
+    /// not deployed, or its start data does not fit. The step raises an incident.
+    StartRefused {
+        token: u64,
+        activation: u64,
+        workflow: String,
+        error: String,
+    },
     /// Cancel the instance.
     Cancel { by: String, reason: String },
     /// Resolve an incident: retry the step, or skip it with an outcome.
@@ -119,6 +133,8 @@ impl Command {
             Command::TimerFired { .. } => "timer-fired",
             Command::ReceiveMessage(_) => "receive-message",
             Command::ChildFinished { .. } => "child-finished",
+            Command::NextStarted { .. } => "next-started",
+            Command::StartRefused { .. } => "start-refused",
             Command::Cancel { .. } => "cancel",
             Command::ResolveIncident { .. } => "resolve-incident",
             Command::Pause { .. } => "pause",
@@ -145,6 +161,8 @@ impl Command {
                 | Command::ReceiveMessage(_)
                 | Command::PluginAnswered { .. }
                 | Command::ChildFinished { .. }
+                | Command::NextStarted { .. }
+                | Command::StartRefused { .. }
         )
     }
 }

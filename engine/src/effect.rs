@@ -36,6 +36,12 @@ pub enum Effect {
         workflow: String,
         data: serde_json::Map<String, serde_json::Value>,
         process: String,
+        /// The end step's token, told when the next workflow runs or was refused. None in
+        /// entries stored before ends waited for their next workflow (the instance has ended).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activation: Option<u64>,
     },
 }
 

@@ -189,9 +189,20 @@ pub enum EventKind {
         outcome: String,
         step: Option<String>,
     },
-    /// The instance ended at a step that starts the next workflow of its process.
+    /// The instance reached an end step that starts the next workflow of its process; it ends
+    /// once that workflow runs.
     NextStarted {
         workflow: String,
+    },
+    /// The workflow that follows this one runs, as `instance`.
+    FollowedBy {
+        workflow: String,
+        instance: String,
+    },
+    /// A workflow this instance started (a sub-workflow it does not wait for) was refused.
+    StartRefused {
+        workflow: String,
+        error: String,
     },
     /// A step began to wait for a message.
     MessageAwaited {

@@ -42,6 +42,7 @@ mod command;
 pub mod definition;
 mod effect;
 mod event;
+mod handoff;
 mod lifecycle;
 mod messages;
 pub mod metrics;

@@ -262,6 +262,12 @@ pub fn migration_problems(to: &Definition, inst: &Instance, migration: &Migratio
                 ));
                 continue;
             }
+            Wait::Next { workflow } => {
+                problems.push(format!(
+                    "{at} waits for the next workflow `{workflow}` to start; the instance ends once it runs"
+                ));
+                continue;
+            }
             Wait::Incident(incident) => match incident.source.as_str() {
                 "action" => "action",
                 "policy" => "approval",

@@ -492,6 +492,12 @@ impl Run<'_> {
                 };
                 self.take_routes(token, step, vec![target], actor, reason)
             }
+            // An end step whose next workflow was refused ends without it.
+            Step::End(end) => {
+                let (outcome, step) = (end.outcome, end.id.clone());
+                self.finish(outcome, Some(step), actor, Some(reason));
+                Ok(())
+            }
             _ => self.advance(token, outcome.as_deref(), actor, Some(reason)),
         }
     }

@@ -125,7 +125,9 @@ pub fn apply(
             // Late answers to a finished instance are expected and change nothing.
             Command::PluginAnswered { .. }
             | Command::TimerFired { .. }
-            | Command::ChildFinished { .. } => Ok((inst, Applied::default())),
+            | Command::ChildFinished { .. }
+            | Command::NextStarted { .. }
+            | Command::StartRefused { .. } => Ok((inst, Applied::default())),
             _ => Err(CommandError::Conflict(format!(
                 "instance `{}` is {} and takes no more commands",
                 inst.id,
@@ -201,6 +203,17 @@ pub fn apply(
             outcome,
             data,
         } => run.child_finished(token, activation, &child, outcome, data)?,
+        Command::NextStarted {
+            token,
+            activation,
+            instance,
+        } => run.next_started(token, activation, instance)?,
+        Command::StartRefused {
+            token,
+            activation,
+            workflow,
+            error,
+        } => run.start_refused(token, activation, &workflow, error),
         Command::Cancel { by, reason } => run.finish(
             EndOutcome::Cancelled,
             None,
@@ -394,13 +407,6 @@ impl<'a> Run<'a> {
         self.inst.held.clear();
         self.inst.status = Status::ended(outcome);
         self.inst.ended_at = Some(self.ctx.now);
-        let then = step
-            .as_deref()
-            .and_then(|s| self.ctx.def.step(s))
-            .and_then(|s| match s {
-                Step::End(end) => end.then.clone(),
-                _ => None,
-            });
         self.emit(
             actor,
             EventKind::InstanceEnded {
@@ -409,31 +415,6 @@ impl<'a> Run<'a> {
             },
             reason,
         );
-        if let Some(next) = then {
-            let data = if next.data.is_empty() {
-                self.inst.data.clone()
-            } else {
-                next.data
-                    .iter()
-                    .filter_map(|(field, path)| {
-                        crate::data_path(&self.inst.data, path).map(|v| (field.clone(), v.clone()))
-                    })
-                    .collect()
-            };
-            self.emit(
-                Actor::System,
-                EventKind::NextStarted {
-                    workflow: next.workflow.clone(),
-                },
-                None,
-            );
-            let process = self.inst.process_id().to_string();
-            self.effect(Effect::StartNext {
-                workflow: next.workflow,
-                data,
-                process,
-            });
-        }
         if let Some(parent) = self.inst.parent.clone() {
             let data = self.inst.data.clone();
             self.effect(Effect::NotifyParent {

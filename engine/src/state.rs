@@ -137,6 +137,8 @@ pub enum Wait {
     Timer { timer: String },
     /// A sub-workflow to finish.
     Subworkflow,
+    /// The workflow an end step starts next, to run (then the instance ends).
+    Next { workflow: String },
     /// A message from another system.
     Message { subscription: String },
     /// The other branches at a join.

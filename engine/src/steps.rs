@@ -107,7 +107,10 @@ impl Run<'_> {
                 }
             }
             Step::End(end) => {
-                self.finish(end.outcome, Some(end.id.clone()), Actor::System, None);
+                match &end.then {
+                    Some(next) => self.hand_on(id, activation, next),
+                    None => self.finish(end.outcome, Some(end.id.clone()), Actor::System, None),
+                }
                 Ok(())
             }
         }

@@ -1,7 +1,7 @@
 //! The flow between steps: parallel branches and joins (all, any, N of M), waits, sub-workflows.
 
 use flowgate_engine::definition::EndOutcome;
-use flowgate_engine::{Command, Effect, TimerKind};
+use flowgate_engine::{Applied, Command, Effect, Resolution, TimerKind, Wait};
 use serde_json::json;
 
 use crate::env::*;
@@ -249,9 +249,7 @@ kind = "end"
     );
 }
 
-#[test]
-fn an_end_step_starts_the_next_workflow_of_the_process_with_mapped_data() {
-    let toml = r#"
+const QUESTIONNAIRE: &str = r#"
 id = "questionnaire"
 start = "ask"
 [[steps]]
@@ -264,12 +262,37 @@ id = "complete"
 kind = "end"
 then = { workflow = "contract", data = { client = "customer.name", email = "customer.email" } }
 "#;
+
+/// The questionnaire, answered: its end step has asked for the contract workflow.
+fn answered() -> (Env, Applied) {
     let (mut env, _) = Env::start(
-        toml,
+        QUESTIONNAIRE,
         json!({"customer": {"name": "Initech", "email": "bill@initech.example"}, "notes": "x"}),
     );
     assert_eq!(env.inst.process_id(), "i1", "a root begins its own process");
     let done = env.complete("ask", "sam", "sales", None);
+    (env, done)
+}
+
+/// The token the end step's start reports to, and its activation.
+fn next_start(applied: &Applied) -> (u64, u64) {
+    applied
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartNext {
+                token: Some(token),
+                activation: Some(activation),
+                ..
+            } => Some((*token, *activation)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no start of the next workflow: {:?}", effects(applied)))
+}
+
+#[test]
+fn an_end_step_starts_the_next_workflow_of_the_process_with_mapped_data() {
+    let (mut env, done) = answered();
     let next: Vec<_> = done
         .effects
         .iter()
@@ -278,6 +301,7 @@ then = { workflow = "contract", data = { client = "customer.name", email = "cust
                 workflow,
                 data,
                 process,
+                ..
             } => Some((workflow.clone(), data.clone(), process.clone())),
             _ => None,
         })
@@ -291,4 +315,133 @@ then = { workflow = "contract", data = { client = "customer.name", email = "cust
         "only the mapped fields"
     );
     assert!(events(&done).contains(&"next-started".to_string()));
+    // The case is not over until the contract workflow runs.
+    assert_eq!(env.inst.status.as_str(), "running");
+    let (token, activation) = next_start(&done);
+    env.now += 40;
+    let ran = env.ok(Command::NextStarted {
+        token,
+        activation,
+        instance: "i2".into(),
+    });
+    assert_eq!(env.inst.status.as_str(), "completed");
+    assert_eq!(events(&ran), ["followed-by", "instance-ended complete"]);
+    assert_eq!(env.inst.ended_at, Some(T0 + 40));
+    // Told twice (the driver carried the start out again): nothing changes.
+    let again = env.ok(Command::NextStarted {
+        token,
+        activation,
+        instance: "i2".into(),
+    });
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn a_refused_next_start_is_an_incident_to_retry_or_skip() {
+    let (mut env, done) = answered();
+    let (token, activation) = next_start(&done);
+    let refused = env.ok(Command::StartRefused {
+        token,
+        activation,
+        workflow: "contract".into(),
+        error: "workflow `contract` not found".into(),
+    });
+    assert_eq!(events(&refused), ["incident-raised complete"]);
+    let Wait::Incident(incident) = &env.inst.tokens[&token].wait else {
+        panic!("no incident: {:?}", env.inst.tokens[&token].wait);
+    };
+    assert_eq!(incident.source, "start");
+    assert!(
+        incident.error.contains("`contract` did not start"),
+        "{}",
+        incident.error
+    );
+    assert_eq!(env.inst.status.as_str(), "running");
+
+    // Once the workflow is deployed, a retry asks for it again.
+    let retried = env.ok(Command::ResolveIncident {
+        token,
+        by: "olga".into(),
+        resolution: Resolution::Retry,
+        reason: "deployed the contract workflow".into(),
+    });
+    assert!(
+        effects(&retried)
+            .iter()
+            .any(|e| e.starts_with("start-next")),
+        "{:?}",
+        effects(&retried)
+    );
+    let (token, activation) = next_start(&retried);
+    env.ok(Command::StartRefused {
+        token,
+        activation,
+        workflow: "contract".into(),
+        error: "invalid data: `client` is required".into(),
+    });
+    // Skipping ends the case here, without the next workflow.
+    let skipped = env.ok(Command::ResolveIncident {
+        token,
+        by: "olga".into(),
+        resolution: Resolution::Skip {
+            outcome: None,
+            data: Default::default(),
+        },
+        reason: "the client signed on paper".into(),
+    });
+    assert_eq!(env.inst.status.as_str(), "completed");
+    assert!(
+        !effects(&skipped)
+            .iter()
+            .any(|e| e.starts_with("start-next"))
+    );
+    assert_eq!(
+        events(&skipped).last().map(String::as_str),
+        Some("instance-ended complete")
+    );
+}
+
+#[test]
+fn a_refused_subworkflow_is_an_incident_on_its_step() {
+    let toml = r#"
+id = "onboarding"
+start = "check"
+[[steps]]
+id = "check"
+kind = "subworkflow"
+workflow = "background-check"
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let (mut env, started) = Env::start(toml, json!({}));
+    let (token, activation) = started
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartChild {
+                token, activation, ..
+            } => Some((*token, *activation)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no child: {:?}", effects(&started)));
+    env.ok(Command::StartRefused {
+        token,
+        activation,
+        workflow: "background-check".into(),
+        error: "workflow `background-check` not found".into(),
+    });
+    assert!(matches!(env.inst.tokens[&token].wait, Wait::Incident(_)));
+    let retried = env.ok(Command::ResolveIncident {
+        token,
+        by: "olga".into(),
+        resolution: Resolution::Retry,
+        reason: "deployed it".into(),
+    });
+    assert!(
+        effects(&retried)
+            .iter()
+            .any(|e| e.starts_with("start-child"))
+    );
 }

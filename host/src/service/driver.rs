@@ -345,36 +345,71 @@ impl Flowgate {
                 });
                 // Keyed by the outbox entry: carrying the effect out again finds the same child.
                 let key = Some(format!("child-of:{}:{id}", current.id));
-                self.start_request(StartRequest {
-                    tenant: tenant.to_string(),
-                    definition: workflow,
-                    data,
-                    started_by: current.started_by.clone(),
-                    key,
-                    parent,
-                    process: Some(current.process_id().to_string()),
-                })
-                .await?;
-                Ok(self.cleared(tenant, id))
+                let started = self
+                    .start_request(StartRequest {
+                        tenant: tenant.to_string(),
+                        definition: workflow.clone(),
+                        data,
+                        started_by: current.started_by.clone(),
+                        key,
+                        parent,
+                        process: Some(current.process_id().to_string()),
+                    })
+                    .await;
+                match started {
+                    Ok(_) => Ok(self.cleared(tenant, id)),
+                    Err(refused) if is_refusal(&refused) => {
+                        let command = Command::StartRefused {
+                            token,
+                            activation,
+                            workflow,
+                            error: refused.to_string(),
+                        };
+                        self.told(tenant, instance, command, id).await
+                    }
+                    Err(other) => Err(other),
+                }
             }
             Effect::StartNext {
                 workflow,
                 data,
                 process,
+                token,
+                activation,
             } => {
                 // One next workflow per ended instance, however often this is carried out.
                 let key = Some(format!("next-of:{}", current.id));
-                self.start_request(StartRequest {
-                    tenant: tenant.to_string(),
-                    definition: workflow,
-                    data,
-                    started_by: format!("workflow {}", current.definition_id),
-                    key,
-                    parent: None,
-                    process: Some(process),
-                })
-                .await?;
-                Ok(self.cleared(tenant, id))
+                let started = self
+                    .start_request(StartRequest {
+                        tenant: tenant.to_string(),
+                        definition: workflow.clone(),
+                        data,
+                        started_by: format!("workflow {}", current.definition_id),
+                        key,
+                        parent: None,
+                        process: Some(process),
+                    })
+                    .await;
+                // Entries stored before end steps waited for their next workflow have no
+                // token to tell: their instance has ended.
+                let (Some(token), Some(activation)) = (token, activation) else {
+                    return started.map(|_| self.cleared(tenant, id));
+                };
+                let command = match started {
+                    Ok(started) => Command::NextStarted {
+                        token,
+                        activation,
+                        instance: started.instance.id,
+                    },
+                    Err(refused) if is_refusal(&refused) => Command::StartRefused {
+                        token,
+                        activation,
+                        workflow,
+                        error: refused.to_string(),
+                    },
+                    Err(other) => return Err(other),
+                };
+                self.told(tenant, instance, command, id).await
             }
             Effect::NotifyParent {
                 parent,
@@ -412,6 +447,25 @@ impl Flowgate {
         }
     }
 
+    /// Tells the instance how its start went, clearing the entry in the same commit. An
+    /// instance that no longer takes it (cancelled meanwhile) lets the entry go.
+    async fn told(
+        &self,
+        tenant: &str,
+        instance: &str,
+        command: Command,
+        outbox: u64,
+    ) -> Result<Carried, ServiceError> {
+        match self
+            .command_done(tenant, instance, command, Some(outbox))
+            .await
+        {
+            Ok(_) => Ok(Carried::Committed),
+            Err(ServiceError::Command(_)) => Ok(self.cleared(tenant, outbox)),
+            Err(other) => Err(other),
+        }
+    }
+
     fn cleared(&self, tenant: &str, outbox: u64) -> Carried {
         self.shared.clears.push(tenant, outbox);
         Carried::Clearing
@@ -435,4 +489,17 @@ enum Carried {
     Committed,
     /// Its removal waits for a later commit; the entry stays claimed until then.
     Clearing,
+}
+
+/// Whether a start failed for good: the workflow is not deployed, or its start data does not
+/// fit. Trying again changes nothing until a person acts; the store being busy or unavailable
+/// is worth retrying.
+fn is_refusal(error: &ServiceError) -> bool {
+    matches!(
+        error,
+        ServiceError::NotFound { .. }
+            | ServiceError::Invalid { .. }
+            | ServiceError::Definition(_)
+            | ServiceError::Command(_)
+    )
 }

@@ -115,10 +115,19 @@ fn view(process: &str, members: &[(Instance, Vec<Event>)]) -> ProcessView {
             let EventKind::NextStarted { workflow } = &event.kind else {
                 continue;
             };
-            let next = members.iter().find(|(m, _)| {
-                m.definition_id == *workflow
-                    && m.started_at >= event.at
-                    && m.started_by == format!("workflow {}", i.definition_id)
+            // The instance that followed, as the end step recorded it; histories from before
+            // ends waited for their next workflow name only the workflow.
+            let followed = events.iter().find_map(|e| match &e.kind {
+                EventKind::FollowedBy { instance, .. } => Some(instance.as_str()),
+                _ => None,
+            });
+            let next = members.iter().find(|(m, _)| match followed {
+                Some(id) => m.id == id,
+                None => {
+                    m.definition_id == *workflow
+                        && m.started_at >= event.at
+                        && m.started_by == format!("workflow {}", i.definition_id)
+                }
             });
             if let Some((next, _)) = next {
                 handoffs.push(Handoff {

@@ -101,3 +101,126 @@ fn a_workflow_that_ends_starts_the_next_one_in_its_process_and_the_case_reads_as
     );
     assert_eq!(status, 404, "another tenant's process is not found");
 }
+
+fn deploy(d: &Daemon, file: &str, source: &str) {
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions",
+        Some(ACME_ADMIN),
+        Some(json!({"file": file, "source": source})),
+    );
+    assert!(status == 201 || status == 200, "{body}");
+}
+
+/// The fulfilment workflow, its start form asking for the order as `kind`.
+fn fulfilment(kind: &str) -> String {
+    format!(
+        r#"
+id = "fulfilment"
+start = "pack"
+start_form = [{{ name = "order", type = "{kind}", required = true }}]
+[[steps]]
+id = "pack"
+kind = "task"
+role = "warehouse"
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#
+    )
+}
+
+#[test]
+fn a_next_workflow_that_refuses_its_start_raises_an_incident_that_a_retry_resolves() {
+    let d = start(1 << 20);
+    // Orders are numbers to the first fulfilment workflow; the intake gives them as text.
+    deploy(&d, "fulfilment.toml", &fulfilment("number"));
+    deploy(
+        &d,
+        "intake.toml",
+        r#"
+id = "intake"
+start = "triage"
+[[steps]]
+id = "triage"
+kind = "task"
+role = "clerk"
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+then = { workflow = "fulfilment", data = { order = "order" } }
+"#,
+    );
+    let (status, first) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "intake", "data": {"order": "SO-12"}})),
+    );
+    assert_eq!(status, 201, "{first}");
+    let intake = first["id"].as_str().unwrap_or_default().to_string();
+    let task = d.task_for(&intake, "clerk");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{task}/complete"),
+        Some(ACME_ADMIN),
+        Some(json!({"by": {"id": "cleo", "roles": ["clerk"]}})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // The start is refused for good: an incident says why, and the case stays open.
+    let incident = eventually("an incident for the refused start", || {
+        let (_, list) = d.call("GET", "/api/v1/incidents", Some(ACME_ADMIN), None);
+        list.as_array()?
+            .iter()
+            .find(|i| i["instance"] == intake.as_str())
+            .cloned()
+    });
+    assert_eq!(incident["source"], "start", "{incident}");
+    assert_eq!(incident["step"], "done");
+    let error = incident["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`fulfilment` did not start") && error.contains("order"),
+        "{error}"
+    );
+    let (_, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{intake}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(body["instance"]["status"], "running", "{body}");
+    assert_eq!(
+        process(&d, &intake)["instances"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Fixed in a new version of the fulfilment workflow, then retried.
+    deploy(&d, "fulfilment.toml", &fulfilment("text"));
+    let token = incident["token"].as_u64().unwrap_or_default();
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/instances/{intake}/incidents/{token}/retry"),
+        Some(ACME_ADMIN),
+        Some(json!({"reason": "orders are text now"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let case = eventually("the fulfilment workflow to run", || {
+        let case = process(&d, &intake);
+        let ended = case["instances"][0]["status"] == "completed";
+        (ended && case["instances"].as_array().map_or(0, Vec::len) == 2).then_some(case)
+    });
+    assert_eq!(case["instances"][1]["workflow"], "fulfilment");
+    assert_eq!(case["instances"][1]["version"], 2);
+    assert_eq!(case["handoffs"][0]["to"], case["instances"][1]["id"]);
+    let next = case["instances"][1]["id"].as_str().unwrap_or_default();
+    let (_, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{next}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(body["instance"]["data"]["order"], "SO-12");
+}

@@ -137,7 +137,14 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             (format!("{} chose {}", step(s), next.join(", ")), "ok")
         }
         EventKind::NextStarted { workflow } => {
-            (format!("Started the next workflow, {workflow}"), "ok")
+            (format!("Starting the next workflow, {workflow}"), "info")
+        }
+        EventKind::FollowedBy { workflow, instance } => (
+            format!("Handed on to {workflow}, instance {instance}"),
+            "ok",
+        ),
+        EventKind::StartRefused { workflow, error } => {
+            (format!("{workflow} did not start: {error}"), "fail")
         }
         EventKind::MessageAwaited {
             step: s,
@@ -503,6 +510,7 @@ fn incidents_of(instance: &Instance, def: &Definition) -> Vec<IncidentView> {
             blame: match incident.blame {
                 Some(b) if b.as_str() == "guest" => "the plugin".to_string(),
                 Some(_) => "the host".to_string(),
+                None if incident.source == "start" => "the workflow it starts".to_string(),
                 None => "the engine".to_string(),
             },
             skip_outcomes: match def.step(&t.step) {
