@@ -106,6 +106,13 @@ const HORIZON_DAYS: u32 = 3_660;
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// How `24:00` is kept: working hours to the end of the day reach the next midnight. (Hours are
+/// written to the minute, so no range ends at this second otherwise.)
+const END_OF_DAY: NaiveTime = match NaiveTime::from_hms_opt(23, 59, 59) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
 impl Default for Calendar {
     /// Monday to Friday, 09:00 to 17:00 UTC, no holidays: what business time means until a
     /// tenant says otherwise.
@@ -159,7 +166,7 @@ impl Calendar {
                 let parsed = range.split_once('-').and_then(|(a, b)| {
                     let a = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
                     let b = match b.trim() {
-                        "24:00" => NaiveTime::from_hms_opt(23, 59, 59)?,
+                        "24:00" => END_OF_DAY,
                         b => NaiveTime::parse_from_str(b, "%H:%M").ok()?,
                     };
                     Some((a, b))
@@ -297,7 +304,15 @@ impl Calendar {
     fn utc_intervals(&self, date: NaiveDate) -> Vec<(Millis, Millis)> {
         self.intervals(date)
             .iter()
-            .map(|(a, b)| (self.instant(date, *a), self.instant(date, *b)))
+            .map(|(a, b)| {
+                let end = if *b == END_OF_DAY {
+                    let next = date.succ_opt().unwrap_or(date);
+                    self.instant(next, NaiveTime::MIN)
+                } else {
+                    self.instant(date, *b)
+                };
+                (self.instant(date, *a), end)
+            })
             .collect()
     }
 

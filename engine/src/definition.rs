@@ -26,7 +26,7 @@ mod model;
 mod validate;
 
 pub use model::*;
-pub use validate::{Catalog, Problem, validate};
+pub use validate::{Catalog, Problem, valid_id, validate};
 
 /// The source format of a definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,7 @@ mod handoff;
 mod lifecycle;
 mod messages;
 pub mod metrics;
+pub mod process;
 mod results;
 mod run;
 pub mod schedule;

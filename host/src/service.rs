@@ -36,7 +36,7 @@ pub use notify::{
     LogNotifier, Notifier, RecordingNotifier, WebhookConfig, signature,
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
-pub use processes::ProcessView;
+pub use processes::{Link, ProcessDefinitionView, ProcessSettings, ProcessView};
 pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
 
@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     schedules_busy: std::sync::atomic::AtomicBool,
     /// Each tenant's business calendar; the default one for a tenant that sets none.
     calendars: RwLock<HashMap<String, Arc<crate::engine::calendar::Calendar>>>,
+    /// Each tenant's process definitions and costs.
+    processes: RwLock<HashMap<String, Arc<ProcessSettings>>>,
 }
 
 impl Shared {
@@ -260,6 +262,7 @@ impl Flowgate {
             schedules_at: std::sync::atomic::AtomicU64::new(0),
             schedules_busy: std::sync::atomic::AtomicBool::new(false),
             calendars: RwLock::new(HashMap::new()),
+            processes: RwLock::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -307,6 +310,15 @@ impl Flowgate {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tenant.to_string(), Arc::new(calendar));
+    }
+
+    /// Sets the tenant's process definitions and costs (from its `[processes]` and `[costs]`).
+    pub fn set_processes(&self, tenant: &str, settings: ProcessSettings) {
+        self.shared
+            .processes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.to_string(), Arc::new(settings));
     }
 
     /// Sets a tenant's plugin quota: calls at once and plugin time per second.

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::definition::DefinitionError;
 use crate::engine::calendar::Calendar;
+use crate::engine::process::{Costs, ProcessDefinition};
 use crate::plugin::{
     ArtifactError, Grants, PluginError, PluginId, PluginLimits, PluginRegistry, PluginSettings,
     Upload, sha256_hex,
@@ -52,6 +53,12 @@ pub struct TenantConfig {
     /// the hook's secret, becomes a message or a start.
     #[serde(default)]
     pub inbound: Vec<InboundHook>,
+    /// Processes (`[processes.<id>]`): the workflows that serve one business case together,
+    /// measured end to end.
+    #[serde(default)]
+    pub processes: BTreeMap<String, ProcessDefinition>,
+    /// What work costs (`[costs]`), for the cost per case in process metrics.
+    pub costs: Option<Costs>,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -217,7 +224,38 @@ impl TenantConfig {
         config.path = path.to_path_buf();
         config.calendar()?;
         config.check_inbound()?;
+        config.check_processes()?;
         Ok(config)
+    }
+
+    /// Each process has an id like a workflow's and names its workflows once, `starts` among
+    /// them; costs are amounts of zero or more in one currency. Every id gets its own.
+    fn check_processes(&mut self) -> Result<(), TenantError> {
+        let problem = |message: String| TenantError::Parse {
+            path: self.path.clone(),
+            message,
+        };
+        for (id, process) in &mut self.processes {
+            if !crate::definition::valid_id(id) {
+                return Err(problem(format!(
+                    "processes.{id}: the id must be 1-64 of a-z, 0-9, - and _"
+                )));
+            }
+            process.id.clone_from(id);
+        }
+        for (id, process) in &self.processes {
+            if let Some(first) = process.problems().into_iter().next() {
+                return Err(problem(format!("processes.{id}.{first}")));
+            }
+        }
+        if let Some(first) = self
+            .costs
+            .as_ref()
+            .and_then(|c| c.problems().into_iter().next())
+        {
+            return Err(problem(format!("costs.{first}")));
+        }
+        Ok(())
     }
 
     /// Each inbound hook names a message (with its correlation) or a start, and pointers.
@@ -283,6 +321,14 @@ impl TenantConfig {
                 message: format!("calendar.{field}: {message}"),
             }
         })
+    }
+
+    /// Its process definitions and costs, as the service keeps them.
+    pub fn process_settings(&self) -> crate::service::ProcessSettings {
+        crate::service::ProcessSettings {
+            definitions: self.processes.clone(),
+            costs: self.costs.clone(),
+        }
     }
 
     /// The notification channels it configures (checking the email settings).

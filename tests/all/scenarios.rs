@@ -116,6 +116,34 @@ struct Expect {
     notified: Vec<String>,
     #[serde(default)]
     data_is: BTreeMap<String, Value>,
+    /// The process instance the workflow began, and its process definition's metrics.
+    process: Option<ExpectProcess>,
+}
+
+/// A case's figures, worked out by hand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectProcess {
+    /// The process definition whose metrics (over the scenario's day) hold this one case.
+    definition: String,
+    /// The workflows of its instances, in the order they started.
+    instances: Vec<String>,
+    outcome: String,
+    cycle_ms: u64,
+    cycle_business_ms: u64,
+    /// Each handoff's delay, in order.
+    handoffs: Vec<u64>,
+    /// `[workflow, step, ms]`, longest first.
+    waits: Vec<(String, String, u64)>,
+    cost: ExpectCost,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectCost {
+    people: f64,
+    steps: f64,
+    total: f64,
 }
 
 pub struct Harness {
@@ -151,6 +179,11 @@ pub async fn harness_on(
     let notifier = Arc::new(RecordingNotifier::default());
     let flowgate = Flowgate::open(store, Arc::new(registry), clock.clone(), notifier.clone())
         .unwrap_or_else(|e| panic!("{e}"));
+    flowgate.set_calendar(
+        &tenant.id,
+        tenant.calendar().unwrap_or_else(|e| panic!("{e}")),
+    );
+    flowgate.set_processes(&tenant.id, tenant.process_settings());
     tenant
         .deploy_workflows(&flowgate)
         .await
@@ -438,6 +471,79 @@ async fn run(file: &Path) {
         );
     }
     check_data(&done.data, &scenario.expect.data_is, &name);
+    if let Some(expected) = &scenario.expect.process {
+        check_process(&h, &instance.id, expected, &name);
+    }
+}
+
+fn check_process(h: &Harness, root: &str, expected: &ExpectProcess, name: &str) {
+    let case = h
+        .flowgate
+        .process(&h.tenant, root)
+        .unwrap_or_else(|e| panic!("{name}: process: {e}"));
+    let workflows: Vec<&str> = case.instances.iter().map(|i| i.workflow.as_str()).collect();
+    assert_eq!(
+        workflows, expected.instances,
+        "{name}: the case's workflows"
+    );
+    assert!(!case.running, "{name}: the case still runs");
+    assert_eq!(
+        case.outcome.as_deref(),
+        Some(expected.outcome.as_str()),
+        "{name}: outcome"
+    );
+    assert_eq!(case.cycle_ms, Some(expected.cycle_ms), "{name}: cycle time");
+    assert_eq!(
+        case.cycle_business_ms,
+        Some(expected.cycle_business_ms),
+        "{name}: cycle time in business time"
+    );
+    let handoffs: Vec<u64> = case.handoffs.iter().map(|h| h.delay_ms).collect();
+    assert_eq!(handoffs, expected.handoffs, "{name}: handoffs");
+    let waits: Vec<(String, String, u64)> = case
+        .waits
+        .iter()
+        .map(|w| (w.workflow.clone(), w.step.clone(), w.ms))
+        .collect();
+    assert_eq!(waits, expected.waits, "{name}: waits");
+    let cost = case
+        .cost
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no cost"));
+    let c = &expected.cost;
+    assert_eq!(
+        (cost.people, cost.steps, cost.total),
+        (c.people, c.steps, c.total),
+        "{name}: cost"
+    );
+
+    // The process definition's metrics over the day hold this case and only it.
+    let day = 24 * 3_600_000;
+    let m = h
+        .flowgate
+        .process_metrics(&h.tenant, &expected.definition, T0, T0 + day)
+        .unwrap_or_else(|e| panic!("{name}: process metrics: {e}"));
+    assert_eq!((m.started, m.ended, m.running), (1, 1, 0), "{name}: cases");
+    assert_eq!(
+        m.outcomes.get(&expected.outcome),
+        Some(&1),
+        "{name}: outcomes"
+    );
+    assert_eq!(m.cycle_time.p50_ms, expected.cycle_ms, "{name}: cycle p50");
+    assert_eq!(m.handoffs.len(), expected.handoffs.len(), "{name}: links");
+    let longest = &m.waits[0];
+    let (workflow, step, ms) = &expected.waits[0];
+    assert_eq!(
+        (&longest.workflow, &longest.step, longest.total_ms),
+        (workflow, step, *ms)
+    );
+    let total: u64 = expected.waits.iter().map(|w| w.2).sum::<u64>() + handoffs.iter().sum::<u64>();
+    assert!(
+        (longest.share - *ms as f64 / total as f64).abs() < 1e-9,
+        "{name}: share"
+    );
+    let cost = m.cost.unwrap_or_else(|| panic!("{name}: no cost metrics"));
+    assert_eq!(cost.per_case.p50, c.total, "{name}: cost per case");
 }
 
 macro_rules! scenarios {
@@ -463,6 +569,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(
+    accounts_payable_process,
     expense_report_approved,
     expense_report_revised_and_escalated,
     document_approval_with_revision,

@@ -57,7 +57,8 @@ impl Checker<'_> {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` may name a workflow (or a process): 1-64 of a-z, 0-9, `-` and `_`.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -8,5 +8,6 @@ mod flow;
 mod lifecycle;
 mod messages;
 mod plugins;
+mod processes;
 mod schedules;
 mod tasks;

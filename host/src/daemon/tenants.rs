@@ -200,6 +200,8 @@ impl Tenants {
         self.flowgate
             .set_plugin_quota(&config.id, config.quotas.plugins());
         self.flowgate.set_calendar(&config.id, config.calendar()?);
+        self.flowgate
+            .set_processes(&config.id, config.process_settings());
         for deployed in config.deploy_workflows(&self.flowgate).await? {
             if deployed.new_version {
                 tracing::info!(tenant = %config.id, workflow = %deployed.stored.definition.id, version = deployed.stored.version, "tenant.workflow deployed");

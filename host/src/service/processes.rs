@@ -1,16 +1,30 @@
-//! Process instances: the workflow instances that serve one business case, linked by the
-//! process id they inherit (sub-workflows, and the workflows an end step starts next), shown as
-//! one timeline with the figures of the whole case: end-to-end cycle time, the handoff delay
-//! between one workflow's end and the next one's start, and where the case waited most.
+//! Processes: the workflow instances that serve one business case, linked by the process id
+//! they inherit (sub-workflows, and the workflows an end step starts next). One case reads as
+//! one timeline with its figures; a process definition (`[processes.<id>]` in the tenant's file)
+//! names the workflows of a kind of case, and its metrics aggregate its cases over a time range.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError};
 
 use super::{Flowgate, ServiceError};
-use crate::engine::{Event, EventKind, Instance, Millis, Status};
+use crate::definition::Step;
+use crate::engine::process::{
+    CaseCost, Costs, Handoff, ProcessDefinition, ProcessMetrics, Wait, case_figures,
+};
+use crate::engine::{Event, Instance, Millis, Status};
 use crate::store::InstanceFilter;
 
 /// The instances of a process instance that one view reads at most.
 const MAX_INSTANCES: usize = 1_000;
+/// The cases one metrics request reads at most (as workflow metrics read instances).
+const MAX_CASES: usize = 100_000;
+
+/// A tenant's process definitions and what its work costs.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSettings {
+    pub definitions: BTreeMap<String, ProcessDefinition>,
+    pub costs: Option<Costs>,
+}
 
 /// A process instance as one case.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -24,10 +38,16 @@ pub struct ProcessView {
     pub running: bool,
     /// From the first start to the last end; none while it runs.
     pub cycle_ms: Option<Millis>,
+    /// The same in the tenant's working hours.
+    pub cycle_business_ms: Option<Millis>,
+    /// The workflow that ended last and its outcome, once it has ended.
+    pub outcome: Option<String>,
     /// Each following workflow: the delay between its predecessor's end and its start.
     pub handoffs: Vec<Handoff>,
-    /// The steps whose tasks the case spent longest on, longest first.
+    /// The steps the case spent longest in, longest first.
     pub waits: Vec<Wait>,
+    /// What it cost, when the tenant prices its work.
+    pub cost: Option<CaseCost>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,137 +70,216 @@ pub struct ProcessEvent {
     pub event: Event,
 }
 
+/// A process definition with how its workflows link, as their deployed versions say.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Handoff {
-    pub from: String,
-    pub to: String,
-    pub workflow: String,
-    pub delay_ms: Millis,
+pub struct ProcessDefinitionView {
+    #[serde(flatten)]
+    pub definition: ProcessDefinition,
+    pub links: Vec<Link>,
+    /// What does not fit: a workflow not deployed, a link leaving the process.
+    pub problems: Vec<String>,
 }
 
+/// One workflow starting another.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Wait {
-    pub workflow: String,
+pub struct Link {
+    pub from: String,
+    /// The step that starts it: an end step (`next`) or a sub-workflow step (`subworkflow`).
     pub step: String,
-    /// Time from the step's tasks opening to their completion, summed.
-    pub ms: Millis,
+    pub kind: &'static str,
+    pub to: String,
 }
 
 impl Flowgate {
+    fn process_settings(&self, tenant: &str) -> Arc<ProcessSettings> {
+        self.shared
+            .processes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The process instance `id`: its instances, one timeline, and its figures.
     pub fn process(&self, tenant: &str, id: &str) -> Result<ProcessView, ServiceError> {
-        let filter = InstanceFilter {
-            process: Some(id.to_string()),
-            limit: MAX_INSTANCES,
-            ..Default::default()
-        };
-        let mut members: Vec<(Instance, Vec<Event>)> = Vec::new();
-        for instance in self.shared.store.instances(tenant, &filter)? {
-            let history = self.history(tenant, &instance.id)?;
-            members.push((instance, history));
-        }
+        let members = self.case(tenant, id)?;
         if members.is_empty() {
             return Err(ServiceError::NotFound {
                 what: "process",
                 id: id.to_string(),
             });
         }
-        members.sort_by(|a, b| (a.0.started_at, &a.0.id).cmp(&(b.0.started_at, &b.0.id)));
-        Ok(view(id, &members))
-    }
-}
-
-fn view(process: &str, members: &[(Instance, Vec<Event>)]) -> ProcessView {
-    let running = members.iter().any(|(i, _)| i.status == Status::Running);
-    let first = members.iter().map(|(i, _)| i.started_at).min().unwrap_or(0);
-    let last = members.iter().filter_map(|(i, _)| i.ended_at).max();
-    let cycle_ms = (!running).then(|| last.unwrap_or(first).saturating_sub(first));
-    let mut timeline: Vec<ProcessEvent> = members
-        .iter()
-        .flat_map(|(i, events)| {
-            events.iter().map(|e| ProcessEvent {
-                instance: i.id.clone(),
-                workflow: i.definition_id.clone(),
-                event: e.clone(),
+        let settings = self.process_settings(tenant);
+        let figures = case_figures(
+            &members,
+            &self.shared.calendar(tenant),
+            settings.costs.as_ref(),
+        );
+        let mut timeline: Vec<ProcessEvent> = members
+            .iter()
+            .flat_map(|(i, events)| {
+                events.iter().map(|e| ProcessEvent {
+                    instance: i.id.clone(),
+                    workflow: i.definition_id.clone(),
+                    event: e.clone(),
+                })
             })
+            .collect();
+        timeline.sort_by(|a, b| {
+            (a.event.at, &a.instance, a.event.seq).cmp(&(b.event.at, &b.instance, b.event.seq))
+        });
+        Ok(ProcessView {
+            process: id.to_string(),
+            instances: members
+                .iter()
+                .map(|(i, _)| ProcessMember {
+                    id: i.id.clone(),
+                    workflow: i.definition_id.clone(),
+                    version: i.definition_version,
+                    status: i.status,
+                    started_at: i.started_at,
+                    ended_at: i.ended_at,
+                    parent: i.parent.as_ref().map(|p| p.instance.clone()),
+                })
+                .collect(),
+            timeline,
+            running: figures.running,
+            cycle_ms: figures.cycle_ms,
+            cycle_business_ms: figures.cycle_business_ms,
+            outcome: figures.outcome,
+            handoffs: figures.handoffs,
+            waits: figures.waits,
+            cost: figures.cost,
         })
-        .collect();
-    timeline.sort_by(|a, b| {
-        (a.event.at, &a.instance, a.event.seq).cmp(&(b.event.at, &b.instance, b.event.seq))
-    });
-    // A following workflow starts from the end of the instance whose end step named it.
-    let mut handoffs = Vec::new();
-    for (i, events) in members {
-        for event in events {
-            let EventKind::NextStarted { workflow } = &event.kind else {
+    }
+
+    /// The instances of process instance `id` with their histories, in the order they started.
+    fn case(&self, tenant: &str, id: &str) -> Result<Vec<(Instance, Vec<Event>)>, ServiceError> {
+        let filter = InstanceFilter {
+            process: Some(id.to_string()),
+            limit: MAX_INSTANCES,
+            ..Default::default()
+        };
+        let mut members = Vec::new();
+        for instance in self.shared.store.instances(tenant, &filter)? {
+            let history = self.history(tenant, &instance.id)?;
+            members.push((instance, history));
+        }
+        members.sort_by(|a, b| (a.0.started_at, &a.0.id).cmp(&(b.0.started_at, &b.0.id)));
+        Ok(members)
+    }
+
+    /// The tenant's process definitions, with their links and problems.
+    pub fn process_definitions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<ProcessDefinitionView>, ServiceError> {
+        let settings = self.process_settings(tenant);
+        settings
+            .definitions
+            .values()
+            .map(|p| self.process_definition_view(tenant, p))
+            .collect()
+    }
+
+    /// Process definition `id`, with its links and problems.
+    pub fn process_definition(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<ProcessDefinitionView, ServiceError> {
+        let settings = self.process_settings(tenant);
+        let process = settings
+            .definitions
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "process definition",
+                id: id.to_string(),
+            })?;
+        self.process_definition_view(tenant, process)
+    }
+
+    fn process_definition_view(
+        &self,
+        tenant: &str,
+        process: &ProcessDefinition,
+    ) -> Result<ProcessDefinitionView, ServiceError> {
+        let (mut links, mut problems) = (Vec::new(), Vec::new());
+        for workflow in &process.workflows {
+            let Some(stored) = self.shared.store.definition(tenant, workflow, None)? else {
+                problems.push(format!("workflow `{workflow}` is not deployed"));
                 continue;
             };
-            // The instance that followed, as the end step recorded it; histories from before
-            // ends waited for their next workflow name only the workflow.
-            let followed = events.iter().find_map(|e| match &e.kind {
-                EventKind::FollowedBy { instance, .. } => Some(instance.as_str()),
-                _ => None,
-            });
-            let next = members.iter().find(|(m, _)| match followed {
-                Some(id) => m.id == id,
-                None => {
-                    m.definition_id == *workflow
-                        && m.started_at >= event.at
-                        && m.started_by == format!("workflow {}", i.definition_id)
+            for step in &stored.definition.steps {
+                let (kind, to) = match step {
+                    Step::End(end) => match &end.then {
+                        Some(next) => ("next", &next.workflow),
+                        None => continue,
+                    },
+                    Step::Subworkflow(sub) => ("subworkflow", &sub.workflow),
+                    _ => continue,
+                };
+                if !process.workflows.contains(to) {
+                    problems.push(format!(
+                        "workflow `{workflow}` starts `{to}` at step `{}`, which is not one of the process's workflows",
+                        step.id()
+                    ));
                 }
-            });
-            if let Some((next, _)) = next {
-                handoffs.push(Handoff {
-                    from: i.id.clone(),
-                    to: next.id.clone(),
-                    workflow: workflow.clone(),
-                    delay_ms: next.started_at.saturating_sub(event.at),
+                links.push(Link {
+                    from: workflow.clone(),
+                    step: step.id().to_string(),
+                    kind,
+                    to: to.clone(),
                 });
             }
         }
+        Ok(ProcessDefinitionView {
+            definition: process.clone(),
+            links,
+            problems,
+        })
     }
-    let mut spent: BTreeMap<(String, String), Millis> = BTreeMap::new();
-    for (i, events) in members {
-        let mut opened: BTreeMap<&str, (&str, Millis)> = BTreeMap::new();
-        for event in events {
-            match &event.kind {
-                EventKind::TaskCreated { task, step, .. } => {
-                    opened.insert(task, (step, event.at));
-                }
-                EventKind::TaskCompleted { task, .. } | EventKind::TaskCancelled { task } => {
-                    if let Some((step, at)) = opened.remove(task.as_str()) {
-                        *spent
-                            .entry((i.definition_id.clone(), step.to_string()))
-                            .or_default() += event.at.saturating_sub(at);
-                    }
-                }
-                _ => {}
+
+    /// Process metrics of `id` over `[from, to)`: the cases its `starts` workflow opened before
+    /// `to`, each read whole.
+    pub fn process_metrics(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<ProcessMetrics, ServiceError> {
+        let settings = self.process_settings(tenant);
+        let process = settings
+            .definitions
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "process definition",
+                id: id.to_string(),
+            })?;
+        let filter = InstanceFilter {
+            definition: Some(process.starts.clone()),
+            started_before: Some(to),
+            limit: MAX_CASES,
+            ..InstanceFilter::default()
+        };
+        let mut cases = Vec::new();
+        for root in self.shared.store.instances(tenant, &filter)? {
+            // Only instances that opened their own case: a `starts` workflow started by
+            // another workflow belongs to that one's case.
+            if root.process_id() != root.id {
+                continue;
             }
+            cases.push(self.case(tenant, &root.id)?);
         }
-    }
-    let mut waits: Vec<Wait> = spent
-        .into_iter()
-        .map(|((workflow, step), ms)| Wait { workflow, step, ms })
-        .collect();
-    waits.sort_by_key(|w| std::cmp::Reverse(w.ms));
-    ProcessView {
-        process: process.to_string(),
-        instances: members
-            .iter()
-            .map(|(i, _)| ProcessMember {
-                id: i.id.clone(),
-                workflow: i.definition_id.clone(),
-                version: i.definition_version,
-                status: i.status,
-                started_at: i.started_at,
-                ended_at: i.ended_at,
-                parent: i.parent.as_ref().map(|p| p.instance.clone()),
-            })
-            .collect(),
-        timeline,
-        running,
-        cycle_ms,
-        handoffs,
-        waits,
+        Ok(crate::engine::process::compute(
+            process,
+            &cases,
+            from,
+            to,
+            &self.shared.calendar(tenant),
+            settings.costs.as_ref(),
+        ))
     }
 }

@@ -439,6 +439,9 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("GET", "/api/v1/messages/{id}"),
         ("GET", "/api/v1/schedules"),
         ("GET", "/api/v1/processes/{id}"),
+        ("GET", "/api/v1/process-definitions"),
+        ("GET", "/api/v1/process-definitions/{id}"),
+        ("GET", "/api/v1/process-definitions/{id}/metrics"),
         ("POST", "/hooks/{tenant}/{name}"),
         (
             "POST",

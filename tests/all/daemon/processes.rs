@@ -224,3 +224,123 @@ then = { workflow = "fulfilment", data = { order = "order" } }
     );
     assert_eq!(body["instance"]["data"]["order"], "SO-12");
 }
+
+#[test]
+fn process_definitions_show_their_links_and_their_metrics_hold_the_cases_that_ended() {
+    let d = start(1 << 20);
+    let (status, list) = d.call("GET", "/api/v1/process-definitions", Some(ACME_ADMIN), None);
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .map(|l| l.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["accounts-payable", "client-onboarding"]);
+    let (status, ap) = d.call(
+        "GET",
+        "/api/v1/process-definitions/accounts-payable",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{ap}");
+    assert_eq!(ap["starts"], "invoice-receipt");
+    assert_eq!(ap["problems"], json!([]), "{ap}");
+    let links: Vec<(String, String)> = ap["links"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|k| (k["from"].to_string(), k["to"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(links.len(), 3, "{ap}");
+    assert!(links.contains(&("\"invoice-approval\"".into(), "\"invoice-payment\"".into())));
+
+    // One invoice refused at matching: a case of two workflows, ended.
+    let (status, first) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "invoice-receipt", "data": {"invoice_id": "INV-1", "vendor": "Globex", "amount": 1200}})),
+    );
+    assert_eq!(status, 201, "{first}");
+    let receipt = first["id"].as_str().unwrap_or_default().to_string();
+    let clerk = json!({"id": "cleo", "roles": ["ap-clerk"]});
+    let task = d.task_for(&receipt, "ap-clerk");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{task}/complete"),
+        Some(ACME_ADMIN),
+        Some(json!({"by": clerk, "data": {"po_number": "PO-1"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/messages",
+        Some(ACME_ADMIN),
+        Some(json!({"id": "wh-1", "name": "goods-received", "correlation": "PO-1", "data": {"received_qty": 3}})),
+    );
+    assert!(status == 200 || status == 202, "{body}");
+    let matching = eventually("the matching workflow", || {
+        process(&d, &receipt)["instances"][1]["id"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let matching = d.task_for(&matching, "ap-clerk");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/api/v1/tasks/{matching}/complete"),
+        Some(ACME_ADMIN),
+        Some(json!({"by": clerk, "outcome": "mismatch"})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let metrics = eventually("the case to end", || {
+        let (status, m) = d.call(
+            "GET",
+            "/api/v1/process-definitions/accounts-payable/metrics",
+            Some(ACME_ADMIN),
+            None,
+        );
+        assert_eq!(status, 200, "{m}");
+        (m["ended"] == 1).then_some(m)
+    });
+    assert_eq!(
+        metrics["outcomes"]["invoice-matching rejected"], 1,
+        "{metrics}"
+    );
+    assert_eq!(metrics["cycle_time"]["count"], 1);
+    assert_eq!(
+        metrics["handoffs"]["invoice-receipt → invoice-matching"]["count"],
+        1
+    );
+    assert_eq!(metrics["cost"]["currency"], "EUR");
+    // The match was priced at 0.50; the people's seconds add cents at most.
+    let total = metrics["cost"]["per_case"]["total"]
+        .as_f64()
+        .unwrap_or_default();
+    assert!((0.5..0.6).contains(&total), "{metrics}");
+    let case = process(&d, &receipt);
+    assert_eq!(case["outcome"], "invoice-matching rejected");
+
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/process-definitions/accounts-payable/metrics?from=10&to=5",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!((status, code(&body)), (400, "invalid"), "{body}");
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/process-definitions/nope/metrics",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/process-definitions/accounts-payable",
+        Some(GLOBEX_ADMIN),
+        None,
+    );
+    assert_eq!(status, 404, "another tenant's process definition: {body}");
+}

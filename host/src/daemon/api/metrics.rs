@@ -37,17 +37,7 @@ pub async fn workflow(
     Path(workflow): Path<String>,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let time = |key: &str| params.number(key, "milliseconds since the epoch");
-    let to = time("to")?.unwrap_or_else(|| s.flowgate.clock().now().saturating_add(1));
-    let from = time("from")?.unwrap_or(to.saturating_sub(THIRTY_DAYS_MS));
-    if from >= to {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "`from` must be before `to`",
-        )
-        .with(json!({"field": "from"})));
-    }
+    let (from, to) = range(&params, s.flowgate.clock().now())?;
     let flowgate = s.flowgate.clone();
     let tenant = caller.tenant().to_string();
     let metrics =
@@ -57,4 +47,20 @@ pub async fn workflow(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             })??;
     Ok(Json(json!(metrics)))
+}
+
+/// The `[from, to)` a metrics request asks for: `to` defaults to now, `from` to 30 days before.
+pub(crate) fn range(params: &Params, now: u64) -> Result<(u64, u64), ApiError> {
+    let time = |key: &str| params.number(key, "milliseconds since the epoch");
+    let to = time("to")?.unwrap_or_else(|| now.saturating_add(1));
+    let from = time("from")?.unwrap_or(to.saturating_sub(THIRTY_DAYS_MS));
+    if from >= to {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "`from` must be before `to`",
+        )
+        .with(json!({"field": "from"})));
+    }
+    Ok((from, to))
 }

@@ -1,12 +1,15 @@
-//! Process instances: the linked workflow instances of one business case as one timeline.
+//! Processes: a process instance (the linked workflow instances of one business case) as one
+//! timeline; the tenant's process definitions with how their workflows link; process metrics.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
-use crate::daemon::extract::Caller;
-use crate::service::ProcessView;
+use crate::daemon::extract::{Caller, Params};
+use crate::engine::process::ProcessMetrics;
+use crate::service::{ProcessDefinitionView, ProcessView};
 
 /// A process instance (its id is the id of the instance that began the case): its instances,
 /// every event in time order, end-to-end cycle time, handoffs between workflows, and the steps
@@ -18,7 +21,7 @@ use crate::service::ProcessView;
     tag = "instances",
     params(("id" = String, Path, description = "The process id (`process` of any of its instances)")),
     responses(
-        (status = 200, description = "`{process, instances, timeline, running, cycle_ms, handoffs, waits}`", body = serde_json::Value),
+        (status = 200, description = "`{process, instances, timeline, running, cycle_ms, cycle_business_ms, outcome, handoffs, waits, cost}`", body = serde_json::Value),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
@@ -30,4 +33,85 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<ProcessView>, ApiError> {
     Ok(Json(s.flowgate.process(caller.tenant(), &id)?))
+}
+
+/// The tenant's process definitions (`[processes.<id>]` in its file): the workflows of each,
+/// the links their deployed versions make, and what does not fit.
+#[utoipa::path(
+    get,
+    path = "/api/v1/process-definitions",
+    operation_id = "listProcessDefinitions",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "`[{id, name, description, starts, workflows, links, problems}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn definitions(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ProcessDefinitionView>>, ApiError> {
+    Ok(Json(s.flowgate.process_definitions(caller.tenant())?))
+}
+
+/// One process definition, with its links and problems.
+#[utoipa::path(
+    get,
+    path = "/api/v1/process-definitions/{id}",
+    operation_id = "getProcessDefinition",
+    tag = "metrics",
+    params(("id" = String, Path, description = "The process definition id")),
+    responses(
+        (status = 200, description = "`{id, name, description, starts, workflows, links, problems}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn definition(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ProcessDefinitionView>, ApiError> {
+    Ok(Json(s.flowgate.process_definition(caller.tenant(), &id)?))
+}
+
+/// Process metrics over `[from, to)`, of the cases that ended in it: end-to-end cycle time
+/// (wall-clock and business), handoff delay per link, where the cases wait most, how they
+/// ended, and the cost per case when the tenant prices its work; percentiles throughout.
+#[utoipa::path(
+    get,
+    path = "/api/v1/process-definitions/{id}/metrics",
+    operation_id = "getProcessMetrics",
+    tag = "metrics",
+    params(
+        ("id" = String, Path, description = "The process definition id"),
+        ("from" = Option<u64>, Query, description = "Milliseconds since the epoch (default: 30 days before `to`)"),
+        ("to" = Option<u64>, Query, description = "Milliseconds since the epoch (default: now)")
+    ),
+    responses(
+        (status = 200, description = "The metrics", body = serde_json::Value),
+        (status = 400, description = "Malformed query, with the field", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn metrics(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<ProcessMetrics>, ApiError> {
+    let (from, to) = super::metrics::range(&params, s.flowgate.clock().now())?;
+    let flowgate = s.flowgate.clone();
+    let tenant = caller.tenant().to_string();
+    let metrics =
+        tokio::task::spawn_blocking(move || flowgate.process_metrics(&tenant, &id, from, to))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??;
+    Ok(Json(metrics))
 }
