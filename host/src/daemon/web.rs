@@ -65,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/plugins", get(catalog::plugins))
         .route("/reports", get(reports::index))
         .route("/reports/{workflow}", get(reports::report))
+        .route("/reports/processes/{id}", get(reports::process_report))
         .route(
             "/x/{tenant}/{task}/{expires}/{signature}",
             get(outside::landing).post(outside::open),

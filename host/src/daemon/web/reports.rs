@@ -1,5 +1,7 @@
 //! Workflow metrics drawn: cycle time by outcome, where work waits per step (task completion and
-//! handoff delay), error rates and the automation share, over a chosen time range.
+//! handoff delay), error rates and the automation share, over a chosen time range. Process
+//! metrics drawn: end-to-end cycle time, where cases wait across the workflows, the handoffs
+//! between them, how cases ended and what a case costs.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -24,6 +26,19 @@ pub struct ReportQuery {
     range: String,
     /// Another workflow chosen in the page's form.
     workflow: Option<String>,
+    /// Another process chosen in the page's form.
+    process: Option<String>,
+}
+
+/// The range a query names (the last 30 days unless it names another), as (key, from, to).
+fn range_of(q: &ReportQuery, now: u64) -> (&'static str, u64, u64) {
+    let (range, _, span) = RANGES
+        .iter()
+        .find(|(key, _, _)| *key == q.range)
+        .copied()
+        .unwrap_or(RANGES[2]);
+    let to = now.saturating_add(1);
+    (range, to.saturating_sub(span), to)
 }
 
 /// A bar of a chart: its label, its value in words, and its length as a share of the longest.
@@ -70,6 +85,220 @@ struct ReportPage {
     automation: u32,
     outcomes: Vec<Outcome>,
     steps: Vec<StepRow>,
+    /// The tenant's processes, (id, name), for links to their reports.
+    processes: Vec<(String, String)>,
+}
+
+/// A place a process's cases spend time: a step of one of its workflows, or a handoff.
+#[derive(Debug)]
+struct WaitRow {
+    workflow: String,
+    step: String,
+    share: u32,
+    total: String,
+    median: String,
+    cases: usize,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "process_report.html")]
+struct ProcessReportPage {
+    chrome: Chrome,
+    processes: Vec<(String, String)>,
+    process: String,
+    name: String,
+    description: String,
+    /// The workflows, (id, name), in the process's order.
+    workflows: Vec<(String, String)>,
+    ranges: Vec<(&'static str, &'static str)>,
+    range: String,
+    from: String,
+    to: String,
+    started: u64,
+    ended: u64,
+    running: u64,
+    cycle: Vec<Bar>,
+    cycle_business: Vec<Bar>,
+    waits: Vec<WaitRow>,
+    handoffs: Vec<(String, String, String)>,
+    outcomes: Vec<(String, u64)>,
+    /// Per case: median, 90th percentile, mean, total; and people's and steps' shares.
+    cost: Option<CostView>,
+}
+
+#[derive(Debug)]
+struct CostView {
+    currency: String,
+    median: String,
+    p90: String,
+    mean: String,
+    total: String,
+    people: String,
+    steps: String,
+}
+
+/// An amount of money as people read it: `1,234.50 EUR`.
+fn money(amount: f64, currency: &str) -> String {
+    let cents = (amount * 100.0).round() as i64;
+    let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+    let digits = whole.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{grouped}.{frac:02} {currency}")
+}
+
+pub async fn process_report(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(process): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, PageError> {
+    if let Some(other) = q.process.as_ref().filter(|p| **p != process) {
+        return Ok(axum::response::IntoResponse::into_response(
+            axum::response::Redirect::to(&format!(
+                "/reports/processes/{}?range={}",
+                super::urlencode(other),
+                super::urlencode(&q.range)
+            )),
+        ));
+    }
+    let (range, from, to) = range_of(&q, s.flowgate.clock().now());
+    let definition = s.flowgate.process_definition(viewer.tenant(), &process)?;
+    let flowgate = s.flowgate.clone();
+    let (tenant, id) = (viewer.tenant().to_string(), process.clone());
+    let m = tokio::task::spawn_blocking(move || flowgate.process_metrics(&tenant, &id, from, to))
+        .await
+        .map_err(|e| crate::service::ServiceError::Unavailable(e.to_string()))??;
+    let latest = super::latest_definitions(&s, viewer.tenant())?;
+    let workflow_name = |id: &str| {
+        latest
+            .get(id)
+            .map_or(id.to_string(), |d| d.display_name().to_string())
+    };
+    let step_title = |workflow: &str, step: &str| {
+        latest
+            .get(workflow)
+            .and_then(|d| d.step(step))
+            .map_or(step.to_string(), |s| s.title().to_string())
+    };
+    let waits = m
+        .waits
+        .iter()
+        .map(|w| WaitRow {
+            workflow: workflow_name(&w.workflow),
+            step: match w
+                .step
+                .strip_prefix("(handoff to ")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                Some(next) => format!("Handing on to {}", workflow_name(next)),
+                None => step_title(&w.workflow, &w.step),
+            },
+            share: (w.share * 100.0).round() as u32,
+            total: duration(w.total_ms),
+            median: duration(w.per_case.p50_ms),
+            cases: w.per_case.count,
+        })
+        .collect();
+    // In the order the process lists its workflows, which is the order a case goes through them.
+    let position = |workflow: &str| {
+        definition
+            .definition
+            .workflows
+            .iter()
+            .position(|w| w == workflow)
+            .unwrap_or(usize::MAX)
+    };
+    let mut links: Vec<_> = m.handoffs.iter().collect();
+    links.sort_by_key(|(link, _)| {
+        let (a, b) = link.split_once(" → ").unwrap_or((link.as_str(), ""));
+        (position(a), position(b))
+    });
+    let handoffs = links
+        .into_iter()
+        .map(|(link, summary)| {
+            let (a, b) = link.split_once(" → ").unwrap_or((link, ""));
+            (
+                workflow_name(a),
+                workflow_name(b),
+                format!(
+                    "{} median, {} at the 90th percentile",
+                    duration(summary.p50_ms),
+                    duration(summary.p90_ms)
+                ),
+            )
+        })
+        .collect();
+    let outcomes = m
+        .outcomes
+        .iter()
+        .map(|(outcome, n)| {
+            let (workflow, how) = outcome.rsplit_once(' ').unwrap_or((outcome, ""));
+            (format!("{how} in {}", workflow_name(workflow)), *n)
+        })
+        .collect();
+    let cost = m.cost.as_ref().map(|c| CostView {
+        currency: c.currency.clone(),
+        median: money(c.per_case.p50, &c.currency),
+        p90: money(c.per_case.p90, &c.currency),
+        mean: money(c.per_case.mean, &c.currency),
+        total: money(c.per_case.total, &c.currency),
+        people: money(c.people, &c.currency),
+        steps: money(c.steps, &c.currency),
+    });
+    let processes = process_names(&s, viewer.tenant())?;
+    Ok(html(&ProcessReportPage {
+        chrome: viewer.chrome("reports"),
+        processes,
+        name: if definition.definition.name.is_empty() {
+            process.clone()
+        } else {
+            definition.definition.name.clone()
+        },
+        description: definition.definition.description.clone(),
+        workflows: definition
+            .definition
+            .workflows
+            .iter()
+            .map(|w| (w.clone(), workflow_name(w)))
+            .collect(),
+        process,
+        ranges: RANGES.iter().map(|(k, l, _)| (*k, *l)).collect(),
+        range: range.to_string(),
+        from: format::iso(from),
+        to: format::iso(to),
+        started: m.started,
+        ended: m.ended,
+        running: m.running,
+        cycle: percentiles(&m.cycle_time),
+        cycle_business: percentiles(&m.cycle_time_business),
+        waits,
+        handoffs,
+        outcomes,
+        cost,
+    }))
+}
+
+/// The tenant's processes as (id, name).
+fn process_names(s: &AppState, tenant: &str) -> Result<Vec<(String, String)>, PageError> {
+    Ok(s.flowgate
+        .process_definitions(tenant)?
+        .into_iter()
+        .map(|p| {
+            let name = if p.definition.name.is_empty() {
+                p.definition.id.clone()
+            } else {
+                p.definition.name.clone()
+            };
+            (p.definition.id, name)
+        })
+        .collect())
 }
 
 pub async fn index(State(s): State<AppState>, viewer: Viewer) -> Result<Response, PageError> {
@@ -106,13 +335,7 @@ pub async fn report(
             )),
         ));
     }
-    let (range, _, span) = RANGES
-        .iter()
-        .find(|(key, _, _)| *key == q.range)
-        .copied()
-        .unwrap_or(RANGES[2]);
-    let to = s.flowgate.clock().now().saturating_add(1);
-    let from = to.saturating_sub(span);
+    let (range, from, to) = range_of(&q, s.flowgate.clock().now());
     let m = s.flowgate.metrics(viewer.tenant(), &workflow, from, to)?;
     let latest = super::latest_definitions(&s, viewer.tenant())?;
     let def = latest.get(&workflow);
@@ -167,6 +390,7 @@ pub async fn report(
         automation: (m.automation_share * 100.0).round() as u32,
         outcomes,
         steps,
+        processes: process_names(&s, viewer.tenant())?,
     }))
 }
 
