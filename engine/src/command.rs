@@ -71,6 +71,9 @@ pub enum Command {
         child: String,
         outcome: EndOutcome,
         data: serde_json::Map<String, serde_json::Value>,
+        /// In a fan-out: the index of the element the child was started for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
     },
     /// The workflow an end step starts next is running as `instance`: the instance ends.
     NextStarted {

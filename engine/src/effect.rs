@@ -22,6 +22,22 @@ pub enum Effect {
         data: serde_json::Map<String, serde_json::Value>,
         wait: bool,
     },
+    /// Start one instance of `workflow` per entry of `children` (a fan-out); with `wait`, each
+    /// reports back to the token with its index.
+    StartChildren {
+        token: u64,
+        activation: u64,
+        workflow: String,
+        children: Vec<serde_json::Map<String, serde_json::Value>>,
+        wait: bool,
+    },
+    /// Cancel the sub-workflows still running that token `token` (at `activation`) started: it
+    /// no longer waits for them.
+    CancelChildren {
+        token: u64,
+        activation: u64,
+        reason: String,
+    },
     /// Tell the parent that this sub-workflow ended.
     NotifyParent {
         parent: ParentLink,

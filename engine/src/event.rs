@@ -170,6 +170,9 @@ pub enum EventKind {
     SubworkflowStarted {
         step: String,
         workflow: String,
+        /// A fan-out: how many instances it started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
     },
     SubworkflowFinished {
         step: String,

@@ -100,9 +100,12 @@ impl Run<'_> {
         error: String,
     ) {
         let error = format!("workflow `{workflow}` did not start: {error}");
-        let waits = self
-            .live_token(token, activation)
-            .is_some_and(|t| matches!(t.wait, Wait::Next { .. } | Wait::Subworkflow));
+        let waits = self.live_token(token, activation).is_some_and(|t| {
+            matches!(
+                t.wait,
+                Wait::Next { .. } | Wait::Subworkflow | Wait::Children(_)
+            )
+        });
         if waits {
             let incident = Incident {
                 error,

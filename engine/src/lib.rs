@@ -42,6 +42,7 @@ mod command;
 pub mod definition;
 mod effect;
 mod event;
+mod fanout;
 mod handoff;
 mod lifecycle;
 mod messages;
@@ -66,12 +67,16 @@ pub use state::*;
 /// Milliseconds since the Unix epoch: the engine's only notion of time.
 pub type Millis = u64;
 
-/// The value at a dotted path (`customer.tier`) in instance data.
+/// The value at a dotted path (`customer.tier`) in instance data; a number picks an element of
+/// a list (`quotes.0.price`).
 pub fn data_path<'a>(
     data: &'a serde_json::Map<String, serde_json::Value>,
     path: &str,
 ) -> Option<&'a serde_json::Value> {
     let mut parts = path.split('.');
     let first = data.get(parts.next()?)?;
-    parts.try_fold(first, |value, part| value.get(part))
+    parts.try_fold(first, |value, part| match value {
+        serde_json::Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => value.get(part),
+    })
 }

@@ -253,7 +253,26 @@ pub fn migration_problems(to: &Definition, inst: &Instance, migration: &Migratio
             Wait::Task { .. } => "task",
             Wait::Approval(_) => "approval",
             Wait::Timer { .. } => "wait",
-            Wait::Subworkflow => "subworkflow",
+            Wait::Subworkflow | Wait::Children(_) => {
+                let fans_out = matches!(step, Step::Subworkflow(s) if s.for_each.is_some());
+                if fans_out != matches!(token.wait, Wait::Children(_)) {
+                    problems.push(format!(
+                        "{at} {} in version {version}, where the instance waits for {}",
+                        if fans_out {
+                            "fans out"
+                        } else {
+                            "does not fan out"
+                        },
+                        if fans_out {
+                            "one sub-workflow"
+                        } else {
+                            "the instances of a fan-out"
+                        }
+                    ));
+                    continue;
+                }
+                "subworkflow"
+            }
             Wait::Message { .. } => "receive",
             Wait::Joined => "join",
             Wait::Policy { .. } | Wait::Action { .. } | Wait::Route { .. } => {

@@ -193,7 +193,14 @@ impl Run<'_> {
         child: &str,
         outcome: EndOutcome,
         data: Map<String, Value>,
+        index: Option<u32>,
     ) -> Result<(), CommandError> {
+        if let Some(index) = index {
+            if !self.awaits(token, activation, |w| matches!(w, Wait::Children(_))) {
+                return Ok(());
+            }
+            return self.fan_out_child_finished(token, index, child, outcome, data);
+        }
         if !self.awaits(token, activation, |w| matches!(w, Wait::Subworkflow)) {
             return Ok(());
         }

@@ -202,7 +202,8 @@ pub fn apply(
             child,
             outcome,
             data,
-        } => run.child_finished(token, activation, &child, outcome, data)?,
+            index,
+        } => run.child_finished(token, activation, &child, outcome, data, index)?,
         Command::NextStarted {
             token,
             activation,
@@ -366,9 +367,16 @@ impl<'a> Run<'a> {
 
     /// Cancels a token: its open tasks and its timers go with it.
     pub(crate) fn drop_token(&mut self, id: u64) {
-        if self.inst.tokens.remove(&id).is_none() {
-            return;
+        let waits_for_children = match self.inst.tokens.get(&id).map(|t| &t.wait) {
+            None => return,
+            Some(Wait::Subworkflow) => true,
+            Some(Wait::Children(fan)) => fan.running() > 0,
+            Some(_) => false,
+        };
+        if waits_for_children {
+            self.cancel_children(id, "the step that waits for it was cancelled");
         }
+        self.inst.tokens.remove(&id);
         self.unsubscribe(id);
         let tasks: Vec<String> = self
             .inst

@@ -98,12 +98,57 @@ pub struct Held {
     pub command: Command,
 }
 
+/// Where a fan-out stands: how many instances it started, how many must complete, and those
+/// that ended so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub started: u32,
+    pub required: u32,
+    /// In the order they ended. (A list, not a map by index: an internally tagged enum keeps
+    /// JSON map keys as text.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<EndedChild>,
+}
+
+impl FanOut {
+    /// How many ended `completed`.
+    pub fn completed(&self) -> u32 {
+        self.ended
+            .iter()
+            .filter(|c| c.outcome == EndOutcome::Completed)
+            .count() as u32
+    }
+
+    /// How many have not ended.
+    pub fn running(&self) -> u32 {
+        self.started.saturating_sub(self.ended.len() as u32)
+    }
+
+    /// The instance started for element `index`, if it ended.
+    pub fn ended_at(&self, index: u32) -> Option<&EndedChild> {
+        self.ended.iter().find(|c| c.index == index)
+    }
+}
+
+/// A fan-out instance that ended: which, how, and its final data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedChild {
+    /// The index of its element in the list.
+    pub index: u32,
+    pub instance: String,
+    pub outcome: EndOutcome,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
 /// A link from a sub-workflow to the step of its parent that waits for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentLink {
     pub instance: String,
     pub token: u64,
     pub activation: u64,
+    /// In a fan-out: the index of the element this instance was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
 }
 
 /// An active step of an instance.
@@ -137,6 +182,8 @@ pub enum Wait {
     Timer { timer: String },
     /// A sub-workflow to finish.
     Subworkflow,
+    /// The instances of a fan-out to end, as many as its join needs.
+    Children(FanOut),
     /// The workflow an end step starts next, to run (then the instance ends).
     Next { workflow: String },
     /// A message from another system.

@@ -75,6 +75,11 @@ impl Run<'_> {
                 Ok(())
             }
             Step::Join(join) => self.enter_join(id, join),
+            Step::Subworkflow(sub) if sub.for_each.is_some() => {
+                let list = sub.for_each.clone().unwrap_or_default();
+                let sub = sub.clone();
+                self.enter_fan_out(id, activation, &sub, &list)
+            }
             Step::Subworkflow(sub) => {
                 let data = if sub.input.is_empty() {
                     self.inst.data.clone()
@@ -96,6 +101,7 @@ impl Run<'_> {
                     EventKind::SubworkflowStarted {
                         step: sub.id.clone(),
                         workflow: sub.workflow.clone(),
+                        count: None,
                     },
                     None,
                 );

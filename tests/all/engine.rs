@@ -913,3 +913,157 @@ async fn metrics_show_how_late_the_oldest_due_timer_is() {
     let text = h.flowgate.render_metrics().unwrap_or_default();
     assert_eq!(gauge(&text), Some(0.0), "fired");
 }
+
+/// The quote-request instances of `parent`'s fan-out, in element order.
+fn quote_requests(h: &Harness, parent: &str) -> Vec<flowgate::engine::Instance> {
+    let filter = flowgate::store::InstanceFilter {
+        definition: Some("quote-request".into()),
+        process: Some(parent.to_string()),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut children = h
+        .flowgate
+        .instances(&h.tenant, &filter)
+        .unwrap_or_else(|e| panic!("{e}"));
+    children.sort_by_key(|c| c.parent.as_ref().and_then(|p| p.index));
+    children
+}
+
+#[tokio::test]
+async fn cancelling_a_fan_out_cancels_the_instances_it_waits_for() {
+    let h = harness().await;
+    let suppliers = json!([
+        {"name": "Acme Valves", "buyer": "bea"},
+        {"name": "Globex Fluid", "buyer": "cal"},
+        {"name": "Initech Flow", "buyer": "dan"},
+    ]);
+    let parent = start(
+        &h,
+        "supplier-quotes",
+        json!({"part": "valve", "quantity": 4, "suppliers": suppliers}),
+    )
+    .await;
+    let children = quote_requests(&h, &parent.id);
+    let buyers: Vec<String> = children
+        .iter()
+        .map(|c| {
+            c.data["supplier"]["buyer"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(buyers, ["bea", "cal", "dan"]);
+    assert!(children.iter().all(|c| c.status == Status::Running));
+
+    h.flowgate
+        .cancel(
+            &h.tenant,
+            &parent.id,
+            "pia",
+            "the part was discontinued".into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.settle().await;
+    for child in quote_requests(&h, &parent.id) {
+        assert_eq!(child.status, Status::Cancelled, "{}", child.id);
+        assert!(
+            child
+                .tasks
+                .values()
+                .all(|t| t.status != flowgate::engine::TaskStatus::Open)
+        );
+        let history = h
+            .flowgate
+            .history(&h.tenant, &child.id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let last = history.last().map(|e| e.reason.clone());
+        assert_eq!(
+            last,
+            Some(Some("the step that waits for it was cancelled".to_string())),
+            "{}",
+            child.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fan_out_start_refused_midway_withdraws_those_started_and_is_an_incident() {
+    let h = harness().await;
+    let child = r#"
+id = "check-one"
+start = "check"
+start_form = [
+  { name = "item", type = "text", required = true },
+  { name = "batch", type = "text" },
+]
+[[steps]]
+id = "check"
+kind = "task"
+role = "clerk"
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let parent = r#"
+id = "check-all"
+start = "checks"
+[[steps]]
+id = "checks"
+kind = "subworkflow"
+workflow = "check-one"
+for_each = "items"
+input = ["batch"]
+next = "done"
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    for (file, source) in [("c.toml", child), ("p.toml", parent)] {
+        h.flowgate
+            .deploy(&h.tenant, file, source)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let instance = start(
+        &h,
+        "check-all",
+        json!({"batch": "b1", "items": ["a", "b", 7]}),
+    )
+    .await;
+    let stuck = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let incident = stuck
+        .tokens
+        .values()
+        .find_map(|t| match &t.wait {
+            Wait::Incident(i) => Some(i.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no incident: {:?}", stuck.tokens));
+    assert!(
+        incident.error.contains("instance 3 of check-one") && incident.error.contains("item"),
+        "{}",
+        incident.error
+    );
+    let filter = flowgate::store::InstanceFilter {
+        definition: Some("check-one".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let started = h
+        .flowgate
+        .instances(&h.tenant, &filter)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.len(), 2, "the first two started");
+    assert!(
+        started.iter().all(|c| c.status == Status::Cancelled),
+        "{:?}",
+        started.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
+}

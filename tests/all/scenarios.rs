@@ -582,4 +582,5 @@ scenarios!(
     purchase_request_rejected,
     support_ticket_safety_escalation,
     support_ticket_sla_missed,
+    supplier_quotes,
 );

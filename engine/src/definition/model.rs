@@ -469,13 +469,46 @@ pub struct SubworkflowStep {
     /// Data keys passed to it; empty passes all.
     #[serde(default)]
     pub input: Vec<String>,
-    /// Key under which its final data is stored; without it, its data is merged.
+    /// Key under which its final data is stored; without it, its data is merged. With
+    /// `for_each`, a list of each instance's final data in the order of the elements (`null`
+    /// for one that did not end); without it, the instances' data is not merged.
     pub output: Option<String>,
+    /// Fan-out: a data field (a path) holding a list; one instance of `workflow` is started per
+    /// element, which it gets under `item`.
+    pub for_each: Option<String>,
+    /// The key under which each instance of a fan-out gets its element (default `item`).
+    pub item: Option<String>,
+    /// When a fan-out goes on: once every instance completed (`all`, the default), once one did
+    /// (`any`), or once `required` did (`quorum`). The instances still running then are
+    /// cancelled; when too many end otherwise for the join to be met, the step goes on with
+    /// outcome `rejected` (or `cancelled` when none was rejected).
+    pub join: Option<JoinMode>,
+    /// With `join = "quorum"`: how many instances must complete.
+    pub required: Option<u32>,
     /// The next step.
     pub next: Option<String>,
     /// Its outcome (`completed`, `rejected`, `cancelled`) → next step.
     #[serde(default)]
     pub on: BTreeMap<String, String>,
+}
+
+/// At most this many instances per fan-out: a longer list raises an incident.
+pub const MAX_FAN_OUT: usize = 200;
+
+impl SubworkflowStep {
+    /// The key each fan-out instance gets its element under.
+    pub fn item_key(&self) -> &str {
+        self.item.as_deref().unwrap_or("item")
+    }
+
+    /// How many of `count` fan-out instances must complete for the step to go on.
+    pub fn required_of(&self, count: u32) -> u32 {
+        match self.join.unwrap_or_default() {
+            JoinMode::All => count,
+            JoinMode::Any => 1,
+            JoinMode::Quorum => self.required.unwrap_or(count),
+        }
+    }
 }
 
 fn yes() -> bool {

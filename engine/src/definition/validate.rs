@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::model::{
-    ApprovalStep, Definition, Escalation, FormField, JoinMode, ReceiveStep, Span, Step, TaskStep,
-    WaitStep,
+    ApprovalStep, Definition, Escalation, FormField, JoinMode, ReceiveStep, Span, Step,
+    SubworkflowStep, TaskStep, WaitStep,
 };
 use crate::Capability;
 
@@ -207,6 +207,7 @@ fn check_step(
                     );
                 }
             }
+            check_fan_out(c, i, s);
         }
         _ => {}
     }
@@ -613,5 +614,46 @@ fn check_reachability(c: &mut Checker<'_>, index: &BTreeMap<&str, usize>) {
                 ),
             );
         }
+    }
+}
+
+/// A fan-out's list, element key and join; `item`, `join` and `required` only with `for_each`.
+fn check_fan_out(c: &mut Checker, i: usize, s: &SubworkflowStep) {
+    let Some(list) = &s.for_each else {
+        for (field, given) in [
+            ("item", s.item.is_some()),
+            ("join", s.join.is_some()),
+            ("required", s.required.is_some()),
+        ] {
+            if given {
+                c.at(
+                    Some(i),
+                    field,
+                    "only a fan-out takes it: set `for_each` to the list to start one instance per element",
+                );
+            }
+        }
+        return;
+    };
+    if list.trim().is_empty() {
+        c.at(Some(i), "for_each", "names no data field");
+    }
+    if s.item.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        c.at(Some(i), "item", "must not be empty");
+    }
+    match (s.join.unwrap_or_default(), s.required) {
+        (JoinMode::Quorum, Some(0)) => c.at(Some(i), "required", "must be at least 1"),
+        (JoinMode::Quorum, None) => c.at(Some(i), "required", "a quorum join needs `required`"),
+        (JoinMode::All | JoinMode::Any, Some(_)) => {
+            c.at(Some(i), "required", "only a quorum join takes `required`")
+        }
+        _ => {}
+    }
+    if !s.wait && (s.join.is_some() || s.output.is_some()) {
+        c.at(
+            Some(i),
+            if s.join.is_some() { "join" } else { "output" },
+            "a fan-out that does not wait (`wait = false`) has nothing to join",
+        );
     }
 }

@@ -158,6 +158,13 @@ pub fn effects(applied: &Applied) -> Vec<String> {
             Effect::StartChild { workflow, wait, .. } => {
                 format!("start-child {workflow} wait={wait}")
             }
+            Effect::StartChildren {
+                workflow,
+                children,
+                wait,
+                ..
+            } => format!("start-children {}x{workflow} wait={wait}", children.len()),
+            Effect::CancelChildren { token, .. } => format!("cancel-children {token}"),
             Effect::NotifyParent { outcome, .. } => format!("notify-parent {outcome}"),
             Effect::StartNext { workflow, .. } => format!("start-next {workflow}"),
             Effect::Notify(n) => {

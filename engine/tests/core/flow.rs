@@ -196,6 +196,7 @@ fn a_subworkflow_starts_with_its_input_and_its_outcome_picks_the_way() {
         child: "c0".into(),
         outcome: EndOutcome::Completed,
         data: Default::default(),
+        index: None,
     };
     assert!(env.ok(stale).is_empty());
     let finished = env.ok(Command::ChildFinished {
@@ -204,6 +205,7 @@ fn a_subworkflow_starts_with_its_input_and_its_outcome_picks_the_way() {
         child: "c1".into(),
         outcome: EndOutcome::Rejected,
         data: object(json!({"verdict": "no"})),
+        index: None,
     });
     assert!(events(&finished).contains(&"subworkflow-finished check".to_string()));
     assert_eq!(env.inst.status.as_str(), "rejected");
@@ -231,6 +233,7 @@ kind = "end"
             instance: "i1".into(),
             token: 1,
             activation: 2,
+            index: None,
         }),
         process: Some("i1".into()),
         started_by: "ann".into(),

@@ -4,6 +4,7 @@
 
 mod business;
 mod env;
+mod fanout;
 mod flow;
 mod lifecycle;
 mod messages;

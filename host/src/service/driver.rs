@@ -15,8 +15,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use super::prepare::StartRequest;
 use super::writer::Request;
 use super::{Delivery, Flowgate, ServiceError, Shared};
-use crate::engine::{Command, Effect};
-use crate::store::OutboxEntry;
+use crate::engine::{Command, Effect, Instance};
+use crate::store::{InstanceFilter, OutboxEntry};
 
 /// Unclaimed entries and timers read per tenant per pass.
 const PAGE: usize = 256;
@@ -342,6 +342,7 @@ impl Flowgate {
                     instance: current.id.clone(),
                     token,
                     activation,
+                    index: None,
                 });
                 // Keyed by the outbox entry: carrying the effect out again finds the same child.
                 let key = Some(format!("child-of:{}:{id}", current.id));
@@ -369,6 +370,38 @@ impl Flowgate {
                     }
                     Err(other) => Err(other),
                 }
+            }
+            Effect::StartChildren {
+                token,
+                activation,
+                workflow,
+                children,
+                wait,
+            } => {
+                let refused = self
+                    .start_children(&current, id, token, activation, &workflow, children, wait)
+                    .await?;
+                match refused {
+                    None => Ok(self.cleared(tenant, id)),
+                    Some(error) => {
+                        let command = Command::StartRefused {
+                            token,
+                            activation,
+                            workflow,
+                            error,
+                        };
+                        self.told(tenant, instance, command, id).await
+                    }
+                }
+            }
+            Effect::CancelChildren {
+                token,
+                activation,
+                reason,
+            } => {
+                self.cancel_children(&current, token, activation, &reason)
+                    .await?;
+                Ok(self.cleared(tenant, id))
             }
             Effect::StartNext {
                 workflow,
@@ -422,6 +455,7 @@ impl Flowgate {
                     child: current.id.clone(),
                     outcome,
                     data,
+                    index: parent.index,
                 };
                 match self.command(tenant, &parent.instance, command).await {
                     Ok(_) | Err(ServiceError::Command(_)) => Ok(self.cleared(tenant, id)),
@@ -444,6 +478,102 @@ impl Flowgate {
                     ))),
                 }
             }
+        }
+    }
+
+    /// Starts one instance of `workflow` per entry of `children` for a fan-out, each keyed by
+    /// the outbox entry and its index so that carrying the effect out again finds the same
+    /// ones. A start refused for good (not deployed, data that does not fit) cancels those
+    /// already started and answers why, for the step's incident.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_children(
+        &self,
+        current: &Instance,
+        outbox: u64,
+        token: u64,
+        activation: u64,
+        workflow: &str,
+        children: Vec<serde_json::Map<String, serde_json::Value>>,
+        wait: bool,
+    ) -> Result<Option<String>, ServiceError> {
+        let mut started = Vec::new();
+        for (index, data) in children.into_iter().enumerate() {
+            let parent = wait.then(|| crate::engine::ParentLink {
+                instance: current.id.clone(),
+                token,
+                activation,
+                index: Some(index as u32),
+            });
+            let request = StartRequest {
+                tenant: current.tenant.clone(),
+                definition: workflow.to_string(),
+                data,
+                started_by: current.started_by.clone(),
+                key: Some(format!("child-of:{}:{outbox}:{index}", current.id)),
+                parent,
+                process: Some(current.process_id().to_string()),
+            };
+            match self.start_request(request).await {
+                Ok(child) => started.push(child.instance.id),
+                Err(refused) if is_refusal(&refused) => {
+                    for child in &started {
+                        let reason = format!("instance {} of the fan-out did not start", index + 1);
+                        self.cancel_child(current, child, reason).await?;
+                    }
+                    return Ok(Some(format!(
+                        "instance {} of {}: {refused}",
+                        index + 1,
+                        workflow
+                    )));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Cancels the sub-workflows still running that token `token` of `current` started at
+    /// `activation`.
+    async fn cancel_children(
+        &self,
+        current: &Instance,
+        token: u64,
+        activation: u64,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        let filter = InstanceFilter {
+            process: Some(current.process_id().to_string()),
+            status: Some("running".to_string()),
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        let children = self.shared.store.instances(&current.tenant, &filter)?;
+        for child in children {
+            let waited_for = child.parent.as_ref().is_some_and(|p| {
+                p.instance == current.id && p.token == token && p.activation == activation
+            });
+            if waited_for {
+                self.cancel_child(current, &child.id, reason.to_string())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel_child(
+        &self,
+        current: &Instance,
+        child: &str,
+        reason: String,
+    ) -> Result<(), ServiceError> {
+        let command = Command::Cancel {
+            by: format!("workflow {}", current.definition_id),
+            reason,
+        };
+        match self.command(&current.tenant, child, command).await {
+            // Ended meanwhile: nothing left to cancel.
+            Ok(_) | Err(ServiceError::Command(_)) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 

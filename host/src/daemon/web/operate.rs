@@ -184,9 +184,22 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             format!("Incident at {} resolved: {resolution}", step(s)),
             "ok",
         ),
-        EventKind::SubworkflowStarted { workflow, .. } => {
-            (format!("Started sub-workflow {workflow}"), "info")
-        }
+        EventKind::SubworkflowStarted {
+            workflow,
+            count: None,
+            ..
+        } => (format!("Started sub-workflow {workflow}"), "info"),
+        EventKind::SubworkflowStarted {
+            workflow,
+            count: Some(count),
+            ..
+        } => (
+            format!(
+                "Started {count} instance{} of {workflow}",
+                if *count == 1 { "" } else { "s" }
+            ),
+            "info",
+        ),
         EventKind::SubworkflowFinished { child, outcome, .. } => {
             (format!("Sub-workflow {child} ended {outcome}"), "ok")
         }
