@@ -64,14 +64,7 @@ impl Run<'_> {
             );
             return Ok(());
         }
-        let base: Map<String, Value> = if sub.input.is_empty() {
-            self.inst.data.clone()
-        } else {
-            sub.input
-                .iter()
-                .filter_map(|k| self.inst.data.get(k).map(|v| (k.clone(), v.clone())))
-                .collect()
-        };
+        let base = self.child_input(sub);
         let children = elements
             .into_iter()
             .map(|element| {

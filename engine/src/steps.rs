@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::command::{CommandError, RequiredStage, Requirement};
 use super::effect::{Effect, Notification, NotificationKind, PluginCall, PluginRequest};
@@ -13,13 +13,26 @@ use super::state::{
     TimerKind, Wait,
 };
 use super::{Millis, data_path};
-use crate::definition::{ApprovalStep, Deadline, JoinMode, JoinStep, Step, TaskStep, WaitStep};
+use crate::definition::{
+    ApprovalStep, Deadline, JoinMode, JoinStep, Step, SubworkflowStep, TaskStep, WaitStep,
+};
 
 pub(crate) fn millis(d: Duration) -> Millis {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Run<'_> {
+    /// The data a sub-workflow started by `sub` gets: the fields it names in `input`, or all.
+    pub(crate) fn child_input(&self, sub: &SubworkflowStep) -> Map<String, Value> {
+        if sub.input.is_empty() {
+            return self.inst.data.clone();
+        }
+        sub.input
+            .iter()
+            .filter_map(|k| self.inst.data.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
     /// Does what the token's new step does on entry.
     pub(crate) fn enter(&mut self, id: u64, activation: u64) -> Result<(), CommandError> {
         let Some(step_id) = self.inst.tokens.get(&id).map(|t| t.step.clone()) else {
@@ -81,14 +94,7 @@ impl Run<'_> {
                 self.enter_fan_out(id, activation, &sub, &list)
             }
             Step::Subworkflow(sub) => {
-                let data = if sub.input.is_empty() {
-                    self.inst.data.clone()
-                } else {
-                    sub.input
-                        .iter()
-                        .filter_map(|k| self.inst.data.get(k).map(|v| (k.clone(), v.clone())))
-                        .collect()
-                };
+                let data = self.child_input(sub);
                 self.effect(Effect::StartChild {
                     token: id,
                     activation,

@@ -34,6 +34,18 @@ async fn start(h: &Harness, workflow: &str, data: Value) -> flowgate::engine::In
     instance
 }
 
+/// The incident instance `id` of the harness's tenant stands at, if any.
+fn incident_of(h: &Harness, id: &str) -> Option<flowgate::engine::Incident> {
+    let instance = h
+        .flowgate
+        .instance(&h.tenant, id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    instance.tokens.values().find_map(|t| match &t.wait {
+        Wait::Incident(i) => Some(i.clone()),
+        _ => None,
+    })
+}
+
 fn reviewer(n: usize) -> Person {
     Person::new(format!("reviewer-{n}"), &["reviewer"])
 }
@@ -520,17 +532,7 @@ async fn a_call_past_its_deadline_is_retried_as_the_hosts_condition_before_an_in
         h.clock.advance(Duration::from_millis(wait_ms));
         h.settle().await;
     }
-    let stuck = h
-        .flowgate
-        .instance(&h.tenant, &instance.id)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let incident = stuck
-        .tokens
-        .values()
-        .find_map(|t| match &t.wait {
-            Wait::Incident(i) => Some(i.clone()),
-            _ => None,
-        })
+    let incident = incident_of(&h, &instance.id)
         .unwrap_or_else(|| panic!("an incident after five attempts: {:?}", failed(&h)));
     assert_eq!(incident.attempts, 5);
     assert_eq!(
@@ -1034,18 +1036,7 @@ kind = "end"
         json!({"batch": "b1", "items": ["a", "b", 7]}),
     )
     .await;
-    let stuck = h
-        .flowgate
-        .instance(&h.tenant, &instance.id)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let incident = stuck
-        .tokens
-        .values()
-        .find_map(|t| match &t.wait {
-            Wait::Incident(i) => Some(i.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no incident: {:?}", stuck.tokens));
+    let incident = incident_of(&h, &instance.id).unwrap_or_else(|| panic!("no incident"));
     assert!(
         incident.error.contains("instance 3 of check-one") && incident.error.contains("item"),
         "{}",
