@@ -182,6 +182,10 @@ pub struct Message {
     pub data: serde_json::Map<String, serde_json::Value>,
     /// Who sent it (the credentials' name), for the history.
     pub sent_by: String,
+    /// The process instance (the case) it is about: it reaches only that case's instances, and
+    /// an instance it starts joins the case. None reaches any instance that waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 /// How a person resolves an incident.

@@ -160,6 +160,13 @@ impl Run<'_> {
         if !self.inst.awaits(&message.name, &message.correlation) {
             return Err(not_found());
         }
+        if message
+            .process
+            .as_deref()
+            .is_some_and(|p| p != self.inst.process_id())
+        {
+            return Err(not_found());
+        }
         let subs: Vec<Subscription> = self
             .inst
             .subscriptions

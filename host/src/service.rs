@@ -461,13 +461,14 @@ impl Flowgate {
         key: Option<String>,
     ) -> Result<Instance, ServiceError> {
         let started = self
-            .start_or_replay(tenant, definition, data, started_by, key)
+            .start_or_replay(tenant, definition, data, started_by, key, None)
             .await?;
         Ok(started.instance)
     }
 
     /// As [`Flowgate::start`], saying whether the start was a replay: an earlier start with the
-    /// same idempotency key made the instance, and nothing new was started.
+    /// same idempotency key made the instance, and nothing new was started. With `process`, the
+    /// instance joins that process instance (its case) rather than opening one of its own.
     pub async fn start_or_replay(
         &self,
         tenant: &str,
@@ -475,7 +476,11 @@ impl Flowgate {
         data: Map<String, Value>,
         started_by: &str,
         key: Option<String>,
+        process: Option<String>,
     ) -> Result<Started, ServiceError> {
+        if let Some(process) = &process {
+            self.joinable(tenant, process, definition)?;
+        }
         let start = StartRequest {
             tenant: tenant.to_string(),
             definition: definition.to_string(),
@@ -483,7 +488,7 @@ impl Flowgate {
             started_by: started_by.to_string(),
             key,
             parent: None,
-            process: None,
+            process,
         };
         self.start_request(start).await
     }

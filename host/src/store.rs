@@ -73,6 +73,9 @@ pub struct MessageRecord {
     pub correlation: String,
     pub data: serde_json::Map<String, serde_json::Value>,
     pub sent_by: String,
+    /// The process instance it is about, if the sender named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     /// What was sent (name, correlation, data), hashed: the same id with other content is
     /// refused.
     pub fingerprint: String,

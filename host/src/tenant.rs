@@ -170,6 +170,9 @@ pub struct InboundHook {
     /// Data field → pointer to its value in the body (`signed_by = "/signer/name"`).
     #[serde(default)]
     pub data: BTreeMap<String, String>,
+    /// Pointer to the process instance (case) the event is about (`/case`), when the sender
+    /// knows it: the message reaches only that case, and what it starts joins it.
+    pub process: Option<String>,
 }
 
 /// Why a tenant could not be loaded.

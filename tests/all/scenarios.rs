@@ -306,6 +306,7 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
             correlation: send.correlation.clone(),
             data: send.data.clone(),
             sent_by: act.by.clone().unwrap_or_else(|| "esign".to_string()),
+            process: None,
         };
         h.flowgate
             .send_message(&h.tenant, message)

@@ -197,6 +197,7 @@ fn message(rng: &mut Rng, tenant: &str) -> MessageRecord {
         correlation: rng.pick(&CORRELATIONS).to_string(),
         data: serde_json::Map::new(),
         sent_by: "s".to_string(),
+        process: None,
         fingerprint: "f".to_string(),
         received_at: rng.below(50),
         status,

@@ -69,6 +69,7 @@ fn signed(id: &str, document: &str) -> Command {
         correlation: document.into(),
         data: object(json!({"signed_by": "dana"})),
         sent_by: "esign".into(),
+        process: None,
     })
 }
 
@@ -186,6 +187,7 @@ fn a_message_for_a_paused_instance_is_held_once_and_delivered_on_resume() {
         correlation: "doc-1".into(),
         data: object(json!({"signed_by": 7})),
         sent_by: "esign".into(),
+        process: None,
     });
     env.ok(resume());
     assert_eq!(env.inst.data["signed_by"], "dana");

@@ -48,6 +48,7 @@ fn message(name: &str, correlation: &str, data: Value) -> Command {
         correlation: correlation.into(),
         data: object(data),
         sent_by: "esign".into(),
+        process: None,
     })
 }
 
@@ -391,4 +392,28 @@ kind = "end"
             "{path} not in {problems:?}"
         );
     }
+}
+
+#[test]
+fn a_message_about_another_case_is_not_taken_and_one_about_this_case_is() {
+    let mut env = waiting_at_receive(json!("doc-7"));
+    let before = env.inst.clone();
+    let about = |process: &str| {
+        let Command::ReceiveMessage(mut m) =
+            message("signature-received", "doc-7", json!({"signed_by": "Dana"}))
+        else {
+            unreachable!("message() builds a ReceiveMessage");
+        };
+        m.process = Some(process.to_string());
+        Command::ReceiveMessage(m)
+    };
+    let refused = env.apply(about("another-case"));
+    assert!(
+        matches!(refused, Err(CommandError::NotFound { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(env.inst, before, "nothing changed");
+    let own = env.inst.process_id().to_string();
+    env.ok(about(&own));
+    assert_eq!(env.at_steps(), ["archive"]);
 }

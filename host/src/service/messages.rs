@@ -53,11 +53,14 @@ pub struct Sent {
 
 /// What was sent, hashed: the same id with another content is refused.
 pub(crate) fn fingerprint(message: &Message) -> String {
-    let sent = serde_json::json!({
+    let mut sent = serde_json::json!({
         "name": message.name,
         "correlation": message.correlation,
         "data": message.data,
     });
+    if let Some(process) = &message.process {
+        sent["process"] = Value::String(process.clone());
+    }
     hex::encode(Sha256::digest(sent.to_string().as_bytes()))
 }
 
@@ -203,6 +206,9 @@ impl Flowgate {
             .find(|d| d.definition.start_message(&message.name).is_some());
         if let Some(stored) = starts {
             let def = &stored.definition;
+            if let Some(process) = &message.process {
+                self.joinable(tenant, process, &def.id)?;
+            }
             let mut data = message.data.clone();
             if let Some(field) = def
                 .start_message(&message.name)
@@ -217,7 +223,7 @@ impl Flowgate {
                 started_by: message.sent_by.clone(),
                 key: None,
                 parent: None,
-                process: None,
+                process: message.process.clone(),
             };
             let prepared = self.prepare_start(&start, now).await?;
             return Ok(Otherwise::Start(Box::new(prepared)));

@@ -154,6 +154,57 @@ impl Flowgate {
         })
     }
 
+    /// Whether a start of `workflow` from outside (the API, a message, an inbound hook) may join
+    /// process instance `process`: the case must exist in the tenant, the process definition
+    /// that opens it (if any) must list the workflow, and the case must have room.
+    pub(crate) fn joinable(
+        &self,
+        tenant: &str,
+        process: &str,
+        workflow: &str,
+    ) -> Result<(), ServiceError> {
+        let not_found = || ServiceError::NotFound {
+            what: "process",
+            id: process.to_string(),
+        };
+        // A process instance's id is the id of the instance that opened it.
+        let opener = self
+            .shared
+            .committed(tenant, process)?
+            .filter(|i| i.process_id() == process)
+            .ok_or_else(not_found)?;
+        let settings = self.process_settings(tenant);
+        let kind = settings
+            .definitions
+            .values()
+            .find(|p| p.starts == opener.definition_id);
+        if let Some(kind) = kind
+            && !kind.workflows.iter().any(|w| w == workflow)
+        {
+            return Err(ServiceError::Invalid {
+                field: "process".into(),
+                message: format!(
+                    "process instance `{process}` is a case of `{}`, whose workflows ({}) do not include `{workflow}`",
+                    kind.id,
+                    kind.workflows.join(", ")
+                ),
+            });
+        }
+        let filter = InstanceFilter {
+            process: Some(process.to_string()),
+            limit: MAX_INSTANCES,
+            ..Default::default()
+        };
+        if self.shared.store.instances(tenant, &filter)?.len() >= MAX_INSTANCES {
+            return Err(ServiceError::Command(
+                crate::engine::CommandError::Conflict(format!(
+                    "process instance `{process}` already has {MAX_INSTANCES} instances, the most a case holds"
+                )),
+            ));
+        }
+        Ok(())
+    }
+
     /// The instances of process instance `id` with their histories, in the order they started.
     fn case(&self, tenant: &str, id: &str) -> Result<Vec<(Instance, Vec<Event>)>, ServiceError> {
         let filter = InstanceFilter {

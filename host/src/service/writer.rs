@@ -600,6 +600,7 @@ impl Writer {
             correlation: message.correlation,
             data: message.data,
             sent_by: message.sent_by,
+            process: message.process,
             fingerprint,
             received_at: now,
             status,
@@ -675,9 +676,10 @@ impl Writer {
                 .filter(|key| before.is_none_or(|b| !b.messages.contains(key)))
                 .map(|(name, correlation, _)| (name, correlation))
                 .collect();
-            let Some(kept) = new.iter().find_map(|(name, correlation)| {
-                self.kept(batch, &after.tenant, name, correlation, now)
-            }) else {
+            let Some(kept) = new
+                .iter()
+                .find_map(|(name, correlation)| self.kept(batch, &after, name, correlation, now))
+            else {
                 break;
             };
             let def = match self.shared.definition(
@@ -694,6 +696,7 @@ impl Writer {
                 correlation: kept.correlation.clone(),
                 data: kept.data.clone(),
                 sent_by: kept.sent_by.clone(),
+                process: kept.process.clone(),
             };
             match engine::apply(
                 Ctx {
@@ -734,17 +737,23 @@ impl Writer {
         (after, applied)
     }
 
-    /// The oldest message kept for `name` and `correlation` that has not expired and that no
-    /// step of this batch took.
+    /// The oldest message kept for `name` and `correlation` that has not expired, that no
+    /// step of this batch took, and that is about `instance`'s case if it names one.
     fn kept(
         &self,
         batch: &Batch,
-        tenant: &str,
+        instance: &Instance,
         name: &str,
         correlation: &str,
         now: u64,
     ) -> Option<MessageRecord> {
-        let live = |m: &MessageRecord| matches!(m.status, MessageStatus::Buffered { expires_at } if expires_at > now);
+        let tenant = instance.tenant.as_str();
+        let live = |m: &MessageRecord| {
+            matches!(m.status, MessageStatus::Buffered { expires_at } if expires_at > now)
+                && m.process
+                    .as_deref()
+                    .is_none_or(|p| p == instance.process_id())
+        };
         let mut kept: Vec<MessageRecord> = batch
             .messages
             .values()

@@ -344,3 +344,103 @@ fn process_definitions_show_their_links_and_their_metrics_hold_the_cases_that_en
     );
     assert_eq!(status, 404, "another tenant's process definition: {body}");
 }
+
+#[test]
+fn a_message_that_names_a_case_starts_its_workflow_inside_that_case() {
+    let d = start(1 << 20);
+    let (status, first) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "invoice-receipt", "data": {"invoice_id": "INV-9", "vendor": "Globex", "amount": 500}})),
+    );
+    assert_eq!(status, 201, "{first}");
+    let case = first["id"].as_str().unwrap_or_default().to_string();
+    let query = |id: &str, process: &str| {
+        json!({"id": id, "name": "vendor-query", "correlation": "INV-9",
+               "data": {"question": "When will it be paid?"}, "process": process})
+    };
+
+    let (status, sent) = d.call(
+        "POST",
+        "/api/v1/messages",
+        Some(ACME_ADMIN),
+        Some(query("portal-1", &case)),
+    );
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["status"], "started", "{sent}");
+    let started = sent["instances"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{started}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["instance"]["process"],
+        case.as_str(),
+        "it joins the case"
+    );
+    assert_eq!(body["instance"]["data"]["invoice_id"], "INV-9");
+    let members: Vec<Value> = process(&d, &case)["instances"]
+        .as_array()
+        .map(|m| m.iter().map(|i| i["workflow"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(members, [json!("invoice-receipt"), json!("vendor-query")]);
+
+    // A case that does not exist, or another tenant's, is not found; nothing starts.
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/messages",
+        Some(ACME_ADMIN),
+        Some(query("portal-2", "no-such-case")),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/messages",
+        Some(GLOBEX_ADMIN),
+        Some(query("portal-3", &case)),
+    );
+    assert!(status == 404 || status == 422, "{body}");
+
+    // A case of another kind of process does not take the workflow: the error says whose.
+    let (status, onboarding) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "client-questionnaire", "data": {"client": "Initech", "client_email": "bill@initech.example"}})),
+    );
+    assert_eq!(status, 201, "{onboarding}");
+    let other = onboarding["id"].as_str().unwrap_or_default();
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/messages",
+        Some(ACME_ADMIN),
+        Some(query("portal-4", other)),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "process", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("client-onboarding"), "{message}");
+    assert_eq!(
+        process(&d, other)["instances"].as_array().map(Vec::len),
+        Some(1),
+        "nothing joined the refused case"
+    );
+
+    // The API's own start may join a case too.
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "vendor-query", "data": {"invoice_id": "INV-9", "question": "Is the PO right?"}, "process": case})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["process"], case.as_str());
+}

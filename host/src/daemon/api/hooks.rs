@@ -36,7 +36,7 @@ use crate::tenant::InboundHook;
         (status = 202, description = "No step waits yet: the message is kept", body = serde_json::Value),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No signature, or not the hook's", body = ErrorBody),
-        (status = 404, description = "No such hook", body = ErrorBody),
+        (status = 404, description = "No such hook, or the `process` it maps is not a case of the tenant", body = ErrorBody),
         (status = 409, description = "No instance waits for the message and no workflow keeps it", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "The body lacks what the hook maps (`details.pointer`), or what it maps is refused", body = ErrorBody),
@@ -71,7 +71,7 @@ pub async fn receive(
             format!("the body is not JSON: {e}"),
         )
     })?;
-    let id = text_at(&event, &hook.id)?;
+    let id = text_at(&event, &hook.id, "event id (text or an integer)")?;
     let mut data = Map::new();
     for (field, pointer) in &hook.data {
         if let Some(value) = event.pointer(pointer).filter(|v| !v.is_null()) {
@@ -79,6 +79,13 @@ pub async fn receive(
         }
     }
     let sent_by = format!("hook {}", hook.name);
+    let process = match &hook.process {
+        Some(pointer) => match event.pointer(pointer).filter(|v| !v.is_null()) {
+            Some(_) => Some(text_at(&event, pointer, "process instance id (text)")?),
+            None => None,
+        },
+        None => None,
+    };
     if let (Some(name), Some(pointer)) = (&hook.message, &hook.correlation) {
         let correlation = event
             .pointer(pointer)
@@ -90,6 +97,7 @@ pub async fn receive(
             correlation,
             data,
             sent_by,
+            process,
         };
         let Sent { record, replayed } = s.flowgate.send_message(&tenant, message).await?;
         let status = match record.status {
@@ -103,7 +111,7 @@ pub async fn receive(
     let key = Some(format!("hook:{}:{id}", hook.name));
     let started = s
         .flowgate
-        .start_or_replay(&tenant, &workflow, data, &sent_by, key)
+        .start_or_replay(&tenant, &workflow, data, &sent_by, key, process)
         .await?;
     let status = if started.replayed {
         StatusCode::OK
@@ -153,10 +161,10 @@ fn missing(pointer: &str, what: &str) -> ApiError {
     .with(json!({"pointer": pointer}))
 }
 
-/// The text (or integer, as text) at `pointer`.
-fn text_at(event: &Value, pointer: &str) -> Result<String, ApiError> {
+/// The text (or integer, as text) at `pointer`; `what` says what it should be.
+fn text_at(event: &Value, pointer: &str, what: &str) -> Result<String, ApiError> {
     event
         .pointer(pointer)
         .and_then(engine::correlation_of)
-        .ok_or_else(|| missing(pointer, "event id (text or an integer)"))
+        .ok_or_else(|| missing(pointer, what))
 }

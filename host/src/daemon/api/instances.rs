@@ -29,6 +29,8 @@ pub struct Start {
     data: Map<String, Value>,
     /// Also accepted as the `Idempotency-Key` header.
     idempotency_key: Option<String>,
+    /// The process instance (case) it joins; by default it opens a case of its own.
+    process: Option<String>,
 }
 
 /// Starts an instance of a workflow's latest version. With an idempotency key (body or `Idempotency-Key` header), a repeat returns the first start's instance.
@@ -69,7 +71,14 @@ pub async fn start(
     };
     let started = s
         .flowgate
-        .start_or_replay(caller.tenant(), &body.workflow, body.data, &by, key)
+        .start_or_replay(
+            caller.tenant(),
+            &body.workflow,
+            body.data,
+            &by,
+            key,
+            body.process,
+        )
         .await?;
     // A replay answers 200 with the instance the first start made: nothing new was created.
     let status = if started.replayed {

@@ -35,6 +35,10 @@ pub struct SendMessage {
     #[serde(default)]
     #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// The process instance (case) the message is about: only that case's instances take it,
+    /// and an instance it starts joins the case rather than opening one of its own.
+    #[schema(min_length = 1, max_length = 200)]
+    process: Option<String>,
 }
 
 /// What became of a message.
@@ -92,6 +96,7 @@ impl MessageView {
         (status = 202, description = "No step waits yet: kept until `expires_at`", body = MessageView),
         (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "The `process` named is not a case of the caller's tenant", body = ErrorBody),
         (status = 409, description = "No instance waits for it and no workflow keeps it", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
@@ -127,6 +132,7 @@ pub async fn send(
         correlation,
         data: body.data,
         sent_by,
+        process: body.process,
     };
     let Sent { record, replayed } = s.flowgate.send_message(caller.tenant(), message).await?;
     let status = match record.status {

@@ -151,7 +151,7 @@ pub async fn start(
     viewer.take_command(&s)?;
     match s
         .flowgate
-        .start_or_replay(viewer.tenant(), &id, data, &by, key)
+        .start_or_replay(viewer.tenant(), &id, data, &by, key, None)
         .await
     {
         Ok(started) => Ok(Redirect::to(&format!(
