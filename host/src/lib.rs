@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod data_dir;
+pub mod holidays;
 pub mod plugin;
 pub mod service;
 pub mod store;

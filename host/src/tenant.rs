@@ -146,6 +146,9 @@ pub struct CalendarConfig {
     /// Days not worked, e.g. `["2026-12-25", "2026-12-26"]`.
     #[serde(default)]
     pub holidays: Vec<String>,
+    /// More days not worked, from an iCalendar file (beside the tenant's file, or absolute):
+    /// every day an event covers, repeating events expanded.
+    pub holidays_file: Option<PathBuf>,
 }
 
 /// An inbound webhook (`[[inbound]]`): `POST /hooks/{tenant}/{name}`, its body signed with
@@ -318,7 +321,23 @@ impl TenantConfig {
                 .map(|d| (d.to_string(), vec!["09:00-17:00".to_string()])),
         );
         let hours = c.hours.clone().unwrap_or(weekdays);
-        Calendar::new(&c.timezone, &hours, &c.holidays).map_err(|(field, message)| {
+        let mut holidays = c.holidays.clone();
+        if let Some(file) = &c.holidays_file {
+            let path = self.base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|source| TenantError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            // The zone is checked (and named in the error) by Calendar::new below.
+            let zone = c.timezone.parse().unwrap_or(chrono_tz::Tz::UTC);
+            let days =
+                crate::holidays::parse(&text, zone).map_err(|message| TenantError::Parse {
+                    path: path.clone(),
+                    message: format!("calendar.holidays_file: {message}"),
+                })?;
+            holidays.extend(days.iter().map(|d| d.to_string()));
+        }
+        Calendar::new(&c.timezone, &hours, &holidays).map_err(|(field, message)| {
             TenantError::Parse {
                 path: self.path.clone(),
                 message: format!("calendar.{field}: {message}"),

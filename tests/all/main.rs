@@ -1,5 +1,6 @@
 //! Flowgate's integration tests: one binary, a module per theme (wasmtime's layout).
 
+mod calendar;
 mod commit_failure;
 mod common;
 mod crash;
