@@ -591,6 +591,9 @@ pub struct TokenConfig {
     pub person: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The holder's IANA time zone (`America/New_York`): the web app shows them times in it.
+    /// Without it, times read in the zone of the holder's browser.
+    pub timezone: Option<String>,
 }
 
 /// What a token may do.

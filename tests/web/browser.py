@@ -11,6 +11,8 @@ import re
 import sys
 import time
 import urllib.request
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -156,8 +158,22 @@ def main():
         second = start_purchase(900_000, "office")
         expect(task_row(dora, second)).to_have_count(1)
 
-        # Another role's task is refused in the UI, as in the API.
+        # Times read in the zone the reader's token names (Ian's says Tokyo), or else in the
+        # browser's (these browsers say New York).
         ian = sign_in(browser, "ian")
+        opened = ian.locator(f'.task-row:has(a[href^="/tasks/{instance}."]) time[data-local]').first
+        expect(opened).to_have_attribute("title", re.compile(r"\(Asia/Tokyo\)$"))
+        tokyo = datetime.fromisoformat(opened.get_attribute("datetime").replace("Z", "+00:00"))
+        tokyo = tokyo.astimezone(ZoneInfo("Asia/Tokyo"))
+        hour = tokyo.hour % 12 or 12
+        ampm = "AM" if tokyo.hour < 12 else "PM"
+        expect(opened).to_have_text(re.compile(
+            rf"^{tokyo:%b} {tokyo.day}, {tokyo.year}, {hour}:{tokyo:%M}\s{ampm}$"))
+        dora.goto(BASE + f"/instances/{instance}")
+        expect(dora.locator("time[data-local]").first).to_have_attribute(
+            "title", re.compile(r"\(America/New_York\)$"))
+
+        # Another role's task is refused in the UI, as in the API.
         task_row(ian, instance).click()
         ian.get_by_role("button", name="Approve").click()
         expect(ian).to_have_url(re.compile(r"/inbox\?done="))

@@ -14,6 +14,8 @@ pub struct Principal {
     pub tenant: String,
     pub token: String,
     pub access: Access,
+    /// The IANA zone the holder reads times in, if their token names one.
+    pub timezone: Option<String>,
 }
 
 /// What the caller may do.
@@ -67,10 +69,19 @@ impl Authenticator {
                     })
                 }
             };
+            if let Some(zone) = &t.timezone
+                && zone.parse::<chrono_tz::Tz>().is_err()
+            {
+                return Err(format!(
+                    "token `{}`: timezone `{zone}` is not an IANA time zone (like `Europe/Berlin`)",
+                    t.name
+                ));
+            }
             let principal = Principal {
                 tenant: tenant.to_string(),
                 token: t.name.clone(),
                 access,
+                timezone: t.timezone.clone(),
             };
             self.entries.push(Entry { hash, principal });
         }
@@ -101,6 +112,7 @@ mod tests {
             access,
             person: Some("dora".to_string()),
             roles: vec!["director".to_string()],
+            timezone: None,
         }
     }
 
@@ -135,5 +147,25 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.contains("token `x`"), "{err}");
+    }
+
+    #[test]
+    fn a_tokens_time_zone_is_kept_and_an_unknown_one_is_named() {
+        let mut tokyo = token("ian", "t", AccessKind::Person);
+        tokyo.timezone = Some("Asia/Tokyo".to_string());
+        let mut auth = Authenticator::default();
+        assert_eq!(auth.add("acme", &[tokyo]), Ok(()));
+        let zone = auth.authenticate("t").and_then(|p| p.timezone);
+        assert_eq!(zone.as_deref(), Some("Asia/Tokyo"));
+        let mut mars = token("x", "y", AccessKind::Person);
+        mars.timezone = Some("Mars/Olympus".to_string());
+        let err = Authenticator::default()
+            .add("acme", &[mars])
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "token `x`: timezone `Mars/Olympus` is not an IANA time zone (like `Europe/Berlin`)"
+        );
     }
 }

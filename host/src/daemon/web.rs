@@ -110,6 +110,7 @@ impl Viewer {
             nav,
             admin: self.is_admin(),
             outsider: self.only_task.is_some(),
+            zone: self.caller.timezone.clone().unwrap_or_default(),
         }
     }
 
@@ -143,6 +144,8 @@ pub struct Chrome {
     pub admin: bool,
     /// Someone outside the organization, who sees only their task.
     pub outsider: bool,
+    /// The IANA zone the reader's times are shown in; empty for their browser's.
+    pub zone: String,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -175,6 +178,7 @@ impl FromRequestParts<AppState> for Viewer {
                             roles: Vec::new(),
                             via: None,
                         }),
+                        timezone: None,
                     },
                     only_task: Some(task.clone()),
                     session,

@@ -1,15 +1,17 @@
 // Flowgate's web app: progressive enhancement only. Every page works without this script; with
-// it, times read in the reader's own time zone, the inbox refreshes itself, and forms are checked
+// it, times read in the reader's own time zone (their token's `timezone`, or else their browser's), the inbox refreshes itself, and forms are checked
 // before they are sent (the server checks them again and its messages are shown the same way).
 "use strict";
 
 function localTimes(root) {
-  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // The zone the reader's token names; none leaves the browser's own.
+  const timeZone = document.body.dataset.zone || undefined;
+  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone });
   for (const el of root.querySelectorAll("time[data-local]")) {
     const when = new Date(el.getAttribute("datetime"));
     if (!Number.isNaN(when.getTime())) {
       el.textContent = format.format(when);
-      el.title = when.toISOString();
+      el.title = `${when.toISOString()} (${timeZone || format.resolvedOptions().timeZone})`;
     }
   }
 }
