@@ -72,6 +72,7 @@ pub struct Notification {
     /// Set when the assignee is an outside participant's email address: their link to the task
     /// stays valid until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::time::rfc3339::option")]
     pub link_expires_at: Option<crate::Millis>,
 }
 

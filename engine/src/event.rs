@@ -11,6 +11,7 @@ use super::command::{FailureKind, PluginRef};
 pub struct Event {
     /// 0-based position in the instance's history.
     pub seq: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: Millis,
     pub actor: Actor,
     #[serde(flatten)]
@@ -94,6 +95,7 @@ pub enum EventKind {
         assignee: Option<String>,
         role: Option<String>,
         candidates: Vec<String>,
+        #[serde(default, with = "crate::time::rfc3339::option")]
         due_at: Option<Millis>,
     },
     TaskClaimed {
@@ -141,6 +143,7 @@ pub enum EventKind {
         /// The failure's kind (absent in histories written before kinds were recorded).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kind: Option<FailureKind>,
+        #[serde(default, with = "crate::time::rfc3339::option")]
         retry_at: Option<Millis>,
     },
     Routed {

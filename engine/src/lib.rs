@@ -54,6 +54,7 @@ pub mod schedule;
 mod state;
 mod steps;
 mod tasks;
+pub mod time;
 
 pub use capability::Capability;
 pub use command::*;

@@ -70,7 +70,9 @@ pub struct StepMetrics {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WorkflowMetrics {
     pub workflow: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub from: Millis,
+    #[serde(with = "crate::time::rfc3339")]
     pub to: Millis,
     pub started: u64,
     pub ended: u64,

@@ -148,8 +148,10 @@ pub struct CaseCost {
 pub struct CaseFigures {
     /// Whether any instance still runs.
     pub running: bool,
+    #[serde(with = "crate::time::rfc3339")]
     pub started_at: Millis,
     /// Its last end; none while it runs.
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub ended_at: Option<Millis>,
     pub cycle_ms: Option<Millis>,
     pub cycle_business_ms: Option<Millis>,
@@ -344,7 +346,9 @@ pub struct StepWait {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessMetrics {
     pub process: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub from: Millis,
+    #[serde(with = "crate::time::rfc3339")]
     pub to: Millis,
     /// Cases opened in the range.
     pub started: u64,

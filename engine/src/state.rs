@@ -42,7 +42,9 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub process: String,
     pub started_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub started_at: Millis,
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub ended_at: Option<Millis>,
     /// Bumped by every command that changes the instance (optimistic concurrency).
     pub version: u64,
@@ -87,6 +89,7 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paused {
     pub by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: Millis,
     pub reason: String,
 }
@@ -94,6 +97,7 @@ pub struct Paused {
 /// A command that arrived while the instance was paused, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Held {
+    #[serde(with = "crate::time::rfc3339")]
     pub at: Millis,
     pub command: Command,
 }
@@ -158,6 +162,7 @@ pub struct Token {
     pub step: String,
     /// Unique per entry into a step: results and timers for an older entry are stale.
     pub activation: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub entered_at: Millis,
     /// The forks this token runs inside, innermost last.
     pub forks: Vec<u64>,
@@ -225,6 +230,7 @@ pub struct Incident {
     pub plugin: Option<String>,
     pub sha256: Option<String>,
     pub attempts: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub raised_at: Millis,
     /// The plugin call's failure kind; none for the engine's own incidents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,20 +289,25 @@ pub struct Task {
     pub role: Option<String>,
     pub candidates: Vec<String>,
     pub claimed_by: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub claimed_at: Option<Millis>,
     pub status: TaskStatus,
     /// Set for an approver's task: the stage index.
     pub stage: Option<usize>,
     /// The outcomes a person may choose; empty when there is one way on.
     pub outcomes: Vec<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: Millis,
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub due_at: Option<Millis>,
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub completed_at: Option<Millis>,
     pub completed_by: Option<String>,
     pub outcome: Option<String>,
     /// For a task assigned to someone outside the organization (its `assignee` is their email
     /// address): until when the link they were sent opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::time::rfc3339::option")]
     pub link_expires_at: Option<Millis>,
 }
 
@@ -324,6 +335,7 @@ impl TaskStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timer {
     pub id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub due_at: Millis,
     pub kind: TimerKind,
 }
@@ -373,6 +385,7 @@ pub struct Subscription {
     pub token: u64,
     pub activation: u64,
     pub step: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub since: Millis,
 }
 

@@ -29,6 +29,7 @@ pub struct StoredDefinition {
     pub definition: Definition,
     /// The source as deployed, for `get a version`.
     pub source: String,
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub deployed_at: Millis,
 }
 
@@ -79,6 +80,7 @@ pub struct MessageRecord {
     /// What was sent (name, correlation, data), hashed: the same id with other content is
     /// refused.
     pub fingerprint: String,
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub received_at: Millis,
     #[serde(flatten)]
     pub status: MessageStatus,
@@ -89,13 +91,23 @@ pub struct MessageRecord {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum MessageStatus {
     /// Steps of these instances took it.
-    Delivered { instances: Vec<String>, at: Millis },
+    Delivered {
+        instances: Vec<String>,
+        #[serde(with = "crate::engine::time::rfc3339")]
+        at: Millis,
+    },
     /// It started this instance.
     Started { instance: String },
     /// No step waited for it yet: kept until `expires_at` for one that will.
-    Buffered { expires_at: Millis },
+    Buffered {
+        #[serde(with = "crate::engine::time::rfc3339")]
+        expires_at: Millis,
+    },
     /// Kept until `at`, and no step took it.
-    Expired { at: Millis },
+    Expired {
+        #[serde(with = "crate::engine::time::rfc3339")]
+        at: Millis,
+    },
 }
 
 impl MessageStatus {
@@ -116,6 +128,7 @@ pub struct ScheduleState {
     pub workflow: String,
     pub schedule: String,
     /// Every due time up to this one has been handled (started, skipped or missed).
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub handled_until: Millis,
     pub paused: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +136,7 @@ pub struct ScheduleState {
     /// The instance it started last.
     pub last_instance: Option<String>,
     /// A due time kept (overlap `buffer-one`) until the running instance ends.
+    #[serde(default, with = "crate::engine::time::rfc3339::option")]
     pub pending: Option<Millis>,
     pub started: u64,
     pub skipped: u64,
@@ -137,7 +151,9 @@ pub struct ScheduleState {
 /// What one due time of a schedule did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleRun {
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub due: Millis,
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub at: Millis,
     /// `started`, `skipped` (the last instance still ran), `missed` (past the catch-up window),
     /// `kept` (to start when the running instance ends) or `failed`.

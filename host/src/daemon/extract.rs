@@ -245,6 +245,17 @@ impl Params {
             .transpose()
     }
 
+    /// An instant: an RFC 3339 date-time with its offset (`2026-12-04T09:30:00+01:00`, or `Z`).
+    /// A `+` left unencoded arrives as a space, and is read as the `+` it was.
+    pub fn instant(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        let Some(text) = self.0.get(key) else {
+            return Ok(None);
+        };
+        crate::engine::time::parse(&text.replace(' ', "+"))
+            .map(Some)
+            .map_err(|e| Self::invalid(key, format!("query `{key}`: {e}")))
+    }
+
     /// A page size: `default` without one, else 1 to `max`; any other is refused, not cut to fit.
     pub fn limit(&self, default: u64, max: u64) -> Result<usize, ApiError> {
         match self.number("limit", "a count")? {

@@ -56,7 +56,9 @@ pub struct ProcessMember {
     pub workflow: String,
     pub version: u32,
     pub status: Status,
+    #[serde(with = "crate::engine::time::rfc3339")]
     pub started_at: Millis,
+    #[serde(with = "crate::engine::time::rfc3339::option")]
     pub ended_at: Option<Millis>,
     /// The instance that started it (a sub-workflow's parent), if one did.
     pub parent: Option<String>,

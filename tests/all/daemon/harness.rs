@@ -286,3 +286,12 @@ pub fn python_on(script: &str, input: &[u8]) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: {e}"))
 }
+
+/// An instant the API answered with, RFC 3339 text, as milliseconds since the epoch.
+pub fn instant(value: &Value) -> u64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not RFC 3339 text"));
+    let at = chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    u64::try_from(at.timestamp_millis()).unwrap_or_default()
+}

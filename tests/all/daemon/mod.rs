@@ -434,11 +434,101 @@ fn a_purchase_approval_driven_only_through_http() {
     );
     let (status, body) = d.call(
         "GET",
-        "/api/v1/metrics/purchase-request?from=10&to=5",
+        "/api/v1/metrics/purchase-request?from=2026-12-05T00:00:00%2B01:00&to=2026-12-04T00:00:00Z",
         Some(ACME_ADMIN),
         None,
     );
     assert_eq!((status, code(&body)), (400, "invalid"));
+}
+
+#[test]
+fn instants_are_rfc_3339_in_and_out_with_any_offset() {
+    let d = start(1 << 20);
+    let (status, started) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ACME_ADMIN),
+        Some(json!({"workflow": "purchase-request", "data": {"title": "Desk", "amount_cents": 90_000, "currency": "USD", "category": "office", "requester": "ann"}})),
+    );
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let utc_millis = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap_or_default();
+        let shape = text.len() == 24
+            && text.ends_with('Z')
+            && text.as_bytes().get(10) == Some(&b'T')
+            && text.as_bytes().get(19) == Some(&b'.');
+        assert!(shape, "`{v}` is not RFC 3339 in UTC with milliseconds");
+        instant(v)
+    };
+    let (status, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{id}"),
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let at = utc_millis(&body["instance"]["started_at"]);
+    for event in body["history"].as_array().cloned().unwrap_or_default() {
+        assert!(utc_millis(&event["at"]) >= at, "{event}");
+    }
+    for task in body["instance"]["tasks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .values()
+    {
+        utc_millis(&task["created_at"]);
+    }
+
+    // A filter reads the offset it is given: an hour before the start, said in India's time,
+    // finds it; a minute after, said in California's, does not.
+    let find = |query: &str| {
+        let (status, rows) = d.call(
+            "GET",
+            &format!("/api/v1/instances?workflow=purchase-request&{query}"),
+            Some(ACME_ADMIN),
+            None,
+        );
+        assert_eq!(status, 200, "{query}: {rows}");
+        rows.as_array()
+            .is_some_and(|r| r.iter().any(|i| i["id"] == id.as_str()))
+    };
+    let zoned = |ms: u64, offset_minutes: i32| {
+        let zone =
+            chrono::FixedOffset::east_opt(offset_minutes * 60).unwrap_or_else(|| panic!("offset"));
+        let t = chrono::DateTime::from_timestamp_millis(ms as i64).unwrap_or_default();
+        t.with_timezone(&zone).to_rfc3339().replace('+', "%2B")
+    };
+    assert!(find(&format!(
+        "started_after={}",
+        zoned(at - 3_600_000, 330)
+    )));
+    assert!(!find(&format!(
+        "started_after={}",
+        zoned(at + 60_000, -480)
+    )));
+    assert!(find(&format!(
+        "started_before={}",
+        zoned(at + 60_000, -480)
+    )));
+
+    // Milliseconds, or a time without an offset, are refused naming the parameter.
+    for bad in [
+        "started_after=1700000000000",
+        "started_after=2026-12-04T10:00:00",
+    ] {
+        let (status, body) = d.call(
+            "GET",
+            &format!("/api/v1/instances?{bad}"),
+            Some(ACME_ADMIN),
+            None,
+        );
+        assert_eq!((status, code(&body)), (400, "invalid"), "{bad}: {body}");
+        assert_eq!(body["error"]["details"]["field"], "started_after");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("RFC 3339"), "{message}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Definitions: deploy (a changed one is a new version), validate without deploying, list, get a
 //! version with its source.
 
+use crate::engine::time;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -114,7 +115,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
     let all = s.flowgate.definitions(caller.tenant())?;
     let rows: Vec<Value> = all
         .iter()
-        .map(|d| json!({"id": d.definition.id, "version": d.version, "name": d.definition.name, "deployed_at": d.deployed_at}))
+        .map(|d| json!({"id": d.definition.id, "version": d.version, "name": d.definition.name, "deployed_at": time::format(d.deployed_at).to_string()}))
         .collect();
     Ok(Json(json!(rows)))
 }
@@ -153,7 +154,7 @@ pub async fn version(
         )
     })?;
     Ok(Json(
-        json!({"id": id, "version": d.version, "deployed_at": d.deployed_at, "source": d.source, "definition": d.definition}),
+        json!({"id": id, "version": d.version, "deployed_at": time::format(d.deployed_at).to_string(), "source": d.source, "definition": d.definition}),
     ))
 }
 

@@ -2,6 +2,7 @@
 //! retrying the step or skipping it (administrators). Each resolution is in the history with who
 //! and why; cancelling the instance is `POST /api/v1/instances/{id}/cancel`.
 
+use crate::engine::time;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -59,7 +60,7 @@ fn rows_of(instance: &Instance) -> Vec<Value> {
                 "plugin": i.plugin,
                 "sha256": i.sha256,
                 "attempts": i.attempts,
-                "raised_at": i.raised_at,
+                "raised_at": time::format(i.raised_at).to_string(),
                 "kind": i.kind.map(|k| k.as_str()),
                 "blame": i.blame.map(|b| b.as_str()),
             })),

@@ -1,5 +1,6 @@
 //! Instances: start (with an idempotency key), get with history, list and filter, cancel.
 
+use crate::engine::time;
 use std::time::Duration;
 
 use axum::Json;
@@ -156,8 +157,8 @@ pub async fn get(
     params(
         ("workflow" = Option<String>, Query, description = "Only this workflow"),
         ("status" = Option<String>, Query, description = "running, completed, rejected or cancelled"),
-        ("started_after" = Option<u64>, Query, description = "Milliseconds since the epoch"),
-        ("started_before" = Option<u64>, Query, description = "Milliseconds since the epoch"),
+        ("started_after" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset"),
+        ("started_before" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset"),
         ("after" = Option<String>, Query, description = "The last id of the previous page"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50)"),
         ("data.{field}" = Option<String>, Query, description = "Data field equals (JSON, or else text)")
@@ -175,12 +176,11 @@ pub async fn list(
     caller: Caller,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let time = "milliseconds since the epoch";
     let mut filter = InstanceFilter {
         definition: params.text("workflow"),
         status: params.one_of("status", &["running", "completed", "rejected", "cancelled"])?,
-        started_after: params.number("started_after", time)?,
-        started_before: params.number("started_before", time)?,
+        started_after: params.instant("started_after")?,
+        started_before: params.instant("started_before")?,
         after: params.text("after"),
         limit: params.limit(50, 1000)?,
         ..InstanceFilter::default()
@@ -194,7 +194,7 @@ pub async fn list(
         .flowgate
         .instances(caller.tenant(), &filter)?
         .iter()
-        .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "paused": i.paused.is_some(), "started_at": i.started_at, "ended_at": i.ended_at}))
+        .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "paused": i.paused.is_some(), "started_at": time::format(i.started_at).to_string(), "ended_at": i.ended_at.map(|at| time::format(at).to_string())}))
         .collect();
     Ok(Json(json!(rows)))
 }

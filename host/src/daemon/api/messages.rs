@@ -53,8 +53,12 @@ pub struct MessageView {
     instances: Vec<String>,
     /// For a buffered (or expired) message: until when it was kept.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::engine::time::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<u64>,
-    /// When it was received, in milliseconds since the epoch.
+    /// When it was received.
+    #[serde(with = "crate::engine::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     received_at: u64,
     sent_by: String,
     /// True when this answer repeats the first one for the same id.

@@ -20,8 +20,8 @@ const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
     tag = "metrics",
     params(
         ("workflow" = String, Path, description = "The workflow id"),
-        ("from" = Option<u64>, Query, description = "Milliseconds since the epoch (default: 30 days before `to`)"),
-        ("to" = Option<u64>, Query, description = "Milliseconds since the epoch (default: now)")
+        ("from" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: 30 days before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: now)")
     ),
     responses(
         (status = 200, description = "The metrics", body = serde_json::Value),
@@ -51,7 +51,7 @@ pub async fn workflow(
 
 /// The `[from, to)` a metrics request asks for: `to` defaults to now, `from` to 30 days before.
 pub(crate) fn range(params: &Params, now: u64) -> Result<(u64, u64), ApiError> {
-    let time = |key: &str| params.number(key, "milliseconds since the epoch");
+    let time = |key: &str| params.instant(key);
     let to = time("to")?.unwrap_or_else(|| now.saturating_add(1));
     let from = time("from")?.unwrap_or(to.saturating_sub(THIRTY_DAYS_MS));
     if from >= to {

@@ -1,6 +1,7 @@
 //! Plugins: upload a component (validated, compiled, cached, checked against the tenant's grants)
 //! as the tenant's new current version, and list the current versions.
 
+use crate::engine::time;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -125,7 +126,7 @@ pub async fn versions(
     };
     let rows: Vec<Value> = kept
         .iter()
-        .map(|(sha, at)| json!({"sha256": sha, "kept_at": at, "current": sha == current.sha256()}))
+        .map(|(sha, at)| json!({"sha256": sha, "kept_at": time::format(*at).to_string(), "current": sha == current.sha256()}))
         .collect();
     Ok(Json(json!(rows)))
 }

@@ -87,8 +87,8 @@ pub async fn definition(
     tag = "metrics",
     params(
         ("id" = String, Path, description = "The process definition id"),
-        ("from" = Option<u64>, Query, description = "Milliseconds since the epoch (default: 30 days before `to`)"),
-        ("to" = Option<u64>, Query, description = "Milliseconds since the epoch (default: now)")
+        ("from" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: 30 days before `to`)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: now)")
     ),
     responses(
         (status = 200, description = "The metrics", body = serde_json::Value),

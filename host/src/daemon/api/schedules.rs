@@ -28,12 +28,18 @@ pub struct ScheduleBody {
     paused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pause_reason: Option<String>,
-    /// The next due time (milliseconds since the epoch); none while paused.
+    /// The next due time; none while paused.
+    #[serde(with = "crate::engine::time::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     next_due: Option<u64>,
     /// Every due time up to this one has been handled.
+    #[serde(with = "crate::engine::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     handled_until: u64,
     last_instance: Option<String>,
     /// A due time kept until the running instance ends (`buffer-one`).
+    #[serde(with = "crate::engine::time::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pending: Option<u64>,
     started: u64,
     skipped: u64,

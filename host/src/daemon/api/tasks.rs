@@ -29,7 +29,7 @@ use crate::store::Inbox;
         ("role" = Option<String>, Query, description = "Tasks for this role"),
         ("workflow" = Option<String>, Query, description = "Only tasks of this workflow's instances"),
         ("step" = Option<String>, Query, description = "Only tasks of this step"),
-        ("due_before" = Option<u64>, Query, description = "Only tasks due before this time (milliseconds since the epoch)"),
+        ("due_before" = Option<String>, Query, format = DateTime, description = "Only tasks due before this time: an RFC 3339 date-time with its offset"),
         ("unclaimed" = Option<bool>, Query, description = "Only tasks nobody has claimed"),
         ("after" = Option<String>, Query, description = "The previous page's `next`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")
@@ -82,7 +82,7 @@ pub async fn inbox(
     let filter = TaskFilter {
         workflow: params.text("workflow"),
         step: params.text("step"),
-        due_before: params.number("due_before", "milliseconds since the epoch")?,
+        due_before: params.instant("due_before")?,
         unclaimed: params.flag("unclaimed", false)?,
     };
     let limit = params.limit(50, 500)?;

@@ -1,0 +1,104 @@
+//! Instants as the outside world reads them: RFC 3339 in UTC with milliseconds
+//! (`2026-12-04T18:37:04.123Z`). The engine counts in [`Millis`]; every instant the API answers
+//! with is written this way (and so stored, the same types being stored), and read back either
+//! way: an RFC 3339 date-time with any offset, or milliseconds since the epoch, as data written
+//! before instants were text has them.
+
+use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::de::{self, Visitor};
+use serde::{Deserializer, Serializer};
+
+use super::Millis;
+
+/// `at` as RFC 3339 in UTC with milliseconds.
+pub fn format(at: Millis) -> impl fmt::Display {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(at))
+}
+
+/// An RFC 3339 date-time with its offset (`2026-12-04T19:37:04+01:00`), as milliseconds since
+/// the epoch; an error says what is wrong with it.
+pub fn parse(text: &str) -> Result<Millis, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+        format!("`{text}` is not an RFC 3339 date-time with an offset (like 2026-12-04T09:30:00+01:00): {e}")
+    })?;
+    Millis::try_from(at.timestamp_millis())
+        .map_err(|_| format!("`{text}` is before 1970-01-01T00:00:00Z"))
+}
+
+struct Instant;
+
+impl Visitor<'_> for Instant {
+    type Value = Millis;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an RFC 3339 date-time, or milliseconds since the epoch")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Millis, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Millis, E> {
+        Millis::try_from(v).map_err(|_| E::custom(format!("{v} is before the epoch")))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Millis, E> {
+        parse(v).map_err(E::custom)
+    }
+}
+
+/// `#[serde(with = "crate::time::rfc3339")]` on a [`Millis`] that is an instant.
+pub mod rfc3339 {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        d.deserialize_any(Instant)
+    }
+
+    /// The same for an `Option<Millis>` (with `#[serde(default)]`).
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(at: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => s.collect_str(&format(*at)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+            struct Maybe;
+            impl<'de> Visitor<'de> for Maybe {
+                type Value = Option<Millis>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an RFC 3339 date-time, milliseconds since the epoch, or null")
+                }
+                fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                    d.deserialize_any(Instant).map(Some)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                    Instant.visit_u64(v).map(Some)
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                    Instant.visit_i64(v).map(Some)
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                    Instant.visit_str(v).map(Some)
+                }
+            }
+            d.deserialize_option(Maybe)
+        }
+    }
+}
