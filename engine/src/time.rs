@@ -102,3 +102,40 @@ pub mod rfc3339 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Stamped {
+        #[serde(with = "super::rfc3339")]
+        at: u64,
+        #[serde(default, with = "super::rfc3339::option")]
+        until: Option<u64>,
+    }
+
+    #[test]
+    fn instants_are_written_as_rfc_3339_and_read_in_either_form() {
+        let stamped = Stamped {
+            at: 1_796_408_224_123,
+            until: None,
+        };
+        let text = serde_json::to_string(&stamped).unwrap_or_default();
+        assert_eq!(text, r#"{"at":"2026-12-04T18:17:04.123Z","until":null}"#);
+        let back: Result<Stamped, _> = serde_json::from_str(&text);
+        assert_eq!(back.ok(), Some(stamped));
+        let older: Result<Stamped, _> =
+            serde_json::from_str(r#"{"at":1796408224123,"until":1796408224124}"#);
+        assert_eq!(older.ok().and_then(|s| s.until), Some(1_796_408_224_124));
+        let offset: Result<Stamped, _> =
+            serde_json::from_str(r#"{"at":"2026-12-04T19:17:04.123+01:00"}"#);
+        assert_eq!(offset.ok().map(|s| s.at), Some(1_796_408_224_123));
+        let wrong: Result<Stamped, _> = serde_json::from_str(r#"{"at":"yesterday"}"#);
+        let why = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            why.contains("`yesterday` is not an RFC 3339 date-time"),
+            "{why}"
+        );
+    }
+}
