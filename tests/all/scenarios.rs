@@ -3,6 +3,7 @@
 //! passing of time, and checks what a user would see: open tasks, data, notifications, the path
 //! taken and the final status.
 
+use flowgate::engine::time;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ struct Scenario {
     started_by: String,
     #[serde(default)]
     data: Map<String, Value>,
+    /// When the instance starts (RFC 3339 with its offset); by default [`T0`].
+    starts_at: Option<String>,
     #[serde(default)]
     act: Vec<Act>,
     expect: Expect,
@@ -77,6 +80,8 @@ struct Act {
     at: Option<Vec<String>>,
     /// After the act: whether the instance is paused.
     paused: Option<bool>,
+    /// After the act: when the one open task is due (RFC 3339 with its offset).
+    due: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +405,15 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
     if let Some(paused) = act.paused {
         assert_eq!(current.paused.is_some(), paused, "{at}: paused");
     }
+    if let Some(due) = &act.due {
+        let expected = time::parse(due).unwrap_or_else(|e| panic!("{at}: due: {e}"));
+        let open: Vec<Option<u64>> = current.open_tasks().map(|t| t.due_at).collect();
+        let [found] = open.as_slice() else {
+            panic!("{at}: due: {} open tasks", open.len());
+        };
+        let shown = found.map(|f| time::format(f).to_string());
+        assert_eq!(*found, Some(expected), "{at}: due {shown:?}, not {due}");
+    }
     Ok(())
 }
 
@@ -408,6 +422,11 @@ async fn run(file: &Path) {
     let scenario: Scenario =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let h = harness().await;
+    if let Some(starts) = &scenario.starts_at {
+        h.clock.set(
+            time::parse(starts).unwrap_or_else(|e| panic!("{}: starts_at: {e}", file.display())),
+        );
+    }
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -571,11 +590,14 @@ macro_rules! scenarios {
 
 scenarios!(
     accounts_payable_process,
+    quote_request_across_dst,
+    quote_request_across_easter,
     expense_report_approved,
     expense_report_revised_and_escalated,
     document_approval_with_revision,
     document_approval_migrated,
     document_esign_paused,
+    document_esign_signed_early,
     employee_onboarding,
     proposal_review_quorum,
     purchase_request_it_director,
