@@ -223,7 +223,15 @@ pub fn case_figures(
                     }
                 }
                 EventKind::TaskCompleted { task, .. } => {
-                    if let Some((opened, claimed)) = tasks.remove(task.as_str()) {
+                    // Someone outside the organization (a client signing from a link) is not
+                    // the tenant's people's time.
+                    let outside = instance
+                        .tasks
+                        .get(task.as_str())
+                        .is_some_and(|t| t.link_expires_at.is_some());
+                    if let Some((opened, claimed)) = tasks.remove(task.as_str())
+                        && !outside
+                    {
                         person_ms += calendar.between(claimed.unwrap_or(opened), event.at);
                     }
                 }

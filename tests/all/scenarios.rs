@@ -590,6 +590,7 @@ macro_rules! scenarios {
 
 scenarios!(
     accounts_payable_process,
+    client_onboarding_process,
     quote_request_across_dst,
     quote_request_across_easter,
     expense_report_approved,
