@@ -784,7 +784,8 @@ impl Flowgate {
     }
 
     /// Workflow metrics of `workflow` over `[from, to)`, from the histories of its instances
-    /// started before `to` (at most the 100,000 most recent ids).
+    /// started before `to` and not ended before `from` (among the 100,000 most recent started
+    /// before `to`).
     pub fn metrics(
         &self,
         tenant: &str,
@@ -804,6 +805,7 @@ impl Flowgate {
             definition: Some(workflow.to_string()),
             started_before: Some(to),
             limit: 100_000,
+            newest_first: true,
             ..InstanceFilter::default()
         };
         let mut runs = Vec::new();

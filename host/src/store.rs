@@ -294,9 +294,11 @@ pub struct InstanceFilter {
     pub started_before: Option<Millis>,
     /// Top-level data fields that must equal these values.
     pub data: BTreeMap<String, serde_json::Value>,
-    /// Instance ids greater than this (paging).
+    /// Instance ids greater than this (paging); newest first, smaller.
     pub after: Option<String>,
     pub limit: usize,
+    /// Newest (greatest id) first, so that a limit keeps the most recent.
+    pub newest_first: bool,
 }
 
 impl InstanceFilter {

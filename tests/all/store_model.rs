@@ -303,24 +303,27 @@ fn snapshot(store: &dyn Storage) -> String {
             "{tenant} running page {:?}",
             store.instances(tenant, &running).map(|v| v.len()).ok()
         ));
-        for definition in [None, Some("d"), Some("e")] {
-            for status in [None, Some("running"), Some("completed")] {
-                let mut filter = InstanceFilter {
-                    definition: definition.map(str::to_string),
-                    status: status.map(str::to_string),
-                    limit: 2,
-                    ..Default::default()
-                };
-                let first = store.instances(tenant, &filter).unwrap_or_default();
-                filter.after = first.last().map(|i| i.id.clone());
-                let second = store.instances(tenant, &filter).unwrap_or_default();
-                let ids = |v: &[Instance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-                line(format!(
-                    "{tenant} list {definition:?} {status:?} {:?} then {:?}",
-                    ids(&first),
-                    ids(&second)
-                ));
-            }
+        for (definition, status, newest_first) in [None, Some("d"), Some("e")]
+            .into_iter()
+            .flat_map(|d| [None, Some("running"), Some("completed")].map(|s| (d, s)))
+            .flat_map(|(d, s)| [(d, s, false), (d, s, true)])
+        {
+            let mut filter = InstanceFilter {
+                definition: definition.map(str::to_string),
+                status: status.map(str::to_string),
+                limit: 2,
+                newest_first,
+                ..Default::default()
+            };
+            let first = store.instances(tenant, &filter).unwrap_or_default();
+            filter.after = first.last().map(|i| i.id.clone());
+            let second = store.instances(tenant, &filter).unwrap_or_default();
+            let ids = |v: &[Instance]| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+            line(format!(
+                "{tenant} list {definition:?} {status:?} newest first {newest_first} {:?} then {:?}",
+                ids(&first),
+                ids(&second)
+            ));
         }
         for key in ["c0", "c1", "c2"] {
             line(format!(

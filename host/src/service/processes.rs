@@ -295,7 +295,7 @@ impl Flowgate {
     }
 
     /// Process metrics of `id` over `[from, to)`: the cases its `starts` workflow opened before
-    /// `to`, each read whole.
+    /// `to` (the most recent [`MAX_CASES`]), each read whole.
     pub fn process_metrics(
         &self,
         tenant: &str,
@@ -315,6 +315,7 @@ impl Flowgate {
             definition: Some(process.starts.clone()),
             started_before: Some(to),
             limit: MAX_CASES,
+            newest_first: true,
             ..InstanceFilter::default()
         };
         let mut cases = Vec::new();

@@ -92,10 +92,25 @@ impl Storage for MemStore {
         filter: &InstanceFilter,
     ) -> Result<Vec<Instance>, StoreError> {
         let t = self.lock();
-        Ok(t.instances
+        let beyond = |id: &String| {
+            filter
+                .after
+                .as_ref()
+                .is_none_or(|a| match filter.newest_first {
+                    true => id < a,
+                    false => id > a,
+                })
+        };
+        let mine = t
+            .instances
             .iter()
-            .filter(|((tn, id), _)| tn == tenant && filter.after.as_ref().is_none_or(|a| id > a))
-            .map(|(_, i)| i)
+            .filter(|((tn, id), _)| tn == tenant && beyond(id))
+            .map(|(_, i)| i);
+        let ordered: Box<dyn Iterator<Item = &Instance>> = match filter.newest_first {
+            true => Box::new(mine.rev()),
+            false => Box::new(mine),
+        };
+        Ok(ordered
             .filter(|i| filter.matches(i))
             .take(filter.limit)
             .cloned()

@@ -316,10 +316,20 @@ impl Storage for RedbStore {
         };
         if let Some(key) = key {
             let listing = txn.open_table(LISTING).map_err(db)?;
-            for entry in listing
-                .range((tenant, key.as_str(), after.as_str())..)
-                .map_err(db)?
-            {
+            let entries = if filter.newest_first {
+                // Below `after` (exclusive), or every id under the key.
+                let past = format!("{key}\u{0}");
+                let upper = match &filter.after {
+                    Some(a) => (tenant, key.as_str(), a.as_str()),
+                    None => (tenant, past.as_str(), ""),
+                };
+                let range = listing.range((tenant, key.as_str(), "")..upper);
+                Box::new(range.map_err(db)?.rev()) as Box<dyn Iterator<Item = _>>
+            } else {
+                let range = listing.range((tenant, key.as_str(), after.as_str())..);
+                Box::new(range.map_err(db)?)
+            };
+            for entry in entries {
                 let (found, _) = entry.map_err(db)?;
                 let (t, k, id) = found.value();
                 if t != tenant || k != key || out.len() >= filter.limit {
@@ -335,7 +345,18 @@ impl Storage for RedbStore {
             }
             return Ok(out);
         }
-        for entry in table.range((tenant, after.as_str())..).map_err(db)? {
+        let entries = if filter.newest_first {
+            let past = format!("{tenant}\u{0}");
+            let upper = match &filter.after {
+                Some(a) => (tenant, a.as_str()),
+                None => (past.as_str(), ""),
+            };
+            let range = table.range((tenant, "")..upper);
+            Box::new(range.map_err(db)?.rev()) as Box<dyn Iterator<Item = _>>
+        } else {
+            Box::new(table.range((tenant, after.as_str())..).map_err(db)?)
+        };
+        for entry in entries {
             let (key, value) = entry.map_err(db)?;
             if key.value().0 != tenant || out.len() >= filter.limit {
                 break;
