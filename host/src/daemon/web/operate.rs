@@ -207,10 +207,17 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             step: s,
             arrived,
             required,
-        } => (
-            format!("{}: {arrived} of {required} branches in", step(s)),
-            "info",
-        ),
+        } => {
+            // A fan-out's join counts the instances it started; a parallel join its branches.
+            let what = match def.step(s) {
+                Some(crate::definition::Step::Subworkflow(_)) => "instances ended",
+                _ => "branches in",
+            };
+            (
+                format!("{}: {arrived} of {required} {what}", step(s)),
+                "info",
+            )
+        }
         EventKind::BranchCancelled { step: s, .. } => {
             (format!("Branch at {} cancelled", step(s)), "info")
         }
@@ -690,4 +697,79 @@ fn reasoned(
     }
     viewer.take_command(s)?;
     Ok((by, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::{Format, parse};
+
+    #[test]
+    fn a_join_counts_branches_for_a_parallel_step_and_instances_for_a_fan_out() {
+        let def = parse(
+            "w.toml",
+            r#"
+id = "w"
+start = "ask"
+
+[[steps]]
+id = "ask"
+kind = "subworkflow"
+title = "Ask the suppliers"
+workflow = "quote"
+for_each = "suppliers"
+join = "quorum"
+required = 2
+next = "split"
+
+[[steps]]
+id = "split"
+kind = "parallel"
+branches = ["a", "b"]
+join = "both"
+
+[[steps]]
+id = "a"
+kind = "task"
+role = "r"
+next = "both"
+
+[[steps]]
+id = "b"
+kind = "task"
+role = "r"
+next = "both"
+
+[[steps]]
+id = "both"
+kind = "join"
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#,
+            Format::Toml,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let joined = |step: &str| Event {
+            seq: 0,
+            at: 0,
+            actor: Actor::System,
+            kind: EventKind::BranchJoined {
+                step: step.into(),
+                arrived: 1,
+                required: 2,
+            },
+            reason: None,
+        };
+        assert_eq!(
+            entry(&def, &joined("ask")).what,
+            "“Ask the suppliers”: 1 of 2 instances ended"
+        );
+        assert_eq!(
+            entry(&def, &joined("both")).what,
+            "“both”: 1 of 2 branches in"
+        );
+    }
 }
