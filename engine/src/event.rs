@@ -245,6 +245,9 @@ pub enum EventKind {
     /// had moved on, say): why is the event's reason.
     HeldCommandDropped {
         command: String,
+        /// The message's id, when the command was a message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// The instance moved to another version of its definition; `steps` says where the steps
     /// it was in went, when not to the step of the same id, and `plugins` the new pins.

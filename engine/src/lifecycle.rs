@@ -186,6 +186,10 @@ pub(crate) fn resume(
             break;
         }
         let kind = command.kind().to_string();
+        let message = match &command {
+            Command::ReceiveMessage(m) => Some(m.id.clone()),
+            _ => None,
+        };
         let kept = inst.clone();
         match super::run::apply(ctx, inst, command) {
             Ok((next, more)) => {
@@ -198,7 +202,10 @@ pub(crate) fn resume(
                 let mut run = Run::new(ctx, &mut inst);
                 run.emit(
                     Actor::System,
-                    EventKind::HeldCommandDropped { command: kind },
+                    EventKind::HeldCommandDropped {
+                        command: kind,
+                        message,
+                    },
                     Some(error.to_string()),
                 );
                 applied.events.extend(run.out.events);

@@ -108,6 +108,18 @@ pub enum MessageStatus {
         #[serde(with = "crate::engine::time::rfc3339")]
         at: Millis,
     },
+    /// The instances whose steps wait for it are paused: it applies when they resume.
+    Held {
+        instances: Vec<String>,
+        #[serde(with = "crate::engine::time::rfc3339")]
+        at: Millis,
+    },
+    /// Held for a paused instance that, resumed, no longer took it (its history says why).
+    Dropped {
+        instance: String,
+        #[serde(with = "crate::engine::time::rfc3339")]
+        at: Millis,
+    },
 }
 
 impl MessageStatus {
@@ -117,6 +129,8 @@ impl MessageStatus {
             MessageStatus::Started { .. } => "started",
             MessageStatus::Buffered { .. } => "buffered",
             MessageStatus::Expired { .. } => "expired",
+            MessageStatus::Held { .. } => "held",
+            MessageStatus::Dropped { .. } => "dropped",
         }
     }
 }

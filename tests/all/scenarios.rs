@@ -82,6 +82,9 @@ struct Act {
     paused: Option<bool>,
     /// After the act: when the one open task is due (RFC 3339 with its offset).
     due: Option<String>,
+    /// After the act: what became of these messages, by id (`delivered`, `held`, `dropped`...).
+    #[serde(default)]
+    messages: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -405,6 +408,13 @@ async fn act(h: &Harness, instance: &str, act: &Act, at: &str) -> Result<(), Str
     if let Some(paused) = act.paused {
         assert_eq!(current.paused.is_some(), paused, "{at}: paused");
     }
+    for (id, expected) in &act.messages {
+        let record = h
+            .flowgate
+            .message(&h.tenant, id)
+            .map_err(|e| format!("{at}: message {id}: {e}"))?;
+        assert_eq!(record.status.as_str(), expected, "{at}: message {id}");
+    }
     if let Some(due) = &act.due {
         let expected = time::parse(due).unwrap_or_else(|e| panic!("{at}: due: {e}"));
         let open: Vec<Option<u64>> = current.open_tasks().map(|t| t.due_at).collect();
@@ -598,6 +608,7 @@ scenarios!(
     document_approval_with_revision,
     document_approval_migrated,
     document_esign_paused,
+    document_esign_paused_past_its_deadline,
     document_esign_signed_early,
     employee_onboarding,
     proposal_review_quorum,

@@ -318,7 +318,10 @@ impl MessageRecord {
     pub fn instances(&self) -> Vec<String> {
         match &self.status {
             MessageStatus::Delivered { instances, .. } => instances.clone(),
-            MessageStatus::Started { instance } => vec![instance.clone()],
+            MessageStatus::Started { instance } | MessageStatus::Dropped { instance, .. } => {
+                vec![instance.clone()]
+            }
+            MessageStatus::Held { instances, .. } => instances.clone(),
             _ => Vec::new(),
         }
     }

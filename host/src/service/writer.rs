@@ -463,6 +463,7 @@ impl Writer {
         now: u64,
     ) -> Arc<Instance> {
         let (after, applied) = self.take_buffered(batch, before.as_ref(), after, applied, now);
+        self.settle_held(batch, &after, &applied, now);
         // A tenant with no notification channel has nothing to deliver: its notifications are
         // not kept in the outbox, only to be cleared again.
         let notifies = self.shared.notifier.delivers(&after.tenant);
@@ -587,11 +588,20 @@ impl Writer {
             }
         } else {
             let mut instances = Vec::with_capacity(taken.len());
+            let mut all_held = true;
             for (before, after, applied) in taken {
                 instances.push(after.id.clone());
+                all_held &= applied
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.kind, EventKind::CommandHeld { .. }));
                 self.record(batch, before, after, applied, None, now);
             }
-            MessageStatus::Delivered { instances, at: now }
+            if all_held {
+                MessageStatus::Held { instances, at: now }
+            } else {
+                MessageStatus::Delivered { instances, at: now }
+            }
         };
         let record = MessageRecord {
             tenant: tenant.to_string(),
@@ -735,6 +745,49 @@ impl Writer {
             }
         }
         (after, applied)
+    }
+
+    /// A resumed instance took or dropped the messages it held: their records say which.
+    fn settle_held(&mut self, batch: &mut Batch, instance: &Instance, applied: &Applied, now: u64) {
+        for event in &applied.events {
+            let (id, status) = match &event.kind {
+                EventKind::MessageReceived { id, .. } => (
+                    id,
+                    MessageStatus::Delivered {
+                        instances: vec![instance.id.clone()],
+                        at: now,
+                    },
+                ),
+                EventKind::HeldCommandDropped {
+                    message: Some(id), ..
+                } => (
+                    id,
+                    MessageStatus::Dropped {
+                        instance: instance.id.clone(),
+                        at: now,
+                    },
+                ),
+                _ => continue,
+            };
+            let key = (instance.tenant.clone(), id.clone());
+            let record = match batch.messages.get(&key) {
+                Some(found) => Some(found.clone()),
+                None => match self.shared.store.message(&instance.tenant, id) {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::warn!(tenant = %instance.tenant, message = %id, %error, "reading a held message failed");
+                        None
+                    }
+                },
+            };
+            let Some(mut record) = record else { continue };
+            if !matches!(record.status, MessageStatus::Held { .. }) {
+                continue;
+            }
+            record.status = status;
+            batch.messages.insert(key, record.clone());
+            batch.changes.push(Change::Message(Box::new(record)));
+        }
     }
 
     /// The oldest message kept for `name` and `correlation` that has not expired, that no

@@ -224,17 +224,13 @@ fn a_paused_instance_holds_its_timer_and_a_message_through_a_crash_and_takes_the
         (steps_of(&d, &id) == ["await-signature"]).then_some(())
     });
 
-    // A message for a paused instance is delivered to it and held; a second finds the step
+    // A message for a paused instance is held by it (202, `held`); a second finds the step
     // spoken for and is refused as it would be once the step has taken one.
     let (status, body) = act(&d, &pause, json!({"reason": "check the signer"}));
     assert_eq!(status, 200, "{body}");
     let signed = json!({"id": "sig-1", "name": "countersigned", "correlation": "doc-9", "data": {"signed_by": "Dana"}});
     let (status, body) = act(&d, "/api/v1/messages", signed);
-    assert_eq!(
-        (status, &body["status"]),
-        (200, &json!("delivered")),
-        "{body}"
-    );
+    assert_eq!((status, &body["status"]), (202, &json!("held")), "{body}");
     assert_eq!(body["instances"], json!([id]));
     assert_eq!(events(&d, &id, "command-held").len(), 1);
     assert!(get(&d, &id)["instance"]["data"].get("signed_by").is_none());
@@ -254,6 +250,9 @@ fn a_paused_instance_holds_its_timer_and_a_message_through_a_crash_and_takes_the
     let resumed = events(&d, &id, "instance-resumed");
     assert_eq!(resumed.last().map(|e| e["held"].clone()), Some(json!(1)));
     assert_eq!(events(&d, &id, "message-received").len(), 1);
+    let (status, record) = d.call("GET", "/api/v1/messages/sig-1", Some(ACME_ADMIN), None);
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["status"], "delivered", "taken on resume: {record}");
 }
 
 #[test]

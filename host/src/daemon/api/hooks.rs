@@ -101,7 +101,12 @@ pub async fn receive(
         };
         let Sent { record, replayed } = s.flowgate.send_message(&tenant, message).await?;
         let status = match record.status {
-            crate::store::MessageStatus::Buffered { .. } if !replayed => StatusCode::ACCEPTED,
+            crate::store::MessageStatus::Buffered { .. }
+            | crate::store::MessageStatus::Held { .. }
+                if !replayed =>
+            {
+                StatusCode::ACCEPTED
+            }
             _ => StatusCode::OK,
         };
         let view = serde_json::to_value(MessageView::of(&record, replayed)).unwrap_or_default();

@@ -47,7 +47,8 @@ pub struct MessageView {
     id: String,
     name: String,
     correlation: String,
-    /// `delivered`, `started`, `buffered` or `expired`.
+    /// `delivered`, `started`, `buffered`, `expired`; `held` while the instances that take it
+    /// are paused, then `delivered`, or `dropped` if the one resumed no longer took it.
     status: &'static str,
     /// The instances whose steps took it, or the one it started.
     instances: Vec<String>,
@@ -97,7 +98,7 @@ impl MessageView {
     request_body = SendMessage,
     responses(
         (status = 200, description = "Delivered, or a workflow started (`status`); or a repeat of an id sent before (`replayed`)", body = MessageView),
-        (status = 202, description = "No step waits yet: kept until `expires_at`", body = MessageView),
+        (status = 202, description = "No step waits yet: kept until `expires_at`; or the instances that wait are paused: `held` until they resume", body = MessageView),
         (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "The `process` named is not a case of the caller's tenant", body = ErrorBody),
@@ -140,7 +141,9 @@ pub async fn send(
     };
     let Sent { record, replayed } = s.flowgate.send_message(caller.tenant(), message).await?;
     let status = match record.status {
-        MessageStatus::Buffered { .. } if !replayed => StatusCode::ACCEPTED,
+        MessageStatus::Buffered { .. } | MessageStatus::Held { .. } if !replayed => {
+            StatusCode::ACCEPTED
+        }
         _ => StatusCode::OK,
     };
     Ok((status, Json(MessageView::of(&record, replayed))))
@@ -171,7 +174,17 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
     params.only(&["status", "after", "limit"])?;
-    let status = params.one_of("status", &["delivered", "started", "buffered", "expired"])?;
+    let status = params.one_of(
+        "status",
+        &[
+            "delivered",
+            "started",
+            "buffered",
+            "expired",
+            "held",
+            "dropped",
+        ],
+    )?;
     let limit = params.limit(100, 1000)?;
     let after = params.text("after");
     let mut out = Vec::new();

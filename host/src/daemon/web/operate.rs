@@ -235,7 +235,7 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             ),
             "info",
         ),
-        EventKind::HeldCommandDropped { command } => (
+        EventKind::HeldCommandDropped { command, .. } => (
             format!(
                 "Held {} no longer applied",
                 format::label(command).to_lowercase()
