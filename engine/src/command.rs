@@ -386,10 +386,10 @@ pub enum CommandError {
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
     /// The command conflicts with the current state (already done, stale version).
-    #[error("conflict: {0}")]
+    #[error("{0}")]
     Conflict(String),
     /// The person may not do this.
-    #[error("forbidden: {0}")]
+    #[error("{0}")]
     Forbidden(String),
     /// The input is invalid; `field` names where.
     #[error("invalid {field}: {message}")]

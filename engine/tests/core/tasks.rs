@@ -128,11 +128,13 @@ fn refused_commands_change_nothing() {
         ),
     ];
     for (command, expected) in cases {
-        let error = env
-            .apply(command)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let error = match env.apply(command) {
+            Ok(_) => String::new(),
+            // Which kind of refusal it is, as the API's error code says it, then why.
+            Err(CommandError::Forbidden(why)) => format!("forbidden: {why}"),
+            Err(CommandError::Conflict(why)) => format!("conflict: {why}"),
+            Err(other) => other.to_string(),
+        };
         assert!(
             error.contains(expected),
             "{error:?} should say {expected:?}"
