@@ -192,8 +192,13 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Resolution {
-    /// Run the failed step's plugin call again.
-    Retry,
+    /// Run the failed step's plugin call again: on the version the instance is pinned to, or,
+    /// with `plugin_version`, on that version of the step's plugin (a fixed one), to which the
+    /// instance is pinned from then on.
+    Retry {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plugin_version: Option<String>,
+    },
     /// Leave the step as if it produced `outcome` (`approve`/`reject` for approvals, a candidate
     /// step for routes; ignored for actions), merging `data` into the instance's (what the step
     /// would have given, e.g. an action's output).

@@ -170,6 +170,15 @@ pub enum EventKind {
         token: u64,
         resolution: String,
     },
+    /// The instance runs another version of a plugin from now on (an incident retried on it).
+    PluginRepinned {
+        step: String,
+        plugin: String,
+        /// The version it was pinned to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        to: String,
+    },
     SubworkflowStarted {
         step: String,
         workflow: String,

@@ -440,7 +440,12 @@ impl Run<'_> {
             (current.step.clone(), current.activation, incident.attempts);
         let actor = Actor::person(by);
         let described = match &resolution {
-            Resolution::Retry => "retry".to_string(),
+            Resolution::Retry {
+                plugin_version: None,
+            } => "retry".to_string(),
+            Resolution::Retry {
+                plugin_version: Some(v),
+            } => format!("retry on plugin version {}", short(v)),
             Resolution::Skip {
                 outcome: Some(o), ..
             } => format!("skip with outcome {o}"),
@@ -456,7 +461,29 @@ impl Run<'_> {
             Some(reason.clone()),
         );
         match resolution {
-            Resolution::Retry => {
+            Resolution::Retry { plugin_version } => {
+                if let Some(to) = plugin_version {
+                    let Some((plugin, _)) = self.step(&step)?.plugin() else {
+                        return Err(CommandError::invalid(
+                            "plugin_version",
+                            format!("step `{step}` calls no plugin: retry it without a version"),
+                        ));
+                    };
+                    let plugin = plugin.to_string();
+                    let from = self.inst.plugins.insert(plugin.clone(), to.clone());
+                    if from.as_deref() != Some(to.as_str()) {
+                        self.emit(
+                            actor.clone(),
+                            EventKind::PluginRepinned {
+                                step: step.clone(),
+                                plugin,
+                                from,
+                                to,
+                            },
+                            Some(reason.clone()),
+                        );
+                    }
+                }
                 let attempt = attempts + 1;
                 match self.step(&step)? {
                     Step::Action(_) | Step::Approval(_) | Step::Route(_) => {
@@ -536,4 +563,9 @@ fn retry_after(
         _ => step,
     };
     (attempt < policy.max_attempts).then(|| policy.backoff(attempt))
+}
+
+/// A plugin version as people read it: the first 12 hex digits of its sha256.
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
 }

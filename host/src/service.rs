@@ -672,6 +672,55 @@ impl Flowgate {
         self.command(tenant, instance, command).await
     }
 
+    /// The version of `plugin` the tenant's new instances run, if it is loaded.
+    pub fn current_plugin_version(&self, tenant: &str, plugin: &str) -> Option<String> {
+        self.shared
+            .plugins
+            .current(&crate::plugin::PluginId::new(tenant, plugin))
+            .map(|p| p.sha256().to_string())
+    }
+
+    /// Retries an incident on the current version of its step's plugin (a fixed one, say),
+    /// pinning the instance to it; the history records the change.
+    pub async fn retry_on_current(
+        &self,
+        tenant: &str,
+        instance: &str,
+        token: u64,
+        by: &str,
+        reason: String,
+    ) -> Result<Instance, ServiceError> {
+        let current = self.instance(tenant, instance)?;
+        let step = current
+            .tokens
+            .get(&token)
+            .map(|t| t.step.clone())
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "incident",
+                id: format!("{instance}/{token}"),
+            })?;
+        let def = self.definition(tenant, &current.definition_id, current.definition_version)?;
+        let plugin = def
+            .step(&step)
+            .and_then(|s| s.plugin())
+            .map(|(name, _)| name.to_string())
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "current".into(),
+                message: format!("step `{step}` calls no plugin: retry it as it is"),
+            })?;
+        let version = self
+            .current_plugin_version(tenant, &plugin)
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "current".into(),
+                message: format!("tenant `{tenant}` has no current version of plugin `{plugin}`"),
+            })?;
+        let retry = crate::engine::Resolution::Retry {
+            plugin_version: Some(version),
+        };
+        self.resolve_incident(tenant, instance, token, by, retry, reason)
+            .await
+    }
+
     /// A definition version (cached: versions never change).
     pub fn definition(
         &self,

@@ -46,6 +46,22 @@ fn incident_of(h: &Harness, id: &str) -> Option<flowgate::engine::Incident> {
     })
 }
 
+/// The incident an instance stands at, with its token.
+fn incident_at(h: &Harness, id: &str) -> (u64, flowgate::engine::Incident) {
+    let instance = h
+        .flowgate
+        .instance(&h.tenant, id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    instance
+        .tokens
+        .values()
+        .find_map(|t| match &t.wait {
+            Wait::Incident(i) => Some((t.id, i.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{id} has no incident"))
+}
+
 fn reviewer(n: usize) -> Person {
     Person::new(format!("reviewer-{n}"), &["reviewer"])
 }
@@ -598,7 +614,13 @@ async fn retryable_failures_retry_with_backoff_then_become_an_incident_a_person_
         reason: "ledger fixed".into(),
     };
     h.flowgate
-        .command(&h.tenant, &instance.id, resolve(Resolution::Retry))
+        .command(
+            &h.tenant,
+            &instance.id,
+            resolve(Resolution::Retry {
+                plugin_version: None,
+            }),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     h.settle().await;
@@ -1056,5 +1078,107 @@ kind = "end"
         started.iter().all(|c| c.status == Status::Cancelled),
         "{:?}",
         started.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn an_incident_retried_on_the_fixed_current_version_runs_it_and_the_history_says_so() {
+    let h = harness().await;
+    let broken = with_flaky_plugin(&h).await;
+    h.flowgate
+        .deploy(&h.tenant, "p.toml", &action_workflow("permanent", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instance = start(&h, "flaky-permanent", json!({})).await;
+    let (token, _) = incident_at(&h, &instance.id);
+
+    // The author uploads a version that works (here: one that answers every action).
+    let fixed = h
+        .flowgate
+        .plugins()
+        .install(
+            PluginId::new(h.tenant.clone(), "flaky"),
+            &crate::common::wasm(flowgate_tests::artifacts::CLOCK_READER),
+            PluginSettings {
+                grants: flowgate::plugin::Grants {
+                    clocks: true,
+                    ..Default::default()
+                },
+                ..PluginSettings::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .sha256()
+        .to_string();
+    assert_ne!(fixed, broken);
+
+    // A plain retry runs the version the instance is pinned to, and fails again.
+    let retry = Command::ResolveIncident {
+        token,
+        by: "olga".into(),
+        resolution: Resolution::Retry {
+            plugin_version: None,
+        },
+        reason: "try again".into(),
+    };
+    h.flowgate
+        .command(&h.tenant, &instance.id, retry)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.settle().await;
+    let (token, again) = incident_at(&h, &instance.id);
+    assert_eq!(again.sha256.as_deref(), Some(broken.as_str()));
+
+    // On the current version, the step runs on the fixed plugin, and the instance stays on it.
+    let done = h
+        .flowgate
+        .retry_on_current(
+            &h.tenant,
+            &instance.id,
+            token,
+            "olga",
+            "fixed in 1.0.1".into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.plugins.get("flaky"), Some(&fixed));
+    h.settle().await;
+    let ended = h
+        .flowgate
+        .instance(&h.tenant, &instance.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ended.status, Status::Completed);
+    assert!(ended.data.contains_key("now_secs"), "{:?}", ended.data);
+    let history = h
+        .flowgate
+        .history(&h.tenant, &instance.id)
+        .unwrap_or_default();
+    let repinned: Vec<_> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PluginRepinned {
+                plugin, from, to, ..
+            } => Some((plugin.clone(), from.clone(), to.clone(), e.reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        repinned,
+        [(
+            "flaky".to_string(),
+            Some(broken),
+            fixed,
+            Some("fixed in 1.0.1".to_string())
+        )]
+    );
+
+    // The incident is resolved: another retry finds none.
+    let refused = h
+        .flowgate
+        .retry_on_current(&h.tenant, &instance.id, token, "olga", "again".into())
+        .await;
+    assert!(
+        matches!(refused, Err(ServiceError::NotFound { .. })),
+        "{refused:?}"
     );
 }

@@ -157,6 +157,9 @@ pub(crate) enum IncidentCommand {
         by: String,
         #[arg(long)]
         reason: String,
+        /// On the plugin's current version (a fixed one), pinning the instance to it.
+        #[arg(long)]
+        current: bool,
     },
     /// Leave the step as if it produced `--outcome`.
     Skip {
@@ -351,7 +354,23 @@ pub(crate) fn incident(local: &LocalArgs, command: IncidentCommand) -> anyhow::R
                 incident,
                 by,
                 reason,
-            } => (instance, incident, by, reason, Resolution::Retry),
+                current,
+            } => {
+                if current {
+                    l.flowgate
+                        .retry_on_current(&l.tenant, &instance, incident, &by, reason)
+                        .await?;
+                    l.flowgate.run_until_idle().await?;
+                    let i = l.flowgate.instance(&l.tenant, &instance)?;
+                    return print_json(
+                        &json!({"instance": i.id, "status": i.status, "incident": i.has_incident()}),
+                    );
+                }
+                let retry = Resolution::Retry {
+                    plugin_version: None,
+                };
+                (instance, incident, by, reason, retry)
+            }
             IncidentCommand::Skip {
                 instance,
                 incident: token,

@@ -225,9 +225,10 @@ pub(crate) fn incident(r: &Remote, command: IncidentCommand) -> anyhow::Result<(
             incident: token,
             by: _,
             reason,
+            current,
         } => r.post(
             &format!("/api/v1/instances/{instance}/incidents/{token}/retry"),
-            &json!({"reason": reason}),
+            &json!({"reason": reason, "current": current}),
         )?,
         IncidentCommand::Skip {
             instance,

@@ -75,6 +75,10 @@ pub struct Retry {
     /// Why, for the history.
     #[schema(min_length = 1)]
     reason: String,
+    /// Retry on the plugin's current version (a fixed one) rather than the one the instance is
+    /// pinned to, pinning it to the current one from then on.
+    #[serde(default)]
+    current: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,7 +124,22 @@ pub async fn retry(
     Path((id, token)): Path<(String, String)>,
     Body(body): Body<Retry>,
 ) -> Result<Json<Instance>, ApiError> {
-    resolve(s, caller, id, token, Resolution::Retry, body.reason).await
+    let resolution = Resolution::Retry {
+        plugin_version: None,
+    };
+    match body.current {
+        false => resolve(s, caller, id, token, resolution, body.reason).await,
+        true => {
+            caller.admin("resolve incidents")?;
+            let token = incident_token(&token)?;
+            ApiError::require_reason(&body.reason, "in the history")?;
+            let instance = s
+                .flowgate
+                .retry_on_current(caller.tenant(), &id, token, &caller.0.token, body.reason)
+                .await?;
+            Ok(Json(instance))
+        }
+    }
 }
 
 /// Leaves the failed step as if it had produced `outcome` (administrators).
@@ -167,14 +186,7 @@ async fn resolve(
     reason: String,
 ) -> Result<Json<Instance>, ApiError> {
     caller.admin("resolve incidents")?;
-    let token: u64 = token.parse().map_err(|_| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("token `{token}` must be the incident's token number, as GET /api/v1/incidents lists it"),
-        )
-        .with(json!({"field": "token"}))
-    })?;
+    let token = incident_token(&token)?;
     ApiError::require_reason(&reason, "in the history")?;
     let instance = s
         .flowgate
@@ -188,4 +200,16 @@ async fn resolve(
         )
         .await?;
     Ok(Json(instance))
+}
+
+/// The incident's token from its path, a number.
+fn incident_token(token: &str) -> Result<u64, ApiError> {
+    token.parse().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("token `{token}` must be the incident's token number, as GET /api/v1/incidents lists it"),
+        )
+        .with(json!({"field": "token"}))
+    })
 }

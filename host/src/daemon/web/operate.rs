@@ -184,6 +184,18 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             format!("Incident at {} resolved: {resolution}", step(s)),
             "ok",
         ),
+        EventKind::PluginRepinned {
+            plugin, from, to, ..
+        } => (
+            format!(
+                "Now runs {plugin} @{}{}",
+                crate::plugin::short_version(to),
+                from.as_deref()
+                    .map(|f| format!(" (was @{})", crate::plugin::short_version(f)))
+                    .unwrap_or_default()
+            ),
+            "info",
+        ),
         EventKind::SubworkflowStarted {
             workflow,
             count: None,
@@ -419,6 +431,8 @@ struct IncidentView {
     blame: String,
     /// The outcomes a skip may give (approve/reject, or a route's candidates).
     skip_outcomes: Vec<String>,
+    /// The plugin's current version, when it is not the one the instance is pinned to.
+    newer: Option<String>,
 }
 
 #[derive(Debug)]
@@ -482,7 +496,9 @@ pub async fn instance(
                 .and_then(|expires| s.links.url(viewer.tenant(), &t.id, expires)),
         })
         .collect();
-    let incidents = incidents_of(&instance, &def);
+    let incidents = incidents_of(&instance, &def, |p| {
+        s.flowgate.current_plugin_version(viewer.tenant(), p)
+    });
     Ok(html(&InstancePage {
         chrome: viewer.chrome("instances"),
         workflow_name: def.display_name().to_string(),
@@ -503,7 +519,11 @@ pub async fn instance(
     }))
 }
 
-fn incidents_of(instance: &Instance, def: &Definition) -> Vec<IncidentView> {
+fn incidents_of(
+    instance: &Instance,
+    def: &Definition,
+    current: impl Fn(&str) -> Option<String>,
+) -> Vec<IncidentView> {
     use crate::definition::Step;
     instance
         .tokens
@@ -538,6 +558,11 @@ fn incidents_of(instance: &Instance, def: &Definition) -> Vec<IncidentView> {
                 Some(Step::Route(r)) => r.candidates.clone(),
                 _ => Vec::new(),
             },
+            newer: incident.plugin.as_deref().and_then(|plugin| {
+                let now = current(plugin)?;
+                (incident.sha256.as_deref() != Some(now.as_str()))
+                    .then(|| crate::plugin::short_version(&now).to_string())
+            }),
         })
         .collect()
 }
@@ -559,7 +584,9 @@ pub async fn incidents(State(s): State<AppState>, viewer: Viewer) -> Result<Resp
         ) else {
             continue;
         };
-        incidents.extend(incidents_of(&instance, &def));
+        incidents.extend(incidents_of(&instance, &def, |p| {
+            s.flowgate.current_plugin_version(viewer.tenant(), p)
+        }));
     }
     Ok(html(&IncidentsPage {
         chrome: viewer.chrome("incidents"),
@@ -596,7 +623,16 @@ pub async fn resolve(
         ));
     }
     let resolution = match form.get("action") {
-        Some("retry") => Resolution::Retry,
+        Some("retry") => Resolution::Retry {
+            plugin_version: None,
+        },
+        Some("retry-current") => {
+            viewer.take_command(&s)?;
+            s.flowgate
+                .retry_on_current(viewer.tenant(), &id, token, &by, reason)
+                .await?;
+            return Ok(Redirect::to(&format!("/instances/{}", urlencode(&id))).into_response());
+        }
         Some("skip") => Resolution::Skip {
             outcome: form
                 .get("outcome")
