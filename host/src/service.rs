@@ -676,7 +676,7 @@ impl Flowgate {
     pub fn current_plugin_version(&self, tenant: &str, plugin: &str) -> Option<String> {
         self.shared
             .plugins
-            .current(&crate::plugin::PluginId::new(tenant, plugin))
+            .current(&PluginId::new(tenant, plugin))
             .map(|p| p.sha256().to_string())
     }
 
