@@ -231,7 +231,9 @@ fn a_list_that_cannot_be_fanned_out_is_an_incident_to_retry() {
         let retried = env.ok(Command::ResolveIncident {
             token,
             by: "olga".into(),
-            resolution: Resolution::Retry,
+            resolution: Resolution::Retry {
+                plugin_version: None,
+            },
             reason: "fixed the request".into(),
         });
         assert_eq!(

@@ -365,7 +365,9 @@ fn a_refused_next_start_is_an_incident_to_retry_or_skip() {
     let retried = env.ok(Command::ResolveIncident {
         token,
         by: "olga".into(),
-        resolution: Resolution::Retry,
+        resolution: Resolution::Retry {
+            plugin_version: None,
+        },
         reason: "deployed the contract workflow".into(),
     });
     assert!(
@@ -439,7 +441,9 @@ kind = "end"
     let retried = env.ok(Command::ResolveIncident {
         token,
         by: "olga".into(),
-        resolution: Resolution::Retry,
+        resolution: Resolution::Retry {
+            plugin_version: None,
+        },
         reason: "deployed it".into(),
     });
     assert!(

@@ -292,7 +292,9 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     let retried = env.ok(Command::ResolveIncident {
         token: first.token,
         by: "ops".into(),
-        resolution: Resolution::Retry,
+        resolution: Resolution::Retry {
+            plugin_version: None,
+        },
         reason: "plugin fixed".into(),
     });
     assert_eq!(events(&retried), ["incident-resolved approval"]);
@@ -317,7 +319,9 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     let unknown = env.apply(Command::ResolveIncident {
         token: 99,
         by: "ops".into(),
-        resolution: Resolution::Retry,
+        resolution: Resolution::Retry {
+            plugin_version: None,
+        },
         reason: "x".into(),
     });
     assert!(unknown.is_err());
