@@ -4,8 +4,9 @@
 
 use flowgate_engine::definition::StageOrder;
 use flowgate_engine::{
-    ActionOutput, Approver, Blame, Capability, Command, CommandError, EffectFailure, FailureKind,
-    PluginAnswer, PluginRef, PluginRequest, RequiredStage, Requirement, Resolution, Routed, Wait,
+    ActionOutput, Approver, Blame, Capability, Command, CommandError, EffectFailure, EventKind,
+    FailureKind, PluginAnswer, PluginRef, PluginRequest, RequiredStage, Requirement, Resolution,
+    Routed, Wait,
 };
 use serde_json::json;
 
@@ -325,6 +326,38 @@ fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
         reason: "x".into(),
     });
     assert!(unknown.is_err());
+}
+
+#[test]
+fn a_retry_on_another_version_repins_the_instance_and_says_so() {
+    let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 120_000}));
+    let first = call(&applied);
+    env.ok(first.answered(Err(failure(FailureKind::Trap))));
+    let pinned = env.inst.plugins.get("p").cloned();
+    let fixed = "f".repeat(64);
+    let retried = env.ok(Command::ResolveIncident {
+        token: first.token,
+        by: "ops".into(),
+        resolution: Resolution::Retry {
+            plugin_version: Some(fixed.clone()),
+        },
+        reason: "fixed in 1.0.1".into(),
+    });
+    assert_eq!(
+        events(&retried),
+        ["incident-resolved approval", "plugin-repinned approval"]
+    );
+    assert!(matches!(
+        &retried.events[0].kind,
+        EventKind::IncidentResolved { resolution, .. } if resolution == "retry on plugin version ffffffffffff"
+    ));
+    assert!(matches!(
+        &retried.events[1].kind,
+        EventKind::PluginRepinned { plugin, from, to, .. } if plugin == "p" && *from == pinned && *to == fixed
+    ));
+    assert_eq!(env.inst.plugins.get("p"), Some(&fixed));
+    let again = call(&retried);
+    assert_eq!(again.attempt, 2);
 }
 
 #[test]
