@@ -372,7 +372,7 @@ fn a_call_the_host_could_not_finish_retries_on_the_host_backoff_before_an_incide
             .events
             .iter()
             .filter_map(|e| match &e.kind {
-                flowgate_engine::EventKind::PluginCallFailed { kind, .. } => Some(*kind),
+                EventKind::PluginCallFailed { kind, .. } => Some(*kind),
                 _ => None,
             })
             .collect()
