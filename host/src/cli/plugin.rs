@@ -38,6 +38,9 @@ pub(crate) struct EvalArgs {
     /// A configuration value for the plugin, `key=value`; repeatable.
     #[arg(long = "config", value_parser = parse_pair)]
     config: Vec<(String, String)>,
+    /// Fuel per call (default: the tenant default, 11,000,000).
+    #[arg(long)]
+    fuel: Option<u64>,
     /// Grant the wall and monotonic clocks.
     #[arg(long)]
     grant_clocks: bool,
@@ -131,7 +134,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let input: EvalInput = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid request", args.input.display()))?;
+    let mut limits = crate::plugin::PluginLimits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = fuel;
+    }
+    let budget = limits.fuel;
     let settings = PluginSettings {
+        limits,
         config: args.config.into_iter().collect::<BTreeMap<_, _>>(),
         grants: Grants {
             clocks: args.grant_clocks,
@@ -207,6 +216,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         "capability": args.capability,
         "result": value,
         "fuel_consumed": fuel,
+        "fuel_budget": budget,
+        // How close the call came to the cap that would stop it.
+        "fuel_share": fuel as f64 / budget.max(1) as f64,
         "elapsed_us": elapsed.as_micros() as u64,
         "logs": logs.iter().map(|l| &l.message).collect::<Vec<_>>(),
     });

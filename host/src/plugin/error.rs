@@ -182,7 +182,9 @@ pub enum PluginFailure {
         reason: String,
     },
     /// The call used its whole fuel budget.
-    #[error("ran out of fuel (budget {budget} units)")]
+    #[error(
+        "ran out of fuel: it used all {budget} units a call may use (raise `fuel` under the plugin's `[plugins.<name>.limits]` in tenant.toml, or `--fuel` for `flowgate plugin eval`, or make the call do less); fuel is not retried: the same input uses the same fuel"
+    )]
     FuelExhausted {
         /// The budget that was used up.
         budget: u64,

@@ -204,3 +204,45 @@ fn the_command_line_pauses_resumes_and_migrates_against_a_running_daemon() {
     assert!(!ok);
     assert!(err.contains("`nope` is not `key=value`"), "{err}");
 }
+
+#[test]
+fn plugin_eval_reports_the_fuel_a_call_used_against_its_budget_and_says_how_to_raise_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let eval = |action: &str, params: Value, fuel: &str| {
+        let input = dir.path().join(format!("{action}.json"));
+        let request = json!({"action": action, "params": params});
+        std::fs::write(&input, request.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(["plugin", "eval", flowgate_tests::artifacts::MISBEHAVE])
+            .args(["--capability", "step-action", "--fuel", fuel, "--input"])
+            .arg(&input)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            printed,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, report, err) = eval("spin", json!({"iterations": 10_000}), "20000000");
+    assert!(ok, "{err}");
+    assert_eq!(report["fuel_budget"], 20_000_000, "{report}");
+    let used = report["fuel_consumed"].as_u64().unwrap_or(0);
+    let share = report["fuel_share"].as_f64().unwrap_or(-1.0);
+    assert!(used > 10_000 && used < 20_000_000, "{report}");
+    assert!(
+        (share - used as f64 / 20_000_000.0).abs() < 1e-9,
+        "{report}"
+    );
+
+    let (ok, _, err) = eval("loop", json!({}), "1000000");
+    assert!(!ok, "an endless loop on a small budget fails");
+    assert!(
+        err.contains("ran out of fuel: it used all 1000000 units")
+            && err.contains("raise `fuel` under the plugin's `[plugins.<name>.limits]`"),
+        "{err}"
+    );
+}
