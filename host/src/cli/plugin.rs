@@ -147,7 +147,6 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
             random: args.grant_random,
             ..Grants::default()
         },
-        ..PluginSettings::default()
     };
     let runtime = runtime(args.cache_dir)?;
     let name = args
