@@ -150,30 +150,25 @@ impl ApprovalPolicy for PurchaseApproval {
 #[allow(clippy::inconsistent_digit_grouping)]
 mod tests {
     use super::*;
-    use flowgate_plugin_sdk::testing::{context, usd, with_config};
-    use flowgate_plugin_sdk::{ApprovalRequirement, Approver};
+    use flowgate_plugin_sdk::testing::{approval_request, usd, with_config};
 
     fn request(cents: i64, category: &str) -> ApprovalRequest {
         ApprovalRequest {
-            context: context(serde_json::json!({})),
-            amount: Some(usd(cents)),
-            category: category.to_string(),
             requester: "alice".to_string(),
+            ..approval_request(usd(cents), category)
         }
     }
 
     /// The roles asked to approve, or `["auto"]`.
     fn roles(decision: &ApprovalDecision) -> Vec<String> {
-        match &decision.requirement {
-            ApprovalRequirement::AutoApprove => vec!["auto".to_string()],
-            ApprovalRequirement::Stages((_, stages)) => stages
-                .iter()
-                .flat_map(|s| s.approvers.iter())
-                .map(|a| match a {
-                    Approver::Role(r) | Approver::Person(r) => r.clone(),
-                })
-                .collect(),
+        if decision.is_auto_approved() {
+            return vec!["auto".to_string()];
         }
+        let approvers = decision.approvers();
+        approvers
+            .iter()
+            .map(|a| a.trim_start_matches("role:").to_string())
+            .collect()
     }
 
     fn decide(cents: i64, category: &str) -> Vec<String> {

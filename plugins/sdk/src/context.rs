@@ -73,6 +73,26 @@ impl ApprovalDecision {
             reason: reason.into(),
         }
     }
+
+    /// Whether nobody needs to approve.
+    pub fn is_auto_approved(&self) -> bool {
+        matches!(self.requirement, ApprovalRequirement::AutoApprove)
+    }
+
+    /// Who is asked, stage after stage: `role:manager`, `person:dora`; empty when nobody is.
+    pub fn approvers(&self) -> Vec<String> {
+        match &self.requirement {
+            ApprovalRequirement::AutoApprove => Vec::new(),
+            ApprovalRequirement::Stages((_, stages)) => stages
+                .iter()
+                .flat_map(|s| s.approvers.iter())
+                .map(|a| match a {
+                    Approver::Role(r) => format!("role:{r}"),
+                    Approver::Person(p) => format!("person:{p}"),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ApprovalStage {

@@ -29,6 +29,9 @@ mod bindings {
     });
 }
 
+/// The JSON crate the SDK reads and writes data with, for plugins and their tests.
+pub use serde_json;
+
 pub mod config;
 mod context;
 pub mod log;

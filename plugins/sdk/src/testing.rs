@@ -13,7 +13,9 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::{LogLevel, Money, StepContext};
+use crate::{
+    ActionRequest, ApprovalRequest, IdempotencyKey, LogLevel, Money, RouteRequest, StepContext,
+};
 
 /// A log line a plugin wrote during a native test.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +56,47 @@ pub fn context(data: serde_json::Value) -> StepContext {
         instance_id: "test-instance".to_string(),
         step_id: "test-step".to_string(),
         data: data.to_string(),
+    }
+}
+
+/// An approval policy's request for `amount` in `category`, from `test-requester`, with no
+/// instance data; its fields are public, to change what a test needs.
+///
+/// ```
+/// use flowgate_plugin_sdk::testing::{approval_request, usd};
+///
+/// let request = approval_request(usd(120_00), "office");
+/// assert_eq!(request.amount.map(|m| m.minor_units), Some(12_000));
+/// ```
+pub fn approval_request(amount: Money, category: &str) -> ApprovalRequest {
+    ApprovalRequest {
+        context: context(serde_json::json!({})),
+        amount: Some(amount),
+        category: category.to_string(),
+        requester: "test-requester".to_string(),
+    }
+}
+
+/// A router's request over `data`, choosing among `candidates`.
+pub fn route_request(data: serde_json::Value, candidates: &[&str]) -> RouteRequest {
+    RouteRequest {
+        context: context(data),
+        candidates: candidates.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+/// A step action's request for `action` with `params`, as the first attempt of its step.
+pub fn action_request(action: &str, params: serde_json::Value) -> ActionRequest {
+    ActionRequest {
+        context: context(serde_json::json!({})),
+        action: action.to_string(),
+        params: params.to_string(),
+        idempotency: IdempotencyKey {
+            key: "test-instance/test-step/1/1".to_string(),
+            instance_id: "test-instance".to_string(),
+            step_id: "test-step".to_string(),
+            attempt: 1,
+        },
     }
 }
 
