@@ -340,3 +340,31 @@ fn a_session_serves_several_calls_each_with_its_own_budget_and_log() {
         ))
     ));
 }
+
+/// The SDK carries its own copy of the contract, so that a plugin crate outside this repository
+/// builds: it must be the contract the host implements, file for file.
+#[test]
+fn the_sdk_carries_the_hosts_contract_unchanged() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let host = root.join("wit/flowgate-plugin@0.1.0");
+    let sdk = root.join("plugins/sdk/wit/flowgate-plugin@0.1.0");
+    let names = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&sdk), names(&host), "the same files");
+    for name in names(&host) {
+        let read = |dir: &std::path::Path| {
+            std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        assert!(
+            read(&sdk) == read(&host),
+            "plugins/sdk/wit/flowgate-plugin@0.1.0/{name} differs from wit/: copy wit/ over it"
+        );
+    }
+}

@@ -23,7 +23,9 @@
 mod bindings {
     #![allow(unsafe_code, clippy::all, unused_qualifications, missing_docs)]
     wit_bindgen::generate!({
-        path: "../../wit/flowgate-plugin@0.1.0",
+        // The contract travels with the crate, so a copy of the SDK builds wherever it is; a test
+        // of the host keeps it equal to `wit/` at the repository root.
+        path: "wit/flowgate-plugin@0.1.0",
         world: "flowgate:plugin/sdk@0.1.0",
         additional_derives: [serde::Serialize, serde::Deserialize],
     });
