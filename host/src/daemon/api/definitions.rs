@@ -1,7 +1,6 @@
 //! Definitions: deploy (a changed one is a new version), validate without deploying, list, get a
 //! version with its source.
 
-use crate::engine::time;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,6 +11,7 @@ use utoipa::ToSchema;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
+use crate::engine::time;
 
 /// A definition's source; `file` names it in errors and picks the format (`.json` or TOML).
 #[derive(Debug, Deserialize, ToSchema)]

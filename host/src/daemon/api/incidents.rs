@@ -2,7 +2,6 @@
 //! retrying the step or skipping it (administrators). Each resolution is in the history with who
 //! and why; cancelling the instance is `POST /api/v1/instances/{id}/cancel`.
 
-use crate::engine::time;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use utoipa::ToSchema;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
+use crate::engine::time;
 use crate::engine::{Instance, Resolution, Wait};
 
 /// The running instances' incidents, oldest instance first.

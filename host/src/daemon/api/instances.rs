@@ -1,6 +1,5 @@
 //! Instances: start (with an idempotency key), get with history, list and filter, cancel.
 
-use crate::engine::time;
 use std::time::Duration;
 
 use axum::Json;
@@ -13,6 +12,7 @@ use utoipa::ToSchema;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
+use crate::engine::time;
 use crate::engine::{Event, Instance};
 use crate::store::InstanceFilter;
 

@@ -1,16 +1,17 @@
 //! Plugins: upload a component (validated, compiled, cached, checked against the tenant's grants)
 //! as the tenant's new current version, and list the current versions.
 
-use crate::engine::time;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::Caller;
+use crate::engine::time;
 use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
 
 /// Uploads a component as the new current version of a plugin (administrators). It is validated against the WIT contract and the tenant's grants, compiled and kept.
@@ -22,7 +23,8 @@ use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
     params(("name" = String, Path, description = "The plugin name")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
     responses(
-        (status = 201, description = "`{name, sha256, capabilities, imports}`", body = serde_json::Value),
+        (status = 201, description = "`{name, sha256, capabilities, imports, pinned}`", body = serde_json::Value),
+        (status = 409, description = "The tenant's file pins another version (`details.pinned`, `details.uploaded`)", body = ErrorBody),
         (status = 400, description = "An empty body", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -56,12 +58,30 @@ pub async fn upload(
     }
     // Settings come from the tenant's configuration for this plugin name, if it has any.
     let snapshot = s.tenants.snapshot();
-    let settings = snapshot
+    let configured_plugin = snapshot
         .configs
         .get(caller.tenant())
-        .and_then(|t| t.plugins.get(&name))
+        .and_then(|t| t.plugins.get(&name));
+    let settings = configured_plugin
         .map(|p| p.settings())
         .unwrap_or_else(PluginSettings::default);
+    // A version pinned in the tenant's file is what runs: an upload of another is refused, so
+    // that the file keeps saying the truth.
+    let pin = configured_plugin.and_then(|p| p.sha256.clone());
+    if let Some(pin) = &pin {
+        let uploaded = hex::encode(sha2::Sha256::digest(&wasm));
+        if !pin.trim().eq_ignore_ascii_case(&uploaded) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "tenant `{}` pins plugin `{name}` to version {pin} (`sha256` under [plugins.{name}] in its file); this upload is version {uploaded}: change or remove the pin to run it",
+                    caller.tenant()
+                ),
+            )
+            .with(json!({"pinned": pin, "uploaded": uploaded})));
+        }
+    }
     // The configured file's version at upload time: when the file changes, it wins again.
     let configured = snapshot
         .applied
@@ -83,7 +103,7 @@ pub async fn upload(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    let body = json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports()});
+    let body = json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports(), "pinned": pin.is_some()});
     Ok((StatusCode::CREATED, Json(body)))
 }
 
