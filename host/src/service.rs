@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub(crate) use calls::requirement;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use complete::{COMPLETION_KEY_RETENTION_MS, Completed, Completion};
 pub use inbox::{InboxPage, TaskFilter};

@@ -22,6 +22,20 @@ pub(crate) enum PluginCommand {
     },
     /// Call a component once with a request read from a JSON file.
     Eval(EvalArgs),
+    /// Run a component against a folder of JSON fixtures (request, tenant settings, expected
+    /// decision or refusal); fails naming each difference.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The component (`.wasm`).
+    wasm: PathBuf,
+    /// The folder of fixtures (`*.json`).
+    fixtures: PathBuf,
+    /// Compiled-component cache directory.
+    #[arg(long, env = "FLOWGATE_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +107,7 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Inspect { wasm } => inspect(wasm),
         PluginCommand::Eval(args) => eval(args),
+        PluginCommand::Test(args) => test(args),
     }
 }
 
@@ -149,13 +164,45 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         },
     };
     let runtime = runtime(args.cache_dir)?;
-    let name = args
-        .wasm
+    let plugin = runtime.load(plugin_id(&args.wasm), &read(&args.wasm)?, settings)?;
+    let called = call(&plugin, args.capability, input)?;
+    let report = serde_json::json!({
+        "plugin": plugin.sha256(),
+        "capability": args.capability,
+        "result": called.value,
+        "fuel_consumed": called.fuel,
+        "fuel_budget": budget,
+        // How close the call came to the cap that would stop it.
+        "fuel_share": called.fuel as f64 / budget.max(1) as f64,
+        "elapsed_us": called.elapsed.as_micros() as u64,
+        "logs": called.logs,
+    });
+    print_json(&report)
+}
+
+fn plugin_id(wasm: &std::path::Path) -> PluginId {
+    let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".to_string());
-    let plugin = runtime.load(PluginId::new("cli", name), &read(&args.wasm)?, settings)?;
+    PluginId::new("cli", name)
+}
 
+/// What one call gave.
+struct Called {
+    /// The decision or the action's output, in the API's JSON shape.
+    value: serde_json::Value,
+    fuel: u64,
+    elapsed: std::time::Duration,
+    logs: Vec<String>,
+}
+
+/// Calls `capability` of `plugin` once with `input`, as a step of a test instance would.
+fn call(
+    plugin: &crate::plugin::LoadedPlugin,
+    capability: Capability,
+    input: EvalInput,
+) -> Result<Called, crate::plugin::PluginError> {
     let context = StepContext {
         tenant: "cli".to_string(),
         definition_id: "cli".to_string(),
@@ -164,19 +211,21 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         step_id: "eval".to_string(),
         data: input.data.to_string(),
     };
-    let (value, fuel, elapsed, logs) = match args.capability {
+    let lines = |logs: &[crate::plugin::LogLine]| logs.iter().map(|l| l.message.clone()).collect();
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
+    Ok(match capability {
         Capability::Router => {
             let request = RouteRequest {
                 context,
                 candidates: input.candidates,
             };
             let c = plugin.route(&request)?;
-            (
-                serde_json::to_value(&c.value)?,
-                c.fuel_consumed,
-                c.elapsed,
-                c.logs,
-            )
+            Called {
+                value: json(serde_json::to_value(&c.value)),
+                fuel: c.fuel_consumed,
+                elapsed: c.elapsed,
+                logs: lines(&c.logs),
+            }
         }
         Capability::ApprovalPolicy => {
             let request = ApprovalRequest {
@@ -186,12 +235,23 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
                 requester: input.requester,
             };
             let c = plugin.evaluate_approval(&request)?;
-            (
-                serde_json::to_value(&c.value)?,
-                c.fuel_consumed,
-                c.elapsed,
-                c.logs,
-            )
+            let by = crate::engine::PluginRef {
+                name: plugin.id().name.clone(),
+                sha256: plugin.sha256().to_string(),
+            };
+            // The decision in the API's shape, as an instance's history shows it (the version
+            // is the report's `plugin`).
+            let decision = crate::service::requirement(c.value, by);
+            let mut value = json(serde_json::to_value(&decision));
+            if let Some(fields) = value.as_object_mut() {
+                fields.remove("plugin");
+            }
+            Called {
+                value,
+                fuel: c.fuel_consumed,
+                elapsed: c.elapsed,
+                logs: lines(&c.logs),
+            }
         }
         Capability::StepAction => {
             let request = ActionRequest {
@@ -206,20 +266,156 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
                 },
             };
             let c = plugin.run_action(&request)?;
-            let out = serde_json::json!({"data": c.value.data, "note": c.value.note});
-            (out, c.fuel_consumed, c.elapsed, c.logs)
+            Called {
+                value: serde_json::json!({"data": c.value.data, "note": c.value.note}),
+                fuel: c.fuel_consumed,
+                elapsed: c.elapsed,
+                logs: lines(&c.logs),
+            }
         }
-    };
-    let report = serde_json::json!({
-        "plugin": plugin.sha256(),
-        "capability": args.capability,
-        "result": value,
-        "fuel_consumed": fuel,
-        "fuel_budget": budget,
-        // How close the call came to the cap that would stop it.
-        "fuel_share": fuel as f64 / budget.max(1) as f64,
-        "elapsed_us": elapsed.as_micros() as u64,
-        "logs": logs.iter().map(|l| &l.message).collect::<Vec<_>>(),
-    });
-    print_json(&report)
+    })
+}
+
+/// One fixture of `plugin test`: a request, the tenant's settings for the plugin, and what the
+/// call must give.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    /// `router`, `approval-policy` or `step-action`.
+    capability: String,
+    /// The request, as `plugin eval` reads it.
+    input: EvalInput,
+    /// The tenant's configuration values for the plugin.
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    /// Fuel per call (default: the tenant default).
+    fuel: Option<u64>,
+    /// The decision (or action output) expected, in the JSON `plugin eval` prints as `result`.
+    expect: Option<serde_json::Value>,
+    /// Or: a refusal whose message contains this.
+    expect_error: Option<String>,
+}
+
+/// Runs the component against every `*.json` fixture of the folder, in name order: prints a
+/// report, and each mismatch field by field on stderr; fails when any fixture does.
+fn test(args: TestArgs) -> anyhow::Result<()> {
+    let wasm = read(&args.wasm)?;
+    let runtime = runtime(args.cache_dir)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.fixtures)
+        .with_context(|| format!("cannot read {}", args.fixtures.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(
+        !files.is_empty(),
+        "{} has no .json fixtures",
+        args.fixtures.display()
+    );
+    let (mut rows, mut failed, mut sha) = (Vec::new(), 0, String::new());
+    for file in &files {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let fixture: Fixture = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a fixture", file.display()))?;
+        let capability = parse_capability(&fixture.capability)
+            .map_err(|e| anyhow::anyhow!("{}: capability: {e}", file.display()))?;
+        anyhow::ensure!(
+            fixture.expect.is_some() != fixture.expect_error.is_some(),
+            "{}: give `expect` (a decision) or `expect_error` (part of a refusal), one of them",
+            file.display()
+        );
+        let mut limits = crate::plugin::PluginLimits::default();
+        if let Some(fuel) = fixture.fuel {
+            limits.fuel = fuel;
+        }
+        let budget = limits.fuel;
+        let settings = PluginSettings {
+            limits,
+            config: fixture.config,
+            grants: Grants::default(),
+        };
+        let plugin = runtime.load(plugin_id(&args.wasm), &wasm, settings)?;
+        sha = plugin.sha256().to_string();
+        let outcome = call(&plugin, capability, fixture.input);
+        let expected = fixture.expect.unwrap_or_default();
+        let (problems, fuel) = match (&outcome, &fixture.expect_error) {
+            (Ok(called), None) => {
+                let mut found = Vec::new();
+                differences("result", &expected, &called.value, &mut found);
+                (found, Some(called.fuel))
+            }
+            (Ok(called), Some(part)) => (
+                vec![format!(
+                    "expected a refusal containing {part:?}, got {}",
+                    called.value
+                )],
+                Some(called.fuel),
+            ),
+            (Err(error), Some(part)) if error.to_string().contains(part.as_str()) => {
+                (Vec::new(), None)
+            }
+            (Err(error), _) => (vec![format!("refused: {error}")], None),
+        };
+        if !problems.is_empty() {
+            failed += 1;
+            eprintln!("FAIL {name}");
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+        }
+        rows.push(serde_json::json!({
+            "fixture": name,
+            "passed": problems.is_empty(),
+            "problems": problems,
+            "fuel_consumed": fuel,
+            "fuel_budget": budget,
+            "fuel_share": fuel.map(|f| f as f64 / budget.max(1) as f64),
+        }));
+    }
+    print_json(&serde_json::json!({
+        "plugin": sha,
+        "passed": files.len() - failed,
+        "failed": failed,
+        "fixtures": rows,
+    }))?;
+    anyhow::ensure!(failed == 0, "{failed} of {} fixtures failed", files.len());
+    Ok(())
+}
+
+/// Where `actual` differs from `expected`, path by path (`result.requirement.stages[0]`).
+fn differences(
+    path: &str,
+    expected: &serde_json::Value,
+    actual: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (key, value) in e {
+                match a.get(key) {
+                    Some(found) => differences(&format!("{path}.{key}"), value, found, out),
+                    None => out.push(format!("{path}.{key}: expected {value}, missing")),
+                }
+            }
+            for (key, value) in a {
+                if !e.contains_key(key) {
+                    out.push(format!("{path}.{key}: not expected, got {value}"));
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                differences(&format!("{path}[{i}]"), ev, av, out);
+            }
+        }
+        (e, a) if e == a => {}
+        (e, a) => out.push(format!("{path}: expected {e}, got {a}")),
+    }
 }

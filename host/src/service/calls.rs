@@ -202,7 +202,8 @@ fn failure(error: &PluginError, plugin: &PluginRef) -> EffectFailure {
     }
 }
 
-fn requirement(decision: types::ApprovalDecision, plugin: PluginRef) -> Requirement {
+/// An approval policy's decision as the engine (and the API) says it.
+pub(crate) fn requirement(decision: types::ApprovalDecision, plugin: PluginRef) -> Requirement {
     let (auto_approve, order, stages) = match decision.requirement {
         ApprovalRequirement::AutoApprove => (true, StageOrder::Sequential, Vec::new()),
         ApprovalRequirement::Stages((order, stages)) => {

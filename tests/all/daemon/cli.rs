@@ -246,3 +246,59 @@ fn plugin_eval_reports_the_fuel_a_call_used_against_its_budget_and_says_how_to_r
         "{err}"
     );
 }
+
+/// Runs `flowgate plugin test` on the purchase-approval component and a fixtures folder.
+fn plugin_test(fixtures: &std::path::Path, cache: &std::path::Path) -> (bool, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args([
+            "plugin",
+            "test",
+            flowgate_tests::artifacts::PURCHASE_APPROVAL,
+        ])
+        .arg(fixtures)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugin_test_checks_a_component_against_fixtures_and_names_each_difference() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/purchase-approval/fixtures");
+    let (ok, report, err) = plugin_test(&shipped, dir.path());
+    assert!(ok, "{err}");
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(4), Some(0))
+    );
+    let fuel = report["fixtures"][1]["fuel_share"].as_f64().unwrap_or(0.0);
+    assert!(fuel > 0.0 && fuel < 0.01, "{report}");
+
+    // A fixture that expects the manager where the policy asks the director fails, saying where.
+    let wrong = dir.path().join("fixtures");
+    std::fs::create_dir(&wrong).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = json!({
+        "capability": "approval-policy",
+        "config": {"manager_threshold": "500", "director_threshold": "5000", "cfo_threshold": "50000"},
+        "input": {"amount": {"currency": "USD", "minor_units": 900_000}, "category": "office", "requester": "alice"},
+        "expect": {"auto_approve": false, "order": "parallel", "reason": "9000.00 USD is in the director band",
+                   "stages": [{"approvers": [{"role": "manager"}], "name": "director", "required": 1}]}
+    });
+    std::fs::write(wrong.join("director.json"), fixture.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, report, err) = plugin_test(&wrong, dir.path());
+    assert!(!ok, "a failing fixture fails the run");
+    assert_eq!(report["failed"], 1, "{report}");
+    assert!(err.contains("FAIL director"), "{err}");
+    assert!(
+        err.contains(r#"result.stages[0].approvers[0].role: expected "manager", got "director""#),
+        "{err}"
+    );
+}

@@ -594,7 +594,10 @@ fn a_tenant_file_can_name_an_uploaded_version_by_its_sha256() {
     eventually("readiness", || {
         (d.call("GET", "/readyz", None, None).0 == 200).then_some(())
     });
-    assert_eq!(plugin_names(&d, ADMIN), vec![("bot".to_string(), sha.clone())]);
+    assert_eq!(
+        plugin_names(&d, ADMIN),
+        vec![("bot".to_string(), sha.clone())]
+    );
 
     // The pin wins over uploads: another version is refused naming both, and nothing changes;
     // the pinned one again is taken, and the answer says it is pinned.
@@ -604,7 +607,10 @@ fn a_tenant_file_can_name_an_uploaded_version_by_its_sha256() {
     assert_eq!(body["error"]["details"]["pinned"], sha.as_str(), "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("pins plugin `bot`"), "{message}");
-    assert_eq!(plugin_names(&d, ADMIN), vec![("bot".to_string(), sha.clone())]);
+    assert_eq!(
+        plugin_names(&d, ADMIN),
+        vec![("bot".to_string(), sha.clone())]
+    );
     let (status, body) = d.raw("/api/v1/plugins/bot", ADMIN, "application/wasm", &wasm);
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["pinned"], true, "{body}");
