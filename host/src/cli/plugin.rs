@@ -25,6 +25,24 @@ pub(crate) enum PluginCommand {
     /// Run a component against a folder of JSON fixtures (request, tenant settings, expected
     /// decision or refusal); fails naming each difference.
     Test(TestArgs),
+    /// Create a plugin crate that builds as it is: the SDK, the small-stack flag, a unit test,
+    /// a fixture and a README.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The plugin's name (and its crate's): lowercase letters, digits and `-`.
+    name: String,
+    #[arg(long, value_parser = parse_capability)]
+    capability: Capability,
+    /// The folder to create it in (default: the current one).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Flowgate's plugin SDK (`plugins/sdk` of Flowgate's source); by default the one this
+    /// `flowgate` was built from.
+    #[arg(long)]
+    sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +126,7 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Inspect { wasm } => inspect(wasm),
         PluginCommand::Eval(args) => eval(args),
         PluginCommand::Test(args) => test(args),
+        PluginCommand::New(args) => new(args),
     }
 }
 
@@ -418,4 +437,90 @@ fn differences(
         (e, a) if e == a => {}
         (e, a) => out.push(format!("{path}: expected {e}, got {a}")),
     }
+}
+
+/// Creates `<dir>/<name>/`, a plugin crate for `capability` that builds, tests and runs as it is.
+fn new(args: NewArgs) -> anyhow::Result<()> {
+    let name = &args.name;
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    anyhow::ensure!(
+        valid,
+        "`{name}` is not a plugin name: lowercase letters, digits and `-`, starting with a letter"
+    );
+    let sdk = match args.sdk {
+        Some(path) => path,
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk")),
+    };
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!(
+            "the plugin SDK is not at {}: pass --sdk <path to Flowgate's plugins/sdk>",
+            sdk.display()
+        )
+    })?;
+    anyhow::ensure!(
+        sdk.join("Cargo.toml").is_file(),
+        "{} is not the plugin SDK (no Cargo.toml): pass --sdk <path to Flowgate's plugins/sdk>",
+        sdk.display()
+    );
+    let root = args.dir.join(name);
+    anyhow::ensure!(
+        !root.exists(),
+        "{} exists already: choose another name or folder",
+        root.display()
+    );
+    let (code, fixture) = match args.capability {
+        Capability::ApprovalPolicy => (
+            include_str!("new_plugin/approval-policy.rs.txt"),
+            include_str!("new_plugin/approval-policy.json.txt"),
+        ),
+        Capability::Router => (
+            include_str!("new_plugin/router.rs.txt"),
+            include_str!("new_plugin/router.json.txt"),
+        ),
+        Capability::StepAction => (
+            include_str!("new_plugin/step-action.rs.txt"),
+            include_str!("new_plugin/step-action.json.txt"),
+        ),
+    };
+    let capability = args.capability.to_string();
+    let fill = |template: &str| {
+        template
+            .replace("{name}", name)
+            .replace("{file}", &name.replace('-', "_"))
+            .replace("{capability}", &capability)
+            .replace("{sdk}", &sdk.display().to_string())
+    };
+    let files = [
+        (
+            "Cargo.toml",
+            fill(include_str!("new_plugin/Cargo.toml.txt")),
+        ),
+        (
+            ".cargo/config.toml",
+            fill(include_str!("new_plugin/config.toml.txt")),
+        ),
+        ("src/lib.rs", fill(code)),
+        ("fixtures/example.json", fill(fixture)),
+        ("README.md", fill(include_str!("new_plugin/README.md.txt"))),
+        (".gitignore", "/target\n".to_string()),
+    ];
+    for (path, text) in &files {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print_json(&serde_json::json!({
+        "created": root.display().to_string(),
+        "capability": capability,
+        "sdk": sdk.display().to_string(),
+        "component": format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")),
+        "files": files.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+    }))
 }

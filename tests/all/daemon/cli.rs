@@ -302,3 +302,140 @@ fn plugin_test_checks_a_component_against_fixtures_and_names_each_difference() {
         "{err}"
     );
 }
+
+/// Runs a command in `dir`, asserting it succeeded; its stdout.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str], target: &std::path::Path) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {}:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_plugin_made_by_plugin_new_builds_tests_uploads_and_decides_for_an_instance_as_it_is() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = env!("CARGO_BIN_EXE_flowgate");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // The plugins' own target folder: the SDK and its dependencies are built there already.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target");
+    let made = run_in(
+        dir.path(),
+        flowgate,
+        &[
+            "plugin",
+            "new",
+            "shop-policy",
+            "--capability",
+            "approval-policy",
+        ],
+        &target,
+    );
+    assert!(made.contains("shop-policy"), "{made}");
+    let root = dir.path().join("shop-policy");
+    let (again, _, err) = {
+        let out = std::process::Command::new(flowgate)
+            .args(["plugin", "new", "shop-policy", "--capability", "router"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.success(),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(!again && err.contains("exists already"), "{err}");
+
+    // It builds and its own test passes, as made, outside this repository.
+    let wasm_target = [
+        "build",
+        "--offline",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+    ];
+    run_in(&root, &cargo, &wasm_target, &target);
+    run_in(&root, &cargo, &["test", "--offline"], &target);
+    let wasm = target.join("wasm32-wasip2/release/shop_policy.wasm");
+    let wasm_path = wasm.to_string_lossy().into_owned();
+    let inspected = run_in(&root, flowgate, &["plugin", "inspect", &wasm_path], &target);
+    assert!(inspected.contains("approval-policy"), "{inspected}");
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    let tested = run_in(
+        &root,
+        flowgate,
+        &[
+            "plugin",
+            "test",
+            &wasm_path,
+            "fixtures",
+            "--cache-dir",
+            &cache,
+        ],
+        &target,
+    );
+    assert!(tested.contains("\"failed\": 0"), "{tested}");
+
+    // Uploaded to a running daemon, it decides an instance's approval.
+    let d = start(4 << 20);
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = d.raw(
+        "/api/v1/plugins/shop-policy",
+        ACME_ADMIN,
+        "application/wasm",
+        &bytes,
+    );
+    assert_eq!(status, 201, "{body}");
+    let source = r#"
+id = "shop-purchase"
+start = "approve"
+[[steps]]
+id = "approve"
+kind = "approval"
+policy = "shop-policy"
+request = { amount = "amount_cents", currency = "currency", category = "category", requester = "requester" }
+on = { approve = "done", reject = "done" }
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions",
+        Some(ACME_ADMIN),
+        Some(json!({"file": "shop-purchase.toml", "source": source})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let start_with = |cents: i64| {
+        let data = json!({"amount_cents": cents, "currency": "USD", "category": "office", "requester": "ann"});
+        let (status, body) = d.call(
+            "POST",
+            "/api/v1/instances",
+            Some(ACME_ADMIN),
+            Some(json!({"workflow": "shop-purchase", "data": data})),
+        );
+        assert_eq!(status, 201, "{body}");
+        body
+    };
+    // Over the default limit of 500.00: a manager's task, opened by the plugin's decision.
+    let large = start_with(90_000);
+    let tasks: Vec<Value> = large["tasks"]
+        .as_object()
+        .map(|t| t.values().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(tasks.len(), 1, "{large}");
+    assert_eq!(tasks[0]["role"], "manager", "{large}");
+    // Under it: approved at once.
+    let small = start_with(1_000);
+    assert_eq!(small["status"], "completed", "{small}");
+}
