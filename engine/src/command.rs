@@ -59,6 +59,9 @@ pub enum Command {
         activation: u64,
         attempt: u32,
         result: Result<PluginAnswer, EffectFailure>,
+        /// What the call used and what the plugin logged, for the history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<CallUsage>,
     },
     /// A timer is due.
     TimerFired { timer: String },
@@ -186,6 +189,22 @@ pub struct Message {
     /// an instance it starts joins the case. None reaches any instance that waits for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+}
+
+/// Stands for the plugin of a requirement that names none.
+static NO_PLUGIN: PluginRef = PluginRef {
+    name: String::new(),
+    sha256: String::new(),
+};
+
+/// What one plugin call used, and what the plugin logged meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallUsage {
+    /// Fuel units (about one per wasm instruction).
+    pub fuel: u64,
+    /// The log lines it wrote, as `level message key=value ...`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 /// How a person resolves an incident.
@@ -340,6 +359,15 @@ pub enum PluginAnswer {
 }
 
 impl PluginAnswer {
+    /// The plugin version that answered.
+    pub fn plugin(&self) -> &PluginRef {
+        match self {
+            PluginAnswer::StepAction(o) => &o.plugin,
+            PluginAnswer::ApprovalPolicy(r) => r.plugin.as_ref().unwrap_or(&NO_PLUGIN),
+            PluginAnswer::Router(r) => &r.plugin,
+        }
+    }
+
     pub fn capability(&self) -> Capability {
         match self {
             PluginAnswer::StepAction(_) => Capability::StepAction,

@@ -104,11 +104,21 @@ pub struct PluginCall {
 impl PluginCall {
     /// The command that reports this call's result.
     pub fn answered(&self, result: Result<PluginAnswer, EffectFailure>) -> Command {
+        self.answered_with(result, None)
+    }
+
+    /// The same, with what the call used and logged, which the history keeps.
+    pub fn answered_with(
+        &self,
+        result: Result<PluginAnswer, EffectFailure>,
+        usage: Option<crate::CallUsage>,
+    ) -> Command {
         Command::PluginAnswered {
             token: self.token,
             activation: self.activation,
             attempt: self.attempt,
             result,
+            usage,
         }
     }
 }

@@ -136,6 +136,14 @@ pub enum EventKind {
         attempt: u32,
         note: String,
     },
+    /// A plugin call answered: the fuel it used and what the plugin logged.
+    PluginCalled {
+        step: String,
+        attempt: u32,
+        fuel: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<String>,
+    },
     PluginCallFailed {
         step: String,
         attempt: u32,

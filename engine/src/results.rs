@@ -20,6 +20,7 @@ impl Run<'_> {
         activation: u64,
         attempt: u32,
         result: Result<PluginAnswer, EffectFailure>,
+        usage: Option<crate::CallUsage>,
     ) -> Result<(), CommandError> {
         let Some((capability, awaited)) = self
             .live_token(token, activation)
@@ -36,6 +37,20 @@ impl Run<'_> {
             .get(&token)
             .map(|t| t.step.clone())
             .unwrap_or_default();
+        if let (Ok(answer), Some(usage)) = (&result, usage)
+            && answer.capability() == capability
+        {
+            self.emit(
+                Actor::plugin(answer.plugin()),
+                EventKind::PluginCalled {
+                    step: step.clone(),
+                    attempt,
+                    fuel: usage.fuel,
+                    logs: usage.logs,
+                },
+                None,
+            );
+        }
         match result {
             Ok(answer) if answer.capability() != capability => Err(CommandError::invalid(
                 "answer",

@@ -193,7 +193,8 @@ pub fn apply(
             activation,
             attempt,
             result,
-        } => run.plugin_answered(token, activation, attempt, result)?,
+            usage,
+        } => run.plugin_answered(token, activation, attempt, result, usage)?,
         Command::TimerFired { timer } => run.timer_fired(&timer)?,
         Command::ReceiveMessage(message) => run.receive_message(message)?,
         Command::ChildFinished {

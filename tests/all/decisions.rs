@@ -74,6 +74,22 @@ async fn a_start_answers_with_the_tasks_its_policy_opened_in_one_commit() {
         decided.actor
     );
     assert!(decided.reason.as_deref().is_some_and(|r| !r.is_empty()));
+    // What the call used and logged is kept beside the decision, for successful calls too.
+    let called = history
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PluginCalled { fuel, logs, .. } => Some((*fuel, logs.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no plugin call in {history:?}"));
+    assert!(called.0 > 1_000 && called.0 < 11_000_000, "{called:?}");
+    assert!(
+        called
+            .1
+            .iter()
+            .any(|l| l.starts_with("info purchase evaluated") && l.contains("amount=700.00 USD")),
+        "{called:?}"
+    );
 }
 
 #[tokio::test]

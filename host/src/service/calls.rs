@@ -8,17 +8,17 @@ use std::sync::Arc;
 use super::{Flowgate, ServiceError};
 use crate::definition::StageOrder;
 use crate::engine::{
-    ActionOutput, Approver, EffectFailure, FailureKind, Instance, PluginAnswer, PluginCall,
-    PluginRef, PluginRequest, RequiredStage, Requirement, Routed,
+    ActionOutput, Approver, CallUsage, EffectFailure, FailureKind, Instance, PluginAnswer,
+    PluginCall, PluginRef, PluginRequest, RequiredStage, Requirement, Routed,
 };
 use crate::plugin::types::{
     self, ActionRequest, ApprovalRequest, ApprovalRequirement, IdempotencyKey, Money, RouteRequest,
     StepContext,
 };
-use crate::plugin::{LoadedPlugin, PluginError, PluginId, short_version};
+use crate::plugin::{LoadedPlugin, LogLine, PluginError, PluginId, short_version};
 
-/// A plugin call's result as the core records it.
-pub(crate) type CallResult = Result<PluginAnswer, EffectFailure>;
+/// A plugin call's result as the core records it, with what a call that answered used.
+pub(crate) type CallResult = (Result<PluginAnswer, EffectFailure>, Option<CallUsage>);
 
 impl Flowgate {
     /// Calls the plugin version `instance` is pinned to for `call`, and counts the outcome.
@@ -32,7 +32,7 @@ impl Flowgate {
             Ok(plugin) => self.invoke_on(plugin, instance, call).await,
             Err(missing) => {
                 log_failed(instance, call, &missing);
-                Ok(Err(missing))
+                Ok((Err(missing), None))
             }
         }
     }
@@ -53,16 +53,19 @@ impl Flowgate {
             .pool
             .run(&instance.tenant, move || {
                 let by = plugin_ref(&plugin);
-                answer(&plugin, context, request, key_of, &by).map_err(|e| failure(&e, &by))
+                match answer(&plugin, context, request, key_of, &by) {
+                    Ok((answer, usage)) => (Ok(answer), Some(usage)),
+                    Err(e) => (Err(failure(&e, &by)), None),
+                }
             })
             .await?;
         self.shared.telemetry.plugin_call(
             &instance.tenant,
             &call.plugin,
             capability.as_str(),
-            result.is_ok(),
+            result.0.is_ok(),
         );
-        if let Err(failed) = &result {
+        if let Err(failed) = &result.0 {
             log_failed(instance, call, failed);
         }
         Ok(result)
@@ -101,7 +104,11 @@ fn answer(
     request: PluginRequest,
     (instance_id, step_id, attempt): (String, String, u32),
     by: &PluginRef,
-) -> Result<PluginAnswer, PluginError> {
+) -> Result<(PluginAnswer, CallUsage), PluginError> {
+    let usage = |fuel: u64, logs: &[LogLine]| CallUsage {
+        fuel,
+        logs: logs.iter().map(log_line).collect(),
+    };
     Ok(match request {
         PluginRequest::StepAction {
             action,
@@ -119,12 +126,15 @@ fn answer(
                     attempt,
                 },
             };
-            let done = plugin.run_action(&request)?.value;
-            PluginAnswer::StepAction(ActionOutput {
+            let call = plugin.run_action(&request)?;
+            let used = usage(call.fuel_consumed, &call.logs);
+            let done = call.value;
+            let answer = PluginAnswer::StepAction(ActionOutput {
                 data: done.data,
                 note: done.note,
                 plugin: by.clone(),
-            })
+            });
+            (answer, used)
         }
         PluginRequest::ApprovalPolicy {
             amount,
@@ -141,19 +151,23 @@ fn answer(
                 category,
                 requester,
             };
-            let decision = plugin.evaluate_approval(&request)?.value;
-            PluginAnswer::ApprovalPolicy(requirement(decision, by.clone()))
+            let call = plugin.evaluate_approval(&request)?;
+            let used = usage(call.fuel_consumed, &call.logs);
+            let answer = PluginAnswer::ApprovalPolicy(requirement(call.value, by.clone()));
+            (answer, used)
         }
         PluginRequest::Router { candidates } => {
             let routed = plugin.route(&RouteRequest {
                 context,
                 candidates,
             })?;
-            PluginAnswer::Router(Routed {
+            let used = usage(routed.fuel_consumed, &routed.logs);
+            let answer = PluginAnswer::Router(Routed {
                 next: routed.value.next,
                 reason: routed.value.reason,
                 plugin: by.clone(),
-            })
+            });
+            (answer, used)
         }
     })
 }
@@ -236,4 +250,21 @@ pub(crate) fn requirement(decision: types::ApprovalDecision, plugin: PluginRef) 
         reason: decision.reason,
         plugin: Some(plugin),
     }
+}
+
+/// A plugin's log line as the history keeps it: `info message key=value ...`.
+fn log_line(line: &LogLine) -> String {
+    use crate::plugin::LogLevel;
+    let level = match line.level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let mut text = format!("{level} {}", line.message);
+    for (key, value) in &line.fields {
+        text.push_str(&format!(" {key}={value}"));
+    }
+    text
 }

@@ -326,8 +326,9 @@ impl Flowgate {
         };
         match effect {
             Effect::CallPlugin(call) => {
-                let result = self.invoke(&current, &call).await?;
-                self.command_done(tenant, instance, call.answered(result), Some(id))
+                let (result, usage) = self.invoke(&current, &call).await?;
+                let answered = call.answered_with(result, usage);
+                self.command_done(tenant, instance, answered, Some(id))
                     .await?;
                 Ok(Carried::Committed)
             }

@@ -216,9 +216,9 @@ impl Flowgate {
             return None;
         }
         match self.invoke_on(plugin, instance, call).await {
-            Ok(Ok(answer)) => Some(call.answered(Ok(answer))),
+            Ok((Ok(answer), usage)) => Some(call.answered_with(Ok(answer), usage)),
             // Failures are retried with backoff from the outbox, or become incidents there.
-            Ok(Err(_)) | Err(_) => None,
+            Ok((Err(_), _)) | Err(_) => None,
         }
     }
 }

@@ -170,6 +170,11 @@ pub fn format_money(minor: i64, currency: &str) -> String {
     }
 }
 
+/// A count with its thousands separated: `22,454`.
+pub fn thousands(n: u64) -> String {
+    group(&n.to_string())
+}
+
 /// Thousands separated by commas.
 fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -184,6 +184,24 @@ fn entry(def: &Definition, event: &Event) -> Entry {
             format!("Incident at {} resolved: {resolution}", step(s)),
             "ok",
         ),
+        EventKind::PluginCalled {
+            step: s,
+            fuel,
+            logs,
+            ..
+        } => (
+            format!(
+                "{} called its plugin: {} fuel{}",
+                step(s),
+                format::thousands(*fuel),
+                match logs.len() {
+                    0 => String::new(),
+                    1 => format!(", logged: {}", logs[0]),
+                    n => format!(", {n} log lines, first: {}", logs[0]),
+                }
+            ),
+            "info",
+        ),
         EventKind::PluginRepinned {
             plugin, from, to, ..
         } => (
