@@ -12,9 +12,38 @@ use serde::{Deserializer, Serializer};
 
 use super::Millis;
 
-/// `at` as RFC 3339 in UTC with milliseconds.
+/// The last millisecond RFC 3339 can write (its years have four digits): 9999-12-31T23:59:59.999Z.
+pub const LAST: Millis = 253_402_300_799_999;
+
+/// `at` as RFC 3339 in UTC with milliseconds; an instant past [`LAST`] (a deadline that is in
+/// effect never) as its milliseconds, exactly, rather than a date RFC 3339 cannot write.
 pub fn format(at: Millis) -> impl fmt::Display {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(at))
+    Formatted { at, millis: true }
+}
+
+/// The same to the second, for people (`2026-12-04T18:37:04Z`).
+pub fn format_seconds(at: Millis) -> impl fmt::Display {
+    Formatted { at, millis: false }
+}
+
+struct Formatted {
+    at: Millis,
+    millis: bool,
+}
+
+impl fmt::Display for Formatted {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.at {
+            at @ 0..=LAST => {
+                let at = UNIX_EPOCH + Duration::from_millis(at);
+                match self.millis {
+                    true => fmt::Display::fmt(&humantime::format_rfc3339_millis(at), f),
+                    false => fmt::Display::fmt(&humantime::format_rfc3339_seconds(at), f),
+                }
+            }
+            beyond => write!(f, "{beyond}"),
+        }
+    }
 }
 
 /// An RFC 3339 date-time with its offset (`2026-12-04T19:37:04+01:00`), as milliseconds since
@@ -54,7 +83,10 @@ pub mod rfc3339 {
     use super::*;
 
     pub fn serialize<S: Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format(*at))
+        match *at {
+            at @ 0..=LAST => s.collect_str(&format(at)),
+            beyond => s.serialize_u64(beyond),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
@@ -67,7 +99,7 @@ pub mod rfc3339 {
 
         pub fn serialize<S: Serializer>(at: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
             match at {
-                Some(at) => s.collect_str(&format(*at)),
+                Some(at) => super::serialize(at, s),
                 None => s.serialize_none(),
             }
         }
@@ -131,6 +163,23 @@ mod tests {
         let offset: Result<Stamped, _> =
             serde_json::from_str(r#"{"at":"2026-12-04T19:17:04.123+01:00"}"#);
         assert_eq!(offset.ok().map(|s| s.at), Some(1_796_408_224_123));
+        // Past year 9999 (a deadline of `10000 years`, a buffer kept for ever), the instant
+        // stays exact as milliseconds, and reads back the same.
+        let never = Stamped {
+            at: u64::MAX,
+            until: Some(super::LAST + 1),
+        };
+        let text = serde_json::to_string(&never).unwrap_or_default();
+        assert_eq!(
+            text,
+            format!(r#"{{"at":{},"until":{}}}"#, u64::MAX, super::LAST + 1)
+        );
+        let back: Result<Stamped, _> = serde_json::from_str(&text);
+        assert_eq!(back.ok(), Some(never));
+        assert_eq!(
+            super::format(super::LAST).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
         let wrong: Result<Stamped, _> = serde_json::from_str(r#"{"at":"yesterday"}"#);
         let why = wrong.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(

@@ -749,6 +749,15 @@ impl Writer {
 
     /// A resumed instance took or dropped the messages it held: their records say which.
     fn settle_held(&mut self, batch: &mut Batch, instance: &Instance, applied: &Applied, now: u64) {
+        // Held messages apply only when an instance resumes: any other change has none to settle
+        // (and the writer reads nothing for it).
+        let resumed = applied
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::InstanceResumed { .. }));
+        if !resumed {
+            return;
+        }
         for event in &applied.events {
             let (id, status) = match &event.kind {
                 EventKind::MessageReceived { id, .. } => (

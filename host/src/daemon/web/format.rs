@@ -1,8 +1,6 @@
 //! How the pages say things: times (in UTC for the page to show in the reader's zone), waits,
 //! data as labelled values rather than JSON, and amounts of money.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde_json::{Map, Value};
 
 use crate::definition::{Definition, Step};
@@ -10,7 +8,7 @@ use crate::definition::{Definition, Step};
 /// An instant as RFC 3339 in UTC (`2026-12-02T13:40:19Z`); the page's script shows it in the
 /// reader's time zone.
 pub fn iso(millis: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(millis)).to_string()
+    crate::engine::time::format_seconds(millis).to_string()
 }
 
 /// A span of time, as people say it: `just now`, `12 min`, `3 h 5 min`, `2 d 4 h`.
@@ -231,5 +229,7 @@ mod tests {
         assert_eq!(span(2 * 86_400_000 + 4 * 3_600_000), "2 d 4 h");
         assert_eq!(label("amount_cents"), "Amount cents");
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        // A deadline past year 9999 (in effect never) is shown as it is, not a page that fails.
+        assert_eq!(iso(u64::MAX), u64::MAX.to_string());
     }
 }

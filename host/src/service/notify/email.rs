@@ -156,9 +156,7 @@ fn compose(
     let n = &d.notification;
     if let (Some(link), Some(expires)) = (link, n.link_expires_at) {
         // An outside participant: what is asked and their link, without the internals.
-        let until = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + Duration::from_millis(expires),
-        );
+        let until = crate::engine::time::format_seconds(expires);
         let body = format!(
             "You are asked to: {}\n\nOpen this link to do it (no account needed):\n{link}\n\nThe link works once, until {until} (UTC). If it has expired or was used already, ask the person who sent it for a new one.\n",
             n.title
