@@ -33,15 +33,11 @@ pub fn parse(text: &str, zone: Tz) -> Result<BTreeSet<NaiveDate>, String> {
         let start = event
             .get_start()
             .ok_or_else(|| fail("has no DTSTART (or it is not a date)".into()))?;
-        let first = date_of(&start, zone)
-            .ok_or_else(|| fail("its DTSTART names an unknown time zone".into()))?;
+        let first = date_of(&start, zone);
         // DTEND is exclusive for dates; an event given at instants covers the days it touches.
         let last = match event.get_end() {
-            Some(end @ DatePerhapsTime::Date(_)) => date_of(&end, zone)
-                .and_then(|d| d.pred_opt())
-                .unwrap_or(first),
-            Some(end) => date_of(&end, zone)
-                .ok_or_else(|| fail("its DTEND names an unknown time zone".into()))?,
+            Some(end @ DatePerhapsTime::Date(_)) => date_of(&end, zone).pred_opt().unwrap_or(first),
+            Some(end) => date_of(&end, zone),
             None => first,
         }
         .max(first);
@@ -68,18 +64,18 @@ pub fn parse(text: &str, zone: Tz) -> Result<BTreeSet<NaiveDate>, String> {
 }
 
 /// The local date of a DTSTART or DTEND.
-fn date_of(value: &DatePerhapsTime, zone: Tz) -> Option<NaiveDate> {
-    Some(match value {
+fn date_of(value: &DatePerhapsTime, zone: Tz) -> NaiveDate {
+    match value {
         DatePerhapsTime::Date(date) => *date,
         DatePerhapsTime::DateTime(CalendarDateTime::Floating(local)) => local.date(),
         DatePerhapsTime::DateTime(CalendarDateTime::Utc(at)) => {
             at.with_timezone(&zone).date_naive()
         }
-        DatePerhapsTime::DateTime(CalendarDateTime::WithTimezone { date_time, tzid }) => {
-            let _: Tz = tzid.parse().ok()?;
+        // A time in a zone of its own (Outlook names zones its own way): its date there.
+        DatePerhapsTime::DateTime(CalendarDateTime::WithTimezone { date_time, .. }) => {
             date_time.date()
         }
-    })
+    }
 }
 
 /// The dates an event's EXDATE properties leave out.
@@ -93,9 +89,24 @@ fn exdates(event: &icalendar::Event, zone: Tz) -> BTreeSet<NaiveDate> {
         .flat_map(|p| p.value().split(',').map(str::to_string).collect::<Vec<_>>())
         .filter_map(|value| {
             let property = icalendar::Property::new("EXDATE", value.trim());
-            date_of(&DatePerhapsTime::from_property(&property)?, zone)
+            Some(date_of(&DatePerhapsTime::from_property(&property)?, zone))
         })
         .collect()
+}
+
+/// `rule` with its `UNTIL` in UTC, as the rule's start is: a date (`UNTIL=20281225`) to the end
+/// of that day, a floating time as UTC.
+fn in_utc(rule: &str) -> String {
+    rule.split(';')
+        .map(|part| match part.strip_prefix("UNTIL=") {
+            Some(date) if date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("UNTIL={date}T235959Z")
+            }
+            Some(time) if !time.ends_with('Z') => format!("UNTIL={time}Z"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// The start dates of a repeating event through the horizon, less its exceptions.
@@ -104,9 +115,13 @@ fn occurrences(
     rule: &str,
     except: &BTreeSet<NaiveDate>,
 ) -> Result<Vec<NaiveDate>, String> {
-    let set: rrule::RRuleSet = format!("DTSTART:{}T000000Z\nRRULE:{rule}", first.format("%Y%m%d"))
-        .parse()
-        .map_err(|e| format!("its RRULE `{rule}` is not a recurrence rule: {e}"))?;
+    let set: rrule::RRuleSet = format!(
+        "DTSTART:{}T000000Z\nRRULE:{}",
+        first.format("%Y%m%d"),
+        in_utc(rule)
+    )
+    .parse()
+    .map_err(|e| format!("its RRULE `{rule}` is not a recurrence rule: {e}"))?;
     let horizon = rrule::Tz::UTC
         .with_ymd_and_hms(HORIZON_YEAR, 12, 31, 23, 59, 59)
         .single()
@@ -169,6 +184,13 @@ mod tests {
              RRULE:FREQ=YEARLY;COUNT=4\r\nEXDATE;VALUE=DATE:20281003\r\nEND:VEVENT\r\n",
         );
         assert_eq!(days(&text), ["2026-10-03", "2027-10-03", "2029-10-03"]);
+        let until_a_date = calendar(
+            "BEGIN:VEVENT\r\nUID:5\r\nSUMMARY:Heiligabend\r\nDTSTART;VALUE=DATE:20261224\r\nRRULE:FREQ=YEARLY;UNTIL=20281224\r\nEND:VEVENT\r\n",
+        );
+        assert_eq!(
+            days(&until_a_date),
+            ["2026-12-24", "2027-12-24", "2028-12-24"]
+        );
         let open_ended = calendar(
             "BEGIN:VEVENT\r\nUID:4\r\nSUMMARY:Neujahr\r\nDTSTART;VALUE=DATE:20270101\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\n",
         );
