@@ -461,6 +461,31 @@ impl TenantConfig {
         let mut changed = Vec::new();
         for (name, plugin) in &self.plugins {
             let id = PluginId::new(self.id.clone(), name.clone());
+            if plugin.path.is_none() && plugin.sha256.is_none() {
+                // Settings alone: they apply to whichever version is uploaded.
+                let settings = plugin.settings();
+                let current = registry.current(&id).map(|p| p.sha256().to_string());
+                match (&current, uploads.get(name)) {
+                    (Some(_), _) => {
+                        if applied
+                            .get(name)
+                            .is_none_or(|(_, before)| *before != settings)
+                        {
+                            registry.update_settings(&id, settings.clone())?;
+                            changed.push(name.clone());
+                        }
+                    }
+                    (None, Some(upload)) => {
+                        if let Some(wasm) = self.kept(registry, &id, &upload.sha256) {
+                            registry.install(id.clone(), &wasm, settings.clone())?;
+                            changed.push(name.clone());
+                        }
+                    }
+                    (None, None) => {}
+                }
+                applied.insert(name.clone(), (current.unwrap_or_default(), settings));
+                continue;
+            }
             let bytes = self.plugin_bytes(name, plugin, registry)?;
             let sha = sha256_hex(&bytes);
             let settings = plugin.settings();

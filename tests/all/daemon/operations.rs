@@ -726,3 +726,96 @@ fn the_api_keeps_its_openapi_contract_under_schemathesis() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_incident_is_retried_on_the_plugins_current_version_over_http() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Clocks granted, so that the fixed version (one that reads the clock) may be uploaded.
+    let tenant = write_tenant(dir.path(), "[plugins.bot]\ngrants = { clocks = true }\n");
+    let d = start_with(dir, std::slice::from_ref(&tenant), "");
+    let broken = std::fs::read(artifacts::MISBEHAVE).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = d.raw("/api/v1/plugins/bot", ADMIN, "application/wasm", &broken);
+    assert_eq!(status, 201, "{body}");
+    let source = "id = \"ledger\"\nstart = \"post\"\n[[steps]]\nid = \"post\"\nkind = \"action\"\nplugin = \"bot\"\naction = \"permanent\"\nnext = \"done\"\n[[steps]]\nid = \"done\"\nkind = \"end\"\n";
+    let (status, body) = d.call(
+        "POST",
+        "/api/v1/definitions",
+        Some(ADMIN),
+        Some(json!({"file": "ledger.toml", "source": source})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, started) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ADMIN),
+        Some(json!({"workflow": "ledger"})),
+    );
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let token = eventually("the incident", || {
+        let (_, listed) = d.call("GET", "/api/v1/incidents", Some(ADMIN), None);
+        listed
+            .as_array()?
+            .iter()
+            .find(|i| i["instance"] == id.as_str())?["token"]
+            .as_u64()
+    });
+    let retry = format!("/api/v1/instances/{id}/incidents/{token}/retry");
+
+    let fixed = std::fs::read(artifacts::CLOCK_READER).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = d.raw("/api/v1/plugins/bot", ADMIN, "application/wasm", &fixed);
+    assert_eq!(status, 201, "{body}");
+    let fixed_sha = body["sha256"].as_str().unwrap_or_default().to_string();
+    let (status, body) = d.call(
+        "POST",
+        &retry,
+        Some(ADMIN),
+        Some(json!({"reason": "fixed in 1.0.1", "current": true})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["plugins"]["bot"], fixed_sha.as_str(), "{body}");
+    let done = eventually("the step to run on the fixed version", || {
+        let (_, got) = d.call("GET", &format!("/api/v1/instances/{id}"), Some(ADMIN), None);
+        (got["instance"]["status"] == "completed").then_some(got)
+    });
+    let repinned: Vec<&Value> = done["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == "plugin-repinned")
+        .collect();
+    assert_eq!(repinned.len(), 1, "{done}");
+    assert_eq!(repinned[0]["to"], fixed_sha.as_str());
+    assert_eq!(repinned[0]["reason"], "fixed in 1.0.1");
+    // Resolved: the incident is gone.
+    let (status, body) = d.call(
+        "POST",
+        &retry,
+        Some(ADMIN),
+        Some(json!({"reason": "again", "current": true})),
+    );
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+
+    // After a restart the uploaded version is current again, with the file's grants.
+    let mut d = d;
+    terminate(&mut d);
+    let d = start_with(folder_of(d), std::slice::from_ref(&tenant), "");
+    let (status, started) = d.call(
+        "POST",
+        "/api/v1/instances",
+        Some(ADMIN),
+        Some(json!({"workflow": "ledger"})),
+    );
+    assert_eq!(status, 201, "{started}");
+    let again = started["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(started["plugins"]["bot"], fixed_sha.as_str(), "{started}");
+    eventually("the new instance to run on it", || {
+        let (_, got) = d.call(
+            "GET",
+            &format!("/api/v1/instances/{again}"),
+            Some(ADMIN),
+            None,
+        );
+        (got["instance"]["status"] == "completed").then_some(())
+    });
+}

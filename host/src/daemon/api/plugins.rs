@@ -87,7 +87,8 @@ pub async fn upload(
         .applied
         .get(caller.tenant())
         .and_then(|a| a.get(&name))
-        .map(|(sha, _)| sha.clone());
+        .map(|(sha, _)| sha.clone())
+        .filter(|sha| !sha.is_empty());
     let registry = s.flowgate.plugins().clone();
     let id = PluginId::new(caller.tenant(), name);
     let loaded = tokio::task::spawn_blocking(move || {
