@@ -35,31 +35,25 @@ async fn start(h: &Harness, workflow: &str, data: Value) -> flowgate::engine::In
 }
 
 /// The incident instance `id` of the harness's tenant stands at, if any.
-fn incident_of(h: &Harness, id: &str) -> Option<flowgate::engine::Incident> {
+/// The incident an instance stands at, with its token, if it stands at one.
+fn incident_with_token(h: &Harness, id: &str) -> Option<(u64, flowgate::engine::Incident)> {
     let instance = h
         .flowgate
         .instance(&h.tenant, id)
         .unwrap_or_else(|e| panic!("{e}"));
     instance.tokens.values().find_map(|t| match &t.wait {
-        Wait::Incident(i) => Some(i.clone()),
+        Wait::Incident(i) => Some((t.id, i.clone())),
         _ => None,
     })
 }
 
-/// The incident an instance stands at, with its token.
+fn incident_of(h: &Harness, id: &str) -> Option<flowgate::engine::Incident> {
+    incident_with_token(h, id).map(|(_, incident)| incident)
+}
+
+/// The incident an instance stands at, with its token; it must stand at one.
 fn incident_at(h: &Harness, id: &str) -> (u64, flowgate::engine::Incident) {
-    let instance = h
-        .flowgate
-        .instance(&h.tenant, id)
-        .unwrap_or_else(|e| panic!("{e}"));
-    instance
-        .tokens
-        .values()
-        .find_map(|t| match &t.wait {
-            Wait::Incident(i) => Some((t.id, i.clone())),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{id} has no incident"))
+    incident_with_token(h, id).unwrap_or_else(|| panic!("{id} has no incident"))
 }
 
 fn reviewer(n: usize) -> Person {

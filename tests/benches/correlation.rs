@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowgate::engine::{Instance, Message, Person};
-use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier};
-use flowgate::store::{Change, RedbStore, Storage};
-use flowgate_tests::bench::{arg, pct};
+use flowgate::service::Flowgate;
+use flowgate::store::RedbStore;
+use flowgate_tests::bench::{Discard, arg, pct, store_copies};
 use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
 
@@ -25,14 +25,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The template's document id, replaced in every copy by the copy's own.
 const TEMPLATE: &str = "DOC-TEMPLATE-0000";
-
-struct Discard;
-
-impl Notifier for Discard {
-    fn deliver<'a>(&'a self, _: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -63,31 +55,13 @@ async fn template(flowgate: &Flowgate) -> Instance {
 /// Stores `count` copies of the waiting instance (state and indexes, as the engine stores
 /// them), document ids `{prefix}-{n}`.
 fn preload(store: &RedbStore, template: &Instance, prefix: &str, count: u64) {
-    let text = serde_json::to_string(template).unwrap_or_default();
-    let started = Instant::now();
-    let mut batch = Vec::new();
-    for n in 0..count {
-        let copy = text
-            .replace(&template.id, &format!("{prefix}-i{n:09}"))
-            .replace(TEMPLATE, &format!("{prefix}-{n}"));
-        let instance: Instance = serde_json::from_str(&copy).unwrap_or_else(|e| panic!("{e}"));
-        batch.push(Change::Instance {
-            before: None,
-            after: Arc::new(instance),
-            events: Vec::new(),
-            outbox: Vec::new(),
-            idempotency_key: None,
-            completion_key: None,
-        });
-        if batch.len() == 10_000 {
-            store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
-            batch.clear();
-        }
-    }
-    store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+    let took = store_copies(store, template, count, |n, text| {
+        text.replace(&template.id, &format!("{prefix}-i{n:09}"))
+            .replace(TEMPLATE, &format!("{prefix}-{n}"))
+    });
     eprintln!(
         "{count} instances waiting ({prefix}) in {:.1}s",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
 }
 

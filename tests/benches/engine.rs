@@ -12,24 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowgate::engine::{Instance, Person, Status};
-use flowgate::service::{BoxFuture, Delivery, Flowgate, Notifier};
-use flowgate::store::{Change, Inbox, InstanceFilter, RedbStore, Storage};
-use flowgate_tests::bench::{arg, pct};
+use flowgate::service::Flowgate;
+use flowgate::store::{Inbox, InstanceFilter, RedbStore};
+use flowgate_tests::bench::{Discard, arg, pct, store_copies};
 use flowgate_tests::cpu;
 use serde_json::{Map, Value, json};
 
 // The daemon's allocator, so that the engine is measured as the daemon runs it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Delivers nothing: the benchmark measures the engine, not a webhook receiver.
-struct Discard;
-
-impl Notifier for Discard {
-    fn deliver<'a>(&'a self, _: &'a Delivery) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 fn data() -> Map<String, Value> {
     match json!({"amount_cents": 120_000, "currency": "USD", "category": "office", "requester": "bench"})
@@ -157,38 +148,16 @@ fn report(label: &str, clients: usize, r: &Run) {
 /// Stores `count` copies of a purchase request waiting for its approver, in batches, as the
 /// engine itself would store them (state, indexes); open tasks spread over 100 roles.
 fn preload(store: &RedbStore, template: &Instance, count: u64) {
-    let text = serde_json::to_string(template).unwrap_or_default();
-    let started = Instant::now();
-    let mut batch = Vec::new();
-    for n in 0..count {
-        let id = format!("pre-{n:09}");
+    let took = store_copies(store, template, count, |n, text| {
         let role = if n % 100 == 0 {
             "manager".to_string()
         } else {
             format!("role-{}", n % 100)
         };
-        let copy = text
-            .replace(&template.id, &id)
-            .replace("\"role\":\"manager\"", &format!("\"role\":\"{role}\""));
-        let instance: Instance = serde_json::from_str(&copy).unwrap_or_else(|e| panic!("{e}"));
-        batch.push(Change::Instance {
-            before: None,
-            after: Arc::new(instance),
-            events: Vec::new(),
-            outbox: Vec::new(),
-            idempotency_key: None,
-            completion_key: None,
-        });
-        if batch.len() == 10_000 {
-            store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
-            batch.clear();
-        }
-    }
-    store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "preloaded {count} instances in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+        text.replace(&template.id, &format!("pre-{n:09}"))
+            .replace("\"role\":\"manager\"", &format!("\"role\":\"{role}\""))
+    });
+    eprintln!("preloaded {count} instances in {:.1}s", took.as_secs_f64());
 }
 
 fn main() {

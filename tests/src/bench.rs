@@ -20,6 +20,52 @@ pub fn pct(sorted: &[Duration], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Delivers nothing: the benchmarks measure the engine, not a webhook receiver.
+#[derive(Debug)]
+pub struct Discard;
+
+impl flowgate::service::Notifier for Discard {
+    fn deliver<'a>(
+        &'a self,
+        _: &'a flowgate::service::Delivery,
+    ) -> flowgate::service::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Stores `count` copies of `template`, copy `n` being the template's JSON as `edit(n, json)`
+/// rewrites it, as the engine itself stores instances (state and indexes), 10,000 to a
+/// transaction; how long it took.
+pub fn store_copies(
+    store: &flowgate::store::RedbStore,
+    template: &flowgate::engine::Instance,
+    count: u64,
+    edit: impl Fn(u64, &str) -> String,
+) -> Duration {
+    use flowgate::store::{Change, Storage};
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut batch = Vec::new();
+    for n in 0..count {
+        let instance: flowgate::engine::Instance =
+            serde_json::from_str(&edit(n, &text)).unwrap_or_else(|e| panic!("{e}"));
+        batch.push(Change::Instance {
+            before: None,
+            after: std::sync::Arc::new(instance),
+            events: Vec::new(),
+            outbox: Vec::new(),
+            idempotency_key: None,
+            completion_key: None,
+        });
+        if batch.len() == 10_000 {
+            store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+            batch.clear();
+        }
+    }
+    store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+    started.elapsed()
+}
+
 /// The example tenant on a fresh redb file `store` in `dir` (compile cache beside it), its
 /// plugins installed and its workflows deployed, with the system clock and `notifier`.
 pub async fn example_engine(

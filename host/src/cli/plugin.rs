@@ -168,10 +168,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let input: EvalInput = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid request", args.input.display()))?;
-    let mut limits = crate::plugin::PluginLimits::default();
-    if let Some(fuel) = args.fuel {
-        limits.fuel = fuel;
-    }
+    let limits = limits_with(args.fuel);
     let budget = limits.fuel;
     let settings = PluginSettings {
         limits,
@@ -197,6 +194,15 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         "logs": called.logs,
     });
     print_json(&report)
+}
+
+/// The default limits, with `fuel` per call if one is given.
+fn limits_with(fuel: Option<u64>) -> crate::plugin::PluginLimits {
+    let defaults = crate::plugin::PluginLimits::default();
+    crate::plugin::PluginLimits {
+        fuel: fuel.unwrap_or(defaults.fuel),
+        ..defaults
+    }
 }
 
 fn plugin_id(wasm: &std::path::Path) -> PluginId {
@@ -349,10 +355,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
             "{}: give `expect` (a decision) or `expect_error` (part of a refusal), one of them",
             file.display()
         );
-        let mut limits = crate::plugin::PluginLimits::default();
-        if let Some(fuel) = fixture.fuel {
-            limits.fuel = fuel;
-        }
+        let limits = limits_with(fixture.fuel);
         let budget = limits.fuel;
         let settings = PluginSettings {
             limits,

@@ -744,14 +744,20 @@ fn an_incident_is_retried_on_the_plugins_current_version_over_http() {
         Some(json!({"file": "ledger.toml", "source": source})),
     );
     assert_eq!(status, 201, "{body}");
-    let (status, started) = d.call(
-        "POST",
-        "/api/v1/instances",
-        Some(ADMIN),
-        Some(json!({"workflow": "ledger"})),
-    );
-    assert_eq!(status, 201, "{started}");
-    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let start_ledger = |d: &Daemon| {
+        let (status, started) = d.call(
+            "POST",
+            "/api/v1/instances",
+            Some(ADMIN),
+            Some(json!({"workflow": "ledger"})),
+        );
+        assert_eq!(status, 201, "{started}");
+        started
+    };
+    let id = start_ledger(&d)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let token = eventually("the incident", || {
         let (_, listed) = d.call("GET", "/api/v1/incidents", Some(ADMIN), None);
         listed
@@ -800,13 +806,7 @@ fn an_incident_is_retried_on_the_plugins_current_version_over_http() {
     let mut d = d;
     terminate(&mut d);
     let d = start_with(folder_of(d), std::slice::from_ref(&tenant), "");
-    let (status, started) = d.call(
-        "POST",
-        "/api/v1/instances",
-        Some(ADMIN),
-        Some(json!({"workflow": "ledger"})),
-    );
-    assert_eq!(status, 201, "{started}");
+    let started = start_ledger(&d);
     let again = started["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(started["plugins"]["bot"], fixed_sha.as_str(), "{started}");
     eventually("the new instance to run on it", || {
