@@ -53,6 +53,15 @@ enum Command {
     /// Inspect and try out plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Write a backup of a running daemon's data folder while it serves (with `--url` and the
+    /// operator's `--token`); prints the backup's folder.
+    Backup,
+    /// Put a backup's store, plugins and link key in place of the data folder's (`--data-dir`),
+    /// setting the replaced files aside. Stop the daemon first.
+    Restore {
+        /// The backup's folder (as `flowgate backup` printed it).
+        folder: std::path::PathBuf,
+    },
 }
 
 /// Sets up tracing; `RUST_LOG` filters (default `info`).
@@ -114,8 +123,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "`tick` runs a local data file's engine; a daemon fires its own timers"
                 )
             }
-            Command::Serve(_) | Command::Plugin(_) => {
-                anyhow::bail!("--url is for the workflow, instance, task and incident commands")
+            Command::Backup => remote::backup(&r),
+            Command::Serve(_) | Command::Plugin(_) | Command::Restore { .. } => {
+                anyhow::bail!(
+                    "--url is for the workflow, instance, task, incident and backup commands"
+                )
             }
         };
     }
@@ -136,6 +148,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(args, data_dir, tenant)
         }
         Command::Plugin(command) => plugin::run(command),
+        Command::Backup => anyhow::bail!(
+            "`backup` asks a running daemon for a consistent copy: give --url and the operator's --token"
+        ),
+        Command::Restore { folder } => {
+            use crate::service::Clock;
+            let data = crate::data_dir::DataDir::new(&cli.local.data_dir);
+            let now = crate::service::SystemClock.now();
+            let report = crate::backup::restore(&folder, &data, now)?;
+            print_json(&serde_json::to_value(report)?)
+        }
     }
 }
 

@@ -41,6 +41,18 @@ pub struct AppState {
     pub sessions: Arc<web::Sessions>,
     /// The signed links of outside participants.
     pub links: Arc<web::Links>,
+    /// What the operator's routes need.
+    pub operator: Arc<OperatorState>,
+}
+
+/// The operator's token and where backups go.
+#[derive(Debug)]
+pub struct OperatorState {
+    pub token_sha256: Option<[u8; 32]>,
+    pub data: crate::data_dir::DataDir,
+    pub backup_dir: PathBuf,
+    /// Held while a backup is written: one at a time.
+    pub backing_up: tokio::sync::Mutex<()>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -72,6 +84,15 @@ pub enum DaemonError {
 /// Opens the store, loads every tenant (plugins, tokens, workflows) and builds the handlers' state.
 pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
     let data = crate::data_dir::DataDir::new(&config.data_dir);
+    let operator = Arc::new(OperatorState {
+        token_sha256: config.operator_token()?,
+        backup_dir: config
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| data.root().join("backups")),
+        data: data.clone(),
+        backing_up: tokio::sync::Mutex::new(()),
+    });
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(data.compiled()),
         ..RuntimeConfig::default()
@@ -97,6 +118,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         limiter: Arc::default(),
         sessions: Arc::default(),
         links,
+        operator,
     })
 }
 

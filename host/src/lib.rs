@@ -11,6 +11,7 @@
 //! - [`daemon`]: the HTTP API.
 //! - [`cli`]: the `flowgate` command line.
 
+pub mod backup;
 pub mod cli;
 pub mod daemon;
 pub mod data_dir;

@@ -42,7 +42,7 @@ pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
 
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
-use crate::engine::{Command, CommandError, Event, Instance, Person};
+use crate::engine::{Command, CommandError, Event, Instance, Millis, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
 use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
 use clears::Clears;
@@ -117,9 +117,26 @@ pub(crate) struct Shared {
     calendars: RwLock<HashMap<String, Arc<crate::engine::calendar::Calendar>>>,
     /// Each tenant's process definitions and costs.
     processes: RwLock<HashMap<String, Arc<ProcessSettings>>>,
+    /// Why commits fail, while they do.
+    store_failure: Mutex<Option<StoreFailure>>,
+}
+
+/// Commits fail for a resource reason (a full disk) since `since`; the writer tries again.
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    pub error: Arc<StoreError>,
+    pub since: Millis,
 }
 
 impl Shared {
+    fn set_store_failure(&self, failure: Option<StoreFailure>) {
+        self.telemetry.store_failing(failure.is_some());
+        *self
+            .store_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = failure;
+    }
+
     /// The tenant's business calendar.
     pub(crate) fn calendar(&self, tenant: &str) -> Arc<crate::engine::calendar::Calendar> {
         self.calendars
@@ -264,6 +281,7 @@ impl Flowgate {
             schedules_busy: std::sync::atomic::AtomicBool::new(false),
             calendars: RwLock::new(HashMap::new()),
             processes: RwLock::new(HashMap::new()),
+            store_failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(4096);
         let writer = Writer::new(shared.clone(), last_outbox);
@@ -279,6 +297,24 @@ impl Flowgate {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Storage> {
         &self.shared.store
+    }
+
+    /// Why commits fail, if they do. While they do, this asks the writer to try one (at most
+    /// once a second), so that a store that works again is seen without waiting for a command.
+    pub async fn store_failure(&self) -> Option<StoreFailure> {
+        let failing = || {
+            self.shared
+                .store_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        failing()?;
+        let (reply, answer) = oneshot::channel();
+        if self.writer.send(Request::Probe { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+        failing()
     }
 
     /// Holds the timers and outbox of these tenants (and no others) until they are resumed:

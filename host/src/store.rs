@@ -15,7 +15,7 @@ use crate::definition::Definition;
 use crate::engine::{Effect, Event, Instance, Millis};
 
 pub use self::memory::MemStore;
-pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore};
+pub use self::redb::{BackupSummary, DEFAULT_CACHE_BYTES, RedbStore};
 pub use index::{IndexKeys, message_keys, task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.
@@ -254,6 +254,9 @@ pub enum Change {
     ExpireCompletionKeys { before: Millis, limit: usize },
     /// Outbox entries were carried out: they leave the outbox (and its due index).
     ClearOutbox { tenant: String, outbox: Vec<u64> },
+    /// A write that changes nothing a reader sees (the time of the last check): whether the
+    /// store can commit again after a failure.
+    Probe { at: Millis },
     /// An outbox entry failed: record the attempt and when to try again. Nothing if it is gone.
     Retry {
         tenant: String,
@@ -261,6 +264,22 @@ pub enum Change {
         attempts: u32,
         due_at: Millis,
     },
+}
+
+/// What an instance keeps in the store, encoded: the state (with every task it has had) and
+/// the history, which grows with every event and is never cut while the instance is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoredSize {
+    pub state_bytes: u64,
+    pub history_events: u64,
+    pub history_bytes: u64,
+}
+
+impl StoredSize {
+    /// State and history together.
+    pub fn total_bytes(&self) -> u64 {
+        self.state_bytes + self.history_bytes
+    }
 }
 
 /// Whose tasks an inbox lists.
@@ -337,12 +356,15 @@ impl InstanceFilter {
     }
 }
 
-/// A storage failure, whatever the backend. Decide by kind: a caller may retry after `Io` once
-/// the disk has room again, must reopen after `Poisoned`, and must not retry `Corrupt`.
+/// A storage failure, whatever the backend. Decide by kind: a caller may retry after `DiskFull`
+/// once the disk has room again, must reopen after `Poisoned`, and must not retry `Corrupt`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Reading or writing the file failed: a full disk, a failing device, a permission.
+    /// The disk (or the quota) has no room for the write. Retry once there is room again.
+    #[error("the disk is full: no room to write the store ({0})")]
+    DiskFull(#[source] std::io::Error),
+    /// Reading or writing the file failed: a failing device, a permission.
     #[error("storage I/O failed: {0}")]
     Io(#[source] std::io::Error),
     /// An earlier write failed, and the backend refuses every later one until it is reopened.
@@ -372,12 +394,32 @@ pub enum StoreError {
 /// A redb error as the store's, keeping its source.
 pub(crate) fn db<E: Into<::redb::Error>>(error: E) -> StoreError {
     match error.into() {
-        ::redb::Error::Io(source) => StoreError::Io(source),
+        ::redb::Error::Io(source) => io(source),
         ::redb::Error::PreviousIo => StoreError::Poisoned,
         other => StoreError::Backend {
             backend: "redb",
             source: Box::new(other),
         },
+    }
+}
+
+/// An I/O error as the store's: a full disk or quota is told apart from other failures.
+pub(crate) fn io(source: std::io::Error) -> StoreError {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::DiskFull(source),
+        _ => StoreError::Io(source),
+    }
+}
+
+impl StoreError {
+    /// Whether the failure is the machine's (disk, device) rather than the data's: the backend
+    /// is worth reopening and the write worth trying again.
+    pub fn is_resource(&self) -> bool {
+        matches!(
+            self,
+            StoreError::DiskFull(_) | StoreError::Io(_) | StoreError::Poisoned
+        )
     }
 }
 
@@ -413,6 +455,8 @@ pub trait Storage: Send + Sync + 'static {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(Instance, Vec<Event>)>, StoreError>;
+    /// What an instance keeps in the store: its state's and its history's size.
+    fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError>;
     /// Tasks of an inbox with this status, after task id `after`, at most `limit`.
     fn inbox(
         &self,
@@ -479,4 +523,17 @@ pub trait Storage: Send + Sync + 'static {
     fn last_outbox_id(&self) -> Result<u64, StoreError>;
     /// Applies `changes` atomically and durably: all of them or none.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Closes and opens the backend again after a write failed for a resource reason (a
+    /// backend may refuse every later write until then). What was committed stays.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Writes a consistent copy of the whole store to the file `to`, while it keeps serving.
+    fn backup(&self, to: &std::path::Path) -> Result<BackupSummary, StoreError> {
+        let _ = to;
+        Err(StoreError::Backend {
+            backend: "memory",
+            source: "this store keeps no file to back up".into(),
+        })
+    }
 }

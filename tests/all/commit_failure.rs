@@ -1,15 +1,17 @@
 //! A commit that fails (here as a full disk would) refuses every command of its batch with the
-//! cause kept as the error's source, stores nothing of it, and leaves nothing behind in memory:
-//! once the disk has room, the same command succeeds against the state as it was.
+//! cause kept as the error's source, stores nothing of it, and leaves nothing behind in memory;
+//! the service says the store is failing, and reopens it before it tries again: once the disk
+//! has room, the same command succeeds against the state as it was. (The daemon's test on a
+//! real full tmpfs is `daemon::storage`.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use flowgate::engine::{Event, Instance, Millis};
 use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
 use flowgate::store::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, MessageRecord, OutboxEntry,
-    ScheduleState, Storage, StoreError, StoredDefinition, TaskRef,
+    ScheduleState, Storage, StoreError, StoredDefinition, StoredSize, TaskRef,
 };
 use flowgate::tenant::TenantConfig;
 use serde_json::{Map, json};
@@ -20,6 +22,7 @@ use crate::scenarios::T0;
 struct FullDisk {
     inner: MemStore,
     full: AtomicBool,
+    reopened: AtomicUsize,
 }
 
 impl Storage for FullDisk {
@@ -98,6 +101,9 @@ impl Storage for FullDisk {
     ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
         self.inner.instance_with_history(tenant, id)
     }
+    fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
+        self.inner.instance_size(tenant, id)
+    }
     fn inbox(
         &self,
         tenant: &str,
@@ -140,11 +146,15 @@ impl Storage for FullDisk {
     }
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         if self.full.load(Ordering::SeqCst) {
-            return Err(StoreError::Io(std::io::Error::from(
+            return Err(StoreError::DiskFull(std::io::Error::from(
                 std::io::ErrorKind::StorageFull,
             )));
         }
         self.inner.commit(changes)
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.reopened.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -153,6 +163,7 @@ async fn a_failed_commit_refuses_its_commands_with_the_cause_and_keeps_nothing()
     let store = Arc::new(FullDisk {
         inner: MemStore::new(),
         full: AtomicBool::new(false),
+        reopened: AtomicUsize::new(0),
     });
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
     let tenant =
@@ -199,14 +210,16 @@ async fn a_failed_commit_refuses_its_commands_with_the_cause_and_keeps_nothing()
     let Err(ServiceError::CommitFailed(cause)) = refused else {
         panic!("{refused:?}");
     };
-    assert!(
-        matches!(&*cause, StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull),
-        "{cause:?}"
-    );
+    assert!(matches!(&*cause, StoreError::DiskFull(_)), "{cause:?}");
     let source = std::error::Error::source(&ServiceError::CommitFailed(cause.clone()))
         .map(ToString::to_string)
         .unwrap_or_default();
-    assert!(source.contains("storage I/O failed"), "{source}");
+    assert!(source.contains("the disk is full"), "{source}");
+    let failing = flowgate.store_failure().await;
+    assert!(
+        failing.is_some_and(|f| matches!(*f.error, StoreError::DiskFull(_))),
+        "the service says why commits fail"
+    );
     let unchanged = flowgate
         .instance("acme", &started.id)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -216,6 +229,17 @@ async fn a_failed_commit_refuses_its_commands_with_the_cause_and_keeps_nothing()
     );
 
     store.full.store(false, Ordering::SeqCst);
+    // As a readiness probe does: asking whether the store fails tries a commit (at most once
+    // a second), reopening the store first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while flowgate.store_failure().await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays failing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(store.reopened.load(Ordering::SeqCst) >= 1, "reopened");
     let done = flowgate
         .complete_task("acme", &task, by, Some("approve".into()), Map::new())
         .await

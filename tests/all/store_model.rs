@@ -279,6 +279,11 @@ fn snapshot(store: &dyn Storage) -> String {
                 i.id,
                 both.map(|(found, history)| (found == *i, history.len()))
             ));
+            line(format!(
+                "{tenant} size {} {:?}",
+                i.id,
+                store.instance_size(tenant, &i.id).ok().flatten()
+            ));
         }
         for process in ["i1", "i2"] {
             let of_process = InstanceFilter {

@@ -74,6 +74,11 @@ impl Remote {
     }
 }
 
+/// Asks the daemon for an online backup (the operator's token) and prints where it went.
+pub(crate) fn backup(r: &Remote) -> anyhow::Result<()> {
+    print_json(&r.post("/api/v1/operator/backups", &json!({}))?)
+}
+
 /// The body of a 2xx answer; any other is an error with the API's code, message and details.
 fn answer(
     path: &str,

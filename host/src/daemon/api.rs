@@ -8,6 +8,7 @@ mod instances;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod operator;
 mod plugins;
 mod processes;
 mod schedules;
@@ -106,6 +107,7 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(healthz))
         .routes(routes!(ready))
         .routes(routes!(prometheus))
+        .routes(routes!(operator::backup))
         .routes(routes!(definitions::list, definitions::deploy))
         .routes(routes!(definitions::validate))
         .routes(routes!(definitions::version))
@@ -244,8 +246,8 @@ async fn prometheus(
     ))
 }
 
-/// Ready when the store answers, every tenant's plugins are loaded and the last reload of the
-/// tenants' files found no problem.
+/// Ready when the store answers and commits (after a failed commit, until one succeeds again),
+/// every tenant's plugins are loaded and the last reload of the tenants' files found no problem.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations", responses((status = 200, description = "`{ready: true}`"), (status = 503, description = "What is not ready", body = ErrorBody)))]
 async fn ready(
     State(state): State<AppState>,
@@ -253,6 +255,23 @@ async fn ready(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let unavailable =
         |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    if let Some(failure) = state.flowgate.store_failure().await {
+        let code = match *failure.error {
+            crate::store::StoreError::DiskFull(_) => "storage_full",
+            _ => "unavailable",
+        };
+        let since = crate::engine::time::format(failure.since).to_string();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!(
+                "the store cannot commit since {since}: {}; it is tried again every second",
+                failure.error
+            ),
+        )
+        .with(json!({"since": since, "retry_after_seconds": 1})));
+    }
+    // After the probe above: a store closed by a failed reopen is opened by it.
     if let Err(e) = state.flowgate.store().tenants() {
         return Err(unavailable(format!("store: {e}")));
     }

@@ -7,6 +7,9 @@
 //! tenants = ["examples/acme/tenant.toml"]
 //! max_body_bytes = 4194304
 //! cache_mb = 64
+//! # The operator's token (`echo -n TOKEN | sha256sum`), for `flowgate backup`.
+//! operator_token_sha256 = "..."
+//! backup_dir = "backups"
 //! ```
 
 use std::net::SocketAddr;
@@ -39,6 +42,12 @@ pub struct DaemonConfig {
     /// The address people reach the daemon at (`https://flowgate.acme.example`), for the links
     /// sent to outside participants; by default, the address it listens on.
     pub public_url: Option<String>,
+    /// The sha256 (hex) of the operator's token, which takes online backups; without it, no one
+    /// can.
+    pub operator_token_sha256: Option<String>,
+    /// Where online backups are written, one folder each; by default `backups` in the data
+    /// folder.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -54,6 +63,8 @@ impl Default for DaemonConfig {
             request_timeout_ms: 60_000,
             max_concurrent_requests: 1024,
             public_url: None,
+            operator_token_sha256: None,
+            backup_dir: None,
         }
     }
 }
@@ -78,8 +89,27 @@ pub enum ConfigError {
 }
 
 impl DaemonConfig {
+    /// The operator's token hash, checked: 32 bytes of hex.
+    pub fn operator_token(&self) -> Result<Option<[u8; 32]>, ConfigError> {
+        let Some(text) = &self.operator_token_sha256 else {
+            return Ok(None);
+        };
+        hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(Some)
+            .ok_or_else(|| ConfigError::Env {
+                name: "operator_token_sha256",
+                value: text.clone(),
+                message:
+                    "must be the sha256 of the token: 64 hex digits (`echo -n TOKEN | sha256sum`)"
+                        .to_string(),
+            })
+    }
+
     /// Reads `path` (or the defaults without one), then applies `FLOWGATE_LISTEN`,
-    /// `FLOWGATE_DATA_DIR` and `FLOWGATE_TENANTS` (comma-separated paths).
+    /// `FLOWGATE_DATA_DIR`, `FLOWGATE_OPERATOR_TOKEN_SHA256` and `FLOWGATE_TENANTS`
+    /// (comma-separated paths).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match path {
             Some(path) => {
@@ -96,6 +126,7 @@ impl DaemonConfig {
                 let base = path.parent().unwrap_or(Path::new(""));
                 config.data_dir = base.join(&config.data_dir);
                 config.tenants = config.tenants.iter().map(|t| base.join(t)).collect();
+                config.backup_dir = config.backup_dir.map(|d| base.join(d));
                 config
             }
             None => DaemonConfig::default(),
@@ -112,6 +143,9 @@ impl DaemonConfig {
         }
         if let Ok(value) = std::env::var("FLOWGATE_DATA_DIR") {
             config.data_dir = PathBuf::from(value);
+        }
+        if let Ok(value) = std::env::var("FLOWGATE_OPERATOR_TOKEN_SHA256") {
+            config.operator_token_sha256 = Some(value);
         }
         if let Ok(value) = std::env::var("FLOWGATE_TENANTS") {
             config.tenants = value

@@ -12,6 +12,7 @@ use crate::definition::DefinitionError;
 use crate::engine::CommandError;
 use crate::plugin::{ArtifactError, Blame, PluginError};
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -95,7 +96,19 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
+        let retry_after = body
+            .error
+            .details
+            .get("retry_after_seconds")
+            .and_then(Value::as_u64);
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: a 401 names the scheme the client should use.
             response.headers_mut().insert(
@@ -136,11 +149,27 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
                     .with(json!({"field": field}))
             }
+            ServiceError::Store(e) if e.is_resource() => {
+                let code = match e {
+                    StoreError::DiskFull(_) => "storage_full",
+                    _ => "unavailable",
+                };
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+                    .with(json!({"retry_after_seconds": 1}))
+            }
             ServiceError::Store(_) => {
                 tracing::error!(%message, "api: storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
             }
-            ServiceError::Unavailable(_) | ServiceError::CommitFailed(_) => {
+            ServiceError::CommitFailed(cause) if matches!(*cause, StoreError::DiskFull(_)) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_full", message)
+                    .with(json!({"retry_after_seconds": 1}))
+            }
+            ServiceError::CommitFailed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                    .with(json!({"retry_after_seconds": 1}))
+            }
+            ServiceError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

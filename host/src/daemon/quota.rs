@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -65,18 +65,8 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
     request.extensions_mut().insert(caller.0);
     match admit(&state, &tenant) {
         Ok(()) => next.run(request).await,
-        Err(refused) => {
-            let seconds = refused
-                .details
-                .get("retry_after_seconds")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(1);
-            let mut response = refused.into_response();
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert("retry-after", value);
-            }
-            response
-        }
+        // The answer carries `Retry-After` from its `retry_after_seconds`.
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct Telemetry {
     plugin_throttled: Family<TenantLabel, Counter>,
     commands_throttled: Family<TenantLabel, Counter>,
     resident: Gauge,
+    commit_failures: Counter,
+    store_failing: Gauge,
 }
 
 /// Durable writes since the service started.
@@ -111,6 +113,8 @@ impl Default for Telemetry {
             plugin_throttled: Family::default(),
             commands_throttled: Family::default(),
             resident: Gauge::default(),
+            commit_failures: Counter::default(),
+            store_failing: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -198,6 +202,16 @@ impl Default for Telemetry {
             "The daemon's resident memory (the store's page cache, compiled plugins, instances cached)",
             t.resident.clone(),
         );
+        registry.register(
+            "commit_failures",
+            "Transactions the store refused (their commands were answered with the cause)",
+            t.commit_failures.clone(),
+        );
+        registry.register(
+            "store_failing",
+            "1 while commits fail for a resource reason (a full disk), else 0",
+            t.store_failing.clone(),
+        );
         Telemetry { registry, ..t }
     }
 }
@@ -226,6 +240,14 @@ impl Telemetry {
         self.commit_seconds.observe(seconds);
         self.commits.inc();
         self.changes.inc_by(changes as u64);
+    }
+
+    pub(crate) fn commit_failed(&self) {
+        self.commit_failures.inc();
+    }
+
+    pub(crate) fn store_failing(&self, failing: bool) {
+        self.store_failing.set(i64::from(failing));
     }
 
     /// Durable writes so far.

@@ -20,7 +20,8 @@ use crate::engine::{
     self, Applied, Command, CommandError, Ctx, Effect, EventKind, Instance, Message, Wait,
 };
 use crate::store::{
-    Change, IndexKeys, MessageRecord, MessageStatus, OutboxEntry, StoredDefinition, message_keys,
+    Change, IndexKeys, MessageRecord, MessageStatus, OutboxEntry, StoreError, StoredDefinition,
+    message_keys,
 };
 
 /// Commands waiting when the writer is free are committed together, up to this many.
@@ -72,6 +73,9 @@ pub(crate) enum Request {
     },
     /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
     Flush { reply: Reply<()> },
+    /// While commits fail: tries one that changes nothing a reader sees, so that the store is
+    /// known to work again without waiting for a command.
+    Probe { reply: Reply<()> },
     /// An outbox entry failed: its attempts and next try, stored.
     Retry {
         tenant: String,
@@ -90,6 +94,10 @@ pub(crate) struct KeyedCompletion {
     pub task: String,
 }
 
+/// While commits fail for a resource reason (a full disk), the writer refuses batches at once
+/// with the cause, and tries again (reopening the store first) at most this often.
+const RETRY_FAILED_STORE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Expired completion keys are forgotten this often, at most [`EXPIRE_BATCH`] at a time.
 const EXPIRE_EVERY_MS: u64 = 60_000;
 const EXPIRE_BATCH: usize = 1_000;
@@ -99,6 +107,14 @@ pub(crate) struct Writer {
     next_outbox: u64,
     /// When expired completion keys were last forgotten.
     expired_at: u64,
+    /// Set while commits fail for a resource reason.
+    failing: Option<Failing>,
+}
+
+/// Why commits fail, and when to try again.
+struct Failing {
+    error: Arc<StoreError>,
+    retry_at: std::time::Instant,
 }
 
 /// An answer waiting for the commit.
@@ -139,6 +155,7 @@ impl Writer {
             shared,
             next_outbox: last_outbox + 1,
             expired_at: 0,
+            failing: None,
         }
     }
 
@@ -229,6 +246,12 @@ impl Writer {
                     pending.push(Pending::Schedule(reply, result));
                 }
                 Request::Flush { reply } => pending.push(Pending::Done(reply)),
+                Request::Probe { reply } => {
+                    if self.failing.is_some() {
+                        batch.changes.push(Change::Probe { at: now });
+                    }
+                    pending.push(Pending::Done(reply));
+                }
                 Request::Retry {
                     tenant,
                     outbox,
@@ -271,13 +294,7 @@ impl Writer {
         let committed = if batch.changes.is_empty() {
             Ok(())
         } else {
-            let started = std::time::Instant::now();
-            let committed = self.shared.store.commit(&batch.changes);
-            let seconds = started.elapsed().as_secs_f64();
-            self.shared
-                .telemetry
-                .commit(pending.len(), batch.changes.len(), seconds);
-            committed
+            self.commit(&batch.changes, pending.len(), now)
         };
         // The driver has new work only when the batch put something in the outbox or armed a
         // timer that is due already; later timers are its tick's.
@@ -316,10 +333,8 @@ impl Writer {
             }
             Err(error) => {
                 // Nothing of the batch is stored: nobody is told it succeeded.
-                tracing::error!(%error, "store.commit failed; the batch is refused");
                 self.next_outbox = outbox_before;
                 self.shared.clears.put_back(clears);
-                let error = Arc::new(error);
                 for p in pending {
                     let failed = || ServiceError::CommitFailed(error.clone());
                     match p {
@@ -333,6 +348,63 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Commits `changes`, or says why not. While commits fail for a resource reason, a batch
+    /// is refused at once with the cause until the next try, which reopens the store first.
+    fn commit(
+        &mut self,
+        changes: &[Change],
+        commands: usize,
+        now: u64,
+    ) -> Result<(), Arc<StoreError>> {
+        if let Some(failing) = &self.failing {
+            if std::time::Instant::now() < failing.retry_at {
+                return Err(failing.error.clone());
+            }
+            if let Err(error) = self.shared.store.reopen() {
+                tracing::error!(%error, "store: cannot reopen; commits are refused");
+                return Err(self.failed(error, now));
+            }
+        }
+        let started = std::time::Instant::now();
+        match self.shared.store.commit(changes) {
+            Ok(()) => {
+                let seconds = started.elapsed().as_secs_f64();
+                self.shared
+                    .telemetry
+                    .commit(commands, changes.len(), seconds);
+                if self.failing.take().is_some() {
+                    tracing::info!("store: commits succeed again");
+                    self.shared.set_store_failure(None);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "store.commit failed; the batch is refused");
+                Err(self.failed(error, now))
+            }
+        }
+    }
+
+    /// Records a failed commit (or reopen): one for a resource reason makes the store failing
+    /// until a commit succeeds.
+    fn failed(&mut self, error: StoreError, now: u64) -> Arc<StoreError> {
+        self.shared.telemetry.commit_failed();
+        let error = Arc::new(error);
+        if error.is_resource() || self.failing.is_some() {
+            if self.failing.is_none() {
+                self.shared.set_store_failure(Some(super::StoreFailure {
+                    error: error.clone(),
+                    since: now,
+                }));
+            }
+            self.failing = Some(Failing {
+                error: error.clone(),
+                retry_at: std::time::Instant::now() + RETRY_FAILED_STORE,
+            });
+        }
+        error
     }
 
     fn deploy(

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::index::{message_keys, task_keys, timer_keys};
 use super::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, TaskRef,
+    OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize, TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
 
@@ -151,6 +151,28 @@ impl Storage for MemStore {
             .map(|(_, e)| e.clone())
             .collect();
         Ok(Some((instance.clone(), history)))
+    }
+
+    fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
+        let t = self.lock();
+        let Some(instance) = t.instances.get(&(tenant.to_string(), id.to_string())) else {
+            return Ok(None);
+        };
+        // Sized as the redb store encodes them.
+        fn len<T: serde::Serialize>(value: &T) -> u64 {
+            serde_json::to_vec(value).map_or(0, |bytes| bytes.len() as u64)
+        }
+        let mut size = StoredSize {
+            state_bytes: len(instance),
+            ..StoredSize::default()
+        };
+        let start = (tenant.to_string(), id.to_string(), 0);
+        let end = (tenant.to_string(), id.to_string(), u64::MAX);
+        for (_, event) in t.history.range(start..=end) {
+            size.history_events += 1;
+            size.history_bytes += len(event);
+        }
+        Ok(Some(size))
     }
 
     fn inbox(
@@ -438,6 +460,7 @@ impl Storage for MemStore {
                         t.outbox.remove(&(tenant.clone(), *id));
                     }
                 }
+                Change::Probe { .. } => {}
                 Change::Retry {
                     tenant,
                     outbox,

@@ -1,23 +1,28 @@
 //! The default store: one redb file. One table per kind of record, keys as tuples that start
 //! with the tenant, values as JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError, StoredDefinition, TaskRef, db,
+    OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize,
+    TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
 
-/// `(tenant, definition id, version)` → definition.
 /// The page cache a store opens with unless told otherwise: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// `(tenant, definition id, version)` → definition.
 const DEFINITIONS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("definitions");
 /// `(tenant, instance id)` → instance state.
 const INSTANCES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("instances");
@@ -62,9 +67,31 @@ const SCHEDULES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::n
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The redb store.
+///
+/// redb refuses every write after one failed (`PreviousIo`) until the file is opened again, so
+/// the database sits behind a lock: [`Storage::reopen`] closes and opens it in place once the
+/// cause (a full disk) may have passed. Reads hold the lock for their transaction's life, so no
+/// transaction outlives the handle it came from.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    path: PathBuf,
+    cache_bytes: usize,
+    /// `None` after a reopen that failed, until one succeeds.
+    db: RwLock<Option<Database>>,
+}
+
+/// A read transaction, with the database it reads held open.
+struct Snapshot<'a> {
+    txn: ReadTransaction,
+    _open: RwLockReadGuard<'a, Option<Database>>,
+}
+
+impl std::ops::Deref for Snapshot<'_> {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -87,68 +114,183 @@ impl RedbStore {
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| db(::redb::DatabaseError::Storage(e.into())))?;
+            std::fs::create_dir_all(dir).map_err(super::io)?;
         }
-        let db_handle = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(db)?;
-        let txn = db_handle.begin_write().map_err(db)?;
-        {
-            let mut meta = txn.open_table(META).map_err(db)?;
-            let found = meta.get("schema_version").map_err(db)?.map(|v| v.value());
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::Schema {
-                        path: path.display().to_string(),
-                        found: v,
-                    });
-                }
-                Some(v) if v < SCHEMA_VERSION => {
-                    if v < 2 {
-                        migrate_to_2(&txn)?;
-                    }
-                    if v < 3 {
-                        migrate_to_3(&txn)?;
-                    }
-                    // Version 4 added the message and schedule tables, created empty below (no
-                    // instance of an older version waits for a message), and the listing of
-                    // each process instance's instances.
-                    migrate_to_4(&txn)?;
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
-                    tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
-                }
-            }
-            txn.open_table(DEFINITIONS).map_err(db)?;
-            txn.open_table(INSTANCES).map_err(db)?;
-            txn.open_table(HISTORY).map_err(db)?;
-            txn.open_table(TASKS).map_err(db)?;
-            txn.open_table(TIMERS).map_err(db)?;
-            txn.open_table(OUTBOX).map_err(db)?;
-            txn.open_table(START_KEYS).map_err(db)?;
-            txn.open_table(LISTING).map_err(db)?;
-            txn.open_table(OUTBOX_DUE).map_err(db)?;
-            txn.open_table(COMPLETION_KEYS).map_err(db)?;
-            txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
-            txn.open_table(SUBSCRIPTIONS).map_err(db)?;
-            txn.open_table(MESSAGES).map_err(db)?;
-            txn.open_table(BUFFERED).map_err(db)?;
-            txn.open_table(BUFFER_EXPIRY).map_err(db)?;
-            txn.open_table(SCHEDULES).map_err(db)?;
-        }
-        txn.commit().map_err(db)?;
-        Ok(RedbStore { db: db_handle })
+        let db = open_database(path, cache_bytes)?;
+        Ok(RedbStore {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: RwLock::new(Some(db)),
+        })
     }
+
+    /// The file the store keeps.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read transaction on the open database.
+    fn read(&self) -> Result<Snapshot<'_>, StoreError> {
+        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let txn = open
+            .as_ref()
+            .ok_or(StoreError::Poisoned)?
+            .begin_read()
+            .map_err(db)?;
+        Ok(Snapshot { txn, _open: open })
+    }
+
+    /// Writes a consistent copy of the whole store to `to` (a new file) while it keeps serving:
+    /// the copy reads one snapshot, so commits go on beside it and none is half in it. The copy
+    /// is written next to `to` and renamed into place once durable, so `to` is whole or absent.
+    pub fn backup_to(&self, to: &Path) -> Result<BackupSummary, StoreError> {
+        let snapshot = self.read()?;
+        let partial = to.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        let copy = Database::builder()
+            .set_cache_size(DEFAULT_CACHE_BYTES)
+            .create(&partial)
+            .map_err(db)?;
+        let mut summary = BackupSummary::default();
+        let mut txn = copy.begin_write().map_err(db)?;
+        txn.set_durability(Durability::Immediate).map_err(db)?;
+        let mut n = |table: &'static str, count: u64| {
+            summary.records += count;
+            match table {
+                "instances" => summary.instances = count,
+                "definitions" => summary.definitions = count,
+                "history" => summary.events = count,
+                _ => {}
+            }
+        };
+        n("definitions", copy_table(&snapshot, &txn, DEFINITIONS)?);
+        n("instances", copy_table(&snapshot, &txn, INSTANCES)?);
+        n("history", copy_table(&snapshot, &txn, HISTORY)?);
+        n("tasks", copy_table(&snapshot, &txn, TASKS)?);
+        n("timers", copy_table(&snapshot, &txn, TIMERS)?);
+        n("outbox", copy_table(&snapshot, &txn, OUTBOX)?);
+        n("start_keys", copy_table(&snapshot, &txn, START_KEYS)?);
+        n(
+            "completion_keys",
+            copy_table(&snapshot, &txn, COMPLETION_KEYS)?,
+        );
+        n(
+            "completion_keys_age",
+            copy_table(&snapshot, &txn, COMPLETION_KEYS_AGE)?,
+        );
+        n("listing", copy_table(&snapshot, &txn, LISTING)?);
+        n("outbox_due", copy_table(&snapshot, &txn, OUTBOX_DUE)?);
+        n("subscriptions", copy_table(&snapshot, &txn, SUBSCRIPTIONS)?);
+        n("messages", copy_table(&snapshot, &txn, MESSAGES)?);
+        n("buffered", copy_table(&snapshot, &txn, BUFFERED)?);
+        n("buffer_expiry", copy_table(&snapshot, &txn, BUFFER_EXPIRY)?);
+        n("schedules", copy_table(&snapshot, &txn, SCHEDULES)?);
+        n("meta", copy_table(&snapshot, &txn, META)?);
+        drop(snapshot);
+        txn.commit().map_err(db)?;
+        drop(copy);
+        std::fs::rename(&partial, to).map_err(super::io)?;
+        if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(super::io)?;
+        }
+        summary.bytes = std::fs::metadata(to).map_err(super::io)?.len();
+        Ok(summary)
+    }
+}
+
+/// What a backup copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackupSummary {
+    pub definitions: u64,
+    pub instances: u64,
+    /// History events.
+    pub events: u64,
+    /// Every record of every table, indexes included.
+    pub records: u64,
+    /// The size of the copy.
+    pub bytes: u64,
+}
+
+/// Copies every entry of `table` from a snapshot into `to`, returning how many.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    let source = from.open_table(table).map_err(db)?;
+    let mut target = to.open_table(table).map_err(db)?;
+    let mut copied = 0;
+    for entry in source.iter().map_err(db)? {
+        let (key, value) = entry.map_err(db)?;
+        target.insert(key.value(), value.value()).map_err(db)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
+
+/// Opens (or creates) the database at `path`, migrating an older schema and refusing a newer
+/// one.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db_handle = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(db)?;
+    let txn = db_handle.begin_write().map_err(db)?;
+    {
+        let mut meta = txn.open_table(META).map_err(db)?;
+        let found = meta.get("schema_version").map_err(db)?.map(|v| v.value());
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Schema {
+                    path: path.display().to_string(),
+                    found: v,
+                });
+            }
+            Some(v) if v < SCHEMA_VERSION => {
+                if v < 2 {
+                    migrate_to_2(&txn)?;
+                }
+                if v < 3 {
+                    migrate_to_3(&txn)?;
+                }
+                // Version 4 added the message and schedule tables, created empty below (no
+                // instance of an older version waits for a message), and the listing of
+                // each process instance's instances.
+                migrate_to_4(&txn)?;
+                meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
+                tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
+            }
+        }
+        txn.open_table(DEFINITIONS).map_err(db)?;
+        txn.open_table(INSTANCES).map_err(db)?;
+        txn.open_table(HISTORY).map_err(db)?;
+        txn.open_table(TASKS).map_err(db)?;
+        txn.open_table(TIMERS).map_err(db)?;
+        txn.open_table(OUTBOX).map_err(db)?;
+        txn.open_table(START_KEYS).map_err(db)?;
+        txn.open_table(LISTING).map_err(db)?;
+        txn.open_table(OUTBOX_DUE).map_err(db)?;
+        txn.open_table(COMPLETION_KEYS).map_err(db)?;
+        txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+        txn.open_table(SUBSCRIPTIONS).map_err(db)?;
+        txn.open_table(MESSAGES).map_err(db)?;
+        txn.open_table(BUFFERED).map_err(db)?;
+        txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+        txn.open_table(SCHEDULES).map_err(db)?;
+    }
+    txn.commit().map_err(db)?;
+    Ok(db_handle)
 }
 
 /// Version 1 had no listing index: build it from the instances. Nor the outbox's due index:
 /// every pending entry is due at once.
-fn migrate_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+fn migrate_to_2(txn: &WriteTransaction) -> Result<(), StoreError> {
     let instances = txn.open_table(INSTANCES).map_err(db)?;
     let mut listing = txn.open_table(LISTING).map_err(db)?;
     for entry in instances.iter().map_err(db)? {
@@ -172,7 +314,7 @@ fn migrate_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Version 4 lists instances by process instance (each older instance is its own).
-fn migrate_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+fn migrate_to_4(txn: &WriteTransaction) -> Result<(), StoreError> {
     let instances = txn.open_table(INSTANCES).map_err(db)?;
     let mut listing = txn.open_table(LISTING).map_err(db)?;
     for entry in instances.iter().map_err(db)? {
@@ -186,7 +328,7 @@ fn migrate_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 
 /// Version 2 stored the three plugin calls as three effects (`run-action`, `evaluate-policy`,
 /// `evaluate-route`); version 3 has one, `call-plugin`, with the capability's request inside.
-fn migrate_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+fn migrate_to_3(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
     let mut upgraded = Vec::new();
     for entry in outbox.iter().map_err(db)? {
@@ -240,7 +382,7 @@ impl Storage for RedbStore {
         id: &str,
         version: Option<u32>,
     ) -> Result<Option<StoredDefinition>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(DEFINITIONS).map_err(db)?;
         let found = match version {
             Some(v) => table
@@ -259,7 +401,7 @@ impl Storage for RedbStore {
     }
 
     fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(DEFINITIONS).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.range((tenant, "", 0)..).map_err(db)? {
@@ -273,7 +415,7 @@ impl Storage for RedbStore {
     }
 
     fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let mut tenants = std::collections::BTreeSet::new();
         let definitions = txn.open_table(DEFINITIONS).map_err(db)?;
         let mut next: Option<String> = Some(String::new());
@@ -291,7 +433,7 @@ impl Storage for RedbStore {
     }
 
     fn instance(&self, tenant: &str, id: &str) -> Result<Option<Instance>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(INSTANCES).map_err(db)?;
         let found = table.get((tenant, id)).map_err(db)?;
         found.map(|g| decode("instances", g.value())).transpose()
@@ -302,7 +444,7 @@ impl Storage for RedbStore {
         tenant: &str,
         filter: &InstanceFilter,
     ) -> Result<Vec<Instance>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(INSTANCES).map_err(db)?;
         let after = filter
             .after
@@ -376,7 +518,7 @@ impl Storage for RedbStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         read_history(&txn, tenant, instance, from, limit)
     }
 
@@ -385,7 +527,7 @@ impl Storage for RedbStore {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(INSTANCES).map_err(db)?;
         let Some(found) = table.get((tenant, id)).map_err(db)? else {
             return Ok(None);
@@ -393,6 +535,29 @@ impl Storage for RedbStore {
         let instance = decode("instances", found.value())?;
         let history = read_history(&txn, tenant, id, 0, usize::MAX)?;
         Ok(Some((instance, history)))
+    }
+
+    fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(INSTANCES).map_err(db)?;
+        let Some(state) = table.get((tenant, id)).map_err(db)? else {
+            return Ok(None);
+        };
+        let mut size = StoredSize {
+            state_bytes: state.value().len() as u64,
+            ..StoredSize::default()
+        };
+        let history = txn.open_table(HISTORY).map_err(db)?;
+        // Lengths only: nothing is decoded.
+        for entry in history
+            .range((tenant, id, 0)..=(tenant, id, u64::MAX))
+            .map_err(db)?
+        {
+            let (_, event) = entry.map_err(db)?;
+            size.history_events += 1;
+            size.history_bytes += event.value().len() as u64;
+        }
+        Ok(Some(size))
     }
 
     fn inbox(
@@ -403,7 +568,7 @@ impl Storage for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<TaskRef>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(TASKS).map_err(db)?;
         let who = inbox.key();
         let start = after.map(|a| format!("{a}\u{0}")).unwrap_or_default();
@@ -431,7 +596,7 @@ impl Storage for RedbStore {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(TIMERS).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.range((tenant, 0, "", "")..).map_err(db)? {
@@ -455,7 +620,7 @@ impl Storage for RedbStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(OUTBOX).map_err(db)?;
         let range = table
             .range((tenant, after.saturating_add(1))..=(tenant, u64::MAX))
@@ -474,7 +639,7 @@ impl Storage for RedbStore {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let due = txn.open_table(OUTBOX_DUE).map_err(db)?;
         let outbox = txn.open_table(OUTBOX).map_err(db)?;
         let mut out = Vec::new();
@@ -495,7 +660,7 @@ impl Storage for RedbStore {
     }
 
     fn started_with_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(START_KEYS).map_err(db)?;
         Ok(table
             .get((tenant, key))
@@ -504,7 +669,7 @@ impl Storage for RedbStore {
     }
 
     fn completion_key(&self, tenant: &str, key: &str) -> Result<Option<CompletionKey>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(COMPLETION_KEYS).map_err(db)?;
         let found = table.get((tenant, key)).map_err(db)?;
         found
@@ -519,7 +684,7 @@ impl Storage for RedbStore {
         correlation: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(SUBSCRIPTIONS).map_err(db)?;
         let mut out: Vec<String> = Vec::new();
         for entry in table
@@ -539,7 +704,7 @@ impl Storage for RedbStore {
     }
 
     fn message(&self, tenant: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(MESSAGES).map_err(db)?;
         let found = table.get((tenant, id)).map_err(db)?;
         found.map(|g| decode("messages", g.value())).transpose()
@@ -552,7 +717,7 @@ impl Storage for RedbStore {
         correlation: &str,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(BUFFERED).map_err(db)?;
         let messages = txn.open_table(MESSAGES).map_err(db)?;
         let mut out = Vec::new();
@@ -578,7 +743,7 @@ impl Storage for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(MESSAGES).map_err(db)?;
         let start = after.map(|a| format!("{a}\u{0}")).unwrap_or_default();
         let mut out = Vec::new();
@@ -593,7 +758,7 @@ impl Storage for RedbStore {
     }
 
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(SCHEDULES).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.range((tenant, "", "")..).map_err(db)? {
@@ -607,7 +772,7 @@ impl Storage for RedbStore {
     }
 
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.read()?;
         let table = txn.open_table(META).map_err(db)?;
         Ok(table
             .get("last_outbox_id")
@@ -616,10 +781,28 @@ impl Storage for RedbStore {
             .unwrap_or(0))
     }
 
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut open = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // Closed first: the file is locked while a handle is open.
+        drop(open.take());
+        *open = Some(open_database(&self.path, self.cache_bytes)?);
+        tracing::info!(path = %self.path.display(), "store: reopened");
+        Ok(())
+    }
+
+    fn backup(&self, to: &Path) -> Result<BackupSummary, StoreError> {
+        self.backup_to(to)
+    }
+
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         let span = tracing::trace_span!("store.commit", changes = changes.len());
         let _entered = span.enter();
-        let mut txn = self.db.begin_write().map_err(db)?;
+        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let mut txn = open
+            .as_ref()
+            .ok_or(StoreError::Poisoned)?
+            .begin_write()
+            .map_err(db)?;
         txn.set_durability(Durability::Immediate).map_err(db)?;
         {
             let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
@@ -836,6 +1019,9 @@ impl Storage for RedbStore {
                             .insert((tenant.as_str(), *id), encode(&entry).as_slice())
                             .map_err(db)?;
                     }
+                    Change::Probe { at } => {
+                        meta.insert("probed_at", *at).map_err(db)?;
+                    }
                 }
             }
             if let Some(last) = last_outbox {
@@ -854,7 +1040,7 @@ impl Storage for RedbStore {
 }
 
 /// Writes a message's record, keeping the buffer's two indexes in step with its status.
-fn put_message(txn: &redb::WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
+fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
     let mut messages = txn.open_table(MESSAGES).map_err(db)?;
     let mut buffered = txn.open_table(BUFFERED).map_err(db)?;
     let mut expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
@@ -902,7 +1088,7 @@ fn put_message(txn: &redb::WriteTransaction, record: &MessageRecord) -> Result<(
 
 /// An instance's history from `from`, at most `limit` events, within `txn`.
 fn read_history(
-    txn: &redb::ReadTransaction,
+    txn: &ReadTransaction,
     tenant: &str,
     instance: &str,
     from: u64,

@@ -8,6 +8,7 @@ mod messages;
 mod operations;
 mod processes;
 mod schedules;
+mod storage;
 mod web;
 
 use std::time::{Duration, Instant};

@@ -458,6 +458,7 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("POST", "/api/v1/operator/backups"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -104,7 +104,7 @@ pub async fn start(
         ("wait_ms" = Option<u64>, Query, description = "How long a long poll may wait (default and most 30000); after it, the instance as it is")
     ),
     responses(
-        (status = 200, description = "`{instance, history}`", body = serde_json::Value),
+        (status = 200, description = "`{instance, history, stored}`: `stored` is what the instance keeps in the store, `{state_bytes, history_events, history_bytes}` (with the history only)", body = serde_json::Value),
         (status = 400, description = "A bad query", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
@@ -139,12 +139,19 @@ pub async fn get(
         return Ok(Json(InstanceView {
             instance,
             history: None,
+            stored: None,
         }));
     }
     let (instance, history) = s.flowgate.instance_with_history(caller.tenant(), &id)?;
+    let stored = s
+        .flowgate
+        .store()
+        .instance_size(caller.tenant(), &id)
+        .map_err(crate::service::ServiceError::from)?;
     Ok(Json(InstanceView {
         instance,
         history: Some(history),
+        stored,
     }))
 }
 
@@ -249,6 +256,10 @@ pub struct InstanceView {
     instance: Instance,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<Event>>,
+    /// What the instance keeps in the store (with its history): `{state_bytes,
+    /// history_events, history_bytes}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<crate::store::StoredSize>,
 }
 
 /// The instance's workflow diagram, with the steps it took, the ones it waits in and the ones

@@ -173,6 +173,16 @@ pub fn thousands(n: u64) -> String {
     group(&n.to_string())
 }
 
+/// A size for people: `812 B`, `18.3 KB`, `4.1 MB` (powers of 1,000, as disks are sold).
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 /// Thousands separated by commas.
 fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -188,6 +198,14 @@ fn group(digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_their_unit() {
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(18_340), "18.3 KB");
+        assert_eq!(bytes(4_100_000), "4.1 MB");
+        assert_eq!(bytes(7_250_000_000), "7.2 GB");
+    }
 
     #[test]
     fn amounts_read_as_money_in_their_currency() {

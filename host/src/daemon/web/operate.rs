@@ -477,6 +477,8 @@ struct InstancePage {
     diagram: String,
     running: bool,
     plugins: Vec<(String, String)>,
+    /// What it keeps in the store: `42 events, 18.3 KB`.
+    stored: String,
     /// Just started from the start form.
     started: bool,
 }
@@ -517,6 +519,19 @@ pub async fn instance(
     let incidents = incidents_of(&instance, &def, |p| {
         s.flowgate.current_plugin_version(viewer.tenant(), p)
     });
+    let stored = s
+        .flowgate
+        .store()
+        .instance_size(viewer.tenant(), &id)
+        .map_err(crate::service::ServiceError::from)?
+        .map(|size| {
+            format!(
+                "{} events, {} stored",
+                format::thousands(size.history_events),
+                format::bytes(size.total_bytes())
+            )
+        })
+        .unwrap_or_default();
     Ok(html(&InstancePage {
         chrome: viewer.chrome("instances"),
         workflow_name: def.display_name().to_string(),
@@ -533,6 +548,7 @@ pub async fn instance(
             .map(|(name, sha)| (name.clone(), crate::plugin::short_version(sha).to_string()))
             .collect(),
         instance: instance_row(&instance),
+        stored,
         started: q.started.is_some(),
     }))
 }
