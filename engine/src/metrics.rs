@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
 use crate::definition::Definition;
@@ -92,6 +92,147 @@ fn counts_as_work(def: &Definition, step: &str) -> bool {
         .is_some_and(|s| !matches!(s.kind(), "parallel" | "join" | "end"))
 }
 
+/// What one instance contributes to its workflow's metrics, each fact at the time it happened:
+/// enough to compute the metrics of any range without the history. Kept when the instance is
+/// archived (a few hundred bytes against its history's kilobytes), so reports still cover the
+/// archived period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    pub instance: String,
+    #[serde(with = "crate::time::rfc3339")]
+    pub started_at: Millis,
+    /// When the `instance-started` event happened (absent from a history that lacks it).
+    #[serde(default, with = "crate::time::rfc3339::option")]
+    pub started_event: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<EndFact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskFact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepFact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugin_calls: Vec<PluginFact>,
+}
+
+/// The instance ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndFact {
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Millis,
+    pub outcome: String,
+    pub cycle_ms: u64,
+    pub cycle_business_ms: u64,
+}
+
+/// A task was completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFact {
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Millis,
+    pub step: String,
+    pub completion_ms: u64,
+    pub completion_business_ms: u64,
+    pub handoff_ms: u64,
+}
+
+/// A step was completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFact {
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Millis,
+    pub step: String,
+    pub by_person: bool,
+    /// Counts for automation share (not a parallel, join or end).
+    pub work: bool,
+}
+
+/// A plugin was called for a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginFact {
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Millis,
+    pub step: String,
+    pub failed: bool,
+}
+
+/// The facts of one instance's history, durations also in business time by `calendar`.
+pub fn facts(
+    def: &Definition,
+    instance: &Instance,
+    events: &[Event],
+    calendar: &Calendar,
+) -> Facts {
+    let mut facts = Facts {
+        instance: instance.id.clone(),
+        started_at: instance.started_at,
+        ..Facts::default()
+    };
+    // task → (step, created at, first claim)
+    let mut tasks: HashMap<&str, (&str, Millis, Option<Millis>)> = HashMap::new();
+    for event in events {
+        let at = event.at;
+        match &event.kind {
+            EventKind::InstanceStarted { .. } => facts.started_event = Some(at),
+            EventKind::InstanceEnded { outcome, .. } => {
+                facts.ended = Some(EndFact {
+                    at,
+                    outcome: outcome.clone(),
+                    cycle_ms: at.saturating_sub(instance.started_at),
+                    cycle_business_ms: calendar.between(instance.started_at, at),
+                });
+            }
+            EventKind::TaskCreated { task, step, .. } => {
+                tasks.insert(task, (step, at, None));
+            }
+            EventKind::TaskClaimed { task } => {
+                if let Some(entry) = tasks.get_mut(task.as_str()) {
+                    entry.2 = entry.2.or(Some(at));
+                }
+            }
+            EventKind::TaskCompleted { task, .. } => {
+                if let Some((step, created, claimed)) = tasks.get(task.as_str()) {
+                    facts.tasks.push(TaskFact {
+                        at,
+                        step: step.to_string(),
+                        completion_ms: at.saturating_sub(*created),
+                        completion_business_ms: calendar.between(*created, at),
+                        handoff_ms: claimed.unwrap_or(at).saturating_sub(*created),
+                    });
+                }
+            }
+            EventKind::StepCompleted { step, .. } => facts.steps.push(StepFact {
+                at,
+                step: step.clone(),
+                by_person: event.actor.is_person(),
+                work: counts_as_work(def, step),
+            }),
+            EventKind::ActionSucceeded { step, .. } | EventKind::Routed { step, .. } => {
+                facts.plugin_calls.push(PluginFact {
+                    at,
+                    step: step.clone(),
+                    failed: false,
+                });
+            }
+            EventKind::ApprovalRequired { step, .. } | EventKind::AutoApproved { step }
+                if matches!(event.actor, Actor::Plugin { .. }) =>
+            {
+                facts.plugin_calls.push(PluginFact {
+                    at,
+                    step: step.clone(),
+                    failed: false,
+                });
+            }
+            EventKind::PluginCallFailed { step, .. } => facts.plugin_calls.push(PluginFact {
+                at,
+                step: step.clone(),
+                failed: true,
+            }),
+            _ => {}
+        }
+    }
+    facts
+}
+
 /// Computes the metrics of `def`'s instances over `[from, to)`: events are counted when they
 /// happen in the range, durations when they end in it; each duration also in business time by
 /// `calendar`.
@@ -102,6 +243,15 @@ pub fn compute(
     to: Millis,
     calendar: &Calendar,
 ) -> WorkflowMetrics {
+    let facts: Vec<Facts> = instances
+        .iter()
+        .map(|(instance, events)| facts(def, instance, events, calendar))
+        .collect();
+    summarize(&def.id, &facts, from, to)
+}
+
+/// The metrics of `workflow` over `[from, to)` from its instances' facts (live or archived).
+pub fn summarize(workflow: &str, instances: &[Facts], from: Millis, to: Millis) -> WorkflowMetrics {
     let in_range = |t: Millis| t >= from && t < to;
     let mut cycle: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut cycle_business: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -111,78 +261,53 @@ pub fn compute(
     let mut steps: BTreeMap<String, StepMetrics> = BTreeMap::new();
     let (mut started, mut ended, mut work, mut automated) = (0, 0, 0u64, 0u64);
 
-    for (instance, events) in instances {
-        // task → (step, created at, first claim)
-        let mut tasks: HashMap<&str, (&str, Millis, Option<Millis>)> = HashMap::new();
-        for event in events {
-            let at = event.at;
-            match &event.kind {
-                EventKind::InstanceStarted { .. } if in_range(at) => started += 1,
-                EventKind::InstanceEnded { outcome, .. } if in_range(at) => {
-                    ended += 1;
-                    cycle
-                        .entry(outcome.clone())
-                        .or_default()
-                        .push(at.saturating_sub(instance.started_at));
-                    cycle_business
-                        .entry(outcome.clone())
-                        .or_default()
-                        .push(calendar.between(instance.started_at, at));
+    for facts in instances {
+        if facts.started_event.is_some_and(in_range) {
+            started += 1;
+        }
+        if let Some(end) = facts.ended.as_ref().filter(|e| in_range(e.at)) {
+            ended += 1;
+            cycle
+                .entry(end.outcome.clone())
+                .or_default()
+                .push(end.cycle_ms);
+            cycle_business
+                .entry(end.outcome.clone())
+                .or_default()
+                .push(end.cycle_business_ms);
+        }
+        for task in facts.tasks.iter().filter(|t| in_range(t.at)) {
+            completion
+                .entry(task.step.clone())
+                .or_default()
+                .push(task.completion_ms);
+            completion_business
+                .entry(task.step.clone())
+                .or_default()
+                .push(task.completion_business_ms);
+            handoff
+                .entry(task.step.clone())
+                .or_default()
+                .push(task.handoff_ms);
+        }
+        for step in facts.steps.iter().filter(|s| in_range(s.at)) {
+            let m = steps.entry(step.step.clone()).or_default();
+            m.completed += 1;
+            if step.by_person {
+                m.completed_by_people += 1;
+            }
+            if step.work {
+                work += 1;
+                if !step.by_person {
+                    automated += 1;
                 }
-                EventKind::TaskCreated { task, step, .. } => {
-                    tasks.insert(task, (step, at, None));
-                }
-                EventKind::TaskClaimed { task } => {
-                    if let Some(entry) = tasks.get_mut(task.as_str()) {
-                        entry.2 = entry.2.or(Some(at));
-                    }
-                }
-                EventKind::TaskCompleted { task, .. } if in_range(at) => {
-                    if let Some((step, created, claimed)) = tasks.get(task.as_str()) {
-                        completion
-                            .entry(step.to_string())
-                            .or_default()
-                            .push(at.saturating_sub(*created));
-                        completion_business
-                            .entry(step.to_string())
-                            .or_default()
-                            .push(calendar.between(*created, at));
-                        let started_work = claimed.unwrap_or(at);
-                        handoff
-                            .entry(step.to_string())
-                            .or_default()
-                            .push(started_work.saturating_sub(*created));
-                    }
-                }
-                EventKind::StepCompleted { step, .. } if in_range(at) => {
-                    let m = steps.entry(step.clone()).or_default();
-                    m.completed += 1;
-                    if event.actor.is_person() {
-                        m.completed_by_people += 1;
-                    }
-                    if counts_as_work(def, step) {
-                        work += 1;
-                        if !event.actor.is_person() {
-                            automated += 1;
-                        }
-                    }
-                }
-                EventKind::ActionSucceeded { step, .. } | EventKind::Routed { step, .. }
-                    if in_range(at) =>
-                {
-                    steps.entry(step.clone()).or_default().plugin_calls += 1;
-                }
-                EventKind::ApprovalRequired { step, .. } | EventKind::AutoApproved { step }
-                    if in_range(at) && matches!(event.actor, Actor::Plugin { .. }) =>
-                {
-                    steps.entry(step.clone()).or_default().plugin_calls += 1;
-                }
-                EventKind::PluginCallFailed { step, .. } if in_range(at) => {
-                    let m = steps.entry(step.clone()).or_default();
-                    m.plugin_calls += 1;
-                    m.plugin_failures += 1;
-                }
-                _ => {}
+            }
+        }
+        for call in facts.plugin_calls.iter().filter(|c| in_range(c.at)) {
+            let m = steps.entry(call.step.clone()).or_default();
+            m.plugin_calls += 1;
+            if call.failed {
+                m.plugin_failures += 1;
             }
         }
     }
@@ -201,7 +326,7 @@ pub fn compute(
         }
     }
     WorkflowMetrics {
-        workflow: def.id.clone(),
+        workflow: workflow.to_string(),
         from,
         to,
         started,

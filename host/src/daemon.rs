@@ -164,6 +164,17 @@ pub async fn serve(
             .watch(every, async { drop(watch_stopped.await) }),
     );
 
+    let (stop_archive, archive_stopped) = tokio::sync::oneshot::channel::<()>();
+    let archiving = tokio::spawn(archive(
+        state.clone(),
+        config
+            .archive_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("archive")),
+        Duration::from_millis(config.archive_ms.max(50)),
+        async { drop(archive_stopped.await) },
+    ));
+
     let limits = api::HttpLimits {
         request_timeout: Duration::from_millis(config.request_timeout_ms.max(1_000)),
         max_concurrent_requests: config.max_concurrent_requests.max(1),
@@ -181,10 +192,61 @@ pub async fn serve(
     tracing::info!("daemon.stop: requests finished; stopping the driver");
     let _ = stop_watch.send(());
     let _ = watching.await;
+    let _ = stop_archive.send(());
+    let _ = archiving.await;
     let _ = stop_driver.send(());
     let _ = driving.await;
     served.map_err(DaemonError::Serve)
 }
+
+/// Archives each tenant's finished instances past its `[retention]`, every `every`, until
+/// `stop` resolves. A pass takes at most [`ARCHIVE_BATCH`] instances per commit, so the writer
+/// is never held for long.
+async fn archive(
+    state: AppState,
+    dir: PathBuf,
+    every: Duration,
+    stop: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let snapshot = state.tenants.snapshot();
+        for (tenant, config) in &snapshot.configs {
+            let Some(retention) = config.retention else {
+                continue;
+            };
+            let period =
+                u64::try_from(retention.finished_instances.as_millis()).unwrap_or(u64::MAX);
+            let before = state.flowgate.clock().now().saturating_sub(period);
+            loop {
+                match state
+                    .flowgate
+                    .archive_finished(tenant, before, ARCHIVE_BATCH, &dir)
+                    .await
+                {
+                    Ok(done) if done.instances == 0 => break,
+                    Ok(done) => {
+                        tracing::info!(%tenant, instances = done.instances, files = ?done.files, "retention: archived finished instances");
+                        if done.instances < ARCHIVE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%tenant, %error, "retention: archiving failed; tried again next pass");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Instances archived per commit.
+const ARCHIVE_BATCH: usize = 500;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

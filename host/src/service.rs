@@ -15,6 +15,7 @@ mod notify;
 mod pool;
 mod prepare;
 mod processes;
+mod retention;
 mod schedules;
 mod telemetry;
 mod watch;
@@ -38,6 +39,7 @@ pub use notify::{
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
 pub use processes::{Link, ProcessDefinitionView, ProcessSettings, ProcessView};
+pub use retention::Archived;
 pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
 
@@ -871,7 +873,7 @@ impl Flowgate {
 
     /// Workflow metrics of `workflow` over `[from, to)`, from the histories of its instances
     /// started before `to` and not ended before `from` (among the 100,000 most recent started
-    /// before `to`).
+    /// before `to`), and the facts kept of its archived instances.
     pub fn metrics(
         &self,
         tenant: &str,
@@ -894,7 +896,8 @@ impl Flowgate {
             newest_first: true,
             ..InstanceFilter::default()
         };
-        let mut runs = Vec::new();
+        let calendar = self.shared.calendar(tenant);
+        let mut facts = Vec::new();
         for instance in self.shared.store.instances(tenant, &filter)? {
             if instance.ended_at.is_some_and(|end| end < from) {
                 continue;
@@ -903,16 +906,22 @@ impl Flowgate {
                 .shared
                 .store
                 .history(tenant, &instance.id, 0, usize::MAX)?;
-            runs.push((instance, history));
+            facts.push(crate::metrics::facts(
+                &def.definition,
+                &instance,
+                &history,
+                &calendar,
+            ));
         }
-        let calendar = self.shared.calendar(tenant);
-        Ok(crate::metrics::compute(
-            &def.definition,
-            &runs,
-            from,
-            to,
-            &calendar,
-        ))
+        // Archived instances count by the facts kept when they left (retention).
+        facts.extend(
+            self.shared
+                .store
+                .archived_facts(tenant, workflow, from)?
+                .into_iter()
+                .filter(|f| f.started_at < to),
+        );
+        Ok(crate::metrics::summarize(workflow, &facts, from, to))
     }
 
     /// Definitions of a tenant: every version.

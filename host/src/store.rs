@@ -16,10 +16,10 @@ use crate::engine::{Effect, Event, Instance, Millis};
 
 pub use self::memory::MemStore;
 pub use self::redb::{BackupSummary, DEFAULT_CACHE_BYTES, RedbStore};
-pub use index::{IndexKeys, message_keys, task_keys, timer_keys};
+pub use index::{IndexKeys, ended_key, message_keys, task_keys, timer_keys};
 
 /// The schema version this build writes; a file of another version is refused.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// A deployed definition version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +254,15 @@ pub enum Change {
     ExpireCompletionKeys { before: Millis, limit: usize },
     /// Outbox entries were carried out: they leave the outbox (and its due index).
     ClearOutbox { tenant: String, outbox: Vec<u64> },
+    /// A finished instance leaves the hot store (retention): its state, history and index
+    /// entries go; what it contributes to its workflow's metrics stays.
+    Archive {
+        tenant: String,
+        instance: String,
+        workflow: String,
+        ended_at: Millis,
+        facts: Box<crate::metrics::Facts>,
+    },
     /// A write that changes nothing a reader sees (the time of the last check): whether the
     /// store can commit again after a failure.
     Probe { at: Millis },
@@ -455,6 +464,20 @@ pub trait Storage: Send + Sync + 'static {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(Instance, Vec<Event>)>, StoreError>;
+    /// Finished instances that ended before `before`, oldest end first: `(ended at, id)`.
+    fn ended_before(
+        &self,
+        tenant: &str,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, String)>, StoreError>;
+    /// The metrics facts of `workflow`'s archived instances that ended at or after `from`.
+    fn archived_facts(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        from: Millis,
+    ) -> Result<Vec<crate::metrics::Facts>, StoreError>;
     /// What an instance keeps in the store: its state's and its history's size.
     fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError>;
     /// Tasks of an inbox with this status, after task id `after`, at most `limit`.

@@ -59,12 +59,43 @@ pub struct TenantConfig {
     pub processes: BTreeMap<String, ProcessDefinition>,
     /// What work costs (`[costs]`), for the cost per case in process metrics.
     pub costs: Option<Costs>,
+    /// How long finished instances stay in the hot store (`[retention]`).
+    pub retention: Option<Retention>,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
     /// The file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// How long finished instances stay in the hot store. Past it, each is archived to a JSON Lines
+/// file of the day it ended and removed; its workflow's metrics keep what it contributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Finished instances that ended longer ago than this (`"90d"`, at least `"1m"`).
+    #[serde(deserialize_with = "retention_period")]
+    pub finished_instances: std::time::Duration,
+}
+
+/// A humane duration (`"90d"`, `"12h"`) of a minute or more.
+fn retention_period<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::time::Duration, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(deserializer)?;
+    let period = humantime::parse_duration(&text).map_err(|e| {
+        D::Error::custom(format!(
+            "`{text}` is not a duration like \"90d\" or \"12h\": {e}"
+        ))
+    })?;
+    if period < std::time::Duration::from_secs(60) {
+        return Err(D::Error::custom(format!(
+            "`{text}` is shorter than a minute: finished instances would leave before anyone read them"
+        )));
+    }
+    Ok(period)
 }
 
 /// A tenant's share of the host (`[quotas]` in its file). The defaults protect the others:
@@ -627,4 +658,44 @@ pub struct TokenConfig {
 pub enum AccessKind {
     Admin,
     Person,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<TenantConfig, TenantError> {
+        let dir = tempfile::tempdir().map_err(|source| TenantError::Read {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).map_err(|source| TenantError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        TenantConfig::load(&path)
+    }
+
+    #[test]
+    fn a_retention_is_a_humane_duration_of_a_minute_or_more() {
+        let ok = load("id = \"t\"\n[retention]\nfinished_instances = \"90d\"\n");
+        assert_eq!(
+            ok.ok().and_then(|c| c.retention),
+            Some(Retention {
+                finished_instances: std::time::Duration::from_secs(90 * 86_400)
+            })
+        );
+        for (value, said) in [
+            ("soon", "is not a duration like"),
+            ("5s", "shorter than a minute"),
+        ] {
+            let text = format!("id = \"t\"\n[retention]\nfinished_instances = \"{value}\"\n");
+            let refused = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                refused.contains(said) && refused.contains("finished_instances"),
+                "{refused}"
+            );
+        }
+    }
 }

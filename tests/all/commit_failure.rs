@@ -101,6 +101,22 @@ impl Storage for FullDisk {
     ) -> Result<Option<(Instance, Vec<Event>)>, StoreError> {
         self.inner.instance_with_history(tenant, id)
     }
+    fn ended_before(
+        &self,
+        tenant: &str,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, String)>, StoreError> {
+        self.inner.ended_before(tenant, before, limit)
+    }
+    fn archived_facts(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        from: Millis,
+    ) -> Result<Vec<flowgate::metrics::Facts>, StoreError> {
+        self.inner.archived_facts(tenant, workflow, from)
+    }
     fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
         self.inner.instance_size(tenant, id)
     }

@@ -9,6 +9,7 @@ mod decisions;
 mod engine;
 mod guests;
 mod plugin_runtime;
+mod retention;
 mod scenarios;
 mod schedules;
 mod store_model;

@@ -78,6 +78,7 @@ fn mutate(rng: &mut Rng, current: &Instance) -> Instance {
     next.version += 1;
     next.started_at = rng.below(1_000);
     next.status = *rng.pick(&[Status::Running, Status::Running, Status::Completed]);
+    next.ended_at = (next.status != Status::Running).then(|| 1_000 + rng.below(1_000));
     for _ in 0..rng.below(3) {
         let n = next.next_id;
         next.next_id += 1;
@@ -285,6 +286,10 @@ fn snapshot(store: &dyn Storage) -> String {
                 store.instance_size(tenant, &i.id).ok().flatten()
             ));
         }
+        line(format!(
+            "{tenant} ended {:?}",
+            store.ended_before(tenant, u64::MAX, 100).ok()
+        ));
         for process in ["i1", "i2"] {
             let of_process = InstanceFilter {
                 process: Some(process.to_string()),
@@ -579,17 +584,18 @@ fn a_file_of_another_schema_version_is_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99") && err.contains("reads version 4"),
+        err.contains("schema version 99") && err.contains("reads version 5"),
         "{err}"
     );
 }
 
 #[test]
-fn a_version_1_file_gets_its_listing_index_when_opened() {
+fn a_version_1_file_gets_its_listing_and_ended_indexes_when_opened() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("v1.redb");
     let mut done = blank("acme", "i1");
     done.status = Status::Completed;
+    done.ended_at = Some(500);
     let instances = [blank("acme", "i0"), done, blank("acme", "i2")];
     {
         let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -613,6 +619,9 @@ fn a_version_1_file_gets_its_listing_index_when_opened() {
         let listing: redb::TableDefinition<(&str, &str, &str), ()> =
             redb::TableDefinition::new("listing");
         assert!(txn.delete_table(listing).unwrap_or(false));
+        let ended: redb::TableDefinition<(&str, u64, &str), ()> =
+            redb::TableDefinition::new("ended");
+        assert!(txn.delete_table(ended).unwrap_or(false));
         {
             let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
             let mut meta = txn.open_table(meta).unwrap_or_else(|e| panic!("{e}"));
@@ -635,6 +644,9 @@ fn a_version_1_file_gets_its_listing_index_when_opened() {
     assert_eq!(list("d", "running"), ["i0", "i2"]);
     assert_eq!(list("e", "completed"), ["i1"]);
     assert!(list("e", "running").is_empty());
+    // Finished instances by their end, for retention (schema 5).
+    let ended = store.ended_before("acme", u64::MAX, 10);
+    assert_eq!(ended.ok(), Some(vec![(500, "i1".to_string())]));
 }
 
 /// Schema 2 stored the three plugin calls as three effects; schema 3 has one. A call still

@@ -10,6 +10,7 @@
 //! # The operator's token (`echo -n TOKEN | sha256sum`), for `flowgate backup`.
 //! operator_token_sha256 = "..."
 //! backup_dir = "backups"
+//! archive_dir = "archive"
 //! ```
 
 use std::net::SocketAddr;
@@ -48,6 +49,11 @@ pub struct DaemonConfig {
     /// Where online backups are written, one folder each; by default `backups` in the data
     /// folder.
     pub backup_dir: Option<PathBuf>,
+    /// Where finished instances past their tenant's `[retention]` are archived (a folder per
+    /// tenant, a JSON Lines file per day); by default `archive` in the data folder.
+    pub archive_dir: Option<PathBuf>,
+    /// How often retention looks for instances to archive, in milliseconds.
+    pub archive_ms: u64,
 }
 
 impl Default for DaemonConfig {
@@ -65,6 +71,8 @@ impl Default for DaemonConfig {
             public_url: None,
             operator_token_sha256: None,
             backup_dir: None,
+            archive_dir: None,
+            archive_ms: 60_000,
         }
     }
 }
@@ -127,6 +135,7 @@ impl DaemonConfig {
                 config.data_dir = base.join(&config.data_dir);
                 config.tenants = config.tenants.iter().map(|t| base.join(t)).collect();
                 config.backup_dir = config.backup_dir.map(|d| base.join(d));
+                config.archive_dir = config.archive_dir.map(|d| base.join(d));
                 config
             }
             None => DaemonConfig::default(),

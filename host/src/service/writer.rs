@@ -73,6 +73,11 @@ pub(crate) enum Request {
     },
     /// Commits the outbox clears that wait (see `clears`), if nothing else does soon.
     Flush { reply: Reply<()> },
+    /// Finished instances leave the hot store (retention), their metrics facts kept.
+    Archive {
+        changes: Vec<Change>,
+        reply: Reply<()>,
+    },
     /// While commits fail: tries one that changes nothing a reader sees, so that the store is
     /// known to work again without waiting for a command.
     Probe { reply: Reply<()> },
@@ -246,6 +251,10 @@ impl Writer {
                     pending.push(Pending::Schedule(reply, result));
                 }
                 Request::Flush { reply } => pending.push(Pending::Done(reply)),
+                Request::Archive { changes, reply } => {
+                    batch.changes.extend(changes);
+                    pending.push(Pending::Done(reply));
+                }
                 Request::Probe { reply } => {
                     if self.failing.is_some() {
                         batch.changes.push(Change::Probe { at: now });

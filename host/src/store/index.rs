@@ -13,6 +13,8 @@ pub struct IndexKeys {
     pub listing: BTreeSet<String>,
     /// `(message, correlation, subscription id)` for every step waiting for a message.
     pub messages: BTreeSet<(String, String, String)>,
+    /// When a finished instance ended: retention archives by it.
+    pub ended: Option<Millis>,
 }
 
 impl IndexKeys {
@@ -22,8 +24,16 @@ impl IndexKeys {
             timers: timer_keys(instance),
             listing: listing_keys(instance),
             messages: message_keys(instance),
+            ended: ended_key(instance),
         }
     }
+}
+
+/// When the instance ended, if it has finished.
+pub fn ended_key(instance: &Instance) -> Option<Millis> {
+    instance
+        .ended_at
+        .filter(|_| instance.status != crate::engine::Status::Running)
 }
 
 /// `(inbox key, status, task id)` for every task: one per person or role it is offered to.

@@ -9,6 +9,7 @@ use super::{
     OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize, TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
+use crate::metrics::Facts;
 
 /// Plain ordered maps, one per table, behind one lock.
 #[derive(Debug, Default)]
@@ -29,6 +30,8 @@ struct Tables {
     subscriptions: BTreeSet<(String, String, String, String, String)>,
     messages: BTreeMap<(String, String), MessageRecord>,
     schedules: BTreeMap<(String, String, String), ScheduleState>,
+    /// Archived instances' metrics facts, by tenant, workflow, end and instance.
+    facts: BTreeMap<(String, String, Millis, String), Facts>,
     last_outbox: u64,
 }
 
@@ -151,6 +154,45 @@ impl Storage for MemStore {
             .map(|(_, e)| e.clone())
             .collect();
         Ok(Some((instance.clone(), history)))
+    }
+
+    fn ended_before(
+        &self,
+        tenant: &str,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, String)>, StoreError> {
+        let t = self.lock();
+        let mut ended: Vec<(Millis, String)> = t
+            .instances
+            .iter()
+            .filter(|((tn, _), _)| tn == tenant)
+            .filter_map(|((_, id), i)| super::ended_key(i).map(|at| (at, id.clone())))
+            .filter(|(at, _)| *at < before)
+            .collect();
+        ended.sort();
+        ended.truncate(limit);
+        Ok(ended)
+    }
+
+    fn archived_facts(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        from: Millis,
+    ) -> Result<Vec<Facts>, StoreError> {
+        let t = self.lock();
+        let start = (
+            tenant.to_string(),
+            workflow.to_string(),
+            from,
+            String::new(),
+        );
+        Ok(t.facts
+            .range(start..)
+            .take_while(|((tn, w, _, _), _)| tn == tenant && w == workflow)
+            .map(|(_, f)| f.clone())
+            .collect())
     }
 
     fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
@@ -461,6 +503,35 @@ impl Storage for MemStore {
                     }
                 }
                 Change::Probe { .. } => {}
+                Change::Archive {
+                    tenant,
+                    instance,
+                    workflow,
+                    ended_at,
+                    facts,
+                } => {
+                    let key = (tenant.clone(), instance.clone());
+                    if t.instances.remove(&key).is_none() {
+                        continue;
+                    }
+                    t.tasks
+                        .retain(|(tn, _, _, _, i)| !(tn == tenant && i == instance));
+                    t.subscriptions
+                        .retain(|(tn, _, _, i, _)| !(tn == tenant && i == instance));
+                    t.timers
+                        .retain(|(tn, _, i, _)| !(tn == tenant && i == instance));
+                    t.history
+                        .retain(|(tn, i, _), _| !(tn == tenant && i == instance));
+                    t.facts.insert(
+                        (
+                            tenant.clone(),
+                            workflow.clone(),
+                            *ended_at,
+                            instance.clone(),
+                        ),
+                        (**facts).clone(),
+                    );
+                }
                 Change::Retry {
                     tenant,
                     outbox,

@@ -18,6 +18,7 @@ use super::{
     TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
+use crate::metrics::Facts;
 
 /// The page cache a store opens with unless told otherwise: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -63,6 +64,12 @@ const BUFFER_EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::n
 /// `(tenant, workflow, schedule id)` → where the schedule stands ([`ScheduleState`]). Added in
 /// schema version 4.
 const SCHEDULES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("schedules");
+/// `(tenant, ended at, instance id)`: finished instances by end, for retention. Added in schema
+/// version 5.
+const ENDED: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("ended");
+/// `(tenant, workflow, ended at, instance id)` → an archived instance's metrics facts
+/// ([`Facts`]). Added in schema version 5.
+const FACTS: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("facts");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -185,6 +192,8 @@ impl RedbStore {
         n("buffered", copy_table(&snapshot, &txn, BUFFERED)?);
         n("buffer_expiry", copy_table(&snapshot, &txn, BUFFER_EXPIRY)?);
         n("schedules", copy_table(&snapshot, &txn, SCHEDULES)?);
+        n("ended", copy_table(&snapshot, &txn, ENDED)?);
+        n("facts", copy_table(&snapshot, &txn, FACTS)?);
         n("meta", copy_table(&snapshot, &txn, META)?);
         drop(snapshot);
         txn.commit().map_err(db)?;
@@ -255,10 +264,13 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
                 if v < 3 {
                     migrate_to_3(&txn)?;
                 }
-                // Version 4 added the message and schedule tables, created empty below (no
-                // instance of an older version waits for a message), and the listing of
-                // each process instance's instances.
-                migrate_to_4(&txn)?;
+                if v < 4 {
+                    // Version 4 added the message and schedule tables, created empty below
+                    // (no instance of an older version waits for a message), and the listing
+                    // of each process instance's instances.
+                    migrate_to_4(&txn)?;
+                }
+                migrate_to_5(&txn)?;
                 meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
                 tracing::info!(path = %path.display(), from = v, "store: migrated to schema version {SCHEMA_VERSION}");
             }
@@ -283,6 +295,8 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
         txn.open_table(BUFFERED).map_err(db)?;
         txn.open_table(BUFFER_EXPIRY).map_err(db)?;
         txn.open_table(SCHEDULES).map_err(db)?;
+        txn.open_table(ENDED).map_err(db)?;
+        txn.open_table(FACTS).map_err(db)?;
     }
     txn.commit().map_err(db)?;
     Ok(db_handle)
@@ -322,6 +336,21 @@ fn migrate_to_4(txn: &WriteTransaction) -> Result<(), StoreError> {
         let (tenant, id) = key.value();
         let k = super::index::process_key(id);
         listing.insert((tenant, k.as_str(), id), ()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Version 5 indexes finished instances by their end, for retention.
+fn migrate_to_5(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let instances = txn.open_table(INSTANCES).map_err(db)?;
+    let mut ended = txn.open_table(ENDED).map_err(db)?;
+    for entry in instances.iter().map_err(db)? {
+        let (key, value) = entry.map_err(db)?;
+        let (tenant, id) = key.value();
+        let instance: Instance = decode("instances", value.value())?;
+        if let Some(at) = super::ended_key(&instance) {
+            ended.insert((tenant, at, id), ()).map_err(db)?;
+        }
     }
     Ok(())
 }
@@ -535,6 +564,48 @@ impl Storage for RedbStore {
         let instance = decode("instances", found.value())?;
         let history = read_history(&txn, tenant, id, 0, usize::MAX)?;
         Ok(Some((instance, history)))
+    }
+
+    fn ended_before(
+        &self,
+        tenant: &str,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, String)>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(ENDED).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((tenant, 0, "")..(tenant, before, ""))
+            .map_err(db)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(db)?;
+            let (_, at, id) = key.value();
+            out.push((at, id.to_string()));
+        }
+        Ok(out)
+    }
+
+    fn archived_facts(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        from: Millis,
+    ) -> Result<Vec<Facts>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(FACTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((tenant, workflow, from, "")..=(tenant, workflow, u64::MAX, "\u{10ffff}"))
+            .map_err(db)?
+        {
+            let (_, value) = entry.map_err(db)?;
+            out.push(decode("facts", value.value())?);
+        }
+        Ok(out)
     }
 
     fn instance_size(&self, tenant: &str, id: &str) -> Result<Option<StoredSize>, StoreError> {
@@ -892,6 +963,15 @@ impl Storage for RedbStore {
                         for key in old_listing.difference(&new_listing) {
                             listing.remove((tenant, key.as_str(), id)).map_err(db)?;
                         }
+                        if old.ended != new.ended {
+                            let mut ended = txn.open_table(ENDED).map_err(db)?;
+                            if let Some(at) = old.ended {
+                                ended.remove((tenant, at, id)).map_err(db)?;
+                            }
+                            if let Some(at) = new.ended {
+                                ended.insert((tenant, at, id), ()).map_err(db)?;
+                            }
+                        }
                         for key in new_listing.difference(&old_listing) {
                             listing.insert((tenant, key.as_str(), id), ()).map_err(db)?;
                         }
@@ -1021,6 +1101,57 @@ impl Storage for RedbStore {
                     }
                     Change::Probe { at } => {
                         meta.insert("probed_at", *at).map_err(db)?;
+                    }
+                    Change::Archive {
+                        tenant,
+                        instance: id,
+                        workflow,
+                        ended_at,
+                        facts,
+                    } => {
+                        let (tenant, id) = (tenant.as_str(), id.as_str());
+                        let Some(state) = instances.remove((tenant, id)).map_err(db)? else {
+                            continue;
+                        };
+                        let state: Instance = decode("instances", state.value())?;
+                        let keys = IndexKeys::of(&state);
+                        for (who, status, task) in &keys.tasks {
+                            tasks
+                                .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
+                                .map_err(db)?;
+                        }
+                        for (due, timer) in &keys.timers {
+                            timers
+                                .remove((tenant, *due, id, timer.as_str()))
+                                .map_err(db)?;
+                        }
+                        for key in &keys.listing {
+                            listing.remove((tenant, key.as_str(), id)).map_err(db)?;
+                        }
+                        for (name, correlation, sub) in &keys.messages {
+                            subscriptions
+                                .remove((
+                                    tenant,
+                                    name.as_str(),
+                                    correlation.as_str(),
+                                    id,
+                                    sub.as_str(),
+                                ))
+                                .map_err(db)?;
+                        }
+                        let mut ended = txn.open_table(ENDED).map_err(db)?;
+                        if let Some(at) = keys.ended {
+                            ended.remove((tenant, at, id)).map_err(db)?;
+                        }
+                        history
+                            .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
+                            .map_err(db)?;
+                        let mut kept = txn.open_table(FACTS).map_err(db)?;
+                        kept.insert(
+                            (tenant, workflow.as_str(), *ended_at, id),
+                            encode(facts.as_ref()).as_slice(),
+                        )
+                        .map_err(db)?;
                     }
                 }
             }
