@@ -7,6 +7,7 @@ mod crash;
 mod daemon;
 mod decisions;
 mod engine;
+mod fuzz;
 mod guests;
 mod plugin_runtime;
 mod retention;

@@ -290,6 +290,12 @@ fn snapshot(store: &dyn Storage) -> String {
             "{tenant} ended {:?}",
             store.ended_before(tenant, u64::MAX, 100).ok()
         ));
+        for workflow in ["d", "e"] {
+            line(format!(
+                "{tenant} archived {workflow} {:?}",
+                store.archived_facts(tenant, workflow, 0).ok()
+            ));
+        }
         for process in ["i1", "i2"] {
             let of_process = InstanceFilter {
                 process: Some(process.to_string()),
@@ -433,6 +439,14 @@ fn snapshot(store: &dyn Storage) -> String {
 #[test]
 fn redb_answers_like_the_model_after_random_batches() {
     for seed in [1u64, 7, 42] {
+        compare_after_random_batches(seed, 150);
+    }
+}
+
+/// Commits `steps` random batches (from `seed`) to redb and to the model, comparing what each
+/// answers after every one. The fuzz tests run it from seeds proptest picks.
+pub(crate) fn compare_after_random_batches(seed: u64, steps: usize) {
+    {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let redb = RedbStore::open(dir.path().join("model.redb")).unwrap_or_else(|e| panic!("{e}"));
         let model = MemStore::new();
@@ -441,7 +455,7 @@ fn redb_answers_like_the_model_after_random_batches() {
         let mut outbox: Vec<(String, u64)> = Vec::new();
         let mut next_outbox = 1;
         let mut versions: BTreeMap<(String, String), u32> = BTreeMap::new();
-        for step in 0..150 {
+        for step in 0..steps {
             let mut batch = Vec::new();
             for _ in 0..=rng.below(4) {
                 let tenant = rng.pick(&TENANTS).to_string();
@@ -489,6 +503,27 @@ fn redb_answers_like_the_model_after_random_batches() {
                         now: rng.below(100),
                         limit: 1 + rng.below(3) as usize,
                     }),
+                    // A finished instance archived (retention), its facts kept.
+                    6 if rng.below(2) == 0 => {
+                        let finished = state
+                            .iter()
+                            .find(|((t, _), i)| *t == tenant && i.ended_at.is_some())
+                            .map(|(k, i)| (k.clone(), i.clone()));
+                        if let Some((key, instance)) = finished {
+                            state.remove(&key);
+                            batch.push(Change::Archive {
+                                tenant,
+                                instance: instance.id.clone(),
+                                workflow: instance.definition_id.clone(),
+                                ended_at: instance.ended_at.unwrap_or_default(),
+                                facts: Box::new(flowgate::metrics::Facts {
+                                    instance: instance.id.clone(),
+                                    started_at: instance.started_at,
+                                    ..Default::default()
+                                }),
+                            });
+                        }
+                    }
                     _ => {
                         let id = format!("i{}", rng.below(6));
                         let key = (tenant.clone(), id.clone());
