@@ -96,8 +96,12 @@ impl Run<'_> {
         may_act(task, by)?;
         let task = task.clone();
         let outcome = check_outcome(&task, outcome)?;
-        if let Some(Step::Task(step)) = self.ctx.def.step(&task.step) {
-            check_form(&step.form, &data)?;
+        match self.ctx.def.step(&task.step) {
+            Some(Step::Task(step)) => check_step_data(&step.id, &step.form, step.free_data, &data)?,
+            Some(Step::Approval(step)) => {
+                check_step_data(&step.id, &step.form, step.free_data, &data)?;
+            }
+            _ => {}
         }
         check_policy_inputs(self.ctx.def, &data)?;
         let comment = check_comment(comment)?;
@@ -342,6 +346,31 @@ fn check_outcome(task: &Task, outcome: Option<String>) -> Result<Option<String>,
             format!("this task needs one of {}", task.outcomes.join(", ")),
         )),
     }
+}
+
+/// A step takes only the fields its form declares, or any data if it says so (`free_data`): a
+/// step with neither takes none, so nothing a person sends reaches the instance unasked.
+fn check_step_data(
+    step: &str,
+    form: &[FormField],
+    free_data: bool,
+    data: &Map<String, Value>,
+) -> Result<(), CommandError> {
+    if free_data {
+        return Ok(());
+    }
+    if form.is_empty() {
+        if let Some(key) = data.keys().next() {
+            return Err(CommandError::invalid(
+                format!("data.{key}"),
+                format!(
+                    "step `{step}` declares no form, so it takes no data (its definition may declare a `form`, or `free_data = true` to take any)"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    check_form(form, data)
 }
 
 /// Checks submitted data against a task's form: required fields, types, no strangers.

@@ -343,6 +343,31 @@ kind = "end"
 }
 
 #[tokio::test]
+async fn a_step_with_a_form_cannot_also_take_free_data() {
+    let h = harness().await;
+    let both = r#"
+id = "both"
+start = "ask"
+
+[[steps]]
+id = "ask"
+kind = "task"
+role = "clerk"
+form = [{ name = "x", type = "text" }]
+free_data = true
+next = "done"
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+    let problems = refused(&h, "both.toml", both).await;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].path, "steps[0] (ask).free_data");
+    assert_eq!(problems[0].line, Some(5), "the step's line");
+}
+
+#[tokio::test]
 async fn a_broken_definition_is_refused_with_every_problem_located() {
     let h = harness().await;
     let before = h.flowgate.definitions(&h.tenant).unwrap_or_default().len();

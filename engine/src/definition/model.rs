@@ -153,9 +153,13 @@ pub struct TaskStep {
         skip_serializing_if = "Option::is_none"
     )]
     pub link_valid: Option<Duration>,
-    /// Fields the person fills in; validated on completion, merged into the data.
+    /// Fields the person fills in; validated on completion, merged into the data. A completion
+    /// may carry only these.
     #[serde(default)]
     pub form: Vec<FormField>,
+    /// Takes whatever data a completion carries, unchecked, instead of a form's fields.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub free_data: bool,
     /// The next step when there is one way on.
     pub next: Option<String>,
     /// Outcome → next step, when the person chooses the way on (e.g. `resolve`, `escalate`).
@@ -251,6 +255,13 @@ pub struct ApprovalStep {
     pub order: StageOrder,
     /// Where each outcome leads.
     pub on: ApprovalOutcomes,
+    /// Fields an approver fills in (a cost centre, a reference); without one, an answer carries
+    /// an outcome and a comment but no data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub form: Vec<FormField>,
+    /// Takes whatever data an answer carries, unchecked, instead of a form's fields.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub free_data: bool,
     /// When it is due, reminders and escalation.
     pub deadline: Option<Deadline>,
     /// Messages that, arriving while the approval is open, withdraw it and take another way.
@@ -873,4 +884,8 @@ pub(crate) mod opt_duration {
         struct Wrapped(#[serde(with = "super::duration")] Duration);
         Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(d)| d))
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }

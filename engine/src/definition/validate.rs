@@ -399,6 +399,13 @@ fn check_task(c: &mut Checker<'_>, i: usize, t: &TaskStep) {
         _ => {}
     }
     check_fields(c, Some(i), "form", &t.form);
+    if t.free_data && !t.form.is_empty() {
+        c.at(
+            Some(i),
+            "free_data",
+            "a step with a `form` takes its fields; `free_data` is for a step without one",
+        );
+    }
 }
 
 /// A form's fields: unique names, options for choices only, a currency for money only.
@@ -448,6 +455,14 @@ fn check_fields(c: &mut Checker<'_>, step: Option<usize>, path: &str, form: &[Fo
 }
 
 fn check_approval(c: &mut Checker<'_>, i: usize, a: &ApprovalStep) {
+    check_fields(c, Some(i), "form", &a.form);
+    if a.free_data && !a.form.is_empty() {
+        c.at(
+            Some(i),
+            "free_data",
+            "a step with a `form` takes its fields; `free_data` is for a step without one",
+        );
+    }
     match (&a.policy, a.approvers.is_empty()) {
         (Some(_), false) => c.at(
             Some(i),

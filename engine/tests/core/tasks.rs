@@ -390,3 +390,95 @@ fn a_task_for_an_outside_participant_is_theirs_with_a_link_until_it_expires() {
     assert!(env.inst.has_incident(), "{:?}", env.inst.tokens);
     assert_eq!(env.inst.open_tasks().count(), 0);
 }
+
+const FORMLESS: &str = r#"
+id = "formless"
+start = "look"
+
+[[steps]]
+id = "look"
+kind = "task"
+role = "clerk"
+next = "sign"
+
+[[steps]]
+id = "sign"
+kind = "approval"
+approvers = [{ name = "boss", roles = ["boss"] }]
+on = { approve = "note", reject = "done" }
+
+[[steps]]
+id = "note"
+kind = "task"
+role = "clerk"
+free_data = true
+next = "stamp"
+
+[[steps]]
+id = "stamp"
+kind = "approval"
+approvers = [{ name = "boss", roles = ["boss"] }]
+form = [{ name = "cost_centre", type = "text", required = true }]
+on = { approve = "done", reject = "done" }
+
+[[steps]]
+id = "done"
+kind = "end"
+"#;
+
+#[test]
+fn a_step_takes_only_the_data_its_form_declares_or_any_when_it_says_so() {
+    let (mut env, _) = Env::start(FORMLESS, json!({"amount": 5}));
+    // A task without a form takes no data: nothing unasked reaches the instance.
+    let look = env.task("look");
+    let refused = env.apply(complete(&look, "al", "clerk", None, json!({"amount": 0})));
+    assert!(
+        matches!(&refused, Err(CommandError::Invalid { field, message })
+            if field == "data.amount" && message.contains("declares no form")),
+        "{refused:?}"
+    );
+    env.ok(complete(&look, "al", "clerk", None, json!({})));
+    // Nor does an approval without one: an answer is an outcome and a comment.
+    let sign = env.task("sign");
+    let refused = env.apply(complete(
+        &sign,
+        "bo",
+        "boss",
+        Some("approve"),
+        json!({"amount": 0}),
+    ));
+    assert!(
+        matches!(&refused, Err(CommandError::Invalid { field, .. }) if field == "data.amount"),
+        "{refused:?}"
+    );
+    env.ok(complete(&sign, "bo", "boss", Some("approve"), json!({})));
+    // A step that says it takes free data takes any.
+    let note = env.task("note");
+    env.ok(complete(
+        &note,
+        "al",
+        "clerk",
+        None,
+        json!({"remark": "rush", "n": [1, 2]}),
+    ));
+    assert_eq!(env.inst.data["remark"], "rush");
+    // An approval with a form takes its fields, checked.
+    let stamp = env.task("stamp");
+    let refused = env.apply(complete(&stamp, "bo", "boss", Some("approve"), json!({})));
+    assert!(
+        matches!(&refused, Err(CommandError::Invalid { field, .. }) if field == "data.cost_centre"),
+        "{refused:?}"
+    );
+    env.ok(complete(
+        &stamp,
+        "bo",
+        "boss",
+        Some("approve"),
+        json!({"cost_centre": "CC-7"}),
+    ));
+    assert_eq!(env.inst.data["cost_centre"], "CC-7");
+    assert_eq!(
+        env.inst.data["amount"], 5,
+        "the refused data changed nothing"
+    );
+}

@@ -255,6 +255,7 @@ fn task_page(
     };
     let form = match def.step(&task.step) {
         Some(Step::Task(step)) => step.form.clone(),
+        Some(Step::Approval(step)) => step.form.clone(),
         _ => Vec::new(),
     };
     let (fields, general) = draw(&form, submitted, error);
@@ -388,6 +389,7 @@ pub async fn complete(
     let (instance, task, def) = find_task(&s, &viewer, &id)?;
     let fields = match def.step(&task.step) {
         Some(Step::Task(step)) => step.form.clone(),
+        Some(Step::Approval(step)) => step.form.clone(),
         _ => Vec::new(),
     };
     let data = match form_data(&fields, &form, &instance.data) {
