@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::command::{Blame, CommandError, EffectFailure, PluginAnswer, Resolution};
+use super::command::{Blame, CommandError, EffectFailure, FailureKind, PluginAnswer, Resolution};
 use super::effect::{Effect, Notification, NotificationKind};
 use super::event::{Actor, EventKind};
 use super::run::Run;
@@ -51,6 +51,22 @@ impl Run<'_> {
                 None,
             );
         }
+        // An action's output is data a later approval policy may read: the same types are
+        // asked of it as of a start (an amount is an integer of minor units), or the plugin
+        // broke the contract.
+        let result = match result {
+            Ok(PluginAnswer::StepAction(output)) => {
+                match crate::tasks::check_policy_inputs(self.ctx.def, &output.data) {
+                    Ok(()) => Ok(PluginAnswer::StepAction(output)),
+                    Err(refused) => Err(EffectFailure {
+                        message: format!("the action's output cannot be kept: {refused}"),
+                        kind: FailureKind::BadOutput,
+                        plugin: Some(output.plugin),
+                    }),
+                }
+            }
+            other => other,
+        };
         match result {
             Ok(answer) if answer.capability() != capability => Err(CommandError::invalid(
                 "answer",

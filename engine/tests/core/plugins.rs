@@ -275,6 +275,41 @@ fn an_action_gets_a_key_per_attempt_and_its_data_is_merged() {
 }
 
 #[test]
+fn an_action_whose_output_a_later_policy_could_not_read_is_the_plugins_fault() {
+    let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 10}));
+    let approved = env.ok(
+        call(&applied).answered(Ok(PluginAnswer::ApprovalPolicy(Requirement {
+            auto_approve: true,
+            order: StageOrder::Sequential,
+            stages: Vec::new(),
+            reason: "small".into(),
+            plugin: Some(by()),
+        }))),
+    );
+    let action = call(&approved);
+    // An amount as text would reach the policy as no amount at all: never merged.
+    let refused = env.ok(action.answered(Ok(PluginAnswer::StepAction(ActionOutput {
+        data: object(json!({"amount_cents": "12.50"})),
+        note: "placed".into(),
+        plugin: by(),
+    }))));
+    assert_eq!(
+        events(&refused),
+        ["plugin-call-failed order", "incident-raised order"],
+        "a bad answer is not retried"
+    );
+    assert!(matches!(
+        &env.inst.tokens[&action.token].wait,
+        Wait::Incident(i) if i.kind == Some(FailureKind::BadOutput) && i.blame == Some(Blame::Guest)
+            && i.error.contains("data.amount_cents")
+    ));
+    assert_eq!(
+        env.inst.data["amount_cents"], 10,
+        "the output was not merged"
+    );
+}
+
+#[test]
 fn a_failure_past_its_retries_is_an_incident_a_person_resolves() {
     let (mut env, applied) = Env::start(PURCHASE, json!({"amount_cents": 120_000}));
     let first = call(&applied);
