@@ -1,9 +1,11 @@
-//! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on tokio's
-//! blocking threads, but at most `workers` at once in all, and for one tenant at most its
-//! quota's `concurrency` at once and its `time_per_second` of plugin time in each second: a
-//! tenant whose plugins run long, or many, holds only its share, and another tenant's call
-//! waits for at most a call of its own tenant, never behind a flood of another's. Within a
-//! tenant, calls wait in arrival order.
+//! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on the pool's
+//! own threads, at a lower scheduling priority than the rest of the daemon (nice +10 on Linux):
+//! when plugins keep the cores busy, HTTP, the writer and the driver still run first. At most
+//! `workers` calls run at once in all, and for one tenant at most its quota's `concurrency` at
+//! once and its `time_per_second` of plugin time in each second: a tenant whose plugins run
+//! long, or many, holds only its share, and another tenant's call waits for at most a call of
+//! its own tenant, never behind a flood of another's. Within a tenant, calls wait in arrival
+//! order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -62,8 +64,73 @@ pub struct ShareStats {
 #[derive(Debug)]
 pub struct PluginPool {
     all: Arc<Semaphore>,
+    workers: usize,
     default_quota: PluginQuota,
     tenants: Mutex<HashMap<String, Arc<Share>>>,
+    /// Started with the first call.
+    threads: std::sync::OnceLock<Threads>,
+}
+
+/// How much less the plugin threads are scheduled than the daemon's others (a nice value: at
+/// +10 a busy thread gets about a tenth of the CPU a thread at 0 competing with it gets).
+/// `FLOWGATE_PLUGIN_NICE` sets another (0 runs plugins at the daemon's priority).
+const PLUGIN_NICE: i32 = 10;
+
+/// The plugin threads' nice value, read once.
+fn plugin_nice() -> i32 {
+    static NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *NICE.get_or_init(|| {
+        std::env::var("FLOWGATE_PLUGIN_NICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(PLUGIN_NICE, |n: i32| n.clamp(0, 19))
+    })
+}
+
+/// A job for a plugin thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The plugin pool's threads, taking jobs in turn; they end when the pool is dropped.
+#[derive(Debug)]
+struct Threads {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Threads {
+    fn start(count: usize) -> Threads {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..count {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("flowgate-plugin-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // One thread waits for the next job; the others wait for the lock.
+                        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = started {
+                tracing::error!(%error, "cannot start a plugin thread");
+            }
+        }
+        Threads { jobs }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (on Linux the nice value is the thread's).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::getpriority_process(None).and_then(|daemon| {
+        rustix::process::setpriority_process(None, (daemon + plugin_nice()).min(19))
+    }) {
+        tracing::warn!(%error, "cannot lower a plugin thread's priority; it runs at the daemon's");
+    }
 }
 
 #[derive(Debug)]
@@ -129,11 +196,13 @@ impl PluginPool {
     pub fn new(workers: usize, quota: PluginQuota) -> Self {
         PluginPool {
             all: Arc::new(Semaphore::new(workers.max(1))),
+            workers: workers.max(1),
             default_quota: PluginQuota {
                 plugin_concurrency: quota.plugin_concurrency.clamp(1, workers.max(1)),
                 ..quota
             },
             tenants: Mutex::new(HashMap::new()),
+            threads: std::sync::OnceLock::new(),
         }
     }
 
@@ -204,16 +273,30 @@ impl PluginPool {
         drop(waiting);
         share.running.fetch_add(1, Ordering::Relaxed);
         let counted = share.clone();
-        let ran = tokio::task::spawn_blocking(move || {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _held = (permit, worker);
             let began = Instant::now();
-            let result = call();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
             counted.spend(began.elapsed());
-            result
-        })
-        .await;
+            let _ = answer.send(result);
+        });
+        let threads = self.threads.get_or_init(|| Threads::start(self.workers));
+        let sent = threads.jobs.send(job);
+        let ran = match sent {
+            Ok(()) => answered.await.map_err(|_| "its thread stopped".to_string()),
+            Err(_) => Err("the pool's threads have stopped".to_string()),
+        };
         share.running.fetch_sub(1, Ordering::Relaxed);
-        ran.map_err(|e| ServiceError::Unavailable(format!("a plugin call's thread failed: {e}")))
+        match ran {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ServiceError::Unavailable(
+                "a plugin call panicked in the host".to_string(),
+            )),
+            Err(why) => Err(ServiceError::Unavailable(format!(
+                "a plugin call could not run: {why}"
+            ))),
+        }
     }
 }
 
@@ -319,5 +402,31 @@ mod quota_tests {
         assert!(pool.run("b", || ()).await.is_ok());
         let stats = pool.stats();
         assert!(stats.iter().any(|s| s.tenant == "b" && s.throttled == 0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plugin_calls_run_below_the_daemons_priority_and_a_panic_is_an_error() {
+        let pool = PluginPool::new(2, PluginQuota::default());
+        let nice = || rustix::process::getpriority_process(None).unwrap_or(i32::MIN);
+        let daemon = nice();
+        let plugin = pool.run("a", nice).await.unwrap_or(i32::MIN);
+        assert_eq!(
+            plugin,
+            (daemon + plugin_nice()).min(19),
+            "the daemon's is {daemon}"
+        );
+        let name = pool
+            .run("a", || std::thread::current().name().map(str::to_string))
+            .await;
+        assert!(
+            name.ok()
+                .flatten()
+                .is_some_and(|n| n.starts_with("flowgate-plugin-"))
+        );
+        // A panic in the host's part of a call is an error for that call; the pool goes on.
+        let panicked: Result<(), _> = pool.run("a", || panic!("host bug")).await;
+        assert!(matches!(panicked, Err(ServiceError::Unavailable(_))));
+        assert_eq!(pool.run("a", || 7).await.ok(), Some(7));
     }
 }
