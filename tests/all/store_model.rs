@@ -596,6 +596,16 @@ pub(crate) fn compare_after_random_batches(seed: u64, steps: usize) {
                 panic!("seed {seed} step {step}: redb differs from the model: {diff:#?}");
             }
         }
+        // An online backup of it answers alike, every table copied.
+        let copy = dir.path().join("backup.redb");
+        redb.backup(&copy)
+            .unwrap_or_else(|e| panic!("seed {seed}: backup: {e}"));
+        let restored = RedbStore::open(&copy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(
+            snapshot(&restored) == snapshot(&redb),
+            "seed {seed}: the backup differs from its store"
+        );
+        assert_eq!(restored.last_outbox_id().ok(), redb.last_outbox_id().ok());
     }
 }
 
