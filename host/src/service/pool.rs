@@ -1,6 +1,7 @@
 //! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on the pool's
-//! own threads, at a lower scheduling priority than the rest of the daemon (nice +10 on Linux):
-//! when plugins keep the cores busy, HTTP, the writer and the driver still run first. At most
+//! own threads, which an operator may run at a lower scheduling priority than the rest of the
+//! daemon (`FLOWGATE_PLUGIN_NICE`, Linux): when plugins keep the cores busy, HTTP, the writer and
+//! the driver then run first. At most
 //! `workers` calls run at once in all, and for one tenant at most its quota's `concurrency` at
 //! once and its `time_per_second` of plugin time in each second: a tenant whose plugins run
 //! long, or many, holds only its share, and another tenant's call waits for at most a call of
@@ -65,26 +66,24 @@ pub struct ShareStats {
 pub struct PluginPool {
     all: Arc<Semaphore>,
     workers: usize,
+    /// Added to the daemon's nice value for the plugin threads.
+    nice: i32,
     default_quota: PluginQuota,
     tenants: Mutex<HashMap<String, Arc<Share>>>,
     /// Started with the first call.
     threads: std::sync::OnceLock<Threads>,
 }
 
-/// How much less the plugin threads are scheduled than the daemon's others (a nice value: at
-/// +10 a busy thread gets about a tenth of the CPU a thread at 0 competing with it gets).
-/// `FLOWGATE_PLUGIN_NICE` sets another (0 runs plugins at the daemon's priority).
-const PLUGIN_NICE: i32 = 10;
-
-/// The plugin threads' nice value, read once.
+/// How much less the plugin threads are scheduled than the daemon's others, as a nice value
+/// added to the daemon's (`FLOWGATE_PLUGIN_NICE`, 0 to 19; at +10 a busy thread gets about a
+/// tenth of the CPU of a thread at +0 competing with it). 0 by default: a plugin's deadline is
+/// wall-clock time, so on cores saturated by other work a lowered priority can make a call that
+/// needs microseconds wait past its deadline (it is then retried as the host's condition).
 fn plugin_nice() -> i32 {
-    static NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *NICE.get_or_init(|| {
-        std::env::var("FLOWGATE_PLUGIN_NICE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(PLUGIN_NICE, |n: i32| n.clamp(0, 19))
-    })
+    std::env::var("FLOWGATE_PLUGIN_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(0, |n: i32| n.clamp(0, 19))
 }
 
 /// A job for a plugin thread.
@@ -97,7 +96,7 @@ struct Threads {
 }
 
 impl Threads {
-    fn start(count: usize) -> Threads {
+    fn start(count: usize, nice: i32) -> Threads {
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..count {
@@ -105,7 +104,9 @@ impl Threads {
             let started = std::thread::Builder::new()
                 .name(format!("flowgate-plugin-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    if nice > 0 {
+                        lower_priority(nice);
+                    }
                     loop {
                         // One thread waits for the next job; the others wait for the lock.
                         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -123,14 +124,17 @@ impl Threads {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (on Linux the nice value is the thread's).
-fn lower_priority() {
+/// Lowers the calling thread's scheduling priority by `nice` (on Linux the nice value is the
+/// thread's).
+fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::getpriority_process(None).and_then(|daemon| {
-        rustix::process::setpriority_process(None, (daemon + plugin_nice()).min(19))
-    }) {
+    if let Err(error) = rustix::process::getpriority_process(None)
+        .and_then(|daemon| rustix::process::setpriority_process(None, (daemon + nice).min(19)))
+    {
         tracing::warn!(%error, "cannot lower a plugin thread's priority; it runs at the daemon's");
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 #[derive(Debug)]
@@ -197,6 +201,7 @@ impl PluginPool {
         PluginPool {
             all: Arc::new(Semaphore::new(workers.max(1))),
             workers: workers.max(1),
+            nice: plugin_nice(),
             default_quota: PluginQuota {
                 plugin_concurrency: quota.plugin_concurrency.clamp(1, workers.max(1)),
                 ..quota
@@ -204,6 +209,13 @@ impl PluginPool {
             tenants: Mutex::new(HashMap::new()),
             threads: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Runs the plugin threads `nice` below the daemon's priority (0 to 19), for calls started
+    /// after the first.
+    pub fn with_nice(mut self, nice: i32) -> Self {
+        self.nice = nice.clamp(0, 19);
+        self
     }
 
     /// Sets `tenant`'s quota (from its configuration); calls under way finish on the old one.
@@ -281,7 +293,9 @@ impl PluginPool {
             counted.spend(began.elapsed());
             let _ = answer.send(result);
         });
-        let threads = self.threads.get_or_init(|| Threads::start(self.workers));
+        let threads = self
+            .threads
+            .get_or_init(|| Threads::start(self.workers, self.nice));
         let sent = threads.jobs.send(job);
         let ran = match sent {
             Ok(()) => answered.await.map_err(|_| "its thread stopped".to_string()),
@@ -406,7 +420,7 @@ mod quota_tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn plugin_calls_run_below_the_daemons_priority_and_a_panic_is_an_error() {
+    async fn plugin_calls_may_run_below_the_daemons_priority_and_a_panic_is_an_error() {
         let pool = PluginPool::new(2, PluginQuota::default());
         let nice = || rustix::process::getpriority_process(None).unwrap_or(i32::MIN);
         let daemon = nice();
