@@ -376,11 +376,15 @@ fn notifications_pending_at_a_crash_are_delivered_after_the_restart() {
             .any(|m| m.to == ["milton@initech.example"])
             .then_some(())
     });
+    // Delivery is at least once: a receiver dedupes on the delivery's id, as this one does (a
+    // request the crashed daemon had sent may still be answered after the receiver recovered).
     let kinds: Vec<String> = eventually("the finished notification by webhook", || {
+        let mut seen = std::collections::BTreeSet::new();
         let kinds: Vec<String> = hook
             .received()
             .iter()
             .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .filter(|v| seen.insert(v["id"].as_u64()))
             .map(|v| {
                 v["notification"]["kind"]
                     .as_str()
