@@ -211,6 +211,8 @@ def main():
         expect(ops.locator(".timeline")).to_contain_text("Ended: completed")
         expect(ops.locator(".diagram svg .step.done")).not_to_have_count(0)
         expect(ops.locator(".diagram svg .edge.taken")).not_to_have_count(0)
+        # What it keeps in the store, so nobody learns of a history's size from a cap.
+        expect(ops.locator(".page-head .facts")).to_contain_text(re.compile(r"\d+ events, [\d.]+ KB stored"))
         shot(ops, "06-instance")
 
         # A policy that refuses its input stops the step: the operator retries it from the page.
