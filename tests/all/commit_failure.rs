@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use flowgate::engine::{Event, Instance, Millis};
-use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::service::{ManualClock, ServiceError};
 use flowgate::store::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MemStore, MessageRecord, OutboxEntry,
     ScheduleState, Storage, StoreError, StoredDefinition, StoredSize, TaskRef,
 };
-use flowgate::tenant::TenantConfig;
 use serde_json::{Map, json};
 
 use crate::scenarios::T0;
@@ -181,24 +180,7 @@ async fn a_failed_commit_refuses_its_commands_with_the_cause_and_keeps_nothing()
         full: AtomicBool::new(false),
         reopened: AtomicUsize::new(0),
     });
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
-    let tenant =
-        TenantConfig::load(&examples.join("tenant.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let registry = flowgate::plugin::PluginRegistry::new(crate::common::runtime().clone());
-    tenant
-        .install_plugins(&registry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flowgate = Flowgate::open(
-        store.clone(),
-        Arc::new(registry),
-        Arc::new(ManualClock::new(T0)),
-        Arc::new(RecordingNotifier::default()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    tenant
-        .deploy_workflows(&flowgate)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = crate::common::acme_on(store.clone(), Arc::new(ManualClock::new(T0))).await;
     let data =
         json!({"amount_cents": 70_000, "currency": "USD", "category": "office", "requester": "al"});
     let data: Map<_, _> = data.as_object().cloned().unwrap_or_default();

@@ -88,3 +88,29 @@ pub async fn reopen(path: &std::path::Path) -> flowgate::store::RedbStore {
         }
     }
 }
+
+/// The example tenant on `store` at `clock`: its plugins installed, its workflows deployed.
+pub async fn acme_on(
+    store: Arc<dyn flowgate::store::Storage>,
+    clock: Arc<dyn flowgate::service::Clock>,
+) -> flowgate::service::Flowgate {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
+    let tenant = flowgate::tenant::TenantConfig::load(&examples.join("tenant.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let registry = flowgate::plugin::PluginRegistry::new(runtime().clone());
+    tenant
+        .install_plugins(&registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flowgate = flowgate::service::Flowgate::open(
+        store,
+        Arc::new(registry),
+        clock,
+        Arc::new(flowgate::service::RecordingNotifier::default()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    tenant
+        .deploy_workflows(&flowgate)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+}

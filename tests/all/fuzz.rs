@@ -15,9 +15,8 @@ use std::sync::{Arc, OnceLock};
 
 use flowgate::definition::DefinitionError;
 use flowgate::engine::{CommandError, Person};
-use flowgate::service::{Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::service::{Flowgate, ManualClock, ServiceError};
 use flowgate::store::MemStore;
-use flowgate::tenant::TenantConfig;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
@@ -50,27 +49,10 @@ fn engine() -> &'static (tokio::runtime::Runtime, Flowgate) {
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
-        let tenant =
-            TenantConfig::load(&examples.join("tenant.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let registry = flowgate::plugin::PluginRegistry::new(crate::common::runtime().clone());
-        tenant
-            .install_plugins(&registry)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let flowgate = runtime.block_on(async {
-            let flowgate = Flowgate::open(
-                Arc::new(MemStore::new()),
-                Arc::new(registry),
-                Arc::new(ManualClock::new(T0)),
-                Arc::new(RecordingNotifier::default()),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            tenant
-                .deploy_workflows(&flowgate)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            flowgate
-        });
+        let flowgate = runtime.block_on(crate::common::acme_on(
+            Arc::new(MemStore::new()),
+            Arc::new(ManualClock::new(T0)),
+        ));
         (runtime, flowgate)
     })
 }

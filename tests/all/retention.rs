@@ -6,36 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::engine::Person;
-use flowgate::service::{Clock, Flowgate, ManualClock, RecordingNotifier, ServiceError};
+use flowgate::service::{Clock, Flowgate, ManualClock, ServiceError};
 use flowgate::store::{Inbox, MemStore, RedbStore, Storage};
-use flowgate::tenant::TenantConfig;
 use serde_json::{Map, Value, json};
 
 use crate::scenarios::T0;
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-async fn open(store: Arc<dyn Storage>, clock: Arc<ManualClock>) -> Flowgate {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
-    let tenant =
-        TenantConfig::load(&examples.join("tenant.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let registry = flowgate::plugin::PluginRegistry::new(crate::common::runtime().clone());
-    tenant
-        .install_plugins(&registry)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let flowgate = Flowgate::open(
-        store,
-        Arc::new(registry),
-        clock,
-        Arc::new(RecordingNotifier::default()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    tenant
-        .deploy_workflows(&flowgate)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    flowgate
-}
 
 /// A purchase for a manager's approval; its id and the manager's task.
 async fn purchase(flowgate: &Flowgate) -> (String, String) {
@@ -90,7 +67,7 @@ async fn finish(flowgate: &Flowgate, clock: &ManualClock, task: &str) {
 
 async fn archives_and_keeps_the_metrics(store: Arc<dyn Storage>) {
     let clock = Arc::new(ManualClock::new(T0));
-    let flowgate = open(store.clone(), clock.clone()).await;
+    let flowgate = crate::common::acme_on(store.clone(), clock.clone()).await;
     let (old_a, task_a) = purchase(&flowgate).await;
     let (old_b, task_b) = purchase(&flowgate).await;
     let (running, _) = purchase(&flowgate).await;

@@ -256,20 +256,13 @@ async fn ready(
     let unavailable =
         |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
     if let Some(failure) = state.flowgate.store_failure().await {
-        let code = match *failure.error {
-            crate::store::StoreError::DiskFull(_) => "storage_full",
-            _ => "unavailable",
-        };
         let since = crate::engine::time::format(failure.since).to_string();
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            format!(
-                "the store cannot commit since {since}: {}; it is tried again every second",
-                failure.error
-            ),
-        )
-        .with(json!({"since": since, "retry_after_seconds": 1})));
+        let message = format!(
+            "the store cannot commit since {since}: {}; it is tried again every second",
+            failure.error
+        );
+        return Err(ApiError::store_unavailable(&failure.error, message)
+            .with(json!({"since": since, "retry_after_seconds": 1})));
     }
     // After the probe above: a store closed by a failed reopen is opened by it.
     if let Err(e) = state.flowgate.store().tenants() {

@@ -59,6 +59,17 @@ impl ApiError {
         Ok(())
     }
 
+    /// The store cannot serve for want of a resource: 503, code `storage_full` when the disk is
+    /// full, with when to try again (`Retry-After`).
+    pub fn store_unavailable(cause: &StoreError, message: impl Into<String>) -> Self {
+        let code = match cause {
+            StoreError::DiskFull(_) => "storage_full",
+            _ => "unavailable",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            .with(json!({"retry_after_seconds": 1}))
+    }
+
     pub fn forbidden(what: &str) -> Self {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -149,26 +160,12 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
                     .with(json!({"field": field}))
             }
-            ServiceError::Store(e) if e.is_resource() => {
-                let code = match e {
-                    StoreError::DiskFull(_) => "storage_full",
-                    _ => "unavailable",
-                };
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-                    .with(json!({"retry_after_seconds": 1}))
-            }
+            ServiceError::Store(e) if e.is_resource() => ApiError::store_unavailable(&e, message),
             ServiceError::Store(_) => {
                 tracing::error!(%message, "api: storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
             }
-            ServiceError::CommitFailed(cause) if matches!(*cause, StoreError::DiskFull(_)) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_full", message)
-                    .with(json!({"retry_after_seconds": 1}))
-            }
-            ServiceError::CommitFailed(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-                    .with(json!({"retry_after_seconds": 1}))
-            }
+            ServiceError::CommitFailed(cause) => ApiError::store_unavailable(&cause, message),
             ServiceError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

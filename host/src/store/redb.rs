@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
 };
 use serde::Serialize;
@@ -879,14 +879,16 @@ impl Storage for RedbStore {
             let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
             let mut instances = txn.open_table(INSTANCES).map_err(db)?;
             let mut history = txn.open_table(HISTORY).map_err(db)?;
-            let mut tasks = txn.open_table(TASKS).map_err(db)?;
-            let mut timers = txn.open_table(TIMERS).map_err(db)?;
             let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
             let mut keys = txn.open_table(START_KEYS).map_err(db)?;
-            let mut listing = txn.open_table(LISTING).map_err(db)?;
             let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
-            let mut subscriptions = txn.open_table(SUBSCRIPTIONS).map_err(db)?;
+            let mut indexes = Indexes {
+                tasks: txn.open_table(TASKS).map_err(db)?,
+                timers: txn.open_table(TIMERS).map_err(db)?,
+                listing: txn.open_table(LISTING).map_err(db)?,
+                subscriptions: txn.open_table(SUBSCRIPTIONS).map_err(db)?,
+            };
             let mut last_outbox = None;
             for change in changes {
                 match change {
@@ -911,70 +913,7 @@ impl Storage for RedbStore {
                         // Only what changed is written: the index entries the new state drops
                         // are removed, the ones it adds inserted.
                         let old = before.clone().unwrap_or_default();
-                        let new = IndexKeys::of(after);
-                        let (old_tasks, new_tasks) = (old.tasks, new.tasks);
-                        let (old_timers, new_timers) = (old.timers, new.timers);
-                        let (old_listing, new_listing) = (old.listing, new.listing);
-                        for (name, correlation, sub) in old.messages.difference(&new.messages) {
-                            subscriptions
-                                .remove((
-                                    tenant,
-                                    name.as_str(),
-                                    correlation.as_str(),
-                                    id,
-                                    sub.as_str(),
-                                ))
-                                .map_err(db)?;
-                        }
-                        for (name, correlation, sub) in new.messages.difference(&old.messages) {
-                            subscriptions
-                                .insert(
-                                    (
-                                        tenant,
-                                        name.as_str(),
-                                        correlation.as_str(),
-                                        id,
-                                        sub.as_str(),
-                                    ),
-                                    (),
-                                )
-                                .map_err(db)?;
-                        }
-                        for (who, status, task) in old_tasks.difference(&new_tasks) {
-                            tasks
-                                .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
-                                .map_err(db)?;
-                        }
-                        for (who, status, task) in new_tasks.difference(&old_tasks) {
-                            tasks
-                                .insert((tenant, who.as_str(), status.as_str(), task.as_str()), id)
-                                .map_err(db)?;
-                        }
-                        for (due, timer) in old_timers.difference(&new_timers) {
-                            timers
-                                .remove((tenant, *due, id, timer.as_str()))
-                                .map_err(db)?;
-                        }
-                        for (due, timer) in new_timers.difference(&old_timers) {
-                            timers
-                                .insert((tenant, *due, id, timer.as_str()), ())
-                                .map_err(db)?;
-                        }
-                        for key in old_listing.difference(&new_listing) {
-                            listing.remove((tenant, key.as_str(), id)).map_err(db)?;
-                        }
-                        if old.ended != new.ended {
-                            let mut ended = txn.open_table(ENDED).map_err(db)?;
-                            if let Some(at) = old.ended {
-                                ended.remove((tenant, at, id)).map_err(db)?;
-                            }
-                            if let Some(at) = new.ended {
-                                ended.insert((tenant, at, id), ()).map_err(db)?;
-                            }
-                        }
-                        for key in new_listing.difference(&old_listing) {
-                            listing.insert((tenant, key.as_str(), id), ()).map_err(db)?;
-                        }
+                        reindex(&txn, &mut indexes, tenant, id, &old, &IndexKeys::of(after))?;
                         for event in events {
                             history
                                 .insert((tenant, id, event.seq), encode(event).as_slice())
@@ -1115,34 +1054,7 @@ impl Storage for RedbStore {
                         };
                         let state: Instance = decode("instances", state.value())?;
                         let keys = IndexKeys::of(&state);
-                        for (who, status, task) in &keys.tasks {
-                            tasks
-                                .remove((tenant, who.as_str(), status.as_str(), task.as_str()))
-                                .map_err(db)?;
-                        }
-                        for (due, timer) in &keys.timers {
-                            timers
-                                .remove((tenant, *due, id, timer.as_str()))
-                                .map_err(db)?;
-                        }
-                        for key in &keys.listing {
-                            listing.remove((tenant, key.as_str(), id)).map_err(db)?;
-                        }
-                        for (name, correlation, sub) in &keys.messages {
-                            subscriptions
-                                .remove((
-                                    tenant,
-                                    name.as_str(),
-                                    correlation.as_str(),
-                                    id,
-                                    sub.as_str(),
-                                ))
-                                .map_err(db)?;
-                        }
-                        let mut ended = txn.open_table(ENDED).map_err(db)?;
-                        if let Some(at) = keys.ended {
-                            ended.remove((tenant, at, id)).map_err(db)?;
-                        }
+                        reindex(&txn, &mut indexes, tenant, id, &keys, &IndexKeys::default())?;
                         history
                             .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
                             .map_err(db)?;
@@ -1213,6 +1125,93 @@ fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), Sto
             )
             .map_err(db)?;
         expiry.insert((expires_at, tenant, id), ()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The index tables an instance's entries live in, open in a write transaction.
+struct Indexes<'txn> {
+    tasks: Table<'txn, (&'static str, &'static str, &'static str, &'static str), &'static str>,
+    timers: Table<'txn, (&'static str, u64, &'static str, &'static str), ()>,
+    listing: Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    /// `(tenant, message, correlation, instance, subscription)`.
+    subscriptions: Table<
+        'txn,
+        (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        ),
+        (),
+    >,
+}
+
+/// Moves instance `id`'s index entries from `old` to `new`: removes those `new` lacks, inserts
+/// those it adds (an archived instance's `new` is empty).
+fn reindex(
+    txn: &WriteTransaction,
+    t: &mut Indexes<'_>,
+    tenant: &str,
+    id: &str,
+    old: &IndexKeys,
+    new: &IndexKeys,
+) -> Result<(), StoreError> {
+    for (name, correlation, sub) in old.messages.difference(&new.messages) {
+        let key = (
+            tenant,
+            name.as_str(),
+            correlation.as_str(),
+            id,
+            sub.as_str(),
+        );
+        t.subscriptions.remove(key).map_err(db)?;
+    }
+    for (name, correlation, sub) in new.messages.difference(&old.messages) {
+        let key = (
+            tenant,
+            name.as_str(),
+            correlation.as_str(),
+            id,
+            sub.as_str(),
+        );
+        t.subscriptions.insert(key, ()).map_err(db)?;
+    }
+    for (who, status, task) in old.tasks.difference(&new.tasks) {
+        let key = (tenant, who.as_str(), status.as_str(), task.as_str());
+        t.tasks.remove(key).map_err(db)?;
+    }
+    for (who, status, task) in new.tasks.difference(&old.tasks) {
+        let key = (tenant, who.as_str(), status.as_str(), task.as_str());
+        t.tasks.insert(key, id).map_err(db)?;
+    }
+    for (due, timer) in old.timers.difference(&new.timers) {
+        t.timers
+            .remove((tenant, *due, id, timer.as_str()))
+            .map_err(db)?;
+    }
+    for (due, timer) in new.timers.difference(&old.timers) {
+        t.timers
+            .insert((tenant, *due, id, timer.as_str()), ())
+            .map_err(db)?;
+    }
+    for key in old.listing.difference(&new.listing) {
+        t.listing.remove((tenant, key.as_str(), id)).map_err(db)?;
+    }
+    for key in new.listing.difference(&old.listing) {
+        t.listing
+            .insert((tenant, key.as_str(), id), ())
+            .map_err(db)?;
+    }
+    if old.ended != new.ended {
+        let mut ended = txn.open_table(ENDED).map_err(db)?;
+        if let Some(at) = old.ended {
+            ended.remove((tenant, at, id)).map_err(db)?;
+        }
+        if let Some(at) = new.ended {
+            ended.insert((tenant, at, id), ()).map_err(db)?;
+        }
     }
     Ok(())
 }

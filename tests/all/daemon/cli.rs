@@ -7,19 +7,9 @@ use super::harness::*;
 /// Runs `flowgate --url <daemon> --token <token> args...`: whether it succeeded, what it printed
 /// (as JSON) and its stderr.
 fn flowgate(d: &Daemon, token: &str, args: &[&str]) -> (bool, Value, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["--url", &d.base, "--token", token])
-        .args(args)
-        .env_remove("FLOWGATE_URL")
-        .env_remove("FLOWGATE_TOKEN")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let printed = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.success(),
-        printed,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["--url", d.base.as_str(), "--token", token];
+    all.extend_from_slice(args);
+    run_cli(&all)
 }
 
 #[test]

@@ -287,6 +287,23 @@ pub fn python_on(script: &str, input: &[u8]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// Runs the `flowgate` command line with `args` (none of its environment variables): whether it
+/// succeeded, what it printed (as JSON) and its stderr.
+pub fn run_cli(args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(args)
+        .env_remove("FLOWGATE_URL")
+        .env_remove("FLOWGATE_TOKEN")
+        .env_remove("FLOWGATE_DATA_DIR")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// An instant the API answered with, RFC 3339 text, as milliseconds since the epoch.
 pub fn instant(value: &Value) -> u64 {
     let text = value

@@ -160,22 +160,6 @@ fn a_full_disk_is_named_readiness_fails_until_there_is_room_and_nothing_acknowle
     drop(tmpfs);
 }
 
-/// Runs `flowgate` with `args`: whether it succeeded, its stdout as JSON, and its stderr.
-fn flowgate(args: &[&str]) -> (bool, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(args)
-        .env_remove("FLOWGATE_URL")
-        .env_remove("FLOWGATE_TOKEN")
-        .env_remove("FLOWGATE_DATA_DIR")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn an_online_backup_restores_the_data_as_it_was_when_taken() {
     const OPERATOR: &str = "the-operators-token";
@@ -218,7 +202,7 @@ fn an_online_backup_restores_the_data_as_it_was_when_taken() {
     assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
 
     let base = d.base.clone();
-    let (ok, backup, err) = flowgate(&["--url", &base, "--token", OPERATOR, "backup"]);
+    let (ok, backup, err) = run_cli(&["--url", &base, "--token", OPERATOR, "backup"]);
     assert!(ok, "{err}");
     let folder = backup["path"].as_str().unwrap_or_default().to_string();
     assert!(
@@ -233,16 +217,16 @@ fn an_online_backup_restores_the_data_as_it_was_when_taken() {
 
     // A restore refuses a store the running daemon holds.
     let data_arg = data.display().to_string();
-    let (ok, _, err) = flowgate(&["--data-dir", &data_arg, "restore", &folder]);
+    let (ok, _, err) = run_cli(&["--data-dir", &data_arg, "restore", &folder]);
     assert!(!ok, "a restore under a running daemon succeeded");
     assert!(err.contains("stop it before restoring"), "{err}");
     // And a folder that is no backup.
-    let (ok, _, err) = flowgate(&["--data-dir", &data_arg, "restore", &data_arg]);
+    let (ok, _, err) = run_cli(&["--data-dir", &data_arg, "restore", &data_arg]);
     assert!(!ok);
     assert!(err.contains("not a whole Flowgate backup"), "{err}");
 
     terminate(&mut d);
-    let (ok, restored, err) = flowgate(&["--data-dir", &data_arg, "restore", &folder]);
+    let (ok, restored, err) = run_cli(&["--data-dir", &data_arg, "restore", &folder]);
     assert!(ok, "{err}");
     let set_aside = restored["set_aside"]
         .as_array()
