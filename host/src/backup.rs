@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data_dir::DataDir;
 use crate::engine::Millis;
-use crate::store::{BackupSummary, RedbStore, Storage, StoreError};
+use crate::store::{BackupSummary, RedbStore, Storage, StoreError, wal_path};
 
 /// The file describing a backup.
 const MANIFEST: &str = "backup.json";
@@ -162,7 +162,10 @@ pub fn restore(from: &Path, data: &DataDir, now: Millis) -> Result<RestoreReport
     let incoming = data.root().join("flowgate.redb.restoring");
     let source = from.join("flowgate.redb");
     std::fs::copy(&source, &incoming).map_err(io(&source))?;
-    if let Err(e) = RedbStore::open(&incoming).and_then(|s| s.tenants()) {
+    let checked = RedbStore::open(&incoming).and_then(|s| s.tenants());
+    // Closed cleanly, the check's store holds all it wrote: its log is not needed.
+    let _ = std::fs::remove_file(wal_path(&incoming));
+    if let Err(e) = checked {
         let _ = std::fs::remove_file(&incoming);
         return Err(BackupError::Refused(format!(
             "{} does not open as a Flowgate store: {e}",
@@ -184,6 +187,8 @@ pub fn restore(from: &Path, data: &DataDir, now: Millis) -> Result<RestoreReport
         Ok(())
     };
     replace(&current)?;
+    // The replaced store's write-ahead log goes with it.
+    replace(&wal_path(&current))?;
     std::fs::rename(&incoming, &current).map_err(io(&current))?;
     let plugins = data.plugins();
     replace(&plugins)?;

@@ -4,6 +4,7 @@
 //! ```text
 //! data/
 //!   flowgate.redb               definitions, instances, history, outbox (the store)
+//!   flowgate.redb-wal           the store's write-ahead log (commits since its last checkpoint)
 //!   plugins/<tenant>/<name>/    every installed plugin version, by sha256
 //!   cwasm/                      compiled components, so a restart does not compile again
 //! ```

@@ -5,6 +5,9 @@
 mod index;
 mod memory;
 mod redb;
+mod wal;
+
+pub(crate) use wal::path_for as wal_path;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -226,8 +229,8 @@ impl ScheduleState {
     }
 }
 
-/// One change in a commit.
-#[derive(Debug, Clone, PartialEq)]
+/// One change in a commit. Serialized as it is into the redb store's write-ahead log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     /// A new definition version.
     Definition(StoredDefinition),

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::{Instance, Millis};
 
 /// Every index entry an instance's state has. A change diffs the new state's entries against
 /// these, so it needs what the old state was indexed under, not the old state itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexKeys {
     pub tasks: BTreeSet<(String, String, String)>,
     pub timers: BTreeSet<(Millis, String)>,

@@ -2,7 +2,7 @@
 //! with the tenant, values as JSON.
 
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::index::{IndexKeys, listing_key, listing_keys};
+use super::wal::{self, Wal};
 use super::{
     Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
     OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize,
@@ -72,6 +73,16 @@ const ENDED: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("ende
 const FACTS: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("facts");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// In [`META`]: the last write-ahead log record the store holds.
+const WAL_SEQ: &str = "wal_seq";
+/// In [`META`]: the store's id, which its write-ahead log carries (a backup gets its own).
+const STORE_ID: &str = "store_id";
+
+/// A checkpoint (one durable redb commit) comes after this many bytes of log records...
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+/// ...or this many commits, whichever is first: it bounds the log to replay after a crash and
+/// the pages redb keeps unpersisted in memory.
+const CHECKPOINT_RECORDS: u64 = 4096;
 
 /// The redb store.
 ///
@@ -85,6 +96,18 @@ pub struct RedbStore {
     cache_bytes: usize,
     /// `None` after a reopen that failed, until one succeeds.
     db: RwLock<Option<Database>>,
+    /// The write-ahead log; locked by the commit that writes it (commits are one at a time).
+    log: Mutex<Log>,
+}
+
+/// The write-ahead log and the next record's number.
+#[derive(Debug)]
+struct Log {
+    wal: Wal,
+    next_seq: u64,
+    /// A record whose commit failed could not be taken back: no record may follow it, so the
+    /// store refuses commits until it is reopened.
+    broken: bool,
 }
 
 /// A read transaction, with the database it reads held open.
@@ -123,12 +146,21 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(super::io)?;
         }
-        let db = open_database(path, cache_bytes)?;
+        let (db, log) = open_logged(path, cache_bytes)?;
         Ok(RedbStore {
             path: path.to_path_buf(),
             cache_bytes,
             db: RwLock::new(Some(db)),
+            log: Mutex::new(log),
         })
+    }
+
+    /// Makes every commit so far durable in redb itself, so the log can start over.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let database = open.as_ref().ok_or(StoreError::Poisoned)?;
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        checkpoint(database, &mut log)
     }
 
     /// The file the store keeps.
@@ -196,6 +228,11 @@ impl RedbStore {
         n("facts", copy_table(&snapshot, &txn, FACTS)?);
         n("meta", copy_table(&snapshot, &txn, META)?);
         drop(snapshot);
+        // The copy is a store of its own: this store's log is never applied to it.
+        txn.open_table(META)
+            .map_err(db)?
+            .insert(STORE_ID, new_store_id())
+            .map_err(db)?;
         txn.commit().map_err(db)?;
         drop(copy);
         std::fs::rename(&partial, to).map_err(super::io)?;
@@ -239,6 +276,88 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(copied)
 }
 
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Not needed for safety (the log is applied again at the next open), but a store closed
+        // cleanly opens without replaying it.
+        if let Err(error) = self.checkpoint() {
+            tracing::debug!(%error, "store: no checkpoint at close");
+        }
+    }
+}
+
+/// Opens the database and its write-ahead log, applying the log's commits that the database
+/// does not hold yet (those after its last checkpoint, when the process stopped without one).
+fn open_logged(path: &Path, cache_bytes: usize) -> Result<(Database, Log), StoreError> {
+    let database = open_database(path, cache_bytes)?;
+    let (durable, store_id) = {
+        let txn = database.begin_read().map_err(db)?;
+        let meta = txn.open_table(META).map_err(db)?;
+        let get = |key| -> Result<u64, StoreError> {
+            Ok(meta.get(key).map_err(db)?.map(|v| v.value()).unwrap_or(0))
+        };
+        (get(WAL_SEQ)?, get(STORE_ID)?)
+    };
+    let mut wal = Wal::open(&wal::path_for(path), store_id).map_err(super::io)?;
+    let records = wal.read().map_err(super::io)?;
+    let replay: Vec<_> = records.iter().filter(|r| r.seq > durable).collect();
+    let Some(first) = replay.first() else {
+        wal.restart();
+        let log = Log {
+            wal,
+            next_seq: durable + 1,
+            broken: false,
+        };
+        return Ok((database, log));
+    };
+    if first.seq != durable + 1 {
+        return Err(StoreError::Backend {
+            backend: "redb",
+            source: format!(
+                "{}: the write-ahead log resumes at commit {} but the store holds commits up to {durable}",
+                wal.path().display(),
+                first.seq
+            )
+            .into(),
+        });
+    }
+    let mut txn = database.begin_write().map_err(db)?;
+    txn.set_durability(Durability::None).map_err(db)?;
+    let mut last = durable;
+    for record in &replay {
+        let changes: Vec<Change> =
+            serde_json::from_slice(&record.payload).map_err(|source| StoreError::Corrupt {
+                table: "write-ahead log",
+                source,
+            })?;
+        apply(&txn, &changes, record.seq)?;
+        last = record.seq;
+    }
+    txn.commit().map_err(db)?;
+    wal.resume_after(&records);
+    let mut log = Log {
+        wal,
+        next_seq: last + 1,
+        broken: false,
+    };
+    checkpoint(&database, &mut log)?;
+    tracing::info!(
+        path = %path.display(),
+        commits = replay.len(),
+        "store: applied the commits the write-ahead log held after the last checkpoint"
+    );
+    Ok((database, log))
+}
+
+/// One durable redb commit holding every commit so far; the log then starts over.
+fn checkpoint(database: &Database, log: &mut Log) -> Result<(), StoreError> {
+    let mut txn = database.begin_write().map_err(db)?;
+    txn.set_durability(Durability::Immediate).map_err(db)?;
+    txn.commit().map_err(db)?;
+    log.wal.restart();
+    Ok(())
+}
+
 /// Opens (or creates) the database at `path`, migrating an older schema and refusing a newer
 /// one.
 fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
@@ -279,6 +398,9 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
                 meta.insert("schema_version", SCHEMA_VERSION).map_err(db)?;
             }
         }
+        if meta.get(STORE_ID).map_err(db)?.is_none() {
+            meta.insert(STORE_ID, new_store_id()).map_err(db)?;
+        }
         txn.open_table(DEFINITIONS).map_err(db)?;
         txn.open_table(INSTANCES).map_err(db)?;
         txn.open_table(HISTORY).map_err(db)?;
@@ -300,6 +422,10 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     }
     txn.commit().map_err(db)?;
     Ok(db_handle)
+}
+
+fn new_store_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 /// Version 1 had no listing index: build it from the instances. Nor the outbox's due index:
@@ -856,7 +982,9 @@ impl Storage for RedbStore {
         let mut open = self.db.write().unwrap_or_else(PoisonError::into_inner);
         // Closed first: the file is locked while a handle is open.
         drop(open.take());
-        *open = Some(open_database(&self.path, self.cache_bytes)?);
+        let (database, log) = open_logged(&self.path, self.cache_bytes)?;
+        *self.log.lock().unwrap_or_else(PoisonError::into_inner) = log;
+        *open = Some(database);
         tracing::info!(path = %self.path.display(), "store: reopened");
         Ok(())
     }
@@ -869,217 +997,247 @@ impl Storage for RedbStore {
         let span = tracing::trace_span!("store.commit", changes = changes.len());
         let _entered = span.enter();
         let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        let mut txn = open
-            .as_ref()
-            .ok_or(StoreError::Poisoned)?
-            .begin_write()
-            .map_err(db)?;
-        txn.set_durability(Durability::Immediate).map_err(db)?;
-        {
-            let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
-            let mut instances = txn.open_table(INSTANCES).map_err(db)?;
-            let mut history = txn.open_table(HISTORY).map_err(db)?;
-            let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
-            let mut keys = txn.open_table(START_KEYS).map_err(db)?;
-            let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
-            let mut meta = txn.open_table(META).map_err(db)?;
-            let mut indexes = Indexes {
-                tasks: txn.open_table(TASKS).map_err(db)?,
-                timers: txn.open_table(TIMERS).map_err(db)?,
-                listing: txn.open_table(LISTING).map_err(db)?,
-                subscriptions: txn.open_table(SUBSCRIPTIONS).map_err(db)?,
-            };
-            let mut last_outbox = None;
-            for change in changes {
-                match change {
-                    Change::Definition(d) => {
-                        definitions
-                            .insert(
-                                (d.tenant.as_str(), d.definition.id.as_str(), d.version),
-                                encode(d).as_slice(),
-                            )
-                            .map_err(db)?;
-                    }
-                    Change::Instance {
-                        before,
-                        after,
-                        events,
-                        outbox: effects,
-                        idempotency_key,
-                        completion_key,
-                    } => {
-                        let tenant = after.tenant.as_str();
-                        let id = after.id.as_str();
-                        // Only what changed is written: the index entries the new state drops
-                        // are removed, the ones it adds inserted.
-                        let old = before.clone().unwrap_or_default();
-                        reindex(&txn, &mut indexes, tenant, id, &old, &IndexKeys::of(after))?;
-                        for event in events {
-                            history
-                                .insert((tenant, id, event.seq), encode(event).as_slice())
-                                .map_err(db)?;
-                        }
-                        for entry in effects {
-                            outbox
-                                .insert((tenant, entry.id), encode(entry).as_slice())
-                                .map_err(db)?;
-                            due.insert((tenant, entry.due_at, entry.id), ())
-                                .map_err(db)?;
-                            last_outbox = last_outbox.max(Some(entry.id));
-                        }
-                        if let Some(key) = idempotency_key {
-                            keys.insert((tenant, key.as_str()), id).map_err(db)?;
-                        }
-                        if let Some(done) = completion_key {
-                            let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
-                            let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
-                            let key = done.key.as_str();
-                            let replaced = made
-                                .insert((tenant, key), encode(done.as_ref()).as_slice())
-                                .map_err(db)?
-                                .map(|old| decode::<CompletionKey>("completion key", old.value()));
-                            if let Some(old) = replaced {
-                                age.remove((old?.at, tenant, key)).map_err(db)?;
-                            }
-                            age.insert((done.at, tenant, key), ()).map_err(db)?;
-                        }
-                        instances
-                            .insert((tenant, id), encode(after.as_ref()).as_slice())
-                            .map_err(db)?;
-                    }
-                    Change::Message(record) => {
-                        put_message(&txn, record)?;
-                    }
-                    Change::Schedule(state) => {
-                        let mut table = txn.open_table(SCHEDULES).map_err(db)?;
-                        let key = (
-                            state.tenant.as_str(),
-                            state.workflow.as_str(),
-                            state.schedule.as_str(),
-                        );
-                        table
-                            .insert(key, encode(state.as_ref()).as_slice())
-                            .map_err(db)?;
-                    }
-                    Change::ExpireMessages { now, limit } => {
-                        let expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
-                        let mut due = Vec::new();
-                        for entry in expiry.range((0, "", "")..(*now, "", "")).map_err(db)? {
-                            let (key, _) = entry.map_err(db)?;
-                            let (at, tenant, id) = key.value();
-                            due.push((at, tenant.to_string(), id.to_string()));
-                            if due.len() >= *limit {
-                                break;
-                            }
-                        }
-                        drop(expiry);
-                        for (at, tenant, id) in due {
-                            let found = txn
-                                .open_table(MESSAGES)
-                                .map_err(db)?
-                                .get((tenant.as_str(), id.as_str()))
-                                .map_err(db)?
-                                .map(|g| decode::<MessageRecord>("messages", g.value()));
-                            if let Some(record) = found {
-                                let mut record = record?;
-                                record.status = MessageStatus::Expired { at };
-                                put_message(&txn, &record)?;
-                            }
-                        }
-                    }
-                    Change::ExpireCompletionKeys { before, limit } => {
-                        let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
-                        let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
-                        let mut expired = Vec::new();
-                        for entry in age.range((0, "", "")..(*before, "", "")).map_err(db)? {
-                            let (key, _) = entry.map_err(db)?;
-                            let (at, tenant, key) = key.value();
-                            expired.push((at, tenant.to_string(), key.to_string()));
-                            if expired.len() >= *limit {
-                                break;
-                            }
-                        }
-                        for (at, tenant, key) in &expired {
-                            age.remove((*at, tenant.as_str(), key.as_str()))
-                                .map_err(db)?;
-                            made.remove((tenant.as_str(), key.as_str())).map_err(db)?;
-                        }
-                    }
-                    Change::ClearOutbox {
-                        tenant,
-                        outbox: ids,
-                    } => {
-                        for id in ids {
-                            let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
-                            if let Some(old) = removed {
-                                let old: OutboxEntry = decode("outbox", old.value())?;
-                                due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
-                            }
-                        }
-                    }
-                    Change::Retry {
-                        tenant,
-                        outbox: id,
-                        attempts,
-                        due_at,
-                    } => {
-                        let found = outbox
-                            .get((tenant.as_str(), *id))
-                            .map_err(db)?
-                            .map(|g| decode::<OutboxEntry>("outbox", g.value()));
-                        let Some(entry) = found else { continue };
-                        let mut entry = entry?;
-                        due.remove((tenant.as_str(), entry.due_at, *id))
-                            .map_err(db)?;
-                        (entry.attempts, entry.due_at) = (*attempts, *due_at);
-                        due.insert((tenant.as_str(), entry.due_at, *id), ())
-                            .map_err(db)?;
-                        outbox
-                            .insert((tenant.as_str(), *id), encode(&entry).as_slice())
-                            .map_err(db)?;
-                    }
-                    Change::Probe { at } => {
-                        meta.insert("probed_at", *at).map_err(db)?;
-                    }
-                    Change::Archive {
-                        tenant,
-                        instance: id,
-                        workflow,
-                        ended_at,
-                        facts,
-                    } => {
-                        let (tenant, id) = (tenant.as_str(), id.as_str());
-                        let Some(state) = instances.remove((tenant, id)).map_err(db)? else {
-                            continue;
-                        };
-                        let state: Instance = decode("instances", state.value())?;
-                        let keys = IndexKeys::of(&state);
-                        reindex(&txn, &mut indexes, tenant, id, &keys, &IndexKeys::default())?;
-                        history
-                            .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
-                            .map_err(db)?;
-                        let mut kept = txn.open_table(FACTS).map_err(db)?;
-                        kept.insert(
-                            (tenant, workflow.as_str(), *ended_at, id),
-                            encode(facts.as_ref()).as_slice(),
-                        )
-                        .map_err(db)?;
-                    }
-                }
+        let database = open.as_ref().ok_or(StoreError::Poisoned)?;
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.broken {
+            return Err(StoreError::Poisoned);
+        }
+        let seq = log.next_seq;
+        let mut txn = database.begin_write().map_err(db)?;
+        txn.set_durability(Durability::None).map_err(db)?;
+        apply(&txn, changes, seq)?;
+        // Durable once the log has it; redb's own commit then only publishes the change.
+        let payload = serde_json::to_vec(changes).map_err(|source| StoreError::Corrupt {
+            table: "write-ahead log",
+            source,
+        })?;
+        log.wal.append(seq, &payload).map_err(super::io)?;
+        if let Err(error) = txn.commit() {
+            // Not applied, so not acknowledged: the record must not be applied after a crash.
+            if let Err(unwrite) = log.wal.unwrite_last(payload.len()) {
+                tracing::error!(%unwrite, "store: cannot take back a log record whose commit failed");
+                log.broken = true;
             }
-            if let Some(last) = last_outbox {
-                let current = meta
-                    .get("last_outbox_id")
-                    .map_err(db)?
-                    .map(|g| g.value())
-                    .unwrap_or(0);
-                meta.insert("last_outbox_id", current.max(last))
-                    .map_err(db)?;
+            return Err(db(error));
+        }
+        log.next_seq = seq + 1;
+        if log.wal.bytes() >= CHECKPOINT_BYTES || log.wal.records() >= CHECKPOINT_RECORDS {
+            // The command is durable already: a checkpoint that fails only leaves the log
+            // longer, and redb refusing writes after it makes the writer reopen the store.
+            if let Err(error) = checkpoint(database, &mut log) {
+                tracing::warn!(%error, "store: checkpoint failed; the write-ahead log keeps every commit");
             }
         }
-        txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// Applies a commit's changes in `txn`, recording `seq` as the last log record it holds.
+fn apply(txn: &WriteTransaction, changes: &[Change], seq: u64) -> Result<(), StoreError> {
+    {
+        let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
+        let mut instances = txn.open_table(INSTANCES).map_err(db)?;
+        let mut history = txn.open_table(HISTORY).map_err(db)?;
+        let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
+        let mut keys = txn.open_table(START_KEYS).map_err(db)?;
+        let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
+        let mut meta = txn.open_table(META).map_err(db)?;
+        let mut indexes = Indexes {
+            tasks: txn.open_table(TASKS).map_err(db)?,
+            timers: txn.open_table(TIMERS).map_err(db)?,
+            listing: txn.open_table(LISTING).map_err(db)?,
+            subscriptions: txn.open_table(SUBSCRIPTIONS).map_err(db)?,
+        };
+        let mut last_outbox = None;
+        for change in changes {
+            match change {
+                Change::Definition(d) => {
+                    definitions
+                        .insert(
+                            (d.tenant.as_str(), d.definition.id.as_str(), d.version),
+                            encode(d).as_slice(),
+                        )
+                        .map_err(db)?;
+                }
+                Change::Instance {
+                    before,
+                    after,
+                    events,
+                    outbox: effects,
+                    idempotency_key,
+                    completion_key,
+                } => {
+                    let tenant = after.tenant.as_str();
+                    let id = after.id.as_str();
+                    // Only what changed is written: the index entries the new state drops
+                    // are removed, the ones it adds inserted.
+                    let old = before.clone().unwrap_or_default();
+                    reindex(txn, &mut indexes, tenant, id, &old, &IndexKeys::of(after))?;
+                    for event in events {
+                        history
+                            .insert((tenant, id, event.seq), encode(event).as_slice())
+                            .map_err(db)?;
+                    }
+                    for entry in effects {
+                        outbox
+                            .insert((tenant, entry.id), encode(entry).as_slice())
+                            .map_err(db)?;
+                        due.insert((tenant, entry.due_at, entry.id), ())
+                            .map_err(db)?;
+                        last_outbox = last_outbox.max(Some(entry.id));
+                    }
+                    if let Some(key) = idempotency_key {
+                        keys.insert((tenant, key.as_str()), id).map_err(db)?;
+                    }
+                    if let Some(done) = completion_key {
+                        let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
+                        let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+                        let key = done.key.as_str();
+                        let replaced = made
+                            .insert((tenant, key), encode(done.as_ref()).as_slice())
+                            .map_err(db)?
+                            .map(|old| decode::<CompletionKey>("completion key", old.value()));
+                        if let Some(old) = replaced {
+                            age.remove((old?.at, tenant, key)).map_err(db)?;
+                        }
+                        age.insert((done.at, tenant, key), ()).map_err(db)?;
+                    }
+                    instances
+                        .insert((tenant, id), encode(after.as_ref()).as_slice())
+                        .map_err(db)?;
+                }
+                Change::Message(record) => {
+                    put_message(txn, record)?;
+                }
+                Change::Schedule(state) => {
+                    let mut table = txn.open_table(SCHEDULES).map_err(db)?;
+                    let key = (
+                        state.tenant.as_str(),
+                        state.workflow.as_str(),
+                        state.schedule.as_str(),
+                    );
+                    table
+                        .insert(key, encode(state.as_ref()).as_slice())
+                        .map_err(db)?;
+                }
+                Change::ExpireMessages { now, limit } => {
+                    let expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+                    let mut due = Vec::new();
+                    for entry in expiry.range((0, "", "")..(*now, "", "")).map_err(db)? {
+                        let (key, _) = entry.map_err(db)?;
+                        let (at, tenant, id) = key.value();
+                        due.push((at, tenant.to_string(), id.to_string()));
+                        if due.len() >= *limit {
+                            break;
+                        }
+                    }
+                    drop(expiry);
+                    for (at, tenant, id) in due {
+                        let found = txn
+                            .open_table(MESSAGES)
+                            .map_err(db)?
+                            .get((tenant.as_str(), id.as_str()))
+                            .map_err(db)?
+                            .map(|g| decode::<MessageRecord>("messages", g.value()));
+                        if let Some(record) = found {
+                            let mut record = record?;
+                            record.status = MessageStatus::Expired { at };
+                            put_message(txn, &record)?;
+                        }
+                    }
+                }
+                Change::ExpireCompletionKeys { before, limit } => {
+                    let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
+                    let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
+                    let mut expired = Vec::new();
+                    for entry in age.range((0, "", "")..(*before, "", "")).map_err(db)? {
+                        let (key, _) = entry.map_err(db)?;
+                        let (at, tenant, key) = key.value();
+                        expired.push((at, tenant.to_string(), key.to_string()));
+                        if expired.len() >= *limit {
+                            break;
+                        }
+                    }
+                    for (at, tenant, key) in &expired {
+                        age.remove((*at, tenant.as_str(), key.as_str()))
+                            .map_err(db)?;
+                        made.remove((tenant.as_str(), key.as_str())).map_err(db)?;
+                    }
+                }
+                Change::ClearOutbox {
+                    tenant,
+                    outbox: ids,
+                } => {
+                    for id in ids {
+                        let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
+                        if let Some(old) = removed {
+                            let old: OutboxEntry = decode("outbox", old.value())?;
+                            due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
+                        }
+                    }
+                }
+                Change::Retry {
+                    tenant,
+                    outbox: id,
+                    attempts,
+                    due_at,
+                } => {
+                    let found = outbox
+                        .get((tenant.as_str(), *id))
+                        .map_err(db)?
+                        .map(|g| decode::<OutboxEntry>("outbox", g.value()));
+                    let Some(entry) = found else { continue };
+                    let mut entry = entry?;
+                    due.remove((tenant.as_str(), entry.due_at, *id))
+                        .map_err(db)?;
+                    (entry.attempts, entry.due_at) = (*attempts, *due_at);
+                    due.insert((tenant.as_str(), entry.due_at, *id), ())
+                        .map_err(db)?;
+                    outbox
+                        .insert((tenant.as_str(), *id), encode(&entry).as_slice())
+                        .map_err(db)?;
+                }
+                Change::Probe { at } => {
+                    meta.insert("probed_at", *at).map_err(db)?;
+                }
+                Change::Archive {
+                    tenant,
+                    instance: id,
+                    workflow,
+                    ended_at,
+                    facts,
+                } => {
+                    let (tenant, id) = (tenant.as_str(), id.as_str());
+                    let Some(state) = instances.remove((tenant, id)).map_err(db)? else {
+                        continue;
+                    };
+                    let state: Instance = decode("instances", state.value())?;
+                    let keys = IndexKeys::of(&state);
+                    reindex(txn, &mut indexes, tenant, id, &keys, &IndexKeys::default())?;
+                    history
+                        .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
+                        .map_err(db)?;
+                    let mut kept = txn.open_table(FACTS).map_err(db)?;
+                    kept.insert(
+                        (tenant, workflow.as_str(), *ended_at, id),
+                        encode(facts.as_ref()).as_slice(),
+                    )
+                    .map_err(db)?;
+                }
+            }
+        }
+        if let Some(last) = last_outbox {
+            let current = meta
+                .get("last_outbox_id")
+                .map_err(db)?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            meta.insert("last_outbox_id", current.max(last))
+                .map_err(db)?;
+        }
+        meta.insert(WAL_SEQ, seq).map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Writes a message's record, keeping the buffer's two indexes in step with its status.
