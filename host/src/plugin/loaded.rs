@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
@@ -40,8 +39,9 @@ pub(crate) struct Compiled {
     pub approval: Option<approval_policy::GuestIndices>,
     pub action: Option<step_action::GuestIndices>,
     pub imports: Vec<String>,
-    /// The runtime's epoch tick, to turn a timeout into a deadline in ticks.
-    pub epoch_tick: Duration,
+    /// The runtime's epoch ticker: a call's deadline is counted in its ticks, and it ticks only
+    /// while calls run.
+    pub ticker: Arc<super::runtime::EpochTicker>,
 }
 
 /// One version of one tenant's plugin, ready to call. Calls hold an `Arc` of it, so replacing the

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -77,6 +78,7 @@ pub struct PluginRuntime {
 }
 
 struct Inner {
+    ticker: Arc<EpochTicker>,
     engine: Engine,
     linker: Linker<CallState>,
     disk: Option<DiskCache>,
@@ -149,9 +151,10 @@ impl PluginRuntime {
             None => None,
         };
 
-        spawn_epoch_ticker(&engine, config.epoch_tick);
+        let ticker = EpochTicker::spawn(&engine, config.epoch_tick);
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
+                ticker,
                 engine,
                 linker,
                 disk,
@@ -269,7 +272,7 @@ impl PluginRuntime {
             action: step_action::GuestIndices::new(&pre).ok(),
             pre,
             imports,
-            epoch_tick: self.inner.config.epoch_tick,
+            ticker: Arc::clone(&self.inner.ticker),
         };
         if compiled.capabilities().is_empty() {
             return Err(PluginFailure::NoCapabilities);
@@ -308,21 +311,73 @@ impl Compiled {
     }
 }
 
-/// Ticks the engine's epoch until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("flowgate-epoch".to_string())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(tick);
-            }
+/// The engine's epoch, which every call's deadline is counted in: ticked every `tick` while a
+/// call runs, and not at all while none does, so an idle daemon does not wake a thousand times a
+/// second for nothing.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    pub tick: Duration,
+    /// Calls running (guest code, instantiation included).
+    running: AtomicUsize,
+    /// The ticker's thread, to wake when a call starts.
+    thread: OnceLock<std::thread::Thread>,
+}
+
+/// A call running: the ticker ticks until every one of these is dropped.
+pub(crate) struct Running<'a>(&'a EpochTicker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl EpochTicker {
+    /// Starts the ticker; it stops (within a second) once the engine is dropped.
+    fn spawn(engine: &Engine, tick: Duration) -> Arc<EpochTicker> {
+        let ticker = Arc::new(EpochTicker {
+            tick,
+            running: AtomicUsize::new(0),
+            thread: OnceLock::new(),
         });
-    if let Err(error) = spawned {
-        // Without a ticker only fuel bounds a call; say so loudly rather than fail start-up.
-        tracing::error!(%error, "plugin.runtime: cannot start the epoch ticker; deadlines are off");
+        let weak = engine.weak();
+        let shared = Arc::clone(&ticker);
+        let spawned = std::thread::Builder::new()
+            .name("flowgate-epoch".to_string())
+            .spawn(move || {
+                while weak.upgrade().is_some() {
+                    if shared.running.load(Ordering::SeqCst) == 0 {
+                        // A call that starts now unparks this thread (or already has: the token
+                        // is kept), so no call waits for a tick that never comes.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
+                    std::thread::sleep(shared.tick);
+                    if let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                    }
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                let _ = ticker.thread.set(handle.thread().clone());
+            }
+            // Without a ticker only fuel bounds a call; say so loudly rather than fail start-up.
+            Err(error) => {
+                tracing::error!(%error, "plugin.runtime: cannot start the epoch ticker; deadlines are off");
+            }
+        }
+        ticker
+    }
+
+    /// Marks a call running until the guard is dropped; the first one wakes the ticker.
+    pub fn running(&self) -> Running<'_> {
+        if self.running.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+        Running(self)
     }
 }
 

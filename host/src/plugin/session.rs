@@ -48,7 +48,8 @@ impl<'a> PluginSession<'a> {
         let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Instantiation runs guest initializers: it is armed like a call.
-        arm(&mut store, limits, compiled.epoch_tick)
+        let _running = compiled.ticker.running();
+        arm(&mut store, limits, compiled.ticker.tick)
             .map_err(|failure| plugin.error(capability, failure))?;
         match compiled.pre.instantiate(&mut store) {
             Ok(instance) => Ok(PluginSession {
@@ -157,7 +158,8 @@ impl<'a> PluginSession<'a> {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        arm(&mut self.store, limits, plugin.compiled().epoch_tick)
+        let _running = plugin.compiled().ticker.running();
+        arm(&mut self.store, limits, plugin.compiled().ticker.tick)
             .map_err(|failure| plugin.error(Some(cap), failure))?;
 
         let result = call(&mut self.store, &self.instance);
