@@ -19,6 +19,7 @@ mod artifacts;
 mod bindings;
 mod cache;
 mod called;
+mod deadline;
 mod error;
 mod grants;
 mod host_api;

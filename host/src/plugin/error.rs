@@ -189,8 +189,10 @@ pub enum PluginFailure {
         /// The budget that was used up.
         budget: u64,
     },
-    /// The call ran past its wall-clock limit.
-    #[error("ran past its time limit of {limit:?}")]
+    /// The call ran past its time limit.
+    #[error(
+        "ran past its time limit of {limit:?} (time running or waiting for I/O, not waiting for a CPU; raise `timeout` under the plugin's `[plugins.<name>.limits]` in tenant.toml)"
+    )]
     Deadline {
         /// The limit.
         limit: Duration,

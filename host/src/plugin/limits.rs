@@ -11,7 +11,9 @@ pub struct PluginLimits {
     /// Fuel per call: deterministic, roughly one unit per wasm instruction. The default follows
     /// Shopify Functions' 11M instruction budget.
     pub fuel: u64,
-    /// Wall-clock backstop per call, enforced by epoch interruption.
+    /// Time per call (ms in tenant.toml), enforced by epoch interruption: wall-clock time less
+    /// the time the call's thread waited for a CPU, and never more than ten times this in wall
+    /// time (see `plugin::deadline`).
     #[serde(with = "millis")]
     pub timeout: Duration,
     /// Linear memory cap per instance, in bytes.

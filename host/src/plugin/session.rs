@@ -4,12 +4,13 @@
 use std::time::Instant;
 
 use wasmtime::component::Instance;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types::{
     self, ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
 };
 use super::called::{ActionResult, Called};
+use super::deadline::CallClock;
 use super::error::{GuestError, PluginError, PluginFailure};
 use super::limits::{Limiter, MemoryCapHit, PluginLimits};
 use super::loaded::LoadedPlugin;
@@ -47,6 +48,13 @@ impl<'a> PluginSession<'a> {
         let compiled = plugin.compiled();
         let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // At the deadline in wall time, the time the call waited for a CPU is given back.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(match ctx.data().clock.and_then(|clock| clock.next()) {
+                Some(ticks) => UpdateDeadline::Continue(ticks),
+                None => UpdateDeadline::Interrupt,
+            })
+        });
         // Instantiation runs guest initializers: it is armed like a call.
         let _running = compiled.ticker.running();
         arm(&mut store, limits, compiled.ticker.tick)
@@ -216,15 +224,16 @@ impl<'a> PluginSession<'a> {
     }
 }
 
-/// Gives the store a full fuel budget and a deadline `limits.timeout` from now.
+/// Gives the store a full fuel budget and a deadline `limits.timeout` from now (see
+/// [`CallClock`] for what counts).
 fn arm(
     store: &mut Store<CallState>,
     limits: &PluginLimits,
     tick: std::time::Duration,
 ) -> Result<(), PluginFailure> {
-    let ticks = limits.timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
-    // +1: the current tick may end at any moment.
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
+    let clock = CallClock::start(limits.timeout, tick);
+    store.set_epoch_deadline(clock.first());
+    store.data_mut().clock = Some(clock);
     store
         .set_fuel(limits.fuel)
         .map_err(|e| PluginFailure::Host {

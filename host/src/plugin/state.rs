@@ -37,6 +37,8 @@ pub(crate) struct CallState {
     wasi: Option<Wasi>,
     /// Bytes of stdout and stderr already turned into log lines.
     stdio_seen: [usize; 2],
+    /// The running call's clock, which its deadline is checked against.
+    pub clock: Option<super::deadline::CallClock>,
 }
 
 struct Wasi {
@@ -62,6 +64,7 @@ impl CallState {
             grants,
             wasi: None,
             stdio_seen: [0, 0],
+            clock: None,
         }
     }
 

@@ -109,7 +109,9 @@ struct Log {
     wal: Wal,
     next_seq: u64,
     /// A record whose commit failed could not be taken back: no record may follow it, so the
-    /// store refuses commits until it is reopened.
+    /// store refuses commits until it is reopened. (Only an I/O failure of the disk itself gets
+    /// here; the record may then be applied at the next open, as a database's commit whose
+    /// sync failed may be.)
     broken: bool,
 }
 
@@ -1014,7 +1016,13 @@ impl Storage for RedbStore {
             table: "write-ahead log",
             source,
         })?;
-        log.wal.append(seq, &payload).map_err(super::io)?;
+        if let Err(error) = log.wal.append(seq, &payload) {
+            if log.wal.torn() {
+                tracing::error!(%error, "store: a failed log write could not be taken back");
+                log.broken = true;
+            }
+            return Err(super::io(error));
+        }
         if let Err(error) = txn.commit() {
             // Not applied, so not acknowledged: the record must not be applied after a crash.
             if let Err(unwrite) = log.wal.unwrite_last(payload.len()) {

@@ -45,6 +45,8 @@ pub(super) struct Wal {
     filled: u64,
     /// The records written since the log started over.
     records: u64,
+    /// See [`Wal::torn`].
+    torn: bool,
 }
 
 /// A record read back.
@@ -78,6 +80,7 @@ impl Wal {
                         tail: HEADER,
                         filled,
                         records: 0,
+                        torn: false,
                     });
                 }
                 let found = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
@@ -126,6 +129,7 @@ impl Wal {
             tail: HEADER,
             filled: HEADER,
             records: 0,
+            torn: false,
         })
     }
 
@@ -175,11 +179,30 @@ impl Wal {
         record.extend_from_slice(&checksum(seq, payload).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
-        self.file.write_all_at(&record, self.tail)?;
-        self.file.sync_data()?;
+        if let Err(error) = self
+            .file
+            .write_all_at(&record, self.tail)
+            .and_then(|()| self.file.sync_data())
+        {
+            // Part of the record, or all of it, may be on disk although it was never
+            // acknowledged: its header is zeroed so that it ends the log. If even that fails,
+            // the caller must not append after it.
+            self.torn = self
+                .file
+                .write_all_at(&[0u8; RECORD_HEADER], self.tail)
+                .and_then(|()| self.file.sync_data())
+                .is_err();
+            return Err(error);
+        }
         self.tail = end;
         self.records += 1;
         Ok(())
+    }
+
+    /// Whether a failed append may have left a record at the end that was never acknowledged
+    /// and could not be taken back.
+    pub fn torn(&self) -> bool {
+        self.torn
     }
 
     /// Fills the file with zeros past `end`, and syncs it (its size changed).
