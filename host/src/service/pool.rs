@@ -76,9 +76,9 @@ pub struct PluginPool {
 
 /// How much less the plugin threads are scheduled than the daemon's others, as a nice value
 /// added to the daemon's (`FLOWGATE_PLUGIN_NICE`, 0 to 19; at +10 a busy thread gets about a
-/// tenth of the CPU of a thread at +0 competing with it). 0 by default: a plugin's deadline is
-/// wall-clock time, so on cores saturated by other work a lowered priority can make a call that
-/// needs microseconds wait past its deadline (it is then retried as the host's condition).
+/// tenth of the CPU of a thread at +0 competing with it). 0 by default: the fairness benchmark
+/// showed no steady gain from it. A starved call does not reach its deadline for it (the
+/// deadline does not count time spent waiting for a CPU; see `plugin::deadline`).
 fn plugin_nice() -> i32 {
     std::env::var("FLOWGATE_PLUGIN_NICE")
         .ok()
