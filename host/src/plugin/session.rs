@@ -14,6 +14,7 @@ use super::deadline::CallClock;
 use super::error::{GuestError, PluginError, PluginFailure};
 use super::limits::{Limiter, MemoryCapHit, PluginLimits};
 use super::loaded::LoadedPlugin;
+use super::runtime::{EpochTicker, Running};
 use super::state::CallState;
 use super::{Capability, validate};
 
@@ -56,8 +57,7 @@ impl<'a> PluginSession<'a> {
             })
         });
         // Instantiation runs guest initializers: it is armed like a call.
-        let _running = compiled.ticker.running();
-        arm(&mut store, limits, compiled.ticker.tick)
+        let _running = arm(&mut store, limits, &compiled.ticker)
             .map_err(|failure| plugin.error(capability, failure))?;
         match compiled.pre.instantiate(&mut store) {
             Ok(instance) => Ok(PluginSession {
@@ -166,8 +166,7 @@ impl<'a> PluginSession<'a> {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        let _running = plugin.compiled().ticker.running();
-        arm(&mut self.store, limits, plugin.compiled().ticker.tick)
+        let _running = arm(&mut self.store, limits, &plugin.compiled().ticker)
             .map_err(|failure| plugin.error(Some(cap), failure))?;
 
         let result = call(&mut self.store, &self.instance);
@@ -225,13 +224,15 @@ impl<'a> PluginSession<'a> {
 }
 
 /// Gives the store a full fuel budget and a deadline `limits.timeout` from now (see
-/// [`CallClock`] for what counts).
-fn arm(
+/// [`CallClock`] for what counts), and marks a call running until the guard it returns is
+/// dropped, so that the epoch ticks.
+fn arm<'t>(
     store: &mut Store<CallState>,
     limits: &PluginLimits,
-    tick: std::time::Duration,
-) -> Result<(), PluginFailure> {
-    let clock = CallClock::start(limits.timeout, tick);
+    ticker: &'t EpochTicker,
+) -> Result<Running<'t>, PluginFailure> {
+    let running = ticker.running();
+    let clock = CallClock::start(limits.timeout, ticker.tick);
     store.set_epoch_deadline(clock.first());
     store.data_mut().clock = Some(clock);
     store
@@ -239,7 +240,8 @@ fn arm(
         .map_err(|e| PluginFailure::Host {
             reason: "cannot set fuel".to_string(),
             source: e.into(),
-        })
+        })?;
+    Ok(running)
 }
 
 fn guest_error(error: types::PluginError) -> GuestError {
