@@ -10,6 +10,14 @@
 //! config = { manager_threshold = "500" }
 //! limits = { fuel = 20000000 }
 //! grants = { clocks = true }
+//!
+//! [plugins.ticket-rules]
+//! path = "plugins/decision_table.wasm"
+//! [plugins.ticket-rules.table]      # a decision table, checked here, given to the plugin
+//! hit = "first"
+//! inputs = [{ name = "tier", from = "/customer/tier", lowercase = true }]
+//! outputs = ["next"]
+//! rules_file = "ticket-rules.csv"   # or rules = [["platinum", "priority"], ["-", "general"]]
 //! ```
 
 use std::collections::BTreeMap;
@@ -151,17 +159,73 @@ pub struct PluginConfig {
     pub limits: PluginLimits,
     #[serde(default)]
     pub grants: Grants,
+    /// A decision table for the decision-table plugin: checked when the tenant loads (errors
+    /// name the rule and the column), then given to the plugin as the configuration value
+    /// `table` (JSON), its rules read from `rules_file` when it has one.
+    pub table: Option<flowgate_tables::TableSpec>,
 }
+
+/// The configuration key a plugin's decision table reaches it under.
+pub const TABLE_KEY: &str = "table";
 
 impl PluginConfig {
     /// The settings a loaded version of this plugin runs with.
     pub fn settings(&self) -> PluginSettings {
+        let mut config = self.config.clone();
+        if let Some(table) = &self.table {
+            // A spec of strings, vectors and enums always serializes.
+            let json = serde_json::to_string(table).unwrap_or_default();
+            config.insert(TABLE_KEY.to_string(), json);
+        }
         PluginSettings {
-            config: self.config.clone(),
+            config,
             limits: self.limits,
             grants: self.grants.clone(),
         }
     }
+}
+
+/// Why a decision table could not be used.
+#[derive(Debug)]
+pub enum TableProblem {
+    /// Its rules file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// It does not hold together: where and why.
+    Invalid(String),
+}
+
+impl std::fmt::Display for TableProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableProblem::Read(path, source) => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            TableProblem::Invalid(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Reads a decision table's rules file (relative to `base`) into it, and checks the table.
+pub fn check_table(
+    table: &mut flowgate_tables::TableSpec,
+    base: &Path,
+) -> Result<(), TableProblem> {
+    if let Some(file) = table.rules_file.clone() {
+        if !table.rules.is_empty() {
+            return Err(TableProblem::Invalid(
+                "`rules` and `rules_file` are both set; keep one of the two".to_string(),
+            ));
+        }
+        let full = base.join(&file);
+        let text =
+            std::fs::read_to_string(&full).map_err(|source| TableProblem::Read(full, source))?;
+        table
+            .read_csv_rules(&text, &file)
+            .map_err(|e| TableProblem::Invalid(e.to_string()))?;
+    }
+    flowgate_tables::Table::compile(table)
+        .map(drop)
+        .map_err(|e| TableProblem::Invalid(e.to_string()))
 }
 
 /// A tenant's business calendar (`[calendar]`): deadlines stated in business time count only
@@ -262,7 +326,34 @@ impl TenantConfig {
         config.calendar()?;
         config.check_inbound()?;
         config.check_processes()?;
+        config.check_tables()?;
         Ok(config)
+    }
+
+    /// Reads each decision table's rules file and checks the table, so that a mistake is
+    /// reported here, naming the plugin, the rule and the column.
+    fn check_tables(&mut self) -> Result<(), TenantError> {
+        let path = self.path.clone();
+        let problem = |name: &str, message: String| TenantError::Parse {
+            path: path.clone(),
+            message: format!("plugins.{name}.table: {message}"),
+        };
+        for (name, plugin) in &mut self.plugins {
+            let Some(table) = &mut plugin.table else {
+                continue;
+            };
+            if plugin.config.contains_key(TABLE_KEY) {
+                return Err(problem(
+                    name,
+                    format!("the plugin's `config` sets `{TABLE_KEY}` too; keep one of the two"),
+                ));
+            }
+            check_table(table, &self.base).map_err(|e| match e {
+                TableProblem::Read(path, source) => TenantError::Read { path, source },
+                TableProblem::Invalid(message) => problem(name, message),
+            })?;
+        }
+        Ok(())
     }
 
     /// Each process has an id like a workflow's and names its workflows once, `starts` among
@@ -675,6 +766,40 @@ mod tests {
             source,
         })?;
         TenantConfig::load(&path)
+    }
+
+    #[test]
+    fn a_decision_table_is_checked_at_load_and_reaches_the_plugin_as_json() {
+        let head = "id = \"t\"\n[plugins.rules]\nsha256 = \"00\"\n[plugins.rules.table]\nhit = \"first\"\ninputs = [{ name = \"tier\", from = \"/tier\" }]\noutputs = [\"next\"]\n";
+        let ok = load(&format!(
+            "{head}rules = [[\"gold\", \"fast\"], [\"-\", \"slow\"]]\n"
+        ));
+        let settings = ok.map(|c| c.plugins["rules"].settings());
+        let table = settings.map(|s| s.config.get(TABLE_KEY).cloned().unwrap_or_default());
+        let table = table.map_err(|e| e.to_string());
+        assert!(
+            table
+                .as_deref()
+                .is_ok_and(|t| t.contains(r#""rules":[["gold","fast"],["-","slow"]]"#)),
+            "{table:?}"
+        );
+        for (rules, said) in [
+            (
+                "rules = [[\"gold\", \"fast\"], [\"> gold\", \"slow\"]]",
+                "plugins.rules.table: rule 2, column `tier`: `gold` after `>` is neither a value nor an input",
+            ),
+            ("rules_file = \"absent.csv\"", "absent.csv"),
+            (
+                "rules = [[\"-\", \"a\"]]\n[plugins.rules.config]\ntable = \"{}\"",
+                "plugins.rules.table: the plugin's `config` sets `table` too",
+            ),
+        ] {
+            let refused = load(&format!("{head}{rules}\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(refused.contains(said), "{rules}: {refused}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Each plugin and test guest, run as wasm through the host.
 
 pub mod clock_reader;
+pub mod decision_table;
 pub mod expense_reimbursement;
 pub mod misbehave;
 pub mod purchase_approval;

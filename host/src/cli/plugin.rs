@@ -1,7 +1,7 @@
 //! `flowgate plugin inspect|eval`: look inside a component and call it once, outside any workflow.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -70,6 +70,10 @@ pub(crate) struct EvalArgs {
     /// A configuration value for the plugin, `key=value`; repeatable.
     #[arg(long = "config", value_parser = parse_pair)]
     config: Vec<(String, String)>,
+    /// A decision table for the decision-table plugin, as in `[plugins.<name>.table]`: a TOML
+    /// or JSON file (its `rules_file` relative to it), checked, then passed as `table`.
+    #[arg(long)]
+    table: Option<PathBuf>,
     /// Fuel per call (default: the tenant default, 11,000,000).
     #[arg(long)]
     fuel: Option<u64>,
@@ -170,9 +174,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a valid request", args.input.display()))?;
     let limits = limits_with(args.fuel);
     let budget = limits.fuel;
+    let mut config = args.config.into_iter().collect::<BTreeMap<_, _>>();
+    if let Some(path) = &args.table {
+        config.insert(crate::tenant::TABLE_KEY.to_string(), table_json(path)?);
+    }
     let settings = PluginSettings {
         limits,
-        config: args.config.into_iter().collect::<BTreeMap<_, _>>(),
+        config,
         grants: Grants {
             clocks: args.grant_clocks,
             random: args.grant_random,
@@ -196,6 +204,21 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     print_json(&report)
 }
 
+/// A decision table file (TOML or JSON), checked, as the JSON the plugin reads.
+fn table_json(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut spec: flowgate_tables::TableSpec = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    crate::tenant::check_table(&mut spec, base)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(serde_json::to_string(&spec)?)
+}
+
 /// The default limits, with `fuel` per call if one is given.
 fn limits_with(fuel: Option<u64>) -> crate::plugin::PluginLimits {
     let defaults = crate::plugin::PluginLimits::default();
@@ -205,7 +228,7 @@ fn limits_with(fuel: Option<u64>) -> crate::plugin::PluginLimits {
     }
 }
 
-fn plugin_id(wasm: &std::path::Path) -> PluginId {
+fn plugin_id(wasm: &Path) -> PluginId {
     let name = wasm
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -31,8 +31,8 @@ struct Thresholds {
 }
 
 impl Thresholds {
-    fn from_config(currency: &str) -> Result<Self, PluginError> {
-        let scale = 10i64.pow(minor_unit_exponent(currency));
+    fn from_config(amount: &Money) -> Result<Self, PluginError> {
+        let scale = 10i64.pow(amount.minor_unit_exponent());
         let major = |key: &str, default: i64| -> Result<i64, PluginError> {
             let value: i64 = config::parse_or(key, default)?;
             value.checked_mul(scale).ok_or_else(|| {
@@ -54,17 +54,8 @@ impl Thresholds {
     }
 }
 
-/// ISO 4217 minor-unit exponents that are not 2.
-fn minor_unit_exponent(currency: &str) -> u32 {
-    match currency {
-        "JPY" | "KRW" | "CLP" | "ISK" | "VND" | "UGX" => 0,
-        "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
-        _ => 2,
-    }
-}
-
 fn format_money(money: &Money) -> String {
-    let exp = minor_unit_exponent(&money.currency);
+    let exp = money.minor_unit_exponent();
     let scale = 10i64.pow(exp);
     if exp == 0 {
         return format!("{} {}", money.minor_units, money.currency);
@@ -93,7 +84,7 @@ impl ApprovalPolicy for PurchaseApproval {
                 format_money(amount)
             )));
         }
-        let limits = Thresholds::from_config(&amount.currency)?;
+        let limits = Thresholds::from_config(amount)?;
         let shown = format_money(amount);
         let value = amount.minor_units;
 

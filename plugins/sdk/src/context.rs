@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     ActionOutput, ActionRequest, ApprovalDecision, ApprovalRequirement, ApprovalStage, Approver,
-    PluginError, RouteDecision, StageOrder, StepContext,
+    Money, PluginError, RouteDecision, StageOrder, StepContext,
 };
 
 impl StepContext {
@@ -40,6 +40,18 @@ impl ActionOutput {
             data: value.to_string(),
             note: note.into(),
         })
+    }
+}
+
+impl Money {
+    /// The ISO 4217 minor-unit exponent of the currency: 2 for USD and EUR (cents), 0 for JPY,
+    /// 3 for KWD. The amount in major units is `minor_units / 10^exponent`.
+    pub fn minor_unit_exponent(&self) -> u32 {
+        match self.currency.as_str() {
+            "JPY" | "KRW" | "CLP" | "ISK" | "VND" | "UGX" => 0,
+            "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
+            _ => 2,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ mod bindings {
         // of the host keeps it equal to `wit/` at the repository root.
         path: "wit/flowgate-plugin@0.1.0",
         world: "flowgate:plugin/sdk@0.1.0",
-        additional_derives: [serde::Serialize, serde::Deserialize],
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 

@@ -237,6 +237,64 @@ fn plugin_eval_reports_the_fuel_a_call_used_against_its_budget_and_says_how_to_r
     );
 }
 
+#[test]
+fn plugin_eval_tries_a_decision_table_file_and_names_the_cell_at_fault() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let input = write(
+        "request.json",
+        &json!({"data": {"customer": {"tier": " Platinum"}}, "candidates": ["priority", "general"]})
+            .to_string(),
+    );
+    let eval = |table: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(["plugin", "eval", flowgate_tests::artifacts::DECISION_TABLE])
+            .args(["--capability", "router", "--input"])
+            .arg(&input)
+            .arg("--table")
+            .arg(table)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            printed,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let head = "hit = \"first\"\ninputs = [{ name = \"tier\", from = \"/customer/tier\", lowercase = true }]\noutputs = [\"next\", \"note\"]\n";
+    write(
+        "rules.csv",
+        "tier,next,note\n\"platinum, enterprise\",priority,top tier\n-,general,\n",
+    );
+    let good = write("good.toml", &format!("{head}rules_file = \"rules.csv\"\n"));
+    let (ok, report, err) = eval(&good);
+    assert!(ok, "{err}");
+    assert_eq!(report["result"]["next"], json!(["priority"]), "{report}");
+    assert_eq!(
+        report["result"]["reason"], "tier = platinum: rule 1 (top tier)",
+        "{report}"
+    );
+
+    write(
+        "bad.csv",
+        "tier,next,note\n-,general,\nPlatinum,priority,\n",
+    );
+    let bad = write("bad.toml", &format!("{head}rules_file = \"bad.csv\"\n"));
+    let (ok, _, err) = eval(&bad);
+    assert!(!ok);
+    assert!(
+        err.contains("rule 2 (bad.csv line 3), column `tier`: `Platinum` has capitals"),
+        "{err}"
+    );
+}
+
 /// Runs `flowgate plugin test` on the purchase-approval component and a fixtures folder.
 fn plugin_test(fixtures: &std::path::Path, cache: &std::path::Path) -> (bool, Value, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
