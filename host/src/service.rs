@@ -15,6 +15,7 @@ mod notify;
 mod pool;
 mod prepare;
 mod processes;
+mod record;
 mod retention;
 mod schedules;
 mod telemetry;
@@ -39,6 +40,7 @@ pub use notify::{
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
 pub use processes::{Link, ProcessDefinitionView, ProcessSettings, ProcessView};
+pub use record::{DEFAULT_KEEP, MAX_REPLAY, ReplayFuel, ReplayReport, ReplayScope, ReplayedCall};
 pub use retention::Archived;
 pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
@@ -101,6 +103,10 @@ pub(crate) struct Shared {
     dispatch: Arc<driver::Dispatch>,
     /// Outbox entries carried out, waiting to be cleared with the next commit.
     clears: Clears,
+    /// Plugin decisions with their inputs, waiting to be kept with the next commit.
+    recorded: record::Recorded,
+    /// Calls kept per plugin, by tenant (`[recording] plugin_calls`).
+    recording: RwLock<HashMap<String, u64>>,
     /// Where plugin calls run.
     pool: PluginPool,
     pub telemetry: Telemetry,
@@ -274,6 +280,8 @@ impl Flowgate {
             definitions: Mutex::new(HashMap::new()),
             dispatch: Arc::default(),
             clears: Clears::default(),
+            recorded: record::Recorded::default(),
+            recording: RwLock::new(HashMap::new()),
             pool: PluginPool::default(),
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),

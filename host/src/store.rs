@@ -229,6 +229,36 @@ impl ScheduleState {
     }
 }
 
+/// A decision a plugin took, with its exact input, kept so that another version can be replayed
+/// on it (`POST /api/v1/plugins/{name}/replay`). The newest ones are kept, so many per plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub tenant: String,
+    pub plugin: String,
+    /// Increasing per plugin; given by the store when the record is kept.
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(with = "crate::engine::time::rfc3339")]
+    pub at: Millis,
+    /// The version that decided.
+    pub sha256: String,
+    pub instance: String,
+    pub workflow: String,
+    pub workflow_version: u32,
+    pub step: String,
+    /// The request as the engine made it (its capability and fields).
+    pub request: crate::engine::PluginRequest,
+    /// The instance data the plugin was given, as JSON text.
+    pub data: String,
+    /// What it decided, as the history shows it (without the version, which `sha256` names).
+    pub decision: serde_json::Value,
+    /// The fuel the call used.
+    pub fuel: u64,
+    /// Whether running it again sees the same input: the version was granted nothing that varies
+    /// between calls (clocks, random numbers, files, the network).
+    pub replayable: bool,
+}
+
 /// One change in a commit. Serialized as it is into the redb store's write-ahead log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
@@ -257,6 +287,8 @@ pub enum Change {
     ExpireCompletionKeys { before: Millis, limit: usize },
     /// Outbox entries were carried out: they leave the outbox (and its due index).
     ClearOutbox { tenant: String, outbox: Vec<u64> },
+    /// A plugin's decision with its input, kept with the plugin's newest `keep` (older ones go).
+    RecordCall { record: Box<CallRecord>, keep: u64 },
     /// A finished instance leaves the hot store (retention): its state, history and index
     /// entries go; what it contributes to its workflow's metrics stays.
     Archive {
@@ -543,6 +575,13 @@ pub trait Storage: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// The plugin's recorded calls, newest first, at most `limit`.
+    fn call_records(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError>;
     /// The states of the tenant's schedules, by workflow and schedule id.
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError>;
     /// The highest outbox id ever issued.

@@ -69,12 +69,38 @@ pub struct TenantConfig {
     pub costs: Option<Costs>,
     /// How long finished instances stay in the hot store (`[retention]`).
     pub retention: Option<Retention>,
+    /// What is kept of plugin calls for replay (`[recording]`).
+    #[serde(default)]
+    pub recording: Recording,
     /// The folder the file was read from; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
     /// The file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// What is kept of plugin calls (`[recording]`): each decision a router or approval policy
+/// takes, with its exact input, so that a candidate version can be replayed on them
+/// (`POST /api/v1/plugins/{name}/replay`) before it becomes current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// The newest calls kept per plugin; 0 keeps none. Default 1,000.
+    #[serde(default = "default_plugin_calls")]
+    pub plugin_calls: u64,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            plugin_calls: default_plugin_calls(),
+        }
+    }
+}
+
+fn default_plugin_calls() -> u64 {
+    crate::service::DEFAULT_KEEP
 }
 
 /// How long finished instances stay in the hot store. Past it, each is archived to a JSON Lines

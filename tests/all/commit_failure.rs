@@ -57,6 +57,14 @@ impl Storage for FullDisk {
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
         self.inner.schedules(tenant)
     }
+    fn call_records(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<flowgate::store::CallRecord>, StoreError> {
+        self.inner.call_records(tenant, plugin, limit)
+    }
     fn buffered(
         &self,
         tenant: &str,

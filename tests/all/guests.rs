@@ -5,4 +5,5 @@ pub mod decision_table;
 pub mod expense_reimbursement;
 pub mod misbehave;
 pub mod purchase_approval;
+pub mod purchase_approval_next;
 pub mod ticket_routing;

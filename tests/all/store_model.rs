@@ -811,3 +811,76 @@ fn a_version_2_outbox_keeps_its_pending_plugin_calls() {
         ]
     );
 }
+
+fn call_record(plugin: &str, instance: &str) -> flowgate::store::CallRecord {
+    flowgate::store::CallRecord {
+        tenant: "t".to_string(),
+        plugin: plugin.to_string(),
+        seq: 0,
+        at: 1_000,
+        sha256: "ab".repeat(32),
+        instance: instance.to_string(),
+        workflow: "w".to_string(),
+        workflow_version: 1,
+        step: "s".to_string(),
+        request: PluginRequest::Router {
+            candidates: vec!["a".to_string()],
+        },
+        data: "{}".to_string(),
+        decision: serde_json::json!({"next": ["a"]}),
+        fuel: 10,
+        replayable: true,
+    }
+}
+
+#[test]
+fn recorded_calls_keep_the_newest_per_plugin_in_both_stores_and_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("calls.redb");
+    let redb = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mem = MemStore::new();
+    let record = |plugin: &str, instance: &str, keep: u64| Change::RecordCall {
+        record: Box::new(call_record(plugin, instance)),
+        keep,
+    };
+    let batches = [
+        vec![
+            record("p", "i1", 3),
+            record("p", "i2", 3),
+            record("q", "j1", 3),
+        ],
+        vec![record("p", "i3", 3), record("p", "i4", 3)],
+        // The window shrinks: older ones beyond it go too.
+        vec![record("p", "i5", 2)],
+    ];
+    let seen = |store: &dyn Storage, plugin: &str| -> Vec<(u64, String)> {
+        store
+            .call_records("t", plugin, 10)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|r| (r.seq, r.instance))
+            .collect()
+    };
+    for batch in &batches {
+        redb.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        mem.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let newest = vec![(5, "i5".to_string()), (4, "i4".to_string())];
+    assert_eq!(seen(&redb, "p"), newest);
+    assert_eq!(seen(&mem, "p"), newest);
+    assert_eq!(seen(&redb, "q"), vec![(1, "j1".to_string())]);
+    assert_eq!(seen(&mem, "q"), seen(&redb, "q"));
+    assert_eq!(
+        redb.call_records("t", "p", 1).map(|r| r.len()).ok(),
+        Some(1)
+    );
+    // Kept through a close without a checkpoint's help: numbering goes on.
+    drop(redb);
+    let redb = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    redb.commit(&[record("p", "i6", 2)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        seen(&redb, "p"),
+        vec![(6, "i6".to_string()), (5, "i5".to_string())]
+    );
+}

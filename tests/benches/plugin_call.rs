@@ -173,6 +173,44 @@ fn main() {
     });
     row("floor: no-op action on a fresh store (pooling)", &floor);
 
+    // The same rules as a decision table (the example tenant's `purchase-rules`): the plugin
+    // reads the table's JSON and checks it on every call, then evaluates it.
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/tenant.toml");
+    let tenant = flowgate::tenant::TenantConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
+    let table_settings = tenant.plugins["purchase-rules"].settings();
+    let table_wasm =
+        std::fs::read(flowgate_tests::artifacts::DECISION_TABLE).unwrap_or_else(|e| panic!("{e}"));
+    let table = floor_rt
+        .load(
+            PluginId::new("acme", "purchase-rules"),
+            &table_wasm,
+            table_settings,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected = floor_rt
+        .load(id.clone(), &wasm, PluginSettings::default())
+        .and_then(|p| p.evaluate_approval(&req))
+        .map(|c| format!("{:?}", c.value.requirement))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let decided = table
+        .evaluate_approval(&req)
+        .map(|c| (format!("{:?}", c.value.requirement), c.fuel_consumed));
+    let fuel = match decided {
+        Ok((requirement, fuel)) if requirement == expected => fuel,
+        other => panic!("the table decided {other:?}, the plugin {expected:?}"),
+    };
+    let tabled = measure(calls, 1, || {
+        assert!(table.evaluate_approval(&req).is_ok());
+    });
+    row(
+        &format!(
+            "decision-table plugin, same rules as a table ({} KiB, {fuel} fuel)",
+            table_wasm.len() / 1024
+        ),
+        &tabled,
+    );
+
     let native_req = native_request();
     let native = measure(calls / 10, 100, || {
         let decision =

@@ -56,6 +56,7 @@ impl LocalArgs {
             Arc::new(LogNotifier),
         )?;
         flowgate.set_calendar(&tenant.id, tenant.calendar()?);
+        flowgate.set_recording(&tenant.id, tenant.recording.plugin_calls);
         flowgate.set_processes(&tenant.id, tenant.process_settings());
         tenant.deploy_workflows(&flowgate).await?;
         Ok(Local {

@@ -115,6 +115,8 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::upload))
         .routes(routes!(plugins::versions))
+        .routes(routes!(plugins::calls))
+        .routes(routes!(plugins::replay))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))

@@ -196,7 +196,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
-    fn invalid(key: &str, message: String) -> ApiError {
+    pub fn invalid(key: &str, message: String) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid", message).with(json!({"field": key}))
     }
 

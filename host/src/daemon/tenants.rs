@@ -96,7 +96,6 @@ impl Tenants {
     pub async fn reload(&self) -> BTreeMap<PathBuf, Problem> {
         let _one = self.reloading.lock().await;
         let before = self.snapshot();
-        let stamp = self.stamp_now(&before);
         let mut next = Snapshot::default();
         let mut problems = BTreeMap::new();
         for path in &self.paths {
@@ -146,6 +145,9 @@ impl Tenants {
             problem.served = next.configs.contains_key(&problem.tenant);
             tracing::error!(tenant = %problem.tenant, path = %path.display(), error = %problem.message, served = problem.served, "tenant.load failed; the other tenants serve");
         }
+        // The files as they are after this reload (those the tenants now name), so that the
+        // watcher does not take a tenant's first plugins and workflows for a change.
+        let stamp = self.stamp_now(&next);
         let not_served = problems.values().filter(|p| !p.served);
         self.flowgate
             .pause_tenants(not_served.map(|p| p.tenant.clone()));
@@ -200,6 +202,8 @@ impl Tenants {
         self.flowgate
             .set_plugin_quota(&config.id, config.quotas.plugins());
         self.flowgate.set_calendar(&config.id, config.calendar()?);
+        self.flowgate
+            .set_recording(&config.id, config.recording.plugin_calls);
         self.flowgate
             .set_processes(&config.id, config.process_settings());
         for deployed in config.deploy_workflows(&self.flowgate).await? {

@@ -37,7 +37,8 @@ impl Flowgate {
         }
     }
 
-    /// Calls `plugin` for `call` on the plugin pool, in the tenant's share.
+    /// Calls `plugin` for `call` on the plugin pool, in the tenant's share; a decision is
+    /// recorded with its input (see `record`).
     pub(crate) async fn invoke_on(
         &self,
         plugin: Arc<LoadedPlugin>,
@@ -45,13 +46,35 @@ impl Flowgate {
         call: &PluginCall,
     ) -> Result<CallResult, ServiceError> {
         let context = context(instance, &call.step);
+        let result = self
+            .call_plugin(plugin.clone(), &instance.tenant, context, call)
+            .await?;
+        match &result {
+            (Ok(answer), usage) => {
+                let fuel = usage.as_ref().map_or(0, |u| u.fuel);
+                self.record_call(&plugin, instance, call, answer, fuel);
+            }
+            (Err(failed), _) => log_failed(instance, call, failed),
+        }
+        Ok(result)
+    }
+
+    /// Calls `plugin` for `call` in `context` on the plugin pool, in `tenant`'s share, and
+    /// counts the outcome.
+    pub(crate) async fn call_plugin(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        tenant: &str,
+        context: StepContext,
+        call: &PluginCall,
+    ) -> Result<CallResult, ServiceError> {
         let request = call.request.clone();
         let capability = request.capability();
-        let key_of = (instance.id.clone(), call.step.clone(), call.attempt);
+        let key_of = (context.instance_id.clone(), call.step.clone(), call.attempt);
         let result = self
             .shared
             .pool
-            .run(&instance.tenant, move || {
+            .run(tenant, move || {
                 let by = plugin_ref(&plugin);
                 match answer(&plugin, context, request, key_of, &by) {
                     Ok((answer, usage)) => (Ok(answer), Some(usage)),
@@ -60,14 +83,11 @@ impl Flowgate {
             })
             .await?;
         self.shared.telemetry.plugin_call(
-            &instance.tenant,
+            tenant,
             &call.plugin,
             capability.as_str(),
             result.0.is_ok(),
         );
-        if let Err(failed) = &result.0 {
-            log_failed(instance, call, failed);
-        }
         Ok(result)
     }
 
@@ -172,7 +192,7 @@ fn answer(
     })
 }
 
-fn context(instance: &Instance, step: &str) -> StepContext {
+pub(crate) fn context(instance: &Instance, step: &str) -> StepContext {
     StepContext {
         tenant: instance.tenant.clone(),
         definition_id: instance.definition_id.clone(),

@@ -604,7 +604,9 @@ impl Flowgate {
 
     /// Commits the clears that waited long enough or are many, when no other commit took them.
     async fn flush_clears(&self, force: bool) -> Result<(), ServiceError> {
-        let (count, oldest) = self.shared.clears.pending();
+        let (cleared, cleared_for) = self.shared.clears.pending();
+        let (recorded, recorded_for) = self.shared.recorded.pending();
+        let (count, oldest) = (cleared + recorded, cleared_for.max(recorded_for));
         if count == 0 || !(force || count >= CLEAR_BATCH || oldest >= CLEAR_WAIT) {
             return Ok(());
         }

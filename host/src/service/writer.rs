@@ -182,6 +182,7 @@ impl Writer {
         let outbox_before = self.next_outbox;
         let mut batch = Batch::default();
         let mut pending = Vec::with_capacity(requests.len());
+        let mut flush = false;
         for request in requests {
             match request {
                 Request::Deploy {
@@ -250,7 +251,10 @@ impl Writer {
                     let result = self.schedule(&mut batch, *state, start, now);
                     pending.push(Pending::Schedule(reply, result));
                 }
-                Request::Flush { reply } => pending.push(Pending::Done(reply)),
+                Request::Flush { reply } => {
+                    flush = true;
+                    pending.push(Pending::Done(reply));
+                }
                 Request::Archive { changes, reply } => {
                     batch.changes.extend(changes);
                     pending.push(Pending::Done(reply));
@@ -300,6 +304,19 @@ impl Writer {
                 outbox,
             });
         }
+        // Recorded calls ride along with a batch that commits anyway (or a flush); alone they
+        // never make a commit of a batch that changed nothing.
+        let recorded = if batch.changes.is_empty() && !flush {
+            Vec::new()
+        } else {
+            self.shared.recorded.take()
+        };
+        for (record, keep) in &recorded {
+            batch.changes.push(Change::RecordCall {
+                record: Box::new(record.clone()),
+                keep: *keep,
+            });
+        }
         let committed = if batch.changes.is_empty() {
             Ok(())
         } else {
@@ -344,6 +361,7 @@ impl Writer {
                 // Nothing of the batch is stored: nobody is told it succeeded.
                 self.next_outbox = outbox_before;
                 self.shared.clears.put_back(clears);
+                self.shared.recorded.put_back(recorded);
                 for p in pending {
                     let failed = || ServiceError::CommitFailed(error.clone());
                     match p {

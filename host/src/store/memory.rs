@@ -5,8 +5,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::index::{message_keys, task_keys, timer_keys};
 use super::{
-    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize, TaskRef,
+    CallRecord, Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord,
+    MessageStatus, OutboxEntry, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize,
+    TaskRef,
 };
 use crate::engine::{Event, Instance, Millis};
 use crate::metrics::Facts;
@@ -32,6 +33,9 @@ struct Tables {
     schedules: BTreeMap<(String, String, String), ScheduleState>,
     /// Archived instances' metrics facts, by tenant, workflow, end and instance.
     facts: BTreeMap<(String, String, Millis, String), Facts>,
+    /// Recorded plugin calls by tenant, plugin and seq; the last seq given per plugin.
+    calls: BTreeMap<(String, String, u64), CallRecord>,
+    call_seq: BTreeMap<(String, String), u64>,
     last_outbox: u64,
 }
 
@@ -368,6 +372,22 @@ impl Storage for MemStore {
             .collect())
     }
 
+    fn call_records(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let t = self.lock();
+        let (tenant, plugin) = (tenant.to_string(), plugin.to_string());
+        Ok(t.calls
+            .range((tenant.clone(), plugin.clone(), 0)..=(tenant, plugin, u64::MAX))
+            .rev()
+            .take(limit)
+            .map(|(_, record)| record.clone())
+            .collect())
+    }
+
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
         let t = self.lock();
         Ok(t.schedules
@@ -503,6 +523,22 @@ impl Storage for MemStore {
                     }
                 }
                 Change::Probe { .. } => {}
+                Change::RecordCall { record, keep } => {
+                    let (tenant, plugin) = (record.tenant.clone(), record.plugin.clone());
+                    let seq = t
+                        .call_seq
+                        .entry((tenant.clone(), plugin.clone()))
+                        .or_default();
+                    *seq += 1;
+                    let seq = *seq;
+                    let mut kept = (**record).clone();
+                    kept.seq = seq;
+                    t.calls.insert((tenant.clone(), plugin.clone(), seq), kept);
+                    if let Some(cut) = seq.checked_sub(*keep) {
+                        t.calls
+                            .retain(|(tn, p, s), _| !(*tn == tenant && *p == plugin && *s <= cut));
+                    }
+                }
                 Change::Archive {
                     tenant,
                     instance,

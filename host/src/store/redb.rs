@@ -14,9 +14,9 @@ use serde::de::DeserializeOwned;
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::wal::{self, Wal};
 use super::{
-    Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord, MessageStatus,
-    OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError, StoredDefinition, StoredSize,
-    TaskRef, db,
+    CallRecord, Change, CompletionKey, DueTimer, Inbox, InstanceFilter, MessageRecord,
+    MessageStatus, OutboxEntry, SCHEMA_VERSION, ScheduleState, Storage, StoreError,
+    StoredDefinition, StoredSize, TaskRef, db,
 };
 use crate::engine::{Event, Instance, Millis};
 use crate::metrics::Facts;
@@ -73,6 +73,10 @@ const ENDED: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("ende
 const FACTS: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("facts");
 /// Schema version and counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Recorded plugin calls (`CallRecord`), by tenant, plugin and seq; and the last seq given per
+/// plugin, so that the record falling out of the kept window is found without counting.
+const CALLS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("calls");
+const CALL_SEQ: TableDefinition<(&str, &str), u64> = TableDefinition::new("call_seq");
 /// In [`META`]: the last write-ahead log record the store holds.
 const WAL_SEQ: &str = "wal_seq";
 /// In [`META`]: the store's id, which its write-ahead log carries (a backup gets its own).
@@ -101,6 +105,10 @@ pub struct RedbStore {
     db: RwLock<Option<Database>>,
     /// The write-ahead log; locked by the commit that writes it (commits are one at a time).
     log: Mutex<Log>,
+    /// Set when redb itself failed a write (not only the log): it refuses writes until it is
+    /// reopened. A failure to append to the log alone leaves redb as it was, so the store keeps
+    /// serving reads on a full disk instead of closing a database it might not open again.
+    needs_reopen: std::sync::atomic::AtomicBool,
 }
 
 /// The write-ahead log and the next record's number.
@@ -157,6 +165,7 @@ impl RedbStore {
             cache_bytes,
             db: RwLock::new(Some(db)),
             log: Mutex::new(log),
+            needs_reopen: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -231,6 +240,8 @@ impl RedbStore {
         n("schedules", copy_table(&snapshot, &txn, SCHEDULES)?);
         n("ended", copy_table(&snapshot, &txn, ENDED)?);
         n("facts", copy_table(&snapshot, &txn, FACTS)?);
+        n("calls", copy_table(&snapshot, &txn, CALLS)?);
+        n("call_seq", copy_table(&snapshot, &txn, CALL_SEQ)?);
         n("meta", copy_table(&snapshot, &txn, META)?);
         drop(snapshot);
         // The copy is a store of its own: this store's log is never applied to it.
@@ -424,6 +435,8 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
         txn.open_table(SCHEDULES).map_err(db)?;
         txn.open_table(ENDED).map_err(db)?;
         txn.open_table(FACTS).map_err(db)?;
+        txn.open_table(CALLS).map_err(db)?;
+        txn.open_table(CALL_SEQ).map_err(db)?;
     }
     txn.commit().map_err(db)?;
     Ok(db_handle)
@@ -959,6 +972,25 @@ impl Storage for RedbStore {
         Ok(out)
     }
 
+    fn call_records(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CALLS).map_err(db)?;
+        let mut out = Vec::new();
+        let range = table
+            .range((tenant, plugin, 0)..=(tenant, plugin, u64::MAX))
+            .map_err(db)?;
+        for entry in range.rev().take(limit) {
+            let (_, value) = entry.map_err(db)?;
+            out.push(decode("calls", value.value())?);
+        }
+        Ok(out)
+    }
+
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError> {
         let txn = self.read()?;
         let table = txn.open_table(SCHEDULES).map_err(db)?;
@@ -984,12 +1016,23 @@ impl Storage for RedbStore {
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
         let mut open = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let broken = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken;
+        if open.is_some() && !broken && !self.needs_reopen.load(Ordering::Acquire) {
+            // Only the log failed to grow: redb is as it was, and the next commit tries again.
+            return Ok(());
+        }
         // Closed first: the file is locked while a handle is open.
         drop(open.take());
         let (database, log) = open_logged(&self.path, self.cache_bytes)?;
         *self.log.lock().unwrap_or_else(PoisonError::into_inner) = log;
         *open = Some(database);
+        self.needs_reopen.store(false, Ordering::Release);
         tracing::info!(path = %self.path.display(), "store: reopened");
         Ok(())
     }
@@ -1008,9 +1051,16 @@ impl Storage for RedbStore {
             return Err(StoreError::Poisoned);
         }
         let seq = log.next_seq;
-        let mut txn = database.begin_write().map_err(db)?;
-        txn.set_durability(Durability::None).map_err(db)?;
-        apply(&txn, changes, seq)?;
+        let failed = |error: StoreError| {
+            self.needs_reopen
+                .store(true, std::sync::atomic::Ordering::Release);
+            error
+        };
+        let mut txn = database.begin_write().map_err(db).map_err(failed)?;
+        txn.set_durability(Durability::None)
+            .map_err(db)
+            .map_err(failed)?;
+        apply(&txn, changes, seq).map_err(failed)?;
         // Durable once the log has it; redb's own commit then only publishes the change.
         let payload = serde_json::to_vec(changes).map_err(|source| StoreError::Corrupt {
             table: "write-ahead log",
@@ -1029,7 +1079,7 @@ impl Storage for RedbStore {
                 tracing::error!(%unwrite, "store: cannot take back a log record whose commit failed");
                 log.broken = true;
             }
-            return Err(db(error));
+            return Err(failed(db(error)));
         }
         log.next_seq = seq + 1;
         if log.wal.bytes() >= CHECKPOINT_BYTES || log.wal.records() >= CHECKPOINT_RECORDS {
@@ -1037,6 +1087,7 @@ impl Storage for RedbStore {
             // longer, and redb refusing writes after it makes the writer reopen the store.
             if let Err(error) = checkpoint(database, &mut log) {
                 tracing::warn!(%error, "store: checkpoint failed; the write-ahead log keeps every commit");
+                failed(error);
             }
         }
         Ok(())
@@ -1210,6 +1261,28 @@ fn apply(txn: &WriteTransaction, changes: &[Change], seq: u64) -> Result<(), Sto
                 }
                 Change::Probe { at } => {
                     meta.insert("probed_at", *at).map_err(db)?;
+                }
+                Change::RecordCall { record, keep } => {
+                    let (tenant, plugin) = (record.tenant.as_str(), record.plugin.as_str());
+                    let mut seqs = txn.open_table(CALL_SEQ).map_err(db)?;
+                    let seq = seqs
+                        .get((tenant, plugin))
+                        .map_err(db)?
+                        .map_or(0, |g| g.value())
+                        + 1;
+                    seqs.insert((tenant, plugin), seq).map_err(db)?;
+                    let mut calls = txn.open_table(CALLS).map_err(db)?;
+                    let mut kept = (**record).clone();
+                    kept.seq = seq;
+                    calls
+                        .insert((tenant, plugin, seq), encode(&kept).as_slice())
+                        .map_err(db)?;
+                    // Normally the one record that left the window; more when `keep` shrank.
+                    if let Some(cut) = seq.checked_sub(*keep) {
+                        calls
+                            .retain_in((tenant, plugin, 0)..=(tenant, plugin, cut), |_, _| false)
+                            .map_err(db)?;
+                    }
                 }
                 Change::Archive {
                     tenant,

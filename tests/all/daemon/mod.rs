@@ -7,6 +7,7 @@ mod lifecycle;
 mod messages;
 mod operations;
 mod processes;
+mod replay;
 mod schedules;
 mod storage;
 mod web;

@@ -10,7 +10,7 @@ use sha2::Digest;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
-use crate::daemon::extract::Caller;
+use crate::daemon::extract::{Caller, Params};
 use crate::engine::time;
 use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
 
@@ -173,4 +173,138 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
         .map(|p| json!({"name": p.id().name, "sha256": p.sha256(), "capabilities": p.capabilities()}))
         .collect();
     Ok(Json(json!(rows)))
+}
+
+/// The plugin's recorded decisions, newest first (administrators): each router or approval-policy call with its exact input (the request and the instance data the plugin saw) and what it decided. The newest `[recording] plugin_calls` per plugin are kept (default 1,000).
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{name}/calls",
+    operation_id = "listPluginCalls",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50)")
+    ),
+    responses(
+        (status = 200, description = "`[{seq, at, sha256, instance, workflow, workflow_version, step, request, data, decision, fuel, replayable}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
+        (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn calls(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin("read recorded plugin calls")?;
+    params.only(&["limit"])?;
+    let limit = params.limit(50, 1000)?;
+    known_plugin(&s, caller.tenant(), &name)?;
+    let records = s.flowgate.call_records(caller.tenant(), &name, limit)?;
+    Ok(Json(json!(records)))
+}
+
+/// Runs a candidate version on recorded decisions without making it current (administrators): the body is the candidate component; each recorded call (the newest `last`, or those of one `workflow`, or since a time) runs again through it in the sandbox, in the tenant's share of the plugin pool, and the answer lists the calls on which it decides otherwise, side by side with the recorded decision, plus its failures and fuel. Calls of a version granted clocks, random numbers, files or the network are counted as not replayable. Make it current afterwards with `POST /api/v1/plugins/{name}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{name}/replay",
+    operation_id = "replayPlugin",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("last" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "The newest this many recorded calls (default 100)"),
+        ("workflow" = Option<String>, Query, description = "Only calls from this workflow"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only calls made at or after this RFC 3339 date-time")
+    ),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The candidate component's bytes"),
+    responses(
+        (status = 200, description = "`{plugin, candidate, current, replayed, same, differ: [{instance, workflow, step, at, recorded_by, recorded, candidate}], errors: [{..., error}], not_replayable, fuel: {candidate_total, candidate_max, recorded_total}}`", body = serde_json::Value),
+        (status = 400, description = "An empty body, or a query parameter unknown or out of range (`details.field`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "The tenant has no such plugin", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn replay(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    params: Params,
+    wasm: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin("replay plugin versions")?;
+    params.only(&["last", "workflow", "since"])?;
+    let last = match params.number("last", "a count of recorded calls")? {
+        None => None,
+        Some(n) if (1..=crate::service::MAX_REPLAY as u64).contains(&n) => Some(n as usize),
+        Some(n) => {
+            return Err(Params::invalid(
+                "last",
+                format!(
+                    "query `last` must be 1 to {}, not {n}",
+                    crate::service::MAX_REPLAY
+                ),
+            ));
+        }
+    };
+    let scope = crate::service::ReplayScope {
+        last,
+        workflow: params.text("workflow"),
+        since: params.instant("since")?,
+    };
+    if wasm.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_plugin",
+            "the body must be the candidate component's bytes",
+        ));
+    }
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    // The candidate runs with the settings the current version runs with.
+    let registry = s.flowgate.plugins().clone();
+    let id = PluginId::new(caller.tenant(), name.clone());
+    let settings = current.settings();
+    let candidate = tokio::task::spawn_blocking(move || {
+        registry
+            .runtime()
+            .load(id, &wasm, settings)
+            .map(std::sync::Arc::new)
+            .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let report = s
+        .flowgate
+        .replay(caller.tenant(), &name, candidate, &scope)
+        .await?;
+    Ok(Json(json!(report)))
+}
+
+/// The plugin's current version, or 404.
+fn known_plugin(
+    s: &AppState,
+    tenant: &str,
+    name: &str,
+) -> Result<std::sync::Arc<crate::plugin::LoadedPlugin>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("plugin `{name}` not found"),
+        )
+    };
+    if !valid_name(name) {
+        return Err(not_found());
+    }
+    s.flowgate
+        .plugins()
+        .current(&PluginId::new(tenant, name))
+        .ok_or_else(not_found)
 }
