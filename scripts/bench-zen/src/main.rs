@@ -67,7 +67,13 @@ fn flowgate_spec() -> TableSpec {
     let rules: Vec<Vec<String>> = RULES
         .iter()
         .map(|(amount, category, approver)| {
-            let cell = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+            let cell = |s: &str| {
+                if s.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
             let (approver, reject) = match *approver {
                 "reject" => (String::new(), "amount: must not be negative".to_string()),
                 other => (other.to_string(), String::new()),
@@ -156,7 +162,7 @@ fn main() {
             let context = contexts[i % contexts.len()].clone();
             let fut = decision.evaluate(context);
             // A decision table has no awaits that park: poll it to completion in place.
-            black_box(futures_lite_block_on(fut).ok());
+            black_box(poll_to_end(fut).ok());
         })
     });
 
@@ -219,9 +225,19 @@ fn main() {
 
     println!("| evaluation of the purchase table, natively | us per evaluation |");
     println!("|---|---:|");
-    println!("| zen-engine {} (precompiled decision) | {:.2} |", env!("ZEN_VERSION"), us(zen));
-    println!("| flowgate-tables, table checked once | {:.2} |", us(compiled));
-    println!("| flowgate-tables, JSON read and table checked every call (as the plugin does) | {:.2} |", us(per_call));
+    println!(
+        "| zen-engine {} (precompiled decision) | {:.2} |",
+        env!("ZEN_VERSION"),
+        us(zen)
+    );
+    println!(
+        "| flowgate-tables, table checked once | {:.2} |",
+        us(compiled)
+    );
+    println!(
+        "| flowgate-tables, JSON read and table checked every call (as the plugin does) | {:.2} |",
+        us(per_call)
+    );
 }
 
 fn us(d: Duration) -> f64 {
@@ -229,7 +245,7 @@ fn us(d: Duration) -> f64 {
 }
 
 /// Polls a future that never parks to completion.
-fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
+fn poll_to_end<F: std::future::Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
