@@ -124,9 +124,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             }
             Command::Backup => remote::backup(&r),
+            Command::Plugin(plugin::PluginCommand::Replay(args)) => remote::replay(&r, args),
             Command::Serve(_) | Command::Plugin(_) | Command::Restore { .. } => {
                 anyhow::bail!(
-                    "--url is for the workflow, instance, task, incident and backup commands"
+                    "--url is for the workflow, instance, task, incident, plugin replay and backup commands"
                 )
             }
         };

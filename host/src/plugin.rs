@@ -33,7 +33,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
-pub use artifacts::{ArtifactError, ArtifactStore, Upload, valid_name};
+pub use artifacts::{ArtifactError, ArtifactStore, Candidate, Upload, valid_name};
 pub use bindings::LogLevel;
 pub use bindings::types;
 pub use cache::CacheOutcome;

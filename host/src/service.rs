@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     recorded: record::Recorded,
     /// Calls kept per plugin, by tenant (`[recording] plugin_calls`).
     recording: RwLock<HashMap<String, u64>>,
+    /// Candidates in shadow mode, by tenant and plugin.
+    shadows: RwLock<HashMap<(String, String), Arc<record::Shadow>>>,
     /// Where plugin calls run.
     pool: PluginPool,
     pub telemetry: Telemetry,
@@ -282,6 +284,7 @@ impl Flowgate {
             clears: Clears::default(),
             recorded: record::Recorded::default(),
             recording: RwLock::new(HashMap::new()),
+            shadows: RwLock::new(HashMap::new()),
             pool: PluginPool::default(),
             telemetry: Telemetry::default(),
             watchers: watch::Watchers::default(),

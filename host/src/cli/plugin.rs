@@ -28,6 +28,29 @@ pub(crate) enum PluginCommand {
     /// Create a plugin crate that builds as it is: the SDK, the small-stack flag, a unit test,
     /// a fixture and a README.
     New(NewArgs),
+    /// Run a candidate version on the decisions a running daemon recorded (`--url`, and an
+    /// administrator's `--token`), and print where it decides otherwise; nothing is made current.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The plugin's name in the tenant.
+    pub name: String,
+    /// The candidate component (`.wasm`).
+    pub wasm: PathBuf,
+    /// The newest this many recorded calls (default 100).
+    #[arg(long)]
+    pub last: Option<u32>,
+    /// Only calls from this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only calls made at or after this RFC 3339 date-time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Exit non-zero when the candidate decides any call otherwise, or fails on one.
+    #[arg(long)]
+    pub expect_same: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +154,9 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Eval(args) => eval(args),
         PluginCommand::Test(args) => test(args),
         PluginCommand::New(args) => new(args),
+        PluginCommand::Replay(_) => anyhow::bail!(
+            "`plugin replay` runs against a daemon's recorded calls: give --url and an administrator's --token"
+        ),
     }
 }
 

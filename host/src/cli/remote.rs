@@ -65,6 +65,24 @@ impl Remote {
         answer(path, request.call())
     }
 
+    fn post_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .header("content-type", content_type);
+        for (key, value) in query {
+            request = request.query(*key, value);
+        }
+        answer(path, request.send(body))
+    }
+
     fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let request = self
             .agent
@@ -72,6 +90,34 @@ impl Remote {
             .header("authorization", &format!("Bearer {}", self.token));
         answer(path, request.send_json(body))
     }
+}
+
+/// Replays a candidate on the daemon's recorded calls and prints the report.
+pub(crate) fn replay(r: &Remote, args: super::plugin::ReplayArgs) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.wasm)
+        .with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let mut query = Vec::new();
+    if let Some(last) = args.last {
+        query.push(("last", last.to_string()));
+    }
+    if let Some(workflow) = args.workflow {
+        query.push(("workflow", workflow));
+    }
+    if let Some(since) = args.since {
+        query.push(("since", since));
+    }
+    let path = format!("/api/v1/plugins/{}/replay", args.name);
+    let report = r.post_bytes(&path, &query, "application/wasm", &wasm)?;
+    print_json(&report)?;
+    let count = |key: &str| report[key].as_array().map_or(0, Vec::len);
+    let (differ, failed) = (count("differ"), count("errors"));
+    if args.expect_same && differ + failed > 0 {
+        anyhow::bail!(
+            "the candidate decided {differ} of {} recorded calls otherwise and failed on {failed}",
+            report["replayed"]
+        );
+    }
+    Ok(())
 }
 
 /// Asks the daemon for an online backup (the operator's token) and prints where it went.

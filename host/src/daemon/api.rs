@@ -9,7 +9,7 @@ mod lifecycle;
 mod messages;
 mod metrics;
 mod operator;
-mod plugins;
+pub(crate) mod plugins;
 mod processes;
 mod schedules;
 mod tasks;
@@ -117,6 +117,10 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(plugins::versions))
         .routes(routes!(plugins::calls))
         .routes(routes!(plugins::replay))
+        .routes(routes!(plugins::upload_candidate, plugins::candidates))
+        .routes(routes!(plugins::replay_candidate))
+        .routes(routes!(plugins::promote_candidate))
+        .routes(routes!(plugins::discard_candidate))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::cancel))

@@ -185,8 +185,10 @@ impl Tenants {
         let channels = config.channels()?;
         let mut applied = before.applied.get(&config.id).cloned().unwrap_or_default();
         let registry: Arc<PluginRegistry> = self.flowgate.plugins().clone();
+        let flowgate = self.flowgate.clone();
         let (config, applied, changed) = tokio::task::spawn_blocking(move || {
             let changed = config.sync_plugins(&registry, &mut applied);
+            crate::daemon::api::plugins::run_shadows(&flowgate, &config.id);
             (config, applied, changed)
         })
         .await

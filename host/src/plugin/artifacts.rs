@@ -23,6 +23,18 @@ pub struct Upload {
     pub configured: Option<String>,
 }
 
+/// A version uploaded as a candidate: kept, not current, until it is promoted or discarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub sha256: String,
+    /// When it was uploaded, in milliseconds since the epoch.
+    pub uploaded_at: u64,
+    /// Whether it runs beside the current version on live decisions (shadow mode), its
+    /// decisions compared and never applied.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
 /// Why an artifact could not be kept or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -126,6 +138,33 @@ impl ArtifactStore {
         }
     }
 
+    /// The plugin's candidates, oldest first.
+    pub fn candidates(&self, id: &PluginId) -> Result<Vec<Candidate>, ArtifactError> {
+        let path = self.folder(id)?.join("candidates.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Io {
+                path,
+                source: std::io::Error::other(e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(ArtifactError::Io { path, source }),
+        }
+    }
+
+    /// Replaces the plugin's candidates.
+    pub fn set_candidates(
+        &self,
+        id: &PluginId,
+        candidates: &[Candidate],
+    ) -> Result<(), ArtifactError> {
+        let path = self.folder(id)?.join("candidates.json");
+        let json = serde_json::to_vec(candidates).map_err(|e| ArtifactError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomically(&path, &json)
+    }
+
     /// The uploads of a tenant's plugins, by plugin name.
     pub fn uploads(&self, tenant: &str) -> Result<Vec<(String, Upload)>, ArtifactError> {
         if !valid_name(tenant) {
@@ -212,6 +251,19 @@ mod tests {
         assert_eq!(uploads, vec![("router".to_string(), upload)]);
         assert!(store.clear_upload(&id).is_ok());
         assert!(store.uploads("acme").unwrap_or_default().is_empty());
+
+        assert!(store.candidates(&id).unwrap_or_default().is_empty());
+        let candidate = Candidate {
+            sha256: "cd34".to_string(),
+            uploaded_at: 7,
+            shadow: true,
+        };
+        assert!(
+            store
+                .set_candidates(&id, std::slice::from_ref(&candidate))
+                .is_ok()
+        );
+        assert_eq!(store.candidates(&id).unwrap_or_default(), vec![candidate]);
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Flowgate {
             (Ok(answer), usage) => {
                 let fuel = usage.as_ref().map_or(0, |u| u.fuel);
                 self.record_call(&plugin, instance, call, answer, fuel);
+                self.shadow_call(instance, call, answer);
             }
             (Err(failed), _) => log_failed(instance, call, failed),
         }

@@ -100,6 +100,33 @@ fn substance(decision: &serde_json::Value) -> serde_json::Value {
     value
 }
 
+/// Shadow calls kept per candidate to show, newest last.
+const SHADOW_SHOWN: usize = 50;
+
+/// A candidate running beside the current version on live decisions: its decisions are
+/// compared with the ones applied, and never applied themselves.
+pub(crate) struct Shadow {
+    plugin: Arc<LoadedPlugin>,
+    tally: Mutex<ShadowReport>,
+}
+
+/// What a shadow candidate decided on live calls, against the current version.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShadowReport {
+    /// The candidate's sha256.
+    pub candidate: String,
+    /// Live calls it ran beside.
+    pub calls: u64,
+    /// Calls on which it decided as the current version did.
+    pub same: u64,
+    /// Calls on which it decided otherwise; the newest are in `recent`.
+    pub differ: u64,
+    /// Calls on which it failed.
+    pub errors: u64,
+    /// The newest calls decided otherwise or failed, side by side with what was applied.
+    pub recent: std::collections::VecDeque<ReplayedCall>,
+}
+
 /// Which recorded calls a replay runs.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayScope {
@@ -180,6 +207,136 @@ impl Flowgate {
             .get(tenant)
             .copied()
             .unwrap_or(DEFAULT_KEEP)
+    }
+
+    /// Runs `candidate` beside the plugin's current version on live decisions from now on
+    /// (shadow mode), or stops doing so with `None`. Not kept across a restart by itself: the
+    /// daemon sets it again from the candidates it keeps.
+    pub fn set_shadow(&self, tenant: &str, plugin: &str, candidate: Option<Arc<LoadedPlugin>>) {
+        let mut shadows = self
+            .shared
+            .shadows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (tenant.to_string(), plugin.to_string());
+        match candidate {
+            Some(plugin) => {
+                let same = shadows
+                    .get(&key)
+                    .is_some_and(|s| s.plugin.sha256() == plugin.sha256());
+                if !same {
+                    let tally = ShadowReport {
+                        candidate: plugin.sha256().to_string(),
+                        ..ShadowReport::default()
+                    };
+                    shadows.insert(
+                        key,
+                        Arc::new(Shadow {
+                            plugin,
+                            tally: Mutex::new(tally),
+                        }),
+                    );
+                }
+            }
+            None => drop(shadows.remove(&key)),
+        }
+    }
+
+    /// What the plugin's shadow candidate decided so far, if it has one.
+    pub fn shadow_report(&self, tenant: &str, plugin: &str) -> Option<ShadowReport> {
+        let shadows = self
+            .shared
+            .shadows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let shadow = shadows.get(&(tenant.to_string(), plugin.to_string()))?;
+        Some(
+            shadow
+                .tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// Runs the plugin's shadow candidate, if it has one, on a live call the current version
+    /// answered; off the caller's path (the answer does not wait for it).
+    pub(crate) fn shadow_call(
+        &self,
+        instance: &Instance,
+        call: &PluginCall,
+        answer: &PluginAnswer,
+    ) {
+        if !call.request.capability().is_decision() {
+            return;
+        }
+        let shadow = {
+            let shadows = self
+                .shared
+                .shadows
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match shadows.get(&(instance.tenant.clone(), call.plugin.clone())) {
+                Some(shadow) => shadow.clone(),
+                None => return,
+            }
+        };
+        let record = CallRecord {
+            tenant: instance.tenant.clone(),
+            plugin: call.plugin.clone(),
+            seq: 0,
+            at: self.shared.clock.now(),
+            sha256: instance
+                .plugins
+                .get(&call.plugin)
+                .cloned()
+                .unwrap_or_default(),
+            instance: instance.id.clone(),
+            workflow: instance.definition_id.clone(),
+            workflow_version: instance.definition_version,
+            step: call.step.clone(),
+            request: call.request.clone(),
+            data: String::new(),
+            decision: decision_json(answer),
+            fuel: 0,
+            replayable: true,
+        };
+        let context = super::calls::context(instance, &call.step);
+        let call = call.clone();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let ran = service
+                .call_plugin(shadow.plugin.clone(), &record.tenant, context, &call)
+                .await;
+            let mut tally = shadow.tally.lock().unwrap_or_else(PoisonError::into_inner);
+            tally.calls += 1;
+            let shown = match ran {
+                Ok((Ok(answer), _)) => {
+                    let decided = decision_json(&answer);
+                    if substance(&decided) == substance(&record.decision) {
+                        tally.same += 1;
+                        None
+                    } else {
+                        tally.differ += 1;
+                        Some(shown(&record, Some(decided), None))
+                    }
+                }
+                Ok((Err(failure), _)) => {
+                    tally.errors += 1;
+                    Some(shown(&record, None, Some(failure.message)))
+                }
+                Err(error) => {
+                    tally.errors += 1;
+                    Some(shown(&record, None, Some(error.to_string())))
+                }
+            };
+            if let Some(call) = shown {
+                if tally.recent.len() >= SHADOW_SHOWN {
+                    tally.recent.pop_front();
+                }
+                tally.recent.push_back(call);
+            }
+        });
     }
 
     /// Keeps a decision with its input, for the next commit.

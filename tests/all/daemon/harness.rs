@@ -130,6 +130,13 @@ impl Daemon {
                 }
                 req.call()
             }
+            ("DELETE", _) => {
+                let mut req = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
             (_, body) => {
                 let mut req = self.agent.post(&url);
                 if let Some(a) = &auth {

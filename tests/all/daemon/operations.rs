@@ -465,6 +465,11 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         ("POST", "/api/v1/operator/backups"),
         ("GET", "/api/v1/plugins/{name}/calls"),
         ("POST", "/api/v1/plugins/{name}/replay"),
+        ("GET", "/api/v1/plugins/{name}/candidates"),
+        ("POST", "/api/v1/plugins/{name}/candidates"),
+        ("POST", "/api/v1/plugins/{name}/candidates/{sha256}/replay"),
+        ("POST", "/api/v1/plugins/{name}/candidates/{sha256}/promote"),
+        ("DELETE", "/api/v1/plugins/{name}/candidates/{sha256}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -707,8 +712,8 @@ fn the_api_keeps_its_openapi_contract_under_schemathesis() {
     let d = start(1 << 20);
     let schemathesis = tools_python().with_file_name("schemathesis");
     let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    // A fixed seed and one worker: the same requests every run. The plugin upload and replay
-    // take a component's bytes, which Schemathesis cannot make; their refusals are tested on
+    // A fixed seed and one worker: the same requests every run. The plugin upload, replay and
+    // candidate upload take a component's bytes, which Schemathesis cannot make; their refusals are tested on
     // their own.
     let out = std::process::Command::new(schemathesis)
         .current_dir(scratch.path())
@@ -717,6 +722,7 @@ fn the_api_keeps_its_openapi_contract_under_schemathesis() {
         .args(["--checks", CONTRACT_CHECKS])
         .args(["--exclude-operation-id", "uploadPlugin"])
         .args(["--exclude-operation-id", "replayPlugin"])
+        .args(["--exclude-operation-id", "uploadPluginCandidate"])
         .args([
             "--max-examples",
             "30",

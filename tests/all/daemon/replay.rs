@@ -167,3 +167,160 @@ fn replay_refuses_what_it_cannot_run_and_who_may_not_ask() {
     );
     assert_eq!(status, 404, "{body}");
 }
+
+/// The candidates the daemon keeps for purchase-approval: `(sha256, shadow, shadow report)`.
+fn candidates(d: &Daemon) -> Vec<(String, bool, Value)> {
+    let (status, body) = d.call(
+        "GET",
+        "/api/v1/plugins/purchase-approval/candidates",
+        Some(ACME_ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["sha256"].as_str().unwrap_or_default().to_string(),
+                c["shadow"] == true,
+                c["shadow_report"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn current_version(d: &Daemon) -> Value {
+    let (_, plugins) = d.call("GET", "/api/v1/plugins", Some(ACME_ADMIN), None);
+    plugins
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "purchase-approval")
+        .map(|p| p["sha256"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_candidate_is_kept_shadowed_on_live_decisions_replayed_and_promoted_or_discarded() {
+    let d = start(8 << 20);
+    let before = current_version(&d);
+    let wasm = std::fs::read(artifacts::PURCHASE_APPROVAL_NEXT).unwrap_or_else(|e| panic!("{e}"));
+    let (status, uploaded) = d.raw(
+        "/api/v1/plugins/purchase-approval/candidates?shadow=true",
+        ACME_ADMIN,
+        "application/wasm",
+        &wasm,
+    );
+    assert_eq!(status, 201, "{uploaded}");
+    assert_eq!(uploaded["shadow"], true, "{uploaded}");
+    let sha = uploaded["sha256"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        current_version(&d),
+        before,
+        "a candidate is not made current"
+    );
+
+    // Live decisions: the current version's apply, the candidate's are compared.
+    let in_band = start_purchase(&d, 300_000, "office");
+    start_purchase(&d, 60_000, "office");
+    start_purchase(&d, 900_000, "it");
+    let report = eventually("the shadow to see three calls", || {
+        let found = candidates(&d);
+        let (_, _, report) = found.first()?.clone();
+        (report["calls"] == 3).then_some(report)
+    });
+    assert_eq!(
+        (report["same"].clone(), report["differ"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(report["recent"][0]["instance"], json!(in_band), "{report}");
+    assert_eq!(
+        report["recent"][0]["recorded"]["stages"][0]["name"],
+        "manager"
+    );
+    assert_eq!(
+        report["recent"][0]["candidate"]["stages"][0]["name"],
+        "director"
+    );
+    // What was applied is the current version's: a manager's task.
+    d.open_task(ACME_ADMIN, &in_band, "manager");
+
+    // Replayed from its kept bytes on the recorded calls.
+    let path = format!("/api/v1/plugins/purchase-approval/candidates/{sha}/replay?last=10");
+    let (status, replayed) = d.call("POST", &path, Some(ACME_ADMIN), None);
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(
+        (replayed["replayed"].clone(), replayed["same"].clone()),
+        (json!(3), json!(2))
+    );
+
+    // From the command line, as an author would in CI: `--expect-same` fails on a difference.
+    let cli = |extra: &[&str]| {
+        let mut args = vec![
+            "--url",
+            d.base.as_str(),
+            "--token",
+            ACME_ADMIN,
+            "plugin",
+            "replay",
+            "purchase-approval",
+            artifacts::PURCHASE_APPROVAL_NEXT,
+            "--last",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args)
+    };
+    let (ok, printed, err) = cli(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        printed["differ"][0]["instance"],
+        json!(in_band),
+        "{printed}"
+    );
+    let (ok, _, err) = cli(&["--expect-same"]);
+    assert!(!ok);
+    assert!(
+        err.contains("decided 1 of 3 recorded calls otherwise"),
+        "{err}"
+    );
+
+    // Kept across a restart, and back in shadow mode.
+    let mut d = d;
+    terminate(&mut d);
+    let d = start_in(folder_of(d), 8 << 20);
+    assert_eq!(candidates(&d).len(), 1);
+    start_purchase(&d, 250_000, "office");
+    eventually("the shadow after the restart", || {
+        let (_, _, report) = candidates(&d).first()?.clone();
+        (report["calls"] == 1 && report["differ"] == 1).then_some(())
+    });
+
+    // Promoted: current, no longer a candidate; new instances get its decisions.
+    let path = format!("/api/v1/plugins/purchase-approval/candidates/{sha}/promote");
+    let (status, promoted) = d.call("POST", &path, Some(ACME_ADMIN), None);
+    assert_eq!(status, 200, "{promoted}");
+    assert_eq!(current_version(&d), json!(sha));
+    assert!(candidates(&d).is_empty());
+    let after = start_purchase(&d, 300_000, "office");
+    d.open_task(ACME_ADMIN, &after, "director");
+    let (status, body) = d.call("POST", &path, Some(ACME_ADMIN), None);
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+
+    // Discarded: gone from the list; a second discard is 404.
+    let old = std::fs::read(artifacts::PURCHASE_APPROVAL).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = d.raw(
+        "/api/v1/plugins/purchase-approval/candidates",
+        ACME_ADMIN,
+        "application/wasm",
+        &old,
+    );
+    assert_eq!(status, 201, "{body}");
+    let old_sha = body["sha256"].as_str().unwrap_or_default().to_string();
+    let path = format!("/api/v1/plugins/purchase-approval/candidates/{old_sha}");
+    assert_eq!(d.call("DELETE", &path, Some(ACME_ADMIN), None).0, 204);
+    assert!(candidates(&d).is_empty());
+    let (status, body) = d.call("DELETE", &path, Some(ACME_ADMIN), None);
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+}

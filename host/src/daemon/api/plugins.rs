@@ -12,7 +12,9 @@ use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Caller, Params};
 use crate::engine::time;
-use crate::plugin::{PluginId, PluginSettings, Upload, valid_name};
+use std::sync::Arc;
+
+use crate::plugin::{Candidate, PluginId, Upload, valid_name};
 
 /// Uploads a component as the new current version of a plugin (administrators). It is validated against the WIT contract and the tenant's grants, compiled and kept.
 #[utoipa::path(
@@ -56,55 +58,7 @@ pub async fn upload(
         )
         .with(json!({"field": "name"})));
     }
-    // Settings come from the tenant's configuration for this plugin name, if it has any.
-    let snapshot = s.tenants.snapshot();
-    let configured_plugin = snapshot
-        .configs
-        .get(caller.tenant())
-        .and_then(|t| t.plugins.get(&name));
-    let settings = configured_plugin
-        .map(|p| p.settings())
-        .unwrap_or_else(PluginSettings::default);
-    // A version pinned in the tenant's file is what runs: an upload of another is refused, so
-    // that the file keeps saying the truth.
-    let pin = configured_plugin.and_then(|p| p.sha256.clone());
-    if let Some(pin) = &pin {
-        let uploaded = hex::encode(sha2::Sha256::digest(&wasm));
-        if !pin.trim().eq_ignore_ascii_case(&uploaded) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!(
-                    "tenant `{}` pins plugin `{name}` to version {pin} (`sha256` under [plugins.{name}] in its file); this upload is version {uploaded}: change or remove the pin to run it",
-                    caller.tenant()
-                ),
-            )
-            .with(json!({"pinned": pin, "uploaded": uploaded})));
-        }
-    }
-    // The configured file's version at upload time: when the file changes, it wins again.
-    let configured = snapshot
-        .applied
-        .get(caller.tenant())
-        .and_then(|a| a.get(&name))
-        .map(|(sha, _)| sha.clone())
-        .filter(|sha| !sha.is_empty());
-    let registry = s.flowgate.plugins().clone();
-    let id = PluginId::new(caller.tenant(), name);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let loaded = registry.install(id.clone(), &wasm, settings)?;
-        if let Some(artifacts) = registry.artifacts() {
-            let upload = Upload {
-                sha256: loaded.sha256().to_string(),
-                configured,
-            };
-            artifacts.set_upload(&id, &upload).map_err(ApiError::from)?;
-        }
-        Ok::<_, ApiError>(loaded)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    let body = json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports(), "pinned": pin.is_some()});
+    let body = make_current(&s, &caller, name, wasm).await?;
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -240,6 +194,25 @@ pub async fn replay(
     wasm: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.admin("replay plugin versions")?;
+    let scope = replay_scope(&params)?;
+    if wasm.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_plugin",
+            "the body must be the candidate component's bytes",
+        ));
+    }
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    let candidate = load_beside(&s, &current, wasm.to_vec()).await?;
+    let report = s
+        .flowgate
+        .replay(caller.tenant(), &name, candidate, &scope)
+        .await?;
+    Ok(Json(json!(report)))
+}
+
+/// Which recorded calls a replay runs, from `last`, `workflow` and `since`.
+fn replay_scope(params: &Params) -> Result<crate::service::ReplayScope, ApiError> {
     params.only(&["last", "workflow", "since"])?;
     let last = match params.number("last", "a count of recorded calls")? {
         None => None,
@@ -254,11 +227,65 @@ pub async fn replay(
             ));
         }
     };
-    let scope = crate::service::ReplayScope {
+    Ok(crate::service::ReplayScope {
         last,
         workflow: params.text("workflow"),
         since: params.instant("since")?,
-    };
+    })
+}
+
+/// Loads `wasm` as a version of `current`'s plugin with its settings, without making it current.
+async fn load_beside(
+    s: &AppState,
+    current: &crate::plugin::LoadedPlugin,
+    wasm: Vec<u8>,
+) -> Result<Arc<crate::plugin::LoadedPlugin>, ApiError> {
+    let registry = s.flowgate.plugins().clone();
+    let id = current.id().clone();
+    let settings = current.settings();
+    tokio::task::spawn_blocking(move || {
+        registry
+            .runtime()
+            .load(id, &wasm, settings)
+            .map(Arc::new)
+            .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+/// Uploads a candidate version of a plugin (administrators): validated and kept, not made current. Replay it on recorded decisions (`.../candidates/{sha256}/replay`), run it beside the current version on live decisions (`?shadow=true`: its decisions compared, never applied; the tally in `GET .../candidates`), then promote or discard it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{name}/candidates",
+    operation_id = "uploadPluginCandidate",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("shadow" = Option<bool>, Query, description = "Run it beside the current version on live decisions (default false)")
+    ),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The candidate component's bytes"),
+    responses(
+        (status = 201, description = "`{name, sha256, capabilities, imports, shadow}`", body = serde_json::Value),
+        (status = 400, description = "An empty body, or a query parameter unknown or malformed (`details.field`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "The tenant has no such plugin", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
+        (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload_candidate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    params: Params,
+    wasm: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.admin("upload plugin candidates")?;
+    params.only(&["shadow"])?;
+    let shadow = params.flag("shadow", false)?;
     if wasm.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -267,19 +294,105 @@ pub async fn replay(
         ));
     }
     let current = known_plugin(&s, caller.tenant(), &name)?;
-    // The candidate runs with the settings the current version runs with.
-    let registry = s.flowgate.plugins().clone();
-    let id = PluginId::new(caller.tenant(), name.clone());
-    let settings = current.settings();
-    let candidate = tokio::task::spawn_blocking(move || {
-        registry
-            .runtime()
-            .load(id, &wasm, settings)
-            .map(std::sync::Arc::new)
-            .map_err(ApiError::from)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let bytes = wasm.to_vec();
+    let candidate = load_beside(&s, &current, bytes.clone()).await?;
+    let sha = candidate.sha256().to_string();
+    let Some(artifacts) = s.flowgate.plugins().artifacts() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this daemon keeps no plugin artifacts, so it cannot keep candidates",
+        ));
+    };
+    let id = current.id().clone();
+    artifacts.keep(&id, &sha, &bytes)?;
+    let mut kept = artifacts.candidates(&id)?;
+    kept.retain(|c| c.sha256 != sha);
+    kept.push(Candidate {
+        sha256: sha.clone(),
+        uploaded_at: s.flowgate.clock().now(),
+        shadow,
+    });
+    artifacts.set_candidates(&id, &kept)?;
+    if shadow {
+        s.flowgate
+            .set_shadow(caller.tenant(), &name, Some(candidate.clone()));
+    }
+    tracing::info!(tenant = %caller.tenant(), plugin = %name, candidate = %sha, shadow, "plugin.candidate uploaded");
+    let body = json!({"name": name, "sha256": sha, "capabilities": candidate.capabilities(), "imports": candidate.imports(), "shadow": shadow});
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// The plugin's candidates, oldest first, each with what it decided beside the current version if it runs in shadow mode (since the daemon started).
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{name}/candidates",
+    operation_id = "listPluginCandidates",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The plugin name")),
+    responses(
+        (status = 200, description = "`[{sha256, uploaded_at, shadow, shadow_report: {calls, same, differ, errors, recent}}]`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn candidates(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin("read plugin candidates")?;
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    let kept = match s.flowgate.plugins().artifacts() {
+        Some(artifacts) => artifacts.candidates(current.id())?,
+        None => Vec::new(),
+    };
+    let report = s.flowgate.shadow_report(caller.tenant(), &name);
+    let rows: Vec<Value> = kept
+        .iter()
+        .map(|c| {
+            let tally = report.as_ref().filter(|r| c.shadow && r.candidate == c.sha256);
+            json!({"sha256": c.sha256, "uploaded_at": time::format(c.uploaded_at).to_string(), "shadow": c.shadow, "shadow_report": tally})
+        })
+        .collect();
+    Ok(Json(json!(rows)))
+}
+
+/// Replays a kept candidate on recorded decisions, as `POST /api/v1/plugins/{name}/replay` does with a component in the body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{name}/candidates/{sha256}/replay",
+    operation_id = "replayPluginCandidate",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("sha256" = String, Path, description = "The candidate's sha256"),
+        ("last" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "The newest this many recorded calls (default 100)"),
+        ("workflow" = Option<String>, Query, description = "Only calls from this workflow"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only calls made at or after this RFC 3339 date-time")
+    ),
+    responses(
+        (status = 200, description = "As `replayPlugin`", body = serde_json::Value),
+        (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn replay_candidate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((name, sha)): Path<(String, String)>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin("replay plugin versions")?;
+    let scope = replay_scope(&params)?;
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    let bytes = candidate_bytes(&s, &current, &sha)?;
+    let candidate = load_beside(&s, &current, bytes).await?;
     let report = s
         .flowgate
         .replay(caller.tenant(), &name, candidate, &scope)
@@ -287,12 +400,158 @@ pub async fn replay(
     Ok(Json(json!(report)))
 }
 
+/// Makes a kept candidate the current version, as an upload would (administrators); it stops being a candidate (and leaves shadow mode).
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{name}/candidates/{sha256}/promote",
+    operation_id = "promotePluginCandidate",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("sha256" = String, Path, description = "The candidate's sha256")
+    ),
+    responses(
+        (status = 200, description = "`{name, sha256, capabilities, imports, pinned}`", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody),
+        (status = 409, description = "The tenant's file pins another version (`details.pinned`)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn promote_candidate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((name, sha)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin("promote plugin candidates")?;
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    let bytes = candidate_bytes(&s, &current, &sha)?;
+    let body = make_current(&s, &caller, name.clone(), Bytes::from(bytes)).await?;
+    forget_candidate(&s, &current, &sha)?;
+    tracing::info!(tenant = %caller.tenant(), plugin = %name, version = %sha, "plugin.candidate promoted");
+    Ok(Json(body))
+}
+
+/// Discards a candidate (administrators): it is no longer offered, and leaves shadow mode. Its bytes stay kept, as every version's do.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/{name}/candidates/{sha256}",
+    operation_id = "discardPluginCandidate",
+    tag = "plugins",
+    params(
+        ("name" = String, Path, description = "The plugin name"),
+        ("sha256" = String, Path, description = "The candidate's sha256")
+    ),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token may not do this", body = ErrorBody),
+        (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn discard_candidate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((name, sha)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.admin("discard plugin candidates")?;
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    candidate_bytes(&s, &current, &sha)?;
+    forget_candidate(&s, &current, &sha)?;
+    tracing::info!(tenant = %caller.tenant(), plugin = %name, candidate = %sha, "plugin.candidate discarded");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A kept candidate's bytes, or 404.
+fn candidate_bytes(
+    s: &AppState,
+    current: &crate::plugin::LoadedPlugin,
+    sha: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("plugin `{}` has no candidate {sha}", current.id().name),
+        )
+    };
+    let artifacts = s.flowgate.plugins().artifacts().ok_or_else(not_found)?;
+    if !artifacts
+        .candidates(current.id())?
+        .iter()
+        .any(|c| c.sha256 == sha)
+    {
+        return Err(not_found());
+    }
+    artifacts.read(current.id(), sha)?.ok_or_else(not_found)
+}
+
+/// Takes a candidate off the list, and out of shadow mode.
+fn forget_candidate(
+    s: &AppState,
+    current: &crate::plugin::LoadedPlugin,
+    sha: &str,
+) -> Result<(), ApiError> {
+    let id = current.id();
+    if let Some(artifacts) = s.flowgate.plugins().artifacts() {
+        let mut kept = artifacts.candidates(id)?;
+        let shadowed = kept.iter().any(|c| c.sha256 == sha && c.shadow);
+        kept.retain(|c| c.sha256 != sha);
+        artifacts.set_candidates(id, &kept)?;
+        if shadowed {
+            s.flowgate.set_shadow(&id.tenant, &id.name, None);
+        }
+    }
+    Ok(())
+}
+
+/// Puts the tenant's candidates marked for shadow mode beside their plugins' current versions
+/// (at start and after a reload, with the current settings). Blocking: it may compile.
+pub fn run_shadows(flowgate: &crate::service::Flowgate, tenant: &str) {
+    let registry = flowgate.plugins();
+    let Some(artifacts) = registry.artifacts() else {
+        return;
+    };
+    for current in registry.list(tenant) {
+        let id = current.id();
+        let shadow = artifacts
+            .candidates(id)
+            .unwrap_or_default()
+            .into_iter()
+            .rfind(|c| c.shadow);
+        let Some(shadow) = shadow else {
+            flowgate.set_shadow(tenant, &id.name, None);
+            continue;
+        };
+        let loaded = artifacts
+            .read(id, &shadow.sha256)
+            .ok()
+            .flatten()
+            .map(|wasm| {
+                registry
+                    .runtime()
+                    .load(id.clone(), &wasm, current.settings())
+            });
+        match loaded {
+            Some(Ok(plugin)) => flowgate.set_shadow(tenant, &id.name, Some(Arc::new(plugin))),
+            Some(Err(error)) => {
+                tracing::warn!(%tenant, plugin = %id.name, candidate = %shadow.sha256, %error, "plugin.candidate cannot run in shadow mode");
+            }
+            None => {
+                tracing::warn!(%tenant, plugin = %id.name, candidate = %shadow.sha256, "plugin.candidate's bytes are not kept; not in shadow mode");
+            }
+        }
+    }
+}
+
 /// The plugin's current version, or 404.
 fn known_plugin(
     s: &AppState,
     tenant: &str,
     name: &str,
-) -> Result<std::sync::Arc<crate::plugin::LoadedPlugin>, ApiError> {
+) -> Result<Arc<crate::plugin::LoadedPlugin>, ApiError> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -307,4 +566,65 @@ fn known_plugin(
         .plugins()
         .current(&PluginId::new(tenant, name))
         .ok_or_else(not_found)
+}
+
+/// Makes `wasm` the current version of plugin `name`, as an upload: refused when the tenant's
+/// file pins another version; kept so that it stays current after a restart.
+async fn make_current(
+    s: &AppState,
+    caller: &Caller,
+    name: String,
+    wasm: Bytes,
+) -> Result<Value, ApiError> {
+    // Settings come from the tenant's configuration for this plugin name, if it has any.
+    let snapshot = s.tenants.snapshot();
+    let configured_plugin = snapshot
+        .configs
+        .get(caller.tenant())
+        .and_then(|t| t.plugins.get(&name));
+    let settings = configured_plugin
+        .map(|p| p.settings())
+        .unwrap_or_default();
+    // A version pinned in the tenant's file is what runs: an upload of another is refused, so
+    // that the file keeps saying the truth.
+    let pin = configured_plugin.and_then(|p| p.sha256.clone());
+    if let Some(pin) = &pin {
+        let uploaded = hex::encode(sha2::Sha256::digest(&wasm));
+        if !pin.trim().eq_ignore_ascii_case(&uploaded) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "tenant `{}` pins plugin `{name}` to version {pin} (`sha256` under [plugins.{name}] in its file); this upload is version {uploaded}: change or remove the pin to run it",
+                    caller.tenant()
+                ),
+            )
+            .with(json!({"pinned": pin, "uploaded": uploaded})));
+        }
+    }
+    // The configured file's version at upload time: when the file changes, it wins again.
+    let configured = snapshot
+        .applied
+        .get(caller.tenant())
+        .and_then(|a| a.get(&name))
+        .map(|(sha, _)| sha.clone())
+        .filter(|sha| !sha.is_empty());
+    let registry = s.flowgate.plugins().clone();
+    let id = PluginId::new(caller.tenant(), name);
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = registry.install(id.clone(), &wasm, settings)?;
+        if let Some(artifacts) = registry.artifacts() {
+            let upload = Upload {
+                sha256: loaded.sha256().to_string(),
+                configured,
+            };
+            artifacts.set_upload(&id, &upload).map_err(ApiError::from)?;
+        }
+        Ok::<_, ApiError>(loaded)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(
+        json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports(), "pinned": pin.is_some()}),
+    )
 }
