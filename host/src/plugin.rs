@@ -29,13 +29,12 @@ mod registry;
 mod runtime;
 mod session;
 mod state;
+pub mod types;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
 pub use artifacts::{ArtifactError, ArtifactStore, Candidate, Upload, valid_name};
-pub use bindings::LogLevel;
-pub use bindings::types;
 pub use cache::CacheOutcome;
 pub use called::{ActionResult, Called};
 pub use error::{Blame, BoxError, GuestError, PluginError, PluginFailure, RefusedImport};
@@ -46,6 +45,7 @@ pub use registry::PluginRegistry;
 pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex, short_version};
 pub use session::PluginSession;
 pub use state::LogLine;
+pub use types::LogLevel;
 
 pub use flowgate_engine::Capability;
 

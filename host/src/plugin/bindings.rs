@@ -1,18 +1,7 @@
-//! Host-side bindings of `flowgate:plugin@0.1.0`, generated from `wit/`.
-//!
-//! The host binds the `plugin` world, which exports every capability, but never instantiates it
-//! whole: each capability's export indices are looked up on their own, so a plugin exports only
-//! what it implements.
+//! The contract versions this host accepts, each as its generated bindings with the conversions
+//! to and from the host's own types (`plugin::types`). Only the runtime names a generated type:
+//! a second version (`flowgate:plugin@0.2.0`) is a sibling module and its conversions.
 
-#![allow(missing_docs, missing_debug_implementations, unused_qualifications)]
+pub(crate) mod v0_1;
 
-wasmtime::component::bindgen!({
-    path: "../wit/flowgate-plugin@0.1.0",
-    world: "flowgate:plugin/plugin@0.1.0",
-    // Decisions go into the audit history and the CLI's output as JSON.
-    additional_derives: [serde::Serialize, serde::Deserialize],
-});
-
-pub use self::flowgate::plugin::host::LogLevel;
-pub use self::flowgate::plugin::types;
-pub use exports::flowgate::plugin::{approval_policy, router, step_action};
+pub(crate) use v0_1::{Plugin, approval_policy, router, step_action};

@@ -1,6 +1,6 @@
 //! The `flowgate:plugin/host` imports: structured logging and the tenant's configuration values.
 
-use super::bindings::{LogLevel, flowgate::plugin::host, flowgate::plugin::types};
+use super::bindings::v0_1::{LogLevel, flowgate::plugin::host, wire};
 use super::state::{CallState, LogLine};
 
 /// Longest log message or field value kept; longer ones are cut.
@@ -40,7 +40,7 @@ impl host::Host for CallState {
             LogLevel::Error => tracing::error!(target: "plugin", fields = %rendered, "{message}"),
         }
         self.logs.push(LogLine {
-            level,
+            level: level.into(),
             message,
             fields,
         });
@@ -55,7 +55,7 @@ impl host::Host for CallState {
     }
 }
 
-impl types::Host for CallState {}
+impl wire::Host for CallState {}
 
 /// Key-value fields, written `k=v k2=v2` when displayed.
 struct Fields<'a>(&'a [(String, String)]);

@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
-use super::bindings::types::{
-    ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
-};
 use super::bindings::{approval_policy, router, step_action};
 use super::cache::CacheOutcome;
 use super::called::{ActionResult, Called};
@@ -17,6 +14,7 @@ use super::error::{PluginError, PluginFailure};
 use super::limits::PluginLimits;
 use super::session::PluginSession;
 use super::state::CallState;
+use super::types::{ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest};
 use super::{Capability, Grants, PluginId};
 
 /// What a tenant set for one plugin: configuration values, limits and grants.

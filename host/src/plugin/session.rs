@@ -6,9 +6,7 @@ use std::time::Instant;
 use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::types::{
-    self, ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
-};
+use super::bindings::v0_1::wire;
 use super::called::{ActionResult, Called};
 use super::deadline::CallClock;
 use super::error::{GuestError, PluginError, PluginFailure};
@@ -16,6 +14,9 @@ use super::limits::{Limiter, MemoryCapHit, PluginLimits};
 use super::loaded::LoadedPlugin;
 use super::runtime::{EpochTicker, Running};
 use super::state::CallState;
+use super::types::{
+    self, ActionRequest, ApprovalDecision, ApprovalRequest, RouteDecision, RouteRequest,
+};
 use super::{Capability, validate};
 
 /// A live instance of a plugin; see [`LoadedPlugin::session`].
@@ -80,12 +81,14 @@ impl<'a> PluginSession<'a> {
         };
         let size =
             request.context.data.len() + request.candidates.iter().map(String::len).sum::<usize>();
+        let sent = wire::RouteRequest::from(request);
         let called = self.invoke(cap, &request.context, size, |store, instance| {
             indices
                 .load(&mut *store, instance)?
-                .call_route(store, request)
+                .call_route(store, &sent)
         })?;
         self.finish(cap, called, |decision| {
+            let decision = RouteDecision::from(decision);
             let size = decision.reason.len() + decision.next.iter().map(String::len).sum::<usize>();
             Ok((size, validate::route(&request.candidates, decision)?))
         })
@@ -101,12 +104,14 @@ impl<'a> PluginSession<'a> {
             return Err(self.missing(cap));
         };
         let size = request.context.data.len() + request.category.len() + request.requester.len();
+        let sent = wire::ApprovalRequest::from(request);
         let called = self.invoke(cap, &request.context, size, |store, instance| {
             indices
                 .load(&mut *store, instance)?
-                .call_evaluate(store, request)
+                .call_evaluate(store, &sent)
         })?;
         self.finish(cap, called, |decision| {
+            let decision = ApprovalDecision::from(decision);
             let size = validate::approval_size(&decision);
             Ok((size, validate::approval(decision)?))
         })
@@ -122,12 +127,12 @@ impl<'a> PluginSession<'a> {
             return Err(self.missing(cap));
         };
         let size = request.context.data.len() + request.params.len() + request.action.len();
+        let sent = wire::ActionRequest::from(request);
         let called = self.invoke(cap, &request.context, size, |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_run(store, request)
+            indices.load(&mut *store, instance)?.call_run(store, &sent)
         })?;
         self.finish(cap, called, |output| {
+            let output = types::ActionOutput::from(output);
             let size = output.data.len() + output.note.len();
             Ok((size, validate::action(output)?))
         })
@@ -195,7 +200,7 @@ impl<'a> PluginSession<'a> {
     fn finish<W, T>(
         &self,
         cap: Capability,
-        called: Called<Result<W, types::PluginError>>,
+        called: Called<Result<W, wire::PluginError>>,
         check: impl FnOnce(W) -> Result<(usize, T), String>,
     ) -> Result<Called<T>, PluginError> {
         let Called {
@@ -206,7 +211,7 @@ impl<'a> PluginSession<'a> {
             logs_dropped,
         } = called;
         let fail = |failure| self.plugin.error(Some(cap), failure);
-        let answer = value.map_err(|e| fail(PluginFailure::Guest(guest_error(e))))?;
+        let answer = value.map_err(|e| fail(PluginFailure::Guest(GuestError::from(e))))?;
         let (size, value) =
             check(answer).map_err(|reason| fail(PluginFailure::BadOutput { reason }))?;
         let limit = self.plugin.limits().max_output_bytes;
@@ -242,14 +247,6 @@ fn arm<'t>(
             source: e.into(),
         })?;
     Ok(running)
-}
-
-fn guest_error(error: types::PluginError) -> GuestError {
-    match error {
-        types::PluginError::Retryable(m) => GuestError::Retryable(m),
-        types::PluginError::Permanent(m) => GuestError::Permanent(m),
-        types::PluginError::InvalidInput(m) => GuestError::InvalidInput(m),
-    }
 }
 
 /// Whether the trap's backtrace is one, two or three functions calling each other all the way

@@ -18,7 +18,7 @@ const STDIO_CAPTURE_BYTES: usize = 16 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// Severity.
-    pub level: super::bindings::LogLevel,
+    pub level: super::types::LogLevel,
     /// The message.
     pub message: String,
     /// Key-value fields.
@@ -77,8 +77,8 @@ impl CallState {
             return (logs, dropped);
         };
         let streams = [
-            ("stdout", &wasi.stdout, super::bindings::LogLevel::Info),
-            ("stderr", &wasi.stderr, super::bindings::LogLevel::Warn),
+            ("stdout", &wasi.stdout, super::types::LogLevel::Info),
+            ("stderr", &wasi.stderr, super::types::LogLevel::Warn),
         ];
         for ((stream, pipe, level), seen) in streams.into_iter().zip(&mut self.stdio_seen) {
             let bytes = pipe.contents();

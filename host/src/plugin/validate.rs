@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use super::bindings::types::{ActionOutput, ApprovalDecision, ApprovalRequirement, RouteDecision};
 use super::called::ActionResult;
+use super::types::{ActionOutput, ApprovalDecision, ApprovalRequirement, RouteDecision};
 
 /// A route must name at least one step, each one of the candidates, none twice.
 pub(crate) fn route(
@@ -96,7 +96,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::types::{ApprovalStage, Approver, StageOrder};
+    use crate::plugin::types::{ApprovalStage, Approver, StageOrder};
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

@@ -582,9 +582,7 @@ async fn make_current(
         .configs
         .get(caller.tenant())
         .and_then(|t| t.plugins.get(&name));
-    let settings = configured_plugin
-        .map(|p| p.settings())
-        .unwrap_or_default();
+    let settings = configured_plugin.map(|p| p.settings()).unwrap_or_default();
     // A version pinned in the tenant's file is what runs: an upload of another is refused, so
     // that the file keeps saying the truth.
     let pin = configured_plugin.and_then(|p| p.sha256.clone());
