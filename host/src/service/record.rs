@@ -395,7 +395,10 @@ impl Flowgate {
         scope: &ReplayScope,
     ) -> Result<ReplayReport, ServiceError> {
         let last = scope.last.unwrap_or(100).clamp(1, MAX_REPLAY);
-        let mut records = self.shared.store.call_records(tenant, plugin, MAX_REPLAY)?;
+        // Without a filter, the newest `last` are all that is read.
+        let filtered = scope.workflow.is_some() || scope.since.is_some();
+        let read = if filtered { MAX_REPLAY } else { last };
+        let mut records = self.shared.store.call_records(tenant, plugin, read)?;
         records.retain(|r| {
             scope.workflow.as_ref().is_none_or(|w| *w == r.workflow)
                 && scope.since.is_none_or(|since| r.at >= since)
