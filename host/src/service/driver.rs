@@ -602,7 +602,8 @@ impl Flowgate {
         Carried::Clearing
     }
 
-    /// Commits the clears that waited long enough or are many, when no other commit took them.
+    /// Commits the outbox clears and recorded plugin calls that waited long enough or are many,
+    /// when no other commit took them.
     async fn flush_clears(&self, force: bool) -> Result<(), ServiceError> {
         let (cleared, cleared_for) = self.shared.clears.pending();
         let (recorded, recorded_for) = self.shared.recorded.pending();
