@@ -40,7 +40,9 @@ pub use notify::{
 };
 pub use pool::{PluginPool, PluginQuota, ShareStats};
 pub use processes::{Link, ProcessDefinitionView, ProcessSettings, ProcessView};
-pub use record::{DEFAULT_KEEP, MAX_REPLAY, ReplayFuel, ReplayReport, ReplayScope, ReplayedCall};
+pub use record::{
+    DEFAULT_KEEP, MAX_REPLAY, ReplayFuel, ReplayReport, ReplayScope, ReplayedCall, ShadowReport,
+};
 pub use retention::Archived;
 pub use schedules::ScheduleView;
 pub use telemetry::{Telemetry, WriteTotals};
@@ -49,7 +51,7 @@ use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, Millis, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
 use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
-use clears::Clears;
+use clears::{Clears, Recorded};
 use prepare::StartRequest;
 use writer::{Request, Writer};
 
@@ -104,7 +106,7 @@ pub(crate) struct Shared {
     /// Outbox entries carried out, waiting to be cleared with the next commit.
     clears: Clears,
     /// Plugin decisions with their inputs, waiting to be kept with the next commit.
-    recorded: record::Recorded,
+    recorded: Recorded,
     /// Calls kept per plugin, by tenant (`[recording] plugin_calls`).
     recording: RwLock<HashMap<String, u64>>,
     /// Candidates in shadow mode, by tenant and plugin.
@@ -281,8 +283,8 @@ impl Flowgate {
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
             dispatch: Arc::default(),
-            clears: Clears::default(),
-            recorded: record::Recorded::default(),
+            clears: Clears::unbounded(),
+            recorded: Recorded::bounded(record::MAX_WAITING),
             recording: RwLock::new(HashMap::new()),
             shadows: RwLock::new(HashMap::new()),
             pool: PluginPool::default(),

@@ -598,7 +598,7 @@ impl Flowgate {
     }
 
     fn cleared(&self, tenant: &str, outbox: u64) -> Carried {
-        self.shared.clears.push(tenant, outbox);
+        self.shared.clears.push((tenant.to_string(), outbox));
         Carried::Clearing
     }
 

@@ -7,8 +7,7 @@
 //! batch the writer commits, which is nearly always the one holding the decision itself. A
 //! crash before that commit loses the record, not the decision.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -22,64 +21,10 @@ use crate::store::CallRecord;
 pub const DEFAULT_KEEP: u64 = 1_000;
 
 /// Records waiting beyond this many are dropped, oldest first (the store is failing).
-const MAX_WAITING: usize = 10_000;
+pub(crate) const MAX_WAITING: usize = 10_000;
 
 /// A replay reads at most this many records.
 pub const MAX_REPLAY: usize = 10_000;
-
-/// Records waiting for the next commit.
-#[derive(Debug, Default)]
-pub(crate) struct Recorded {
-    waiting: Mutex<Waiting>,
-}
-
-#[derive(Debug, Default)]
-struct Waiting {
-    records: Vec<(CallRecord, u64)>,
-    since: Option<Instant>,
-}
-
-impl Recorded {
-    fn lock(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn push(&self, record: CallRecord, keep: u64) {
-        let mut waiting = self.lock();
-        if waiting.records.len() >= MAX_WAITING {
-            waiting.records.remove(0);
-        }
-        waiting.records.push((record, keep));
-        waiting.since.get_or_insert_with(Instant::now);
-    }
-
-    /// How many wait, and for how long the oldest has.
-    pub fn pending(&self) -> (usize, Duration) {
-        let waiting = self.lock();
-        let age = waiting.since.map(|t| t.elapsed()).unwrap_or_default();
-        (waiting.records.len(), age)
-    }
-
-    /// Everything waiting, for the writer's next commit.
-    pub fn take(&self) -> Vec<(CallRecord, u64)> {
-        let mut waiting = self.lock();
-        waiting.since = None;
-        std::mem::take(&mut waiting.records)
-    }
-
-    /// Records whose commit failed wait again, ahead of newer ones.
-    pub fn put_back(&self, mut records: Vec<(CallRecord, u64)>) {
-        if records.is_empty() {
-            return;
-        }
-        let mut waiting = self.lock();
-        records.append(&mut waiting.records);
-        let over = records.len().saturating_sub(MAX_WAITING);
-        records.drain(..over);
-        waiting.records = records;
-        waiting.since.get_or_insert_with(Instant::now);
-    }
-}
 
 /// A decision as the history shows it, without the version that took it.
 pub(crate) fn decision_json(answer: &PluginAnswer) -> serde_json::Value {
@@ -371,7 +316,7 @@ impl Flowgate {
             fuel,
             replayable: plugin.is_deterministic(),
         };
-        self.shared.recorded.push(record, keep);
+        self.shared.recorded.push((record, keep));
     }
 
     /// The plugin's recorded calls, newest first.

@@ -306,16 +306,13 @@ impl Writer {
         }
         // Recorded calls ride along with a batch that commits anyway (or a flush); alone they
         // never make a commit of a batch that changed nothing.
-        let recorded = if batch.changes.is_empty() && !flush {
-            Vec::new()
-        } else {
-            self.shared.recorded.take()
-        };
-        for (record, keep) in &recorded {
-            batch.changes.push(Change::RecordCall {
-                record: Box::new(record.clone()),
-                keep: *keep,
-            });
+        if !batch.changes.is_empty() || flush {
+            for (record, keep) in self.shared.recorded.take() {
+                batch.changes.push(Change::RecordCall {
+                    record: Box::new(record),
+                    keep,
+                });
+            }
         }
         let committed = if batch.changes.is_empty() {
             Ok(())
@@ -361,7 +358,12 @@ impl Writer {
                 // Nothing of the batch is stored: nobody is told it succeeded.
                 self.next_outbox = outbox_before;
                 self.shared.clears.put_back(clears);
-                self.shared.recorded.put_back(recorded);
+                // Taken back out of the batch, to ride along with the next one.
+                let recorded = batch.changes.into_iter().filter_map(|change| match change {
+                    Change::RecordCall { record, keep } => Some((*record, keep)),
+                    _ => None,
+                });
+                self.shared.recorded.put_back(recorded.collect());
                 for p in pending {
                     let failed = || ServiceError::CommitFailed(error.clone());
                     match p {

@@ -373,14 +373,13 @@ impl Table {
     /// Checks a table: every input's source, every cell's test, every column's type (text,
     /// number or true/false, consistently), every output. The error names the rule and column.
     pub fn compile(spec: &TableSpec) -> Result<Table, TableError> {
+        // `rule 3`, or `rule 3 (rules.csv line 4)` for rules from a file.
+        let rule = |number: usize| match &spec.rules_origin {
+            Some(origin) => format!("rule {number} ({origin} line {})", number + 1),
+            None => format!("rule {number}"),
+        };
         let rule_at = |number: usize, column: &str| TableError {
-            at: match &spec.rules_origin {
-                Some(origin) => format!(
-                    "rule {number} ({origin} line {}), column `{column}`",
-                    number + 1
-                ),
-                None => format!("rule {number}, column `{column}`"),
-            },
+            at: format!("{}, column `{column}`", rule(number)),
             message: String::new(),
         };
         if spec.inputs.is_empty() {
@@ -505,7 +504,7 @@ impl Table {
             let number = index + 1;
             if row.len() != width {
                 return Err(TableError {
-                    at: rule_at(number, "").at.replace(", column ``", ""),
+                    at: rule(number),
                     message: format!(
                         "{} cells, but the table has {} inputs and {} outputs ({width} columns)",
                         row.len(),
@@ -588,7 +587,7 @@ impl Table {
                     .collect::<Vec<_>>()
                     .join(" or ");
                 return Err(TableError {
-                    at: rule_at(number, "").at.replace(", column ``", ""),
+                    at: rule(number),
                     message: format!("the rule decides nothing: set {wanted}"),
                 });
             }

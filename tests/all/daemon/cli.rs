@@ -195,6 +195,24 @@ fn the_command_line_pauses_resumes_and_migrates_against_a_running_daemon() {
     assert!(err.contains("`nope` is not `key=value`"), "{err}");
 }
 
+/// Runs `flowgate plugin eval <args>` with its compile cache in `dir`: whether it succeeded,
+/// the report it printed, and what it wrote to stderr.
+fn plugin_eval(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["plugin", "eval"])
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        printed,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn plugin_eval_reports_the_fuel_a_call_used_against_its_budget_and_says_how_to_raise_it() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -202,20 +220,17 @@ fn plugin_eval_reports_the_fuel_a_call_used_against_its_budget_and_says_how_to_r
         let input = dir.path().join(format!("{action}.json"));
         let request = json!({"action": action, "params": params});
         std::fs::write(&input, request.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(["plugin", "eval", flowgate_tests::artifacts::MISBEHAVE])
-            .args(["--capability", "step-action", "--fuel", fuel, "--input"])
-            .arg(&input)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.success(),
-            printed,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let args = [
+            flowgate_tests::artifacts::MISBEHAVE,
+            "--capability",
+            "step-action",
+            "--fuel",
+            fuel,
+            "--input",
+        ];
+        let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        args.push(input.as_os_str());
+        plugin_eval(dir.path(), &args)
     };
     let (ok, report, err) = eval("spin", json!({"iterations": 10_000}), "20000000");
     assert!(ok, "{err}");
@@ -251,22 +266,17 @@ fn plugin_eval_tries_a_decision_table_file_and_names_the_cell_at_fault() {
             .to_string(),
     );
     let eval = |table: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(["plugin", "eval", flowgate_tests::artifacts::DECISION_TABLE])
-            .args(["--capability", "router", "--input"])
-            .arg(&input)
-            .arg("--table")
-            .arg(table)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let printed: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.success(),
-            printed,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let os = std::ffi::OsStr::new;
+        let args = [
+            os(flowgate_tests::artifacts::DECISION_TABLE),
+            os("--capability"),
+            os("router"),
+            os("--input"),
+            input.as_os_str(),
+            os("--table"),
+            table.as_os_str(),
+        ];
+        plugin_eval(dir.path(), &args)
     };
     let head = "hit = \"first\"\ninputs = [{ name = \"tier\", from = \"/customer/tier\", lowercase = true }]\noutputs = [\"next\", \"note\"]\n";
     write(

@@ -43,13 +43,7 @@ pub async fn upload(
     wasm: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.admin("upload plugins")?;
-    if wasm.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_plugin",
-            "the body must be the component's bytes",
-        ));
-    }
+    component_body(&wasm)?;
     if !valid_name(&name) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -82,21 +76,9 @@ pub async fn versions(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("plugin `{name}` not found"),
-        )
-    };
-    if !valid_name(&name) {
-        return Err(not_found());
-    }
-    let registry = s.flowgate.plugins();
-    let id = PluginId::new(caller.tenant(), name.clone());
-    let current = registry.current(&id).ok_or_else(not_found)?;
-    let kept = match registry.artifacts() {
-        Some(artifacts) => artifacts.versions(&id)?,
+    let current = known_plugin(&s, caller.tenant(), &name)?;
+    let kept = match s.flowgate.plugins().artifacts() {
+        Some(artifacts) => artifacts.versions(current.id())?,
         None => Vec::new(),
     };
     let rows: Vec<Value> = kept
@@ -195,13 +177,7 @@ pub async fn replay(
 ) -> Result<Json<Value>, ApiError> {
     caller.admin("replay plugin versions")?;
     let scope = replay_scope(&params)?;
-    if wasm.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_plugin",
-            "the body must be the candidate component's bytes",
-        ));
-    }
+    component_body(&wasm)?;
     let current = known_plugin(&s, caller.tenant(), &name)?;
     let candidate = load_beside(&s, &current, wasm.to_vec()).await?;
     let report = s
@@ -286,13 +262,7 @@ pub async fn upload_candidate(
     caller.admin("upload plugin candidates")?;
     params.only(&["shadow"])?;
     let shadow = params.flag("shadow", false)?;
-    if wasm.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_plugin",
-            "the body must be the candidate component's bytes",
-        ));
-    }
+    component_body(&wasm)?;
     let current = known_plugin(&s, caller.tenant(), &name)?;
     let bytes = wasm.to_vec();
     let candidate = load_beside(&s, &current, bytes.clone()).await?;
@@ -544,6 +514,18 @@ pub fn run_shadows(flowgate: &crate::service::Flowgate, tenant: &str) {
             }
         }
     }
+}
+
+/// Refuses an empty body where a component's bytes are expected.
+fn component_body(wasm: &Bytes) -> Result<(), ApiError> {
+    if wasm.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_plugin",
+            "the body must be the component's bytes",
+        ));
+    }
+    Ok(())
 }
 
 /// The plugin's current version, or 404.
