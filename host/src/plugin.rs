@@ -25,6 +25,7 @@ mod grants;
 mod host_api;
 mod limits;
 mod loaded;
+mod outbound;
 mod registry;
 mod runtime;
 mod session;
@@ -41,6 +42,7 @@ pub use error::{Blame, BoxError, GuestError, PluginError, PluginFailure, Refused
 pub use grants::{FileGrant, Grant, Grants, Refusal};
 pub use limits::PluginLimits;
 pub use loaded::{LoadedPlugin, PluginSettings};
+pub use outbound::{HttpGrant, SecretSource};
 pub use registry::PluginRegistry;
 pub use runtime::{PluginRuntime, RuntimeConfig, RuntimeError, sha256_hex, short_version};
 pub use session::PluginSession;

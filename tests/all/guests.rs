@@ -3,6 +3,7 @@
 pub mod clock_reader;
 pub mod decision_table;
 pub mod expense_reimbursement;
+pub mod http_connector;
 pub mod misbehave;
 pub mod purchase_approval;
 pub mod purchase_approval_next;

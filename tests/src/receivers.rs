@@ -277,3 +277,161 @@ fn address(command: &str) -> String {
     let end = command.rfind('>').unwrap_or(command.len());
     command.get(start..end).unwrap_or_default().to_string()
 }
+
+/// One request an [`ApiServer`] received.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    /// Lowercased names.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// What an [`ApiServer`] answers: a status, headers and a body, after a delay.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: std::time::Duration,
+}
+
+impl Reply {
+    /// `status` with a JSON body.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Reply {
+            status: 302,
+            headers: vec![("location".into(), location.into())],
+            ..Reply::default()
+        }
+    }
+
+    /// The same answer, after `delay`.
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Answer = dyn Fn(&ApiRequest, usize) -> Reply + Send + Sync;
+
+/// Another system's HTTP API on loopback, for connector tests: answers each request with what
+/// `answer` says (given the request and how many came before it) and records it.
+pub struct ApiServer {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    received: Arc<Mutex<Vec<ApiRequest>>>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl ApiServer {
+    /// Listens on a free loopback port.
+    pub fn start(
+        answer: impl Fn(&ApiRequest, usize) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answer: Arc<Answer> = Arc::new(answer);
+        let seen = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (seen, answer) = (seen.clone(), answer.clone());
+                std::thread::spawn(move || serve_api(stream, &seen, &*answer));
+            }
+        });
+        Ok(ApiServer { base, received })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The requests received so far.
+    pub fn received(&self) -> Vec<ApiRequest> {
+        self.received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn serve_api(stream: TcpStream, seen: &Mutex<Vec<ApiRequest>>, answer: &Answer) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = ApiRequest {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let reply = {
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let reply = answer(&request, seen.len());
+            seen.push(request);
+            reply
+        };
+        std::thread::sleep(reply.delay);
+        let stream = reader.get_mut();
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (name, value) in &reply.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&reply.body).is_err() {
+            return;
+        }
+    }
+}

@@ -106,6 +106,13 @@ pub(crate) struct EvalArgs {
     /// Grant random numbers.
     #[arg(long)]
     grant_random: bool,
+    /// Grant outbound HTTP to this host, as in `grants.http.allowed_hosts`
+    /// (`https://crm.example.com`); repeatable.
+    #[arg(long = "allow-host")]
+    allow_hosts: Vec<String>,
+    /// Time for the call in milliseconds (default 100; a call that waits on HTTP needs more).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Compiled-component cache directory.
     #[arg(long, env = "FLOWGATE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -179,6 +186,9 @@ fn inspect(wasm: PathBuf) -> anyhow::Result<()> {
         grants: Grants {
             clocks: true,
             random: true,
+            http: Some(crate::plugin::HttpGrant::allowing(&[
+                "https://inspect.invalid",
+            ])),
             ..Grants::default()
         },
         ..PluginSettings::default()
@@ -198,8 +208,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let input: EvalInput = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid request", args.input.display()))?;
-    let limits = limits_with(args.fuel);
+    let mut limits = limits_with(args.fuel);
+    if let Some(ms) = args.timeout {
+        limits.timeout = std::time::Duration::from_millis(ms);
+    }
     let budget = limits.fuel;
+    let refs: Vec<&str> = args.allow_hosts.iter().map(String::as_str).collect();
+    let http = (!refs.is_empty()).then(|| crate::plugin::HttpGrant::allowing(&refs));
     let mut config = args.config.into_iter().collect::<BTreeMap<_, _>>();
     if let Some(path) = &args.table {
         config.insert(crate::tenant::TABLE_KEY.to_string(), table_json(path)?);
@@ -210,6 +225,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         grants: Grants {
             clocks: args.grant_clocks,
             random: args.grant_random,
+            http,
             ..Grants::default()
         },
     };

@@ -34,6 +34,12 @@ impl CallClock {
         }
     }
 
+    /// When the call ends in wall time if it never waits for a CPU: what a call waiting on I/O
+    /// (an outbound request) may not outlive.
+    pub fn ends(&self) -> Instant {
+        self.started + self.limit
+    }
+
     /// The deadline to arm the call with, in ticks.
     pub fn first(&self) -> u64 {
         ticks(self.limit, self.tick)

@@ -117,6 +117,18 @@ pub enum GuestError {
     InvalidInput(String),
 }
 
+impl GuestError {
+    /// Appends what the host knows about the failure to the plugin's message.
+    pub(crate) fn add_context(&mut self, context: &str) {
+        let (GuestError::Retryable(message)
+        | GuestError::Permanent(message)
+        | GuestError::InvalidInput(message)) = self;
+        message.push_str(" (");
+        message.push_str(context);
+        message.push(')');
+    }
+}
+
 /// What went wrong in a plugin load or call.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginFailure {

@@ -3,8 +3,8 @@
 //! Every plugin may import the contract (`flowgate:plugin/*`) and the inert baseline that Rust's
 //! std links into every `wasm32-wasip2` component (stdio, environment, exit, I/O streams, the
 //! hash-map seed). The baseline gives nothing away: the environment is empty, stdin is closed,
-//! stdout and stderr go to the plugin's log, and the seed is fixed. Clocks, randomness, files and
-//! the network must be granted.
+//! stdout and stderr go to the plugin's log, and the seed is fixed. Clocks, randomness, files,
+//! sockets and outbound HTTP must be granted.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +24,8 @@ pub enum Grant {
     Files,
     /// Sockets to allowed addresses.
     Network,
+    /// Outbound HTTP requests (`wasi:http`) to allowed hosts.
+    Http,
 }
 
 impl std::fmt::Display for Grant {
@@ -33,6 +35,7 @@ impl std::fmt::Display for Grant {
             Grant::Random => "random",
             Grant::Files => "files",
             Grant::Network => "network",
+            Grant::Http => "http",
         })
     }
 }
@@ -68,6 +71,9 @@ pub struct Grants {
     /// Addresses the plugin may connect to: `ip` (any port) or `ip:port`. Empty: no network.
     #[serde(default)]
     pub network: Vec<String>,
+    /// Outbound HTTP through `wasi:http`: the hosts, timeouts, size caps and secrets.
+    #[serde(default)]
+    pub http: Option<super::outbound::HttpGrant>,
 }
 
 /// Interfaces every plugin may import, without version.
@@ -106,7 +112,13 @@ const GRANTED: &[(&str, Grant)] = &[
     ("wasi:sockets/udp", Grant::Network),
     ("wasi:sockets/udp-create-socket", Grant::Network),
     ("wasi:sockets/ip-name-lookup", Grant::Network),
+    ("wasi:http/outgoing-handler", Grant::Http),
+    ("wasi:http/types", Grant::Http),
 ];
+
+/// `wasi:http/types` names the monotonic clock's `duration` for its timeouts, so a plugin granted
+/// HTTP imports the clock's interface too; it may, without the clocks grant.
+const HTTP_NEEDS: &str = "wasi:clocks/monotonic-clock";
 
 /// Why an import was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +147,7 @@ impl std::fmt::Display for Refusal {
                 "which needs the `{grant}` grant that this tenant did not give the plugin"
             ),
             Refusal::NotOffered => f.write_str(
-                "which Flowgate does not offer to plugins (only flowgate:plugin/host, the std baseline of wasi:cli and wasi:io, and granted clocks, random, files or network)",
+                "which Flowgate does not offer to plugins (only flowgate:plugin/host, the std baseline of wasi:cli and wasi:io, and granted clocks, random, files, network or http)",
             ),
         }
     }
@@ -149,6 +161,7 @@ impl Grants {
             Grant::Random => self.random,
             Grant::Files => self.files.is_some(),
             Grant::Network => !self.network.is_empty(),
+            Grant::Http => self.http.is_some(),
         }
     }
 
@@ -156,6 +169,9 @@ impl Grants {
     pub fn check_import(&self, import: &str) -> Result<(), Refusal> {
         let unversioned = import.split('@').next().unwrap_or(import);
         if CONTRACT.contains(&unversioned) || BASELINE.contains(&unversioned) {
+            return Ok(());
+        }
+        if unversioned == HTTP_NEEDS && self.has(Grant::Http) {
             return Ok(());
         }
         match GRANTED.iter().find(|(name, _)| *name == unversioned) {
@@ -198,8 +214,12 @@ impl Grants {
         })
     }
 
-    /// Checks the grant's own values: network entries must be addresses.
+    /// Checks the grant's own values: network entries must be addresses, allowed hosts must
+    /// parse, secrets must be readable.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(http) = &self.http {
+            http.validate().map_err(|reason| format!("http.{reason}"))?;
+        }
         for entry in &self.network {
             if entry.parse::<SocketAddr>().is_err() && entry.parse::<IpAddr>().is_err() {
                 return Err(format!("network: `{entry}` is neither `ip` nor `ip:port`"));
@@ -270,10 +290,41 @@ mod tests {
     }
 
     #[test]
+    fn http_needs_its_grant_and_brings_the_clock_type_it_names() {
+        let none = Grants::default();
+        let http = grants(|g| {
+            g.http = Some(super::super::outbound::HttpGrant::allowing(&[
+                "https://crm.example.com",
+            ]))
+        });
+        for import in [
+            "wasi:http/outgoing-handler@0.2.6",
+            "wasi:http/types@0.2.6",
+            "wasi:clocks/monotonic-clock@0.2.6",
+        ] {
+            assert_eq!(
+                none.check_import(import).err().and_then(|r| r.grant()),
+                Some(if import.contains("clocks") {
+                    Grant::Clocks
+                } else {
+                    Grant::Http
+                }),
+                "{import}"
+            );
+            assert_eq!(http.check_import(import), Ok(()), "{import}");
+        }
+        // HTTP brings the clock's interface, not the wall clock.
+        assert_eq!(
+            http.check_import("wasi:clocks/wall-clock@0.2.6"),
+            Err(Refusal::NotGranted(Grant::Clocks))
+        );
+    }
+
+    #[test]
     fn unknown_interfaces_are_never_offered() {
         let all = grants(|g| g.clocks = true);
         assert_eq!(
-            all.check_import("wasi:http/outgoing-handler@0.2.0"),
+            all.check_import("wasi:http/incoming-handler@0.2.0"),
             Err(Refusal::NotOffered)
         );
         assert_eq!(

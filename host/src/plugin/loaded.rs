@@ -127,9 +127,15 @@ impl LoadedPlugin {
     /// taken in the same transaction as the command that reaches them, and can be replayed.
     pub fn is_deterministic(&self) -> bool {
         use super::grants::Grant;
-        [Grant::Clocks, Grant::Random, Grant::Files, Grant::Network]
-            .into_iter()
-            .all(|grant| !self.grants.has(grant))
+        [
+            Grant::Clocks,
+            Grant::Random,
+            Grant::Files,
+            Grant::Network,
+            Grant::Http,
+        ]
+        .into_iter()
+        .all(|grant| !self.grants.has(grant))
     }
 
     /// The same compiled version with other settings (configuration values, limits, grants),

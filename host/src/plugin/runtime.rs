@@ -135,6 +135,7 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         let link = |linker: &mut Linker<CallState>| -> wasmtime::Result<()> {
             wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
             Plugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
         };
         link(&mut linker).map_err(|e| RuntimeError::Engine(boxed(e)))?;

@@ -128,9 +128,18 @@ impl<'a> PluginSession<'a> {
         };
         let size = request.context.data.len() + request.params.len() + request.action.len();
         let sent = wire::ActionRequest::from(request);
+        // Outbound requests carry the key of the step activation, the same on every attempt.
+        let key = &request.idempotency;
+        let activation = key
+            .key
+            .strip_suffix(&format!("/{}", key.attempt))
+            .unwrap_or(&key.key);
+        self.store.data_mut().action_key = Some(activation.into());
         let called = self.invoke(cap, &request.context, size, |store, instance| {
             indices.load(&mut *store, instance)?.call_run(store, &sent)
-        })?;
+        });
+        self.store.data_mut().action_key = None;
+        let called = called?;
         self.finish(cap, called, |output| {
             let output = types::ActionOutput::from(output);
             let size = output.data.len() + output.note.len();
@@ -211,7 +220,23 @@ impl<'a> PluginSession<'a> {
             logs_dropped,
         } = called;
         let fail = |failure| self.plugin.error(Some(cap), failure);
-        let answer = value.map_err(|e| fail(PluginFailure::Guest(GuestError::from(e))))?;
+        let answer = value.map_err(|e| {
+            let mut error = GuestError::from(e);
+            // What the host refused on the plugin's behalf (an outbound request) is why.
+            let host_said: Vec<&str> = logs
+                .iter()
+                .filter(|line| {
+                    line.fields
+                        .iter()
+                        .any(|(k, v)| k == "source" && v == "http")
+                })
+                .map(|line| line.message.as_str())
+                .collect();
+            if !host_said.is_empty() {
+                error.add_context(&format!("the host: {}", host_said.join("; ")));
+            }
+            fail(PluginFailure::Guest(error))
+        })?;
         let (size, value) =
             check(answer).map_err(|reason| fail(PluginFailure::BadOutput { reason }))?;
         let limit = self.plugin.limits().max_output_bytes;

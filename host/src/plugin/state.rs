@@ -7,9 +7,11 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Grants;
 use super::limits::Limiter;
+use super::outbound::{HttpGrant, Outbound};
 
 /// Bytes of stdout and stderr kept per call.
 const STDIO_CAPTURE_BYTES: usize = 16 << 10;
@@ -39,6 +41,8 @@ pub(crate) struct CallState {
     stdio_seen: [usize; 2],
     /// The running call's clock, which its deadline is checked against.
     pub clock: Option<super::deadline::CallClock>,
+    /// The running step action's idempotency key for outbound requests (see `plugin::outbound`).
+    pub action_key: Option<Arc<str>>,
 }
 
 struct Wasi {
@@ -46,6 +50,8 @@ struct Wasi {
     table: ResourceTable,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// Built on the guest's first `wasi:http` call.
+    http: Option<(WasiHttpCtx, Outbound)>,
 }
 
 impl CallState {
@@ -65,6 +71,7 @@ impl CallState {
             wasi: None,
             stdio_seen: [0, 0],
             clock: None,
+            action_key: None,
         }
     }
 
@@ -76,6 +83,13 @@ impl CallState {
         let Some(wasi) = &self.wasi else {
             return (logs, dropped);
         };
+        if let Some((_, outbound)) = &wasi.http {
+            logs.extend(outbound.take_notes().into_iter().map(|message| LogLine {
+                level: super::types::LogLevel::Warn,
+                message,
+                fields: vec![("source".to_string(), "http".to_string())],
+            }));
+        }
         let streams = [
             ("stdout", &wasi.stdout, super::types::LogLevel::Info),
             ("stderr", &wasi.stderr, super::types::LogLevel::Warn),
@@ -150,6 +164,7 @@ fn build_wasi(grants: &Grants) -> Wasi {
         table: ResourceTable::new(),
         stdout,
         stderr,
+        http: None,
     }
 }
 
@@ -160,6 +175,34 @@ impl WasiView for CallState {
         WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let CallState {
+            wasi,
+            grants,
+            clock,
+            action_key,
+            ..
+        } = self;
+        let wasi = wasi.get_or_insert_with(|| build_wasi(grants));
+        let (ctx, outbound) = wasi.http.get_or_insert_with(|| {
+            // Without the grant the import is refused at load; an empty list denies everything.
+            let grant = grants
+                .http
+                .clone()
+                .unwrap_or_else(|| HttpGrant::allowing(&[]));
+            (WasiHttpCtx::new(), Outbound::new(&grant))
+        });
+        outbound.call_ends = clock.map(|clock| clock.ends());
+        outbound.idempotency_key = action_key.clone();
+        WasiHttpCtxView {
+            ctx,
+            table: &mut wasi.table,
+            hooks: outbound,
         }
     }
 }

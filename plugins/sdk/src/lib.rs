@@ -36,6 +36,8 @@ pub use serde_json;
 
 pub mod config;
 mod context;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod log;
 pub mod testing;
 

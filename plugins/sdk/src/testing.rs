@@ -25,7 +25,12 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+#[cfg(feature = "http")]
+type HttpHandler = Box<dyn FnMut(&crate::http::Request) -> crate::http::Response>;
+
 thread_local! {
+    #[cfg(feature = "http")]
+    static HTTP: RefCell<Option<HttpHandler>> = RefCell::new(None);
     static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
     static LOGS: RefCell<Vec<LogLine>> = const { RefCell::new(Vec::new()) };
 }
@@ -40,6 +45,34 @@ pub fn with_config<R>(pairs: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     let result = f();
     CONFIG.with(|c| *c.borrow_mut() = previous);
     result
+}
+
+/// Runs `f` with `handler` answering the plugin's HTTP requests, as the other system would
+/// (the `http` feature). Without one, requests fail as denied.
+#[cfg(feature = "http")]
+pub fn with_http<R>(
+    handler: impl FnMut(&crate::http::Request) -> crate::http::Response + 'static,
+    f: impl FnOnce() -> R,
+) -> R {
+    let previous = HTTP.with(|h| h.borrow_mut().replace(Box::new(handler)));
+    let result = f();
+    HTTP.with(|h| *h.borrow_mut() = previous);
+    result
+}
+
+#[cfg(all(feature = "http", not(target_arch = "wasm32")))]
+pub(crate) fn http_answer(
+    request: &crate::http::Request,
+) -> Result<crate::http::Response, crate::http::HttpError> {
+    HTTP.with(|h| match h.borrow_mut().as_mut() {
+        Some(handler) => Ok(handler(request)),
+        None => Err(crate::http::HttpError::Denied {
+            reason: format!(
+                "{} {}: no HTTP in a native test without testing::with_http",
+                request.method, request.url
+            ),
+        }),
+    })
 }
 
 /// The log lines written so far on this thread, oldest first; clears them.

@@ -497,3 +497,48 @@ kind = "end"
     let small = start_with(1_000);
     assert_eq!(small["status"], "completed", "{small}");
 }
+
+#[test]
+fn plugin_eval_calls_an_http_action_against_the_hosts_it_is_allowed() {
+    use flowgate_tests::receivers::{ApiServer, Reply};
+    let crm = ApiServer::start(|_, _| Reply::json(200, json!({"id": "acct-1"})))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let input = dir.path().join("create.json");
+    let request = json!({
+        "action": "create",
+        "data": {"name": "Ada"},
+        "params": {"url": format!("{}/accounts", crm.base), "into": "crm"}
+    });
+    std::fs::write(&input, request.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let eval = |allow: &str| {
+        let args: Vec<&std::ffi::OsStr> = [
+            flowgate_tests::artifacts::HTTP_CONNECTOR,
+            "--capability",
+            "step-action",
+            "--timeout",
+            "10000",
+            "--allow-host",
+            allow,
+            "--input",
+        ]
+        .into_iter()
+        .map(std::ffi::OsStr::new)
+        .chain([input.as_os_str()])
+        .collect();
+        plugin_eval(dir.path(), &args)
+    };
+    let (ok, report, err) = eval(&crm.base);
+    assert!(ok, "{err}");
+    assert_eq!(
+        report["result"]["data"],
+        json!({"crm": {"id": "acct-1"}}),
+        "{report}"
+    );
+    assert_eq!(crm.received().len(), 1);
+
+    let (ok, _, err) = eval("https://crm.example.com");
+    assert!(!ok, "another host is refused");
+    assert!(err.contains("not in this plugin's allowed_hosts"), "{err}");
+    assert_eq!(crm.received().len(), 1, "nothing more reached the server");
+}
