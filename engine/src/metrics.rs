@@ -112,6 +112,19 @@ pub struct Facts {
     pub steps: Vec<StepFact>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugin_calls: Vec<PluginFact>,
+    /// On the instance that ended its case last, when the case was archived: the case's figures,
+    /// so process metrics still cover it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<ArchivedCase>,
+}
+
+/// A whole case, as its process metrics need it once its instances are archived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedCase {
+    /// The instance that opened the case, and its workflow.
+    pub root: String,
+    pub root_workflow: String,
+    pub figures: crate::process::CaseFigures,
 }
 
 /// The instance ended.

@@ -114,7 +114,7 @@ impl Costs {
 }
 
 /// One workflow handing the case on to the next.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Handoff {
     /// The instance that ended and the one that followed.
     pub from: String,
@@ -125,7 +125,7 @@ pub struct Handoff {
 }
 
 /// Time a case spent in one step of one workflow.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Wait {
     pub workflow: String,
     pub step: String,
@@ -133,7 +133,7 @@ pub struct Wait {
 }
 
 /// What one case cost.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseCost {
     pub currency: String,
     /// People's working time on its tasks, in business time.
@@ -144,7 +144,7 @@ pub struct CaseCost {
 }
 
 /// The figures of one case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseFigures {
     /// Whether any instance still runs.
     pub running: bool,
@@ -376,13 +376,13 @@ pub struct ProcessMetrics {
     pub cost: Option<CostMetrics>,
 }
 
-/// The metrics of `process` over its cases (each case's instances with their histories).
+/// The metrics of `process` over its cases' figures: those of live cases, and those kept when a
+/// case was archived.
 pub fn compute(
     process: &ProcessDefinition,
-    cases: &[Vec<(Instance, Vec<Event>)>],
+    cases: impl IntoIterator<Item = CaseFigures>,
     from: Millis,
     to: Millis,
-    calendar: &Calendar,
     costs: Option<&Costs>,
 ) -> ProcessMetrics {
     let in_range = |t: Millis| t >= from && t < to;
@@ -392,8 +392,7 @@ pub fn compute(
     let mut handoffs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut waits: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
     let (mut totals, mut people, mut steps) = (Vec::new(), 0.0, 0.0);
-    for members in cases {
-        let figures = case_figures(members, calendar, costs);
+    for figures in cases {
         if in_range(figures.started_at) {
             started += 1;
         }

@@ -198,3 +198,57 @@ async fn finished_instances_past_retention_are_archived_and_still_counted_in_red
     let store = RedbStore::open(dir.path().join("f.redb")).unwrap_or_else(|e| panic!("{e}"));
     archives_and_keeps_the_metrics(Arc::new(store)).await;
 }
+
+#[tokio::test]
+async fn a_case_leaves_the_hot_store_whole_once_its_last_instance_is_past_retention() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let flowgate = crate::common::acme_on(Arc::new(MemStore::new()), clock.clone()).await;
+    let data = json!({"client": "Initech", "client_email": "bill@initech.example"});
+    let started = flowgate
+        .start(
+            "acme",
+            "client-questionnaire",
+            data.as_object().cloned().unwrap_or_default(),
+            "sam",
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let task = started
+        .open_tasks()
+        .next()
+        .map(|t| t.id.clone())
+        .unwrap_or_else(|| panic!("no questionnaire task"));
+    clock.advance(Duration::from_secs(3_600));
+    let mut answers = Map::new();
+    answers.insert("contract".into(), json!("MSA-7"));
+    answers.insert("employees".into(), json!(40));
+    let done = flowgate
+        .complete_task("acme", &task, Person::new("sam", &["sales"]), None, answers)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    flowgate
+        .run_until_idle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let questionnaire = flowgate
+        .instance("acme", &done.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(questionnaire.status.as_str(), "completed");
+
+    // The questionnaire ended long ago, but its case goes on (the contract is out for signing):
+    // it stays, so the case is whole for its process metrics and for anyone looking at it.
+    clock.advance(30 * DAY);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pass = flowgate
+        .archive_finished("acme", clock.now(), 500, dir.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.instances, 0, "{pass:?}");
+    let case = flowgate
+        .process("acme", &started.id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(case.instances.len(), 2);
+    assert!(case.running);
+    assert!(flowgate.instance("acme", &started.id).is_ok());
+}

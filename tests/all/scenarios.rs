@@ -502,11 +502,11 @@ async fn run(file: &Path) {
     }
     check_data(&done.data, &scenario.expect.data_is, &name);
     if let Some(expected) = &scenario.expect.process {
-        check_process(&h, &instance.id, expected, &name);
+        check_process(&h, &instance.id, expected, &name).await;
     }
 }
 
-fn check_process(h: &Harness, root: &str, expected: &ExpectProcess, name: &str) {
+async fn check_process(h: &Harness, root: &str, expected: &ExpectProcess, name: &str) {
     let case = h
         .flowgate
         .process(&h.tenant, root)
@@ -572,8 +572,34 @@ fn check_process(h: &Harness, root: &str, expected: &ExpectProcess, name: &str) 
         (longest.share - *ms as f64 / total as f64).abs() < 1e-9,
         "{name}: share"
     );
-    let cost = m.cost.unwrap_or_else(|| panic!("{name}: no cost metrics"));
+    let cost = m
+        .cost
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no cost metrics"));
     assert_eq!(cost.per_case.p50, c.total, "{name}: cost per case");
+
+    // Once retention archives the case, its process metrics are the same.
+    let archive = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let now = flowgate::service::Clock::now(h.clock.as_ref());
+    let archived = h
+        .flowgate
+        .archive_finished(&h.tenant, now + 1, 1_000, archive.path())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: archive: {e}"));
+    assert_eq!(
+        archived.instances,
+        expected.instances.len(),
+        "{name}: the whole case is archived"
+    );
+    assert!(
+        h.flowgate.process(&h.tenant, root).is_err(),
+        "{name}: archived"
+    );
+    let after = h
+        .flowgate
+        .process_metrics(&h.tenant, &expected.definition, T0, T0 + day)
+        .unwrap_or_else(|e| panic!("{name}: process metrics after archiving: {e}"));
+    assert_eq!(after, m, "{name}: process metrics after archiving");
 }
 
 macro_rules! scenarios {

@@ -256,13 +256,16 @@ fn process_metrics_give_percentiles_over_the_cases_that_ended_in_the_range() {
     let open = begin(INVOICE, "inv-5", T0 + 4 * hour, None);
     cases.push(vec![(open.inst, open.events)]);
 
+    let (calendar, costs) = (always(), costs());
+    let figures = cases
+        .iter()
+        .map(|members| case_figures(members, &calendar, Some(&costs)));
     let m = compute(
         &accounts_payable(),
-        &cases,
+        figures,
         T0,
         T0 + 24 * hour,
-        &always(),
-        Some(&costs()),
+        Some(&costs),
     );
     assert_eq!((m.started, m.ended, m.running), (5, 4, 1));
     assert_eq!(m.outcomes["payment completed"], 3);
@@ -299,12 +302,14 @@ fn process_metrics_give_percentiles_over_the_cases_that_ended_in_the_range() {
     assert_eq!((cost.people, cost.steps), (245.0, 1.5));
 
     // A range that ends before the last paid case ends leaves it out.
+    let unpriced = cases
+        .iter()
+        .map(|members| case_figures(members, &calendar, None));
     let early = compute(
         &accounts_payable(),
-        &cases,
+        unpriced,
         T0,
         T0 + 3 * hour + 5 * MINUTE,
-        &always(),
         None,
     );
     assert_eq!(early.ended, 2);

@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError};
 use super::{Flowgate, ServiceError};
 use crate::definition::Step;
 use crate::engine::process::{
-    CaseCost, Costs, Handoff, ProcessDefinition, ProcessMetrics, Wait, case_figures,
+    CaseCost, Costs, Handoff, ProcessDefinition, ProcessMetrics, Wait, case_figures, compute,
 };
 use crate::engine::{Event, Instance, Millis, Status};
 use crate::store::InstanceFilter;
@@ -93,7 +93,7 @@ pub struct Link {
 }
 
 impl Flowgate {
-    fn process_settings(&self, tenant: &str) -> Arc<ProcessSettings> {
+    pub(super) fn process_settings(&self, tenant: &str) -> Arc<ProcessSettings> {
         self.shared
             .processes
             .read()
@@ -208,7 +208,11 @@ impl Flowgate {
     }
 
     /// The instances of process instance `id` with their histories, in the order they started.
-    fn case(&self, tenant: &str, id: &str) -> Result<Vec<(Instance, Vec<Event>)>, ServiceError> {
+    pub(super) fn case(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Vec<(Instance, Vec<Event>)>, ServiceError> {
         let filter = InstanceFilter {
             process: Some(id.to_string()),
             limit: MAX_INSTANCES,
@@ -327,13 +331,22 @@ impl Flowgate {
             }
             cases.push(self.case(tenant, &root.id)?);
         }
-        Ok(crate::engine::process::compute(
-            process,
-            &cases,
-            from,
-            to,
-            &self.shared.calendar(tenant),
-            settings.costs.as_ref(),
-        ))
+        let calendar = self.shared.calendar(tenant);
+        let costs = settings.costs.as_ref();
+        let live = cases
+            .iter()
+            .map(|members| case_figures(members, &calendar, costs));
+        // Archived cases kept their figures on the instance that ended them last.
+        let mut archived = Vec::new();
+        for workflow in &process.workflows {
+            for facts in self.shared.store.archived_facts(tenant, workflow, from)? {
+                if let Some(case) = facts.case
+                    && case.root_workflow == process.starts
+                {
+                    archived.push(case.figures);
+                }
+            }
+        }
+        Ok(compute(process, live.chain(archived), from, to, costs))
     }
 }

@@ -6,7 +6,7 @@
 //! archived period. A crash between the two writes the same lines again on the next pass: a
 //! reader keeps the last line of an instance id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -75,37 +75,65 @@ impl Flowgate {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         let calendar = self.shared.calendar(tenant);
+        let costs = self.process_settings(tenant).costs.clone();
         let mut lines: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
         let mut changes = Vec::new();
-        for (ended_at, id) in store.ended_before(tenant, before, limit)? {
-            let Some((instance, history)) = store.instance_with_history(tenant, &id)? else {
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        for (_, id) in store.ended_before(tenant, before, limit)? {
+            if done.contains(&id) {
+                continue;
+            }
+            let Some(instance) = store.instance(tenant, &id)? else {
                 continue;
             };
-            let def = self.shared.definition(
-                tenant,
-                &instance.definition_id,
-                instance.definition_version,
-            )?;
-            let facts = crate::metrics::facts(&def, &instance, &history, &calendar);
-            let day = crate::engine::time::format(ended_at).to_string();
-            let file = dir.join(tenant).join(format!("{}.jsonl", &day[..10]));
-            let line = Line {
-                instance: &instance,
-                history: &history,
-                archived_at: now,
-            };
-            let out = lines.entry(file).or_default();
-            serde_json::to_writer(&mut *out, &line).map_err(|e| {
-                ServiceError::Unavailable(format!("cannot encode instance {id}: {e}"))
-            })?;
-            out.push(b'\n');
-            changes.push(Change::Archive {
-                tenant: tenant.to_string(),
-                instance: id,
-                workflow: instance.definition_id.clone(),
-                ended_at,
-                facts: Box::new(facts),
-            });
+            // A case leaves whole, once every instance of it ended before `before`: its
+            // figures are computed from all of them, and kept on the one that ended it last.
+            let members = self.case(tenant, instance.process_id())?;
+            let finished = members
+                .iter()
+                .all(|(m, _)| m.ended_at.is_some_and(|at| at < before));
+            if !finished {
+                continue;
+            }
+            let figures = crate::engine::process::case_figures(&members, &calendar, costs.as_ref());
+            let root = members
+                .iter()
+                .find(|(m, _)| m.id == instance.process_id())
+                .map(|(m, _)| m.definition_id.clone());
+            let last = members
+                .iter()
+                .max_by_key(|(m, _)| (m.ended_at, m.started_at, m.id.clone()))
+                .map(|(m, _)| m.id.clone());
+            for (member, history) in &members {
+                done.insert(member.id.clone());
+                let mut facts = self.archive_facts(tenant, member, history, &calendar)?;
+                if Some(&member.id) == last.as_ref()
+                    && let Some(root_workflow) = &root
+                {
+                    facts.case = Some(crate::metrics::ArchivedCase {
+                        root: instance.process_id().to_string(),
+                        root_workflow: root_workflow.clone(),
+                        figures: figures.clone(),
+                    });
+                }
+                let ended_at = member.ended_at.unwrap_or_default();
+                let line = Line {
+                    instance: member,
+                    history,
+                    archived_at: now,
+                };
+                append_line(
+                    lines.entry(day_file(dir, tenant, ended_at)).or_default(),
+                    &line,
+                )?;
+                changes.push(Change::Archive {
+                    tenant: tenant.to_string(),
+                    instance: member.id.clone(),
+                    workflow: member.definition_id.clone(),
+                    ended_at,
+                    facts: Box::new(facts),
+                });
+            }
         }
         let failed = |path: &Path, e: std::io::Error| {
             ServiceError::Unavailable(format!("cannot write the archive {}: {e}", path.display()))
@@ -128,4 +156,33 @@ impl Flowgate {
         };
         Ok((archived, changes))
     }
+
+    /// What an instance contributes to its workflow's metrics.
+    fn archive_facts(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        history: &[Event],
+        calendar: &crate::engine::calendar::Calendar,
+    ) -> Result<crate::metrics::Facts, ServiceError> {
+        let def =
+            self.shared
+                .definition(tenant, &instance.definition_id, instance.definition_version)?;
+        Ok(crate::metrics::facts(&def, instance, history, calendar))
+    }
+}
+
+/// Adds an instance's line, as JSON, to the bytes of its day's file.
+fn append_line(out: &mut Vec<u8>, line: &Line<'_>) -> Result<(), ServiceError> {
+    serde_json::to_writer(&mut *out, line).map_err(|e| {
+        ServiceError::Unavailable(format!("cannot encode instance {}: {e}", line.instance.id))
+    })?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// The archive file of the day an instance ended: `<dir>/<tenant>/<yyyy-mm-dd>.jsonl`.
+fn day_file(dir: &Path, tenant: &str, ended_at: Millis) -> PathBuf {
+    let day = crate::engine::time::format(ended_at).to_string();
+    dir.join(tenant).join(format!("{}.jsonl", &day[..10]))
 }
