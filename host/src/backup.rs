@@ -29,12 +29,14 @@ const MANIFEST: &str = "backup.json";
 const LINK_KEY: &str = "link.key";
 
 /// What a backup holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupReport {
     /// The backup's folder.
+    #[schema(value_type = String)]
     pub path: PathBuf,
     /// When its snapshot was taken.
     #[serde(with = "crate::engine::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     pub definitions: u64,
     pub instances: u64,

@@ -43,6 +43,8 @@ pub struct AppState {
     pub links: Arc<web::Links>,
     /// What the operator's routes need.
     pub operator: Arc<OperatorState>,
+    /// The longest a long poll waits.
+    pub long_poll: Duration,
 }
 
 /// The operator's token and where backups go.
@@ -119,6 +121,7 @@ pub async fn prepare(config: &DaemonConfig) -> Result<AppState, DaemonError> {
         sessions: Arc::default(),
         links,
         operator,
+        long_poll: Duration::from_millis(config.long_poll_ms.min(30_000)),
     })
 }
 

@@ -231,7 +231,7 @@ impl ScheduleState {
 
 /// A decision a plugin took, with its exact input, kept so that another version can be replayed
 /// on it (`POST /api/v1/plugins/{name}/replay`). The newest ones are kept, so many per plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallRecord {
     pub tenant: String,
     pub plugin: String,
@@ -239,6 +239,7 @@ pub struct CallRecord {
     #[serde(default)]
     pub seq: u64,
     #[serde(with = "crate::engine::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Millis,
     /// The version that decided.
     pub sha256: String,
@@ -247,10 +248,12 @@ pub struct CallRecord {
     pub workflow_version: u32,
     pub step: String,
     /// The request as the engine made it (its capability and fields).
+    #[schema(value_type = Object)]
     pub request: crate::engine::PluginRequest,
     /// The instance data the plugin was given, as JSON text.
     pub data: String,
     /// What it decided, as the history shows it (without the version, which `sha256` names).
+    #[schema(value_type = Object)]
     pub decision: serde_json::Value,
     /// The fuel the call used.
     pub fuel: u64,

@@ -12,6 +12,7 @@ mod operator;
 pub(crate) mod plugins;
 mod processes;
 mod schedules;
+mod schema;
 mod tasks;
 
 use std::sync::Arc;

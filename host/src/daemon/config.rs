@@ -54,6 +54,10 @@ pub struct DaemonConfig {
     pub archive_dir: Option<PathBuf>,
     /// How often retention looks for instances to archive, in milliseconds.
     pub archive_ms: u64,
+    /// The longest a long poll (`GET /api/v1/instances/{id}?changed_since=`) waits, in
+    /// milliseconds, whatever its `wait_ms` asks (default and most 30000): lower it when a proxy
+    /// in front of the daemon closes idle requests sooner.
+    pub long_poll_ms: u64,
 }
 
 impl Default for DaemonConfig {
@@ -73,6 +77,7 @@ impl Default for DaemonConfig {
             backup_dir: None,
             archive_dir: None,
             archive_ms: 60_000,
+            long_poll_ms: 30_000,
         }
     }
 }

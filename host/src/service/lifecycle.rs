@@ -16,7 +16,7 @@ use crate::store::InstanceFilter;
 pub const MAX_PER_REQUEST: usize = 10_000;
 
 /// What a version-wide pause or resume did, per instance.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Bulk {
     /// The instances it paused (or resumed).
     pub changed: Vec<String>,
@@ -27,7 +27,8 @@ pub struct Bulk {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An instance a version-wide action left as it was.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub id: String,
     pub why: String,
@@ -64,7 +65,7 @@ pub struct MigrationRequest {
 }
 
 /// What a migration did (or, in a dry run, would do), per instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MigrationReport {
     pub dry_run: bool,
     pub from_version: u32,
@@ -77,16 +78,19 @@ pub struct MigrationReport {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One instance in a migration.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceMove {
     pub id: String,
     /// Whether it can move: every step it is in has a counterpart that waits the same way.
     pub can_move: bool,
     /// Why not, one line per step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub problems: Vec<String>,
     /// The plugin versions it is pinned to after the move, where they change.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(required = false)]
     pub plugins: BTreeMap<String, String>,
     /// Whether it moved (never in a dry run).
     pub moved: bool,

@@ -56,7 +56,7 @@ pub(crate) struct Shadow {
 }
 
 /// What a shadow candidate decided on live calls, against the current version.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ShadowReport {
     /// The candidate's sha256.
     pub candidate: String,
@@ -69,6 +69,7 @@ pub struct ShadowReport {
     /// Calls on which it failed.
     pub errors: u64,
     /// The newest calls decided otherwise or failed, side by side with what was applied.
+    #[schema(value_type = Vec<ReplayedCall>)]
     pub recent: std::collections::VecDeque<ReplayedCall>,
 }
 
@@ -84,7 +85,7 @@ pub struct ReplayScope {
 }
 
 /// What a candidate version would have decided on recorded calls.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplayReport {
     pub plugin: String,
     /// The candidate's sha256.
@@ -108,7 +109,7 @@ pub struct ReplayReport {
 }
 
 /// Fuel a replay used.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ReplayFuel {
     pub candidate_total: u64,
     pub candidate_max: u64,
@@ -116,18 +117,22 @@ pub struct ReplayFuel {
 }
 
 /// One replayed call whose outcome is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplayedCall {
     pub instance: String,
     pub workflow: String,
     pub step: String,
     #[serde(with = "crate::engine::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: crate::engine::Millis,
     /// The version that decided then.
     pub recorded_by: String,
+    /// The decision recorded then, as the history shows it.
+    #[schema(value_type = Object)]
     pub recorded: serde_json::Value,
     /// The candidate's decision, when it took one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub candidate: Option<serde_json::Value>,
     /// The candidate's failure, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]

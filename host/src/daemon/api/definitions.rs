@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::daemon::AppState;
@@ -31,8 +31,8 @@ pub struct Source {
     tag = "definitions",
     request_body = Source,
     responses(
-        (status = 201, description = "A new version: `{id, version, new_version}`", body = serde_json::Value),
-        (status = 200, description = "Unchanged: the same version", body = serde_json::Value),
+        (status = 201, description = "A new version", body = Deployed),
+        (status = 200, description = "Unchanged: the same version", body = Deployed),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -47,7 +47,7 @@ pub async fn deploy(
     State(s): State<AppState>,
     caller: Caller,
     Body(body): Body<Source>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     caller.admin("deploy definitions")?;
     let d = s
         .flowgate
@@ -60,10 +60,55 @@ pub async fn deploy(
     };
     Ok((
         status,
-        Json(
-            json!({"id": d.stored.definition.id, "version": d.stored.version, "new_version": d.new_version}),
-        ),
+        Json(Deployed {
+            id: d.stored.definition.id.clone(),
+            version: d.stored.version,
+            new_version: d.new_version,
+        }),
     ))
+}
+
+/// A definition deployed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deployed {
+    id: String,
+    version: u32,
+    /// False when the source was the current version's: nothing changed.
+    new_version: bool,
+}
+
+/// A definition that validates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Validated {
+    /// Always true: an invalid definition answers 422.
+    valid: bool,
+    id: String,
+    /// How many steps it has.
+    steps: usize,
+}
+
+/// One version of a workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DefinitionRow {
+    id: String,
+    version: u32,
+    name: String,
+    #[schema(format = DateTime)]
+    deployed_at: String,
+}
+
+/// One version of a workflow, with its source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DefinitionVersion {
+    id: String,
+    version: u32,
+    #[schema(format = DateTime)]
+    deployed_at: String,
+    /// The text as deployed.
+    source: String,
+    /// The definition read from it (steps, forms, deadlines, ...).
+    #[schema(value_type = Object)]
+    definition: crate::definition::Definition,
 }
 
 /// Validates a definition without deploying it (administrators).
@@ -74,7 +119,7 @@ pub async fn deploy(
     tag = "definitions",
     request_body = Source,
     responses(
-        (status = 200, description = "`{valid: true, id, steps}`", body = serde_json::Value),
+        (status = 200, description = "Valid", body = Validated),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -89,14 +134,16 @@ pub async fn validate(
     State(s): State<AppState>,
     caller: Caller,
     Body(body): Body<Source>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validated>, ApiError> {
     caller.admin("validate definitions")?;
     let def = s
         .flowgate
         .validate(caller.tenant(), &body.file, &body.source)?;
-    Ok(Json(
-        json!({"valid": true, "id": def.id, "steps": def.steps.len()}),
-    ))
+    Ok(Json(Validated {
+        valid: true,
+        id: def.id.clone(),
+        steps: def.steps.len(),
+    }))
 }
 
 /// Every version of every workflow of the tenant.
@@ -106,18 +153,26 @@ pub async fn validate(
     operation_id = "listDefinitions",
     tag = "definitions",
     responses(
-        (status = 200, description = "`[{id, version, name, deployed_at}]`", body = serde_json::Value),
+        (status = 200, description = "Every version of every workflow", body = Vec<DefinitionRow>),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
-pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<DefinitionRow>>, ApiError> {
     let all = s.flowgate.definitions(caller.tenant())?;
-    let rows: Vec<Value> = all
+    let rows = all
         .iter()
-        .map(|d| json!({"id": d.definition.id, "version": d.version, "name": d.definition.name, "deployed_at": time::format(d.deployed_at).to_string()}))
+        .map(|d| DefinitionRow {
+            id: d.definition.id.clone(),
+            version: d.version,
+            name: d.definition.name.clone(),
+            deployed_at: time::format(d.deployed_at).to_string(),
+        })
         .collect();
-    Ok(Json(json!(rows)))
+    Ok(Json(rows))
 }
 
 /// One version of a workflow, with its source.
@@ -128,7 +183,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
     tag = "definitions",
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     responses(
-        (status = 200, description = "`{id, version, deployed_at, source, definition}`", body = serde_json::Value),
+        (status = 200, description = "The version, its source as deployed and the definition read from it", body = DefinitionVersion),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 400, description = "A version that is not a number", body = ErrorBody)
@@ -139,7 +194,7 @@ pub async fn version(
     State(s): State<AppState>,
     caller: Caller,
     Path((id, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DefinitionVersion>, ApiError> {
     let version = version_number(&version)?;
     let found = s
         .flowgate
@@ -153,9 +208,13 @@ pub async fn version(
             format!("workflow `{id}` version {version} not found"),
         )
     })?;
-    Ok(Json(
-        json!({"id": id, "version": d.version, "deployed_at": time::format(d.deployed_at).to_string(), "source": d.source, "definition": d.definition}),
-    ))
+    Ok(Json(DefinitionVersion {
+        id,
+        version: d.version,
+        deployed_at: time::format(d.deployed_at).to_string(),
+        source: d.source,
+        definition: d.definition,
+    }))
 }
 
 /// A workflow version's diagram: its steps and the ways between them, laid out automatically.

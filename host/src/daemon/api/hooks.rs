@@ -7,8 +7,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
+use utoipa::ToSchema;
 
 use super::messages::MessageView;
 use crate::daemon::AppState;
@@ -31,9 +33,9 @@ use crate::tenant::InboundHook;
     ),
     request_body(content = Object, description = "The sender's event, as JSON"),
     responses(
-        (status = 200, description = "Delivered, or started (`status`); or a redelivery", body = serde_json::Value),
-        (status = 201, description = "A start hook started an instance", body = serde_json::Value),
-        (status = 202, description = "No step waits yet: the message is kept", body = serde_json::Value),
+        (status = 200, description = "A message delivered, or a redelivery of an event already handled", body = HookAnswer),
+        (status = 201, description = "A start hook started an instance", body = HookStarted),
+        (status = 202, description = "No step waits yet: the message is kept", body = MessageView),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No signature, or not the hook's", body = ErrorBody),
         (status = 404, description = "No such hook, or the `process` it maps is not a case of the tenant", body = ErrorBody),
@@ -48,7 +50,7 @@ pub async fn receive(
     Path((tenant, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<HookAnswer>), ApiError> {
     let snapshot = s.tenants.snapshot();
     let hook = snapshot
         .configs
@@ -109,8 +111,8 @@ pub async fn receive(
             }
             _ => StatusCode::OK,
         };
-        let view = serde_json::to_value(MessageView::of(&record, replayed)).unwrap_or_default();
-        return Ok((status, Json(view)));
+        let view = MessageView::of(&record, replayed);
+        return Ok((status, Json(HookAnswer::Message(view))));
     }
     let workflow = hook.start.clone().unwrap_or_default();
     let key = Some(format!("hook:{}:{id}", hook.name));
@@ -123,12 +125,29 @@ pub async fn receive(
     } else {
         StatusCode::CREATED
     };
-    let answer = json!({
-        "instance": started.instance.id,
-        "workflow": workflow,
-        "replayed": started.replayed,
-    });
-    Ok((status, Json(answer)))
+    let answer = HookStarted {
+        instance: started.instance.id.clone(),
+        workflow,
+        replayed: started.replayed,
+    };
+    Ok((status, Json(HookAnswer::Started(answer))))
+}
+
+/// What a hook did: a message sent, or an instance started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HookAnswer {
+    Message(MessageView),
+    Started(HookStarted),
+}
+
+/// An instance a start hook started (or, for a redelivery, had started).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookStarted {
+    instance: String,
+    workflow: String,
+    /// True for a redelivery of an event already handled.
+    replayed: bool,
 }
 
 /// The body's signature must be the hook's, compared in constant time.

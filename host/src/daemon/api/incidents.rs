@@ -4,10 +4,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::schema::InstanceDoc;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
@@ -22,7 +23,7 @@ use crate::engine::{Instance, Resolution, Wait};
     tag = "incidents",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many instances (default 100)")),
     responses(
-        (status = 200, description = "`[{instance, workflow, version, token, step, error, source, plugin, sha256, attempts, raised_at, kind, blame}]`", body = serde_json::Value),
+        (status = 200, description = "Every open incident, one per failed step", body = Vec<IncidentRow>),
         (status = 400, description = "A bad query", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
@@ -32,38 +33,61 @@ pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<IncidentRow>>, ApiError> {
     params.only(&["limit"])?;
     let limit = params.limit(100, 1000)?;
-    let rows: Vec<Value> = s
+    let rows = s
         .flowgate
         .incidents(caller.tenant(), limit)?
         .iter()
         .flat_map(rows_of)
         .collect();
-    Ok(Json(Value::Array(rows)))
+    Ok(Json(rows))
 }
 
-fn rows_of(instance: &Instance) -> Vec<Value> {
+/// A step that failed and waits for a person to resolve it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentRow {
+    instance: String,
+    workflow: String,
+    version: u32,
+    /// The token to name in a retry or skip.
+    token: u64,
+    step: String,
+    error: String,
+    /// What failed: `plugin`, `definition`, ...
+    source: String,
+    plugin: Option<String>,
+    sha256: Option<String>,
+    attempts: u32,
+    #[schema(format = DateTime)]
+    raised_at: String,
+    /// The failure's kind (`fuel-exhausted`, `trap`, `permanent`, ...).
+    kind: Option<&'static str>,
+    /// `guest` or `host`.
+    blame: Option<&'static str>,
+}
+
+fn rows_of(instance: &Instance) -> Vec<IncidentRow> {
     instance
         .tokens
         .values()
         .filter_map(|t| match &t.wait {
-            Wait::Incident(i) => Some(json!({
-                "instance": instance.id,
-                "workflow": instance.definition_id,
-                "version": instance.definition_version,
-                "token": t.id,
-                "step": t.step,
-                "error": i.error,
-                "source": i.source,
-                "plugin": i.plugin,
-                "sha256": i.sha256,
-                "attempts": i.attempts,
-                "raised_at": time::format(i.raised_at).to_string(),
-                "kind": i.kind.map(|k| k.as_str()),
-                "blame": i.blame.map(|b| b.as_str()),
-            })),
+            Wait::Incident(i) => Some(IncidentRow {
+                instance: instance.id.clone(),
+                workflow: instance.definition_id.clone(),
+                version: instance.definition_version,
+                token: t.id,
+                step: t.step.clone(),
+                error: i.error.clone(),
+                source: i.source.clone(),
+                plugin: i.plugin.clone(),
+                sha256: i.sha256.clone(),
+                attempts: i.attempts,
+                raised_at: time::format(i.raised_at).to_string(),
+                kind: i.kind.map(|k| k.as_str()),
+                blame: i.blame.map(|b| b.as_str()),
+            }),
             _ => None,
         })
         .collect()
@@ -105,7 +129,7 @@ pub struct Skip {
     params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
     request_body = Retry,
     responses(
-        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -151,7 +175,7 @@ pub async fn retry(
     params(("id" = String, Path, description = "The instance id"), ("token" = u64, Path, description = "The incident's token, as the list gives it")),
     request_body = Skip,
     responses(
-        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),

@@ -6,9 +6,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::schema::{InstanceDoc, InstanceStatusDoc, InstanceViewDoc};
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller, Params};
@@ -43,8 +44,8 @@ pub struct Start {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried start safe")),
     request_body = Start,
     responses(
-        (status = 201, description = "The instance started", body = serde_json::Value),
-        (status = 200, description = "A replay: the instance an earlier start with the same idempotency key made", body = serde_json::Value),
+        (status = 201, description = "The instance started", body = InstanceDoc),
+        (status = 200, description = "A replay: the instance an earlier start with the same idempotency key made", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
@@ -101,10 +102,10 @@ pub async fn start(
         ("id" = String, Path, description = "The instance id"),
         ("history" = Option<bool>, Query, description = "false leaves the history out (default true)"),
         ("changed_since" = Option<u64>, Query, description = "Long poll: answer once the instance's version is past this one"),
-        ("wait_ms" = Option<u64>, Query, description = "How long a long poll may wait (default and most 30000); after it, the instance as it is")
+        ("wait_ms" = Option<u64>, Query, description = "How long a long poll may wait (default and most 30000, or the daemon's `long_poll_ms`); after it, the instance as it is")
     ),
     responses(
-        (status = 200, description = "`{instance, history, stored}`: `stored` is what the instance keeps in the store, `{state_bytes, history_events, history_bytes}` (with the history only)", body = serde_json::Value),
+        (status = 200, description = "`{instance, history, stored}`: `stored` is what the instance keeps in the store, `{state_bytes, history_events, history_bytes}` (with the history only)", body = InstanceViewDoc),
         (status = 400, description = "A bad query", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
@@ -122,7 +123,7 @@ pub async fn get(
     let wait = params
         .number("wait_ms", "milliseconds")?
         .unwrap_or(MAX_WAIT_MS);
-    let wait = Duration::from_millis(wait.min(MAX_WAIT_MS));
+    let wait = Duration::from_millis(wait.min(MAX_WAIT_MS)).min(s.long_poll);
     let instance = match changed_since {
         Some(version) => Some(
             s.flowgate
@@ -171,7 +172,7 @@ pub async fn get(
         ("data.{field}" = Option<String>, Query, description = "Data field equals (JSON, or else text)")
     ),
     responses(
-        (status = 200, description = "`[{id, workflow, version, status, incident, started_at, ended_at}]`", body = serde_json::Value),
+        (status = 200, description = "The instances, oldest start first", body = Vec<InstanceRow>),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 422, description = "A filter value that is not one the filter takes (`details.field`, `details.allowed`)", body = ErrorBody)
@@ -182,7 +183,7 @@ pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<InstanceRow>>, ApiError> {
     let mut filter = InstanceFilter {
         definition: params.text("workflow"),
         status: params.one_of("status", &["running", "completed", "rejected", "cancelled"])?,
@@ -197,13 +198,45 @@ pub async fn list(
         let parsed = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
         filter.data.insert(field.to_string(), parsed);
     }
-    let rows: Vec<Value> = s
+    let rows = s
         .flowgate
         .instances(caller.tenant(), &filter)?
         .iter()
-        .map(|i| json!({"id": i.id, "workflow": i.definition_id, "version": i.definition_version, "status": i.status, "incident": i.has_incident(), "paused": i.paused.is_some(), "started_at": time::format(i.started_at).to_string(), "ended_at": i.ended_at.map(|at| time::format(at).to_string())}))
+        .map(InstanceRow::of)
         .collect();
-    Ok(Json(json!(rows)))
+    Ok(Json(rows))
+}
+
+/// One instance in a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceRow {
+    id: String,
+    workflow: String,
+    version: u32,
+    #[schema(value_type = InstanceStatusDoc)]
+    status: crate::engine::Status,
+    /// Whether a step failed and waits for a person to resolve it.
+    incident: bool,
+    paused: bool,
+    #[schema(format = DateTime)]
+    started_at: String,
+    #[schema(format = DateTime)]
+    ended_at: Option<String>,
+}
+
+impl InstanceRow {
+    fn of(i: &Instance) -> Self {
+        InstanceRow {
+            id: i.id.clone(),
+            workflow: i.definition_id.clone(),
+            version: i.definition_version,
+            status: i.status,
+            incident: i.has_incident(),
+            paused: i.paused.is_some(),
+            started_at: time::format(i.started_at).to_string(),
+            ended_at: i.ended_at.map(|at| time::format(at).to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -222,7 +255,7 @@ pub struct Cancel {
     params(("id" = String, Path, description = "The instance id")),
     request_body = Cancel,
     responses(
-        (status = 200, description = "The instance", body = serde_json::Value),
+        (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),

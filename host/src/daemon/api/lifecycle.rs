@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::schema::InstanceDoc;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Body, Caller};
@@ -31,7 +32,7 @@ pub struct Why {
     params(("id" = String, Path, description = "The instance id")),
     request_body = Why,
     responses(
-        (status = 200, description = "The instance, with `paused`", body = serde_json::Value),
+        (status = 200, description = "The instance, with `paused`", body = InstanceDoc),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -68,7 +69,7 @@ pub async fn pause_instance(
     params(("id" = String, Path, description = "The instance id")),
     request_body = Why,
     responses(
-        (status = 200, description = "The instance, moved on by what was held", body = serde_json::Value),
+        (status = 200, description = "The instance, moved on by what was held", body = InstanceDoc),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -115,7 +116,7 @@ pub struct AllOfVersion {
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     request_body = AllOfVersion,
     responses(
-        (status = 200, description = "`{changed: [id], skipped: [{id, why}], next}`", body = serde_json::Value),
+        (status = 200, description = "The instances it changed and those it skipped, and why", body = Bulk),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -145,7 +146,7 @@ pub async fn pause_version(
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     request_body = AllOfVersion,
     responses(
-        (status = 200, description = "`{changed: [id], skipped: [{id, why}], next}`", body = serde_json::Value),
+        (status = 200, description = "The instances it changed and those it skipped, and why", body = Bulk),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -222,7 +223,7 @@ pub struct Migrate {
     params(("id" = String, Path, description = "The workflow id")),
     request_body = Migrate,
     responses(
-        (status = 200, description = "`{dry_run, from_version, to_version, movable, instances: [{id, can_move, problems, plugins, moved}], next}`", body = serde_json::Value),
+        (status = 200, description = "Per instance: whether it can move and why not, and whether it moved", body = MigrationReport),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::schema::WorkflowMetricsDoc;
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Caller, Params};
@@ -24,7 +25,7 @@ const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
         ("to" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: now)")
     ),
     responses(
-        (status = 200, description = "The metrics", body = serde_json::Value),
+        (status = 200, description = "The metrics", body = WorkflowMetricsDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)

@@ -56,7 +56,7 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
     operation_id = "createBackup",
     tag = "operations",
     responses(
-        (status = 201, description = "The backup's folder and what it holds: `{path, at, definitions, instances, events, records, bytes, plugin_files}`", body = serde_json::Value),
+        (status = 201, description = "The backup's folder and what it holds", body = BackupReport),
         (status = 401, description = "No bearer token", body = ErrorBody),
         (status = 403, description = "Not the operator's token, or none is configured", body = ErrorBody),
         (status = 503, description = "The store cannot be read, or the backup folder not written (a full disk)", body = ErrorBody)

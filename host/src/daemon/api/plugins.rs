@@ -5,8 +5,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use sha2::Digest;
+use utoipa::ToSchema;
 
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
@@ -15,6 +17,8 @@ use crate::engine::time;
 use std::sync::Arc;
 
 use crate::plugin::{Candidate, PluginId, Upload, valid_name};
+use crate::service::{ReplayReport, ShadowReport};
+use crate::store::CallRecord;
 
 /// Uploads a component as the new current version of a plugin (administrators). It is validated against the WIT contract and the tenant's grants, compiled and kept.
 #[utoipa::path(
@@ -25,7 +29,7 @@ use crate::plugin::{Candidate, PluginId, Upload, valid_name};
     params(("name" = String, Path, description = "The plugin name")),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
     responses(
-        (status = 201, description = "`{name, sha256, capabilities, imports, pinned}`", body = serde_json::Value),
+        (status = 201, description = "The version now current", body = Current),
         (status = 409, description = "The tenant's file pins another version (`details.pinned`, `details.uploaded`)", body = ErrorBody),
         (status = 400, description = "An empty body", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
@@ -41,7 +45,7 @@ pub async fn upload(
     caller: Caller,
     Path(name): Path<String>,
     wasm: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Current>), ApiError> {
     caller.admin("upload plugins")?;
     component_body(&wasm)?;
     if !valid_name(&name) {
@@ -65,7 +69,7 @@ pub async fn upload(
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin name")),
     responses(
-        (status = 200, description = "`[{sha256, kept_at, current}]`", body = serde_json::Value),
+        (status = 200, description = "The versions kept, oldest first", body = Vec<VersionRow>),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
     ),
@@ -75,17 +79,55 @@ pub async fn versions(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<VersionRow>>, ApiError> {
     let current = known_plugin(&s, caller.tenant(), &name)?;
     let kept = match s.flowgate.plugins().artifacts() {
         Some(artifacts) => artifacts.versions(current.id())?,
         None => Vec::new(),
     };
-    let rows: Vec<Value> = kept
+    let rows = kept
         .iter()
-        .map(|(sha, at)| json!({"sha256": sha, "kept_at": time::format(*at).to_string(), "current": sha == current.sha256()}))
+        .map(|(sha, at)| VersionRow {
+            sha256: sha.clone(),
+            kept_at: time::format(*at).to_string(),
+            current: sha == current.sha256(),
+        })
         .collect();
-    Ok(Json(json!(rows)))
+    Ok(Json(rows))
+}
+
+/// A plugin version kept for the tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionRow {
+    sha256: String,
+    #[schema(format = DateTime)]
+    kept_at: String,
+    /// Whether new instances use it.
+    current: bool,
+}
+
+/// A plugin and its current version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginRow {
+    name: String,
+    sha256: String,
+    /// `router`, `approval-policy`, `step-action`.
+    #[schema(value_type = Vec<String>)]
+    capabilities: Vec<crate::plugin::Capability>,
+}
+
+/// The version a plugin runs now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Current {
+    name: String,
+    sha256: String,
+    /// `router`, `approval-policy`, `step-action`.
+    #[schema(value_type = Vec<String>)]
+    capabilities: Vec<crate::plugin::Capability>,
+    /// The interfaces it imports.
+    imports: Vec<String>,
+    /// Whether the tenant's file pins a version.
+    pinned: bool,
 }
 
 /// The tenant's plugins with their current versions.
@@ -95,20 +137,27 @@ pub async fn versions(
     operation_id = "listPlugins",
     tag = "plugins",
     responses(
-        (status = 200, description = "`[{name, sha256, capabilities}]`", body = serde_json::Value),
+        (status = 200, description = "The plugins", body = Vec<PluginRow>),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
-pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<Value> = s
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<PluginRow>>, ApiError> {
+    let rows = s
         .flowgate
         .plugins()
         .list(caller.tenant())
         .iter()
-        .map(|p| json!({"name": p.id().name, "sha256": p.sha256(), "capabilities": p.capabilities()}))
+        .map(|p| PluginRow {
+            name: p.id().name.clone(),
+            sha256: p.sha256().to_string(),
+            capabilities: p.capabilities(),
+        })
         .collect();
-    Ok(Json(json!(rows)))
+    Ok(Json(rows))
 }
 
 /// The plugin's recorded decisions, newest first (administrators): each router or approval-policy call with its exact input (the request and the instance data the plugin saw) and what it decided. The newest `[recording] plugin_calls` per plugin are kept (default 1,000).
@@ -122,7 +171,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Valu
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50)")
     ),
     responses(
-        (status = 200, description = "`[{seq, at, sha256, instance, workflow, workflow_version, step, request, data, decision, fuel, replayable}]`", body = serde_json::Value),
+        (status = 200, description = "The recorded calls, newest first", body = Vec<CallRecord>),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
@@ -135,13 +184,13 @@ pub async fn calls(
     caller: Caller,
     Path(name): Path<String>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<CallRecord>>, ApiError> {
     caller.admin("read recorded plugin calls")?;
     params.only(&["limit"])?;
     let limit = params.limit(50, 1000)?;
     known_plugin(&s, caller.tenant(), &name)?;
     let records = s.flowgate.call_records(caller.tenant(), &name, limit)?;
-    Ok(Json(json!(records)))
+    Ok(Json(records))
 }
 
 /// Runs a candidate version on recorded decisions without making it current (administrators): the body is the candidate component; each recorded call (the newest `last`, or those of one `workflow`, or since a time) runs again through it in the sandbox, in the tenant's share of the plugin pool, and the answer lists the calls on which it decides otherwise, side by side with the recorded decision, plus its failures and fuel. Calls of a version granted clocks, random numbers, files or the network are counted as not replayable. Make it current afterwards with `POST /api/v1/plugins/{name}`.
@@ -158,7 +207,7 @@ pub async fn calls(
     ),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The candidate component's bytes"),
     responses(
-        (status = 200, description = "`{plugin, candidate, current, replayed, same, differ: [{instance, workflow, step, at, recorded_by, recorded, candidate}], errors: [{..., error}], not_replayable, fuel: {candidate_total, candidate_max, recorded_total}}`", body = serde_json::Value),
+        (status = 200, description = "The calls replayed, those decided otherwise side by side, the failures and the fuel", body = ReplayReport),
         (status = 400, description = "An empty body, or a query parameter unknown or out of range (`details.field`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -174,7 +223,7 @@ pub async fn replay(
     Path(name): Path<String>,
     params: Params,
     wasm: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReplayReport>, ApiError> {
     caller.admin("replay plugin versions")?;
     let scope = replay_scope(&params)?;
     component_body(&wasm)?;
@@ -184,7 +233,7 @@ pub async fn replay(
         .flowgate
         .replay(caller.tenant(), &name, candidate, &scope)
         .await?;
-    Ok(Json(json!(report)))
+    Ok(Json(report))
 }
 
 /// Which recorded calls a replay runs, from `last`, `workflow` and `since`.
@@ -242,7 +291,7 @@ async fn load_beside(
     ),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The candidate component's bytes"),
     responses(
-        (status = 201, description = "`{name, sha256, capabilities, imports, shadow}`", body = serde_json::Value),
+        (status = 201, description = "The candidate kept", body = CandidateKept),
         (status = 400, description = "An empty body, or a query parameter unknown or malformed (`details.field`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -258,7 +307,7 @@ pub async fn upload_candidate(
     Path(name): Path<String>,
     params: Params,
     wasm: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CandidateKept>), ApiError> {
     caller.admin("upload plugin candidates")?;
     params.only(&["shadow"])?;
     let shadow = params.flag("shadow", false)?;
@@ -289,8 +338,38 @@ pub async fn upload_candidate(
             .set_shadow(caller.tenant(), &name, Some(candidate.clone()));
     }
     tracing::info!(tenant = %caller.tenant(), plugin = %name, candidate = %sha, shadow, "plugin.candidate uploaded");
-    let body = json!({"name": name, "sha256": sha, "capabilities": candidate.capabilities(), "imports": candidate.imports(), "shadow": shadow});
+    let body = CandidateKept {
+        capabilities: candidate.capabilities(),
+        imports: candidate.imports().to_vec(),
+        name,
+        sha256: sha,
+        shadow,
+    };
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// A candidate version kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandidateKept {
+    name: String,
+    sha256: String,
+    /// `router`, `approval-policy`, `step-action`.
+    #[schema(value_type = Vec<String>)]
+    capabilities: Vec<crate::plugin::Capability>,
+    imports: Vec<String>,
+    /// Whether it runs beside the current version on live decisions.
+    shadow: bool,
+}
+
+/// A candidate version and, in shadow mode, what it decided beside the current one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandidateRow {
+    sha256: String,
+    #[schema(format = DateTime)]
+    uploaded_at: String,
+    shadow: bool,
+    /// Since the daemon started; none unless in shadow mode.
+    shadow_report: Option<ShadowReport>,
 }
 
 /// The plugin's candidates, oldest first, each with what it decided beside the current version if it runs in shadow mode (since the daemon started).
@@ -301,7 +380,7 @@ pub async fn upload_candidate(
     tag = "plugins",
     params(("name" = String, Path, description = "The plugin name")),
     responses(
-        (status = 200, description = "`[{sha256, uploaded_at, shadow, shadow_report: {calls, same, differ, errors, recent}}]`", body = serde_json::Value),
+        (status = 200, description = "The candidates, oldest first", body = Vec<CandidateRow>),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
@@ -312,7 +391,7 @@ pub async fn candidates(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<CandidateRow>>, ApiError> {
     caller.admin("read plugin candidates")?;
     let current = known_plugin(&s, caller.tenant(), &name)?;
     let kept = match s.flowgate.plugins().artifacts() {
@@ -320,14 +399,19 @@ pub async fn candidates(
         None => Vec::new(),
     };
     let report = s.flowgate.shadow_report(caller.tenant(), &name);
-    let rows: Vec<Value> = kept
+    let rows = kept
         .iter()
-        .map(|c| {
-            let tally = report.as_ref().filter(|r| c.shadow && r.candidate == c.sha256);
-            json!({"sha256": c.sha256, "uploaded_at": time::format(c.uploaded_at).to_string(), "shadow": c.shadow, "shadow_report": tally})
+        .map(|c| CandidateRow {
+            sha256: c.sha256.clone(),
+            uploaded_at: time::format(c.uploaded_at).to_string(),
+            shadow: c.shadow,
+            shadow_report: report
+                .as_ref()
+                .filter(|r| c.shadow && r.candidate == c.sha256)
+                .cloned(),
         })
         .collect();
-    Ok(Json(json!(rows)))
+    Ok(Json(rows))
 }
 
 /// Replays a kept candidate on recorded decisions, as `POST /api/v1/plugins/{name}/replay` does with a component in the body.
@@ -344,7 +428,7 @@ pub async fn candidates(
         ("since" = Option<String>, Query, format = DateTime, description = "Only calls made at or after this RFC 3339 date-time")
     ),
     responses(
-        (status = 200, description = "As `replayPlugin`", body = serde_json::Value),
+        (status = 200, description = "As `replayPlugin`", body = ReplayReport),
         (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
@@ -357,7 +441,7 @@ pub async fn replay_candidate(
     caller: Caller,
     Path((name, sha)): Path<(String, String)>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReplayReport>, ApiError> {
     caller.admin("replay plugin versions")?;
     let scope = replay_scope(&params)?;
     let current = known_plugin(&s, caller.tenant(), &name)?;
@@ -367,7 +451,7 @@ pub async fn replay_candidate(
         .flowgate
         .replay(caller.tenant(), &name, candidate, &scope)
         .await?;
-    Ok(Json(json!(report)))
+    Ok(Json(report))
 }
 
 /// Makes a kept candidate the current version, as an upload would (administrators); it stops being a candidate (and leaves shadow mode).
@@ -381,7 +465,7 @@ pub async fn replay_candidate(
         ("sha256" = String, Path, description = "The candidate's sha256")
     ),
     responses(
-        (status = 200, description = "`{name, sha256, capabilities, imports, pinned}`", body = serde_json::Value),
+        (status = 200, description = "The version now current", body = Current),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody),
@@ -393,7 +477,7 @@ pub async fn promote_candidate(
     State(s): State<AppState>,
     caller: Caller,
     Path((name, sha)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Current>, ApiError> {
     caller.admin("promote plugin candidates")?;
     let current = known_plugin(&s, caller.tenant(), &name)?;
     let bytes = candidate_bytes(&s, &current, &sha)?;
@@ -557,7 +641,7 @@ async fn make_current(
     caller: &Caller,
     name: String,
     wasm: Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Current, ApiError> {
     // Settings come from the tenant's configuration for this plugin name, if it has any.
     let snapshot = s.tenants.snapshot();
     let configured_plugin = snapshot
@@ -604,7 +688,11 @@ async fn make_current(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    Ok(
-        json!({"name": loaded.id().name, "sha256": loaded.sha256(), "capabilities": loaded.capabilities(), "imports": loaded.imports(), "pinned": pin.is_some()}),
-    )
+    Ok(Current {
+        name: loaded.id().name.clone(),
+        sha256: loaded.sha256().to_string(),
+        capabilities: loaded.capabilities(),
+        imports: loaded.imports().to_vec(),
+        pinned: pin.is_some(),
+    })
 }

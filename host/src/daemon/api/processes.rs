@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::schema::{ProcessDefinitionDoc, ProcessMetricsDoc, ProcessViewDoc};
 use crate::daemon::AppState;
 use crate::daemon::error::{ApiError, ErrorBody};
 use crate::daemon::extract::{Caller, Params};
@@ -21,7 +22,7 @@ use crate::service::{ProcessDefinitionView, ProcessView};
     tag = "instances",
     params(("id" = String, Path, description = "The process id (`process` of any of its instances)")),
     responses(
-        (status = 200, description = "`{process, instances, timeline, running, cycle_ms, cycle_business_ms, outcome, handoffs, waits, cost}`", body = serde_json::Value),
+        (status = 200, description = "The case: its instances, timeline and figures", body = ProcessViewDoc),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
@@ -43,7 +44,7 @@ pub async fn get(
     operation_id = "listProcessDefinitions",
     tag = "metrics",
     responses(
-        (status = 200, description = "`[{id, name, description, starts, workflows, links, problems}]`", body = serde_json::Value),
+        (status = 200, description = "The tenant's process definitions", body = Vec<ProcessDefinitionDoc>),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -63,7 +64,7 @@ pub async fn definitions(
     tag = "metrics",
     params(("id" = String, Path, description = "The process definition id")),
     responses(
-        (status = 200, description = "`{id, name, description, starts, workflows, links, problems}`", body = serde_json::Value),
+        (status = 200, description = "The process definition", body = ProcessDefinitionDoc),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
@@ -91,7 +92,7 @@ pub async fn definition(
         ("to" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time with its offset (default: now)")
     ),
     responses(
-        (status = 200, description = "The metrics", body = serde_json::Value),
+        (status = 200, description = "The metrics", body = ProcessMetricsDoc),
         (status = 400, description = "Malformed query, with the field", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)

@@ -6,10 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::schema::{CompletedDoc, TaskDoc};
 use crate::daemon::AppState;
 use crate::daemon::auth::Access;
 use crate::daemon::error::{ApiError, ErrorBody};
@@ -35,7 +36,7 @@ use crate::store::Inbox;
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")
     ),
     responses(
-        (status = 200, description = "`{tasks, next}`", body = serde_json::Value),
+        (status = 200, description = "A page of open tasks; `next` gives the next page as `after`", body = TaskPage),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody)
@@ -46,7 +47,7 @@ pub async fn inbox(
     State(s): State<AppState>,
     caller: Caller,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskPage>, ApiError> {
     let inbox = match (params.text("person"), params.text("role"), &caller.0.access) {
         (Some(p), None, _) => Inbox::Person(p),
         (None, Some(r), _) => Inbox::Role(r),
@@ -90,7 +91,26 @@ pub async fn inbox(
     let page = s
         .flowgate
         .inbox_page(caller.tenant(), &inbox, &filter, after.as_deref(), limit)?;
-    Ok(Json(json!({"tasks": page.tasks, "next": page.next})))
+    Ok(Json(TaskPage {
+        tasks: page.tasks,
+        next: page.next,
+    }))
+}
+
+/// A page of an inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    #[schema(value_type = Vec<TaskDoc>)]
+    tasks: Vec<crate::engine::Task>,
+    /// The last task id of this page, to pass as `after`; none on the last page.
+    next: Option<String>,
+}
+
+/// A task claimed or given back: its instance's new version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Moved {
+    instance: String,
+    version: u64,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -131,7 +151,7 @@ fn optional(body: &Bytes) -> Result<Act, ApiError> {
     params(("id" = String, Path, description = "The task id")),
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
     responses(
-        (status = 200, description = "`{instance, version}`", body = serde_json::Value),
+        (status = 200, description = "The instance's new version", body = Moved),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
@@ -148,7 +168,7 @@ pub async fn claim(
     caller: Caller,
     Path(task): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Moved>, ApiError> {
     claim_or_unclaim(s, caller, task, body, true).await
 }
 
@@ -161,7 +181,7 @@ pub async fn claim(
     params(("id" = String, Path, description = "The task id")),
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
     responses(
-        (status = 200, description = "`{instance, version}`", body = serde_json::Value),
+        (status = 200, description = "The instance's new version", body = Moved),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
@@ -178,7 +198,7 @@ pub async fn unclaim(
     caller: Caller,
     Path(task): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Moved>, ApiError> {
     claim_or_unclaim(s, caller, task, body, false).await
 }
 
@@ -188,14 +208,17 @@ async fn claim_or_unclaim(
     task: String,
     body: Bytes,
     claim: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Moved>, ApiError> {
     let by = caller.person(optional(&body)?.by)?;
     let done = if claim {
         s.flowgate.claim_task(caller.tenant(), &task, by).await?
     } else {
         s.flowgate.unclaim_task(caller.tenant(), &task, by).await?
     };
-    Ok(Json(json!({"instance": done.id, "version": done.version})))
+    Ok(Json(Moved {
+        instance: done.id,
+        version: done.version,
+    }))
 }
 
 /// Completes a task with an outcome and form data. With an `Idempotency-Key` header (kept 24 hours), a repeat of the same request answers as the first did (with `Idempotent-Replayed: true`); the same key with another request is 422; a task completed already is 409, whatever new key comes with it.
@@ -207,7 +230,7 @@ async fn claim_or_unclaim(
     params(("id" = String, Path, description = "The task id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
     request_body = Act,
     responses(
-        (status = 200, description = "`{instance, status, version, open_tasks}`", body = serde_json::Value),
+        (status = 200, description = "Where the instance stands: its status, version and open tasks", body = CompletedDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
