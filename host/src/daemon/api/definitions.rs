@@ -31,7 +31,11 @@ pub struct Source {
     tag = "definitions",
     request_body = Source,
     responses(
-        (status = 201, description = "A new version", body = Deployed),
+        (status = 201, description = "A new version", body = Deployed, links(
+            ("getDefinitionVersion" = (operation_id = "getDefinitionVersion", parameters(("id" = "$response.body#/id"), ("version" = "$response.body#/version")))),
+            ("getDefinitionDiagram" = (operation_id = "getDefinitionDiagram", parameters(("id" = "$response.body#/id"), ("version" = "$response.body#/version")))),
+            ("getWorkflowMetrics" = (operation_id = "getWorkflowMetrics", parameters(("workflow" = "$response.body#/id"))))
+        )),
         (status = 200, description = "Unchanged: the same version", body = Deployed),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),

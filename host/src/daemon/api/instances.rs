@@ -44,7 +44,13 @@ pub struct Start {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried start safe")),
     request_body = Start,
     responses(
-        (status = 201, description = "The instance started", body = InstanceDoc),
+        (status = 201, description = "The instance started", body = InstanceDoc, links(
+            ("getInstance" = (operation_id = "getInstance", parameters(("id" = "$response.body#/id")))),
+            ("getInstanceDiagram" = (operation_id = "getInstanceDiagram", parameters(("id" = "$response.body#/id")))),
+            ("pauseInstance" = (operation_id = "pauseInstance", parameters(("id" = "$response.body#/id")))),
+            ("cancelInstance" = (operation_id = "cancelInstance", parameters(("id" = "$response.body#/id")))),
+            ("getProcess" = (operation_id = "getProcess", parameters(("id" = "$response.body#/process"))))
+        )),
         (status = 200, description = "A replay: the instance an earlier start with the same idempotency key made", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),

@@ -137,7 +137,11 @@ pub struct Current {
     operation_id = "listPlugins",
     tag = "plugins",
     responses(
-        (status = 200, description = "The plugins", body = Vec<PluginRow>),
+        (status = 200, description = "The plugins", body = Vec<PluginRow>, links(
+            ("listPluginVersions" = (operation_id = "listPluginVersions", parameters(("name" = "$response.body#/0/name")))),
+            ("listPluginCalls" = (operation_id = "listPluginCalls", parameters(("name" = "$response.body#/0/name")))),
+            ("listPluginCandidates" = (operation_id = "listPluginCandidates", parameters(("name" = "$response.body#/0/name"))))
+        )),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))

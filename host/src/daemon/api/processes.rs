@@ -44,7 +44,10 @@ pub async fn get(
     operation_id = "listProcessDefinitions",
     tag = "metrics",
     responses(
-        (status = 200, description = "The tenant's process definitions", body = Vec<ProcessDefinitionDoc>),
+        (status = 200, description = "The tenant's process definitions", body = Vec<ProcessDefinitionDoc>, links(
+            ("getProcessDefinition" = (operation_id = "getProcessDefinition", parameters(("id" = "$response.body#/0/id")))),
+            ("getProcessMetrics" = (operation_id = "getProcessMetrics", parameters(("id" = "$response.body#/0/id"))))
+        )),
         (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))

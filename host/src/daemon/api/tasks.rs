@@ -36,7 +36,10 @@ use crate::store::Inbox;
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")
     ),
     responses(
-        (status = 200, description = "A page of open tasks; `next` gives the next page as `after`", body = TaskPage),
+        (status = 200, description = "A page of open tasks; `next` gives the next page as `after`", body = TaskPage, links(
+            ("claimTask" = (operation_id = "claimTask", parameters(("id" = "$response.body#/tasks/0/id")))),
+            ("completeTask" = (operation_id = "completeTask", parameters(("id" = "$response.body#/tasks/0/id"))))
+        )),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody)
