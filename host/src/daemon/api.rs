@@ -13,6 +13,7 @@ pub(crate) mod plugins;
 mod processes;
 mod schedules;
 mod schema;
+mod statuses;
 mod tasks;
 
 use std::sync::Arc;
@@ -50,7 +51,8 @@ pub struct HttpLimits {
         title = "Flowgate",
         description = "The Flowgate workflow engine: definitions, plugins, instances, tasks and metrics \
                        of the caller's tenant (from its bearer token). Every error answers \
-                       `{\"error\": {\"code\", \"message\", \"details\"}}`."
+                       `{\"error\": {\"code\", \"message\", \"details\"}}`, including a \
+                       method a path does not serve (405, with `Allow` listing those it does)."
     ),
     modifiers(&BearerAuth, &StrictBodies),
     components(schemas(ErrorBody))
@@ -150,6 +152,8 @@ pub fn router(state: AppState, http: &HttpLimits) -> Router {
         .routes(routes!(tasks::unclaim))
         .routes(routes!(tasks::complete))
         .split_for_parts();
+    let mut openapi = openapi;
+    statuses::add_shared(&mut openapi);
     let openapi = Arc::new(openapi);
     let web = super::web::router().layer(axum::middleware::from_fn(super::web::headers));
     routes

@@ -81,6 +81,11 @@ impl ApiError {
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(json!({"error": {
+    "code": "invalid",
+    "message": "invalid data.amount_cents: step `approval` gives it to its approval policy, which needs an integer amount in minor units (12550 for 125.50), within 64 bits; got \"12.50\"",
+    "details": {"field": "data.amount_cents"}
+}})))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }

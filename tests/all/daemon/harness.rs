@@ -170,6 +170,45 @@ impl Daemon {
         )
     }
 
+    /// Any method, with these headers and body (none when empty): the status, the `Allow`
+    /// header and the body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Option<String>, Value) {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let sent = if body.is_empty() {
+            self.agent
+                .run(builder.body(()).unwrap_or_else(|e| panic!("{e}")))
+        } else {
+            self.agent.run(
+                builder
+                    .body(body.to_vec())
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            response.status().as_u16(),
+            allow,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// Starts an instance of `workflow` with `token`; returns the instance (asserting 201).
     pub fn start_instance(&self, token: &str, workflow: &str) -> Value {
         let start = json!({"workflow": workflow});

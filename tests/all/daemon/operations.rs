@@ -492,11 +492,150 @@ fn the_openapi_document_describes_every_route_and_only_those() {
         doc.to_string().as_bytes(),
     );
     assert_eq!(checked["operations"], json!(documented.len()), "{checked}");
+    // Every JSON request body has an example (checked against its schema above), as the error
+    // shape and the instance do.
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let Some(reference) = body["$ref"].as_str() else {
+                continue;
+            };
+            let name = reference.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"][name]["examples"].is_array(),
+                "{method} {path}: {name} has no example"
+            );
+        }
+    }
+    assert!(
+        checked["examples"].as_u64().is_some_and(|n| n >= 13),
+        "{checked}"
+    );
     let schemas = doc["components"]["schemas"].as_object().map(|s| s.len());
     assert!(
         schemas.is_some_and(|n| n >= 5),
         "request bodies are described: {doc}"
     );
+}
+
+/// Every status a route answers to a client's usual mistakes is one its operation documents, in
+/// the error shape: no token, a person's token, a body that is not JSON, a body of another
+/// content type, a body over the limit, ids that do not exist; and a method a path does not serve
+/// is 405 with `Allow` naming the ones it does.
+#[test]
+fn every_route_documents_the_statuses_it_answers() {
+    /// What is tried: its name, the request headers and the body.
+    type Try<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let d = start(4096);
+    let (_, doc) = d.call("GET", "/openapi.json", None, None);
+    let admin = format!("Bearer {ACME_ADMIN}");
+    let person = "Bearer acme-dora-token".to_string();
+    let oversized = format!("{{\"reason\": \"{}\"}}", "x".repeat(8192));
+    let mut answered = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        // Ids that exist nowhere; a version is a number.
+        let concrete = path.replace("{version}", "7").replace(['{', '}'], "");
+        let methods: Vec<String> = item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(m, _)| m.to_uppercase())
+            .collect();
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let method = method.to_uppercase();
+            let documented: Vec<String> = operation["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(status, _)| status.clone())
+                .collect();
+            let takes_body = operation.get("requestBody").is_some();
+            let content_type = operation["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next().cloned())
+                .unwrap_or_default();
+            let mut tries: Vec<Try> = vec![
+                ("no token", vec![], vec![]),
+                (
+                    "a person's token",
+                    vec![("Authorization", person.as_str())],
+                    vec![],
+                ),
+                (
+                    "unknown ids",
+                    vec![("Authorization", admin.as_str())],
+                    vec![],
+                ),
+            ];
+            if takes_body {
+                let json_type = if content_type == "application/json" {
+                    "application/json"
+                } else {
+                    content_type.as_str()
+                };
+                tries.extend([
+                    (
+                        "a body of another type",
+                        vec![
+                            ("Authorization", admin.as_str()),
+                            ("Content-Type", "text/plain"),
+                        ],
+                        b"hello".to_vec(),
+                    ),
+                    (
+                        "a malformed body",
+                        vec![
+                            ("Authorization", admin.as_str()),
+                            ("Content-Type", json_type),
+                        ],
+                        b"{\"reason\": ".to_vec(),
+                    ),
+                    (
+                        "a body over the limit",
+                        vec![
+                            ("Authorization", admin.as_str()),
+                            ("Content-Type", json_type),
+                        ],
+                        oversized.clone().into_bytes(),
+                    ),
+                ]);
+            }
+            for (what, headers, body) in tries {
+                let (status, _, answer) = d.request(&method, &concrete, &headers, &body);
+                assert!(
+                    documented.contains(&status.to_string()),
+                    "{method} {path} with {what}: answered {status} {answer}; documents {documented:?}"
+                );
+                if status >= 400 {
+                    assert!(
+                        answer["error"]["code"].is_string()
+                            && answer["error"]["details"].is_object(),
+                        "{method} {path} with {what}: {answer}"
+                    );
+                }
+                answered.insert(status);
+            }
+        }
+        let other = ["PUT", "PATCH"]
+            .into_iter()
+            .find(|m| !methods.iter().any(|have| have == m))
+            .unwrap_or_else(|| panic!("{path} serves every method"));
+        let (status, allow, answer) =
+            d.request(other, &concrete, &[("Authorization", admin.as_str())], &[]);
+        assert_eq!(status, 405, "{other} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "method_not_allowed", "{answer}");
+        let allow = allow.unwrap_or_else(|| panic!("{other} {path}: no Allow header"));
+        for method in &methods {
+            assert!(
+                allow.contains(method.as_str()),
+                "{path}: Allow {allow:?} lacks {method}"
+            );
+        }
+    }
+    // The tries reached the refusals they were made for.
+    for status in [400, 401, 403, 404, 413, 415] {
+        assert!(answered.contains(&status), "no {status} among {answered:?}");
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::engine::time;
 /// A definition's source; `file` names it in errors and picks the format (`.json` or TOML).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"file": "leave-request.toml", "source": "id = \"leave-request\"\nname = \"Leave request\"\nstart = \"approve\"\n\n[[steps]]\nid = \"approve\"\nkind = \"task\"\ntitle = \"Approve the leave\"\nrole = \"manager\"\nnext = \"done\"\n\n[[steps]]\nid = \"done\"\nkind = \"end\"\n"})))]
 pub struct Source {
     /// A file name, e.g. `purchase-request.toml`.
     file: String,
@@ -38,12 +39,8 @@ pub struct Source {
         )),
         (status = 200, description = "Unchanged: the same version", body = Deployed),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -125,12 +122,8 @@ pub struct DefinitionVersion {
     responses(
         (status = 200, description = "Valid", body = Validated),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 422, description = "Invalid: every problem with its path and line", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -158,7 +151,6 @@ pub async fn validate(
     tag = "definitions",
     responses(
         (status = 200, description = "Every version of every workflow", body = Vec<DefinitionRow>),
-        (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -188,7 +180,6 @@ pub async fn list(
     params(("id" = String, Path, description = "The workflow id"), ("version" = u32, Path, description = "The version")),
     responses(
         (status = 200, description = "The version, its source as deployed and the definition read from it", body = DefinitionVersion),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 400, description = "A version that is not a number", body = ErrorBody)
     ),
@@ -231,7 +222,6 @@ pub async fn version(
     responses(
         (status = 200, description = "The diagram", content_type = "image/svg+xml", body = String),
         (status = 400, description = "A version that is not a number", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 500, description = "The diagram could not be laid out", body = ErrorBody)
     ),

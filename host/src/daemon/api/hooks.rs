@@ -40,9 +40,7 @@ use crate::tenant::InboundHook;
         (status = 401, description = "No signature, or not the hook's", body = ErrorBody),
         (status = 404, description = "No such hook, or the `process` it maps is not a case of the tenant", body = ErrorBody),
         (status = 409, description = "No instance waits for the message and no workflow keeps it", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "The body lacks what the hook maps (`details.pointer`), or what it maps is refused", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     )
 )]
 pub async fn receive(

@@ -25,7 +25,6 @@ use crate::engine::{Instance, Resolution, Wait};
     responses(
         (status = 200, description = "Every open incident, one per failed step", body = Vec<IncidentRow>),
         (status = 400, description = "A bad query", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -95,6 +94,7 @@ fn rows_of(instance: &Instance) -> Vec<IncidentRow> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "The supplier's service is back", "current": true})))]
 pub struct Retry {
     /// Why, for the history.
     #[schema(min_length = 1)]
@@ -107,6 +107,7 @@ pub struct Retry {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "Ordered by phone instead", "data": {"po_number": "PO-7731"}})))]
 pub struct Skip {
     /// Why, for the history.
     #[schema(min_length = 1)]
@@ -131,14 +132,10 @@ pub struct Skip {
     responses(
         (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -177,14 +174,10 @@ pub async fn retry(
     responses(
         (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "No incident there (resolved already)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

@@ -22,6 +22,7 @@ const MAX_WAIT_MS: u64 = 30_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"workflow": "purchase-request", "data": {"title": "Laptops for the new hires", "amount_cents": 240000, "currency": "EUR", "category": "hardware", "requester": "dora"}, "idempotency_key": "po-2026-0142"})))]
 pub struct Start {
     /// The workflow id; its latest version starts.
     workflow: String,
@@ -53,12 +54,8 @@ pub struct Start {
         )),
         (status = 200, description = "A replay: the instance an earlier start with the same idempotency key made", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -113,7 +110,6 @@ pub async fn start(
     responses(
         (status = 200, description = "`{instance, history, stored}`: `stored` is what the instance keeps in the store, `{state_bytes, history_events, history_bytes}` (with the history only)", body = InstanceViewDoc),
         (status = 400, description = "A bad query", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -180,7 +176,6 @@ pub async fn get(
     responses(
         (status = 200, description = "The instances, oldest start first", body = Vec<InstanceRow>),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 422, description = "A filter value that is not one the filter takes (`details.field`, `details.allowed`)", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -247,6 +242,7 @@ impl InstanceRow {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "The requester withdrew the purchase"})))]
 pub struct Cancel {
     /// Why, for the history.
     reason: String,
@@ -263,14 +259,10 @@ pub struct Cancel {
     responses(
         (status = 200, description = "The instance", body = InstanceDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -311,7 +303,6 @@ pub struct InstanceView {
     params(("id" = String, Path, description = "The instance id")),
     responses(
         (status = 200, description = "The diagram", content_type = "image/svg+xml", body = String),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 500, description = "The diagram could not be laid out", body = ErrorBody)
     ),

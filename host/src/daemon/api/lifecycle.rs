@@ -18,6 +18,7 @@ use crate::service::{Bulk, MigrationReport, MigrationRequest, VersionWide};
 /// Why, for the history.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "Waiting for the new budget year"})))]
 pub struct Why {
     #[schema(min_length = 1)]
     reason: String,
@@ -34,14 +35,10 @@ pub struct Why {
     responses(
         (status = 200, description = "The instance, with `paused`", body = InstanceDoc),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Paused already, or ended", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "No reason given", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -71,14 +68,10 @@ pub async fn pause_instance(
     responses(
         (status = 200, description = "The instance, moved on by what was held", body = InstanceDoc),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Not paused, or ended", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "No reason given", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -100,6 +93,7 @@ pub async fn resume_instance(
 /// Why, and where to go on from in a version with more running instances than one request takes.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "The approval policy is being fixed"})))]
 pub struct AllOfVersion {
     #[schema(min_length = 1)]
     reason: String,
@@ -118,13 +112,9 @@ pub struct AllOfVersion {
     responses(
         (status = 200, description = "The instances it changed and those it skipped, and why", body = Bulk),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such workflow version in the caller's tenant", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "No reason given", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -148,13 +138,9 @@ pub async fn pause_version(
     responses(
         (status = 200, description = "The instances it changed and those it skipped, and why", body = Bulk),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such workflow version in the caller's tenant", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "No reason given", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -194,6 +180,7 @@ async fn version_wide(
 /// A migration of running instances to another version.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"from_version": 1, "to_version": 2, "steps": {"review": "legal-review"}, "dry_run": true, "reason": "Legal review replaces the general review"})))]
 pub struct Migrate {
     from_version: u32,
     to_version: u32,
@@ -225,13 +212,9 @@ pub struct Migrate {
     responses(
         (status = 200, description = "Per instance: whether it can move and why not, and whether it moved", body = MigrationReport),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such workflow version or instance in the caller's tenant", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A step or plugin version that does not exist (`details.field`), or no reason", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]

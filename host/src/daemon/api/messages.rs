@@ -20,6 +20,7 @@ use crate::store::{MessageRecord, MessageStatus};
 /// A message from another system.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"id": "esign-evt-5521", "name": "signature-received", "correlation": "DOC-2026-88", "data": {"signed_by": "Ian Malcolm"}})))]
 pub struct SendMessage {
     /// The sender's id for this message: sending it again is safe (the first answer is
     /// repeated); the same id with another message is refused.
@@ -100,13 +101,9 @@ impl MessageView {
         (status = 200, description = "Delivered, or a workflow started (`status`); or a repeat of an id sent before (`replayed`)", body = MessageView),
         (status = 202, description = "No step waits yet: kept until `expires_at`; or the instances that wait are paused: `held` until they resume", body = MessageView),
         (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "The `process` named is not a case of the caller's tenant", body = ErrorBody),
         (status = 409, description = "No instance waits for it and no workflow keeps it", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "Invalid (`details.field`): data the step does not take, no workflow receives the name, the id used for another message", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -163,7 +160,6 @@ pub async fn send(
     responses(
         (status = 200, description = "The messages", body = [MessageView]),
         (status = 400, description = "A bad query", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 422, description = "An unknown status", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -218,7 +214,6 @@ pub async fn list(
     params(("id" = String, Path, description = "The sender's message id")),
     responses(
         (status = 200, description = "The message", body = MessageView),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))

@@ -27,7 +27,6 @@ const THIRTY_DAYS_MS: u64 = 30 * 24 * 3600 * 1000;
     responses(
         (status = 200, description = "The metrics", body = WorkflowMetricsDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))

@@ -32,11 +32,8 @@ use crate::store::CallRecord;
         (status = 201, description = "The version now current", body = Current),
         (status = 409, description = "The tenant's file pins another version (`details.pinned`, `details.uploaded`)", body = ErrorBody),
         (status = 400, description = "An empty body", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -70,7 +67,6 @@ pub async fn upload(
     params(("name" = String, Path, description = "The plugin name")),
     responses(
         (status = 200, description = "The versions kept, oldest first", body = Vec<VersionRow>),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -142,7 +138,6 @@ pub struct Current {
             ("listPluginCalls" = (operation_id = "listPluginCalls", parameters(("name" = "$response.body#/0/name")))),
             ("listPluginCandidates" = (operation_id = "listPluginCandidates", parameters(("name" = "$response.body#/0/name"))))
         )),
-        (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -176,7 +171,6 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The recorded calls, newest first", body = Vec<CallRecord>),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
@@ -213,10 +207,8 @@ pub async fn calls(
     responses(
         (status = 200, description = "The calls replayed, those decided otherwise side by side, the failures and the fuel", body = ReplayReport),
         (status = 400, description = "An empty body, or a query parameter unknown or out of range (`details.field`)", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -297,10 +289,8 @@ async fn load_beside(
     responses(
         (status = 201, description = "The candidate kept", body = CandidateKept),
         (status = 400, description = "An empty body, or a query parameter unknown or malformed (`details.field`)", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Not a valid component, or imports what the tenant was not granted", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -385,7 +375,6 @@ pub struct CandidateRow {
     params(("name" = String, Path, description = "The plugin name")),
     responses(
         (status = 200, description = "The candidates, oldest first", body = Vec<CandidateRow>),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "The tenant has no such plugin", body = ErrorBody)
     ),
@@ -434,7 +423,6 @@ pub async fn candidates(
     responses(
         (status = 200, description = "As `replayPlugin`", body = ReplayReport),
         (status = 400, description = "A query parameter unknown or out of range (`details.field`)", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody)
     ),
@@ -470,7 +458,6 @@ pub async fn replay_candidate(
     ),
     responses(
         (status = 200, description = "The version now current", body = Current),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody),
         (status = 409, description = "The tenant's file pins another version (`details.pinned`)", body = ErrorBody)
@@ -503,7 +490,6 @@ pub async fn promote_candidate(
     ),
     responses(
         (status = 204, description = "Discarded"),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "No such plugin, or no such candidate of it", body = ErrorBody)
     ),

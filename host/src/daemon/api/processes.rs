@@ -23,7 +23,6 @@ use crate::service::{ProcessDefinitionView, ProcessView};
     params(("id" = String, Path, description = "The process id (`process` of any of its instances)")),
     responses(
         (status = 200, description = "The case: its instances, timeline and figures", body = ProcessViewDoc),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -48,7 +47,6 @@ pub async fn get(
             ("getProcessDefinition" = (operation_id = "getProcessDefinition", parameters(("id" = "$response.body#/0/id")))),
             ("getProcessMetrics" = (operation_id = "getProcessMetrics", parameters(("id" = "$response.body#/0/id"))))
         )),
-        (status = 401, description = "No valid token", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -68,7 +66,6 @@ pub async fn definitions(
     params(("id" = String, Path, description = "The process definition id")),
     responses(
         (status = 200, description = "The process definition", body = ProcessDefinitionDoc),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -97,7 +94,6 @@ pub async fn definition(
     responses(
         (status = 200, description = "The metrics", body = ProcessMetricsDoc),
         (status = 400, description = "Malformed query, with the field", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody)
     ),
     security(("bearer" = []))

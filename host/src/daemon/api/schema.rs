@@ -9,7 +9,88 @@ use utoipa::ToSchema;
 
 /// A workflow instance: its data, where its tokens stand, its tasks, and when it ran.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Instance)]
+#[schema(as = Instance, examples(json!({
+    "id": "01a24ff4-b4b4-7250-adf6-1815b2b84264",
+    "tenant": "acme",
+    "definition_id": "purchase-request",
+    "definition_version": 1,
+    "plugins": {
+        "purchase-approval": "5c387bc4df0187cbd158aca804b81a327d3abeb22960bf82c334974f41a0a8d5"
+    },
+    "status": "running",
+    "data": {
+        "amount_cents": 90000,
+        "category": "furniture",
+        "currency": "EUR",
+        "requester": "dora",
+        "title": "Chairs"
+    },
+    "tokens": {
+        "1": {
+            "id": 1,
+            "step": "approval",
+            "activation": 2,
+            "entered_at": "2026-12-07T10:02:46.836Z",
+            "forks": [],
+            "wait": {
+                "for": "approval",
+                "order": "parallel",
+                "stages": [
+                    {
+                        "name": "manager",
+                        "approvers": [
+                            {
+                                "role": "manager"
+                            }
+                        ],
+                        "required": 1,
+                        "tasks": [
+                            "01a24ff4-b4b4-7250-adf6-1815b2b84264.t3"
+                        ],
+                        "approved_by": [],
+                        "status": "open"
+                    }
+                ]
+            }
+        }
+    },
+    "tasks": {
+        "01a24ff4-b4b4-7250-adf6-1815b2b84264.t3": {
+            "id": "01a24ff4-b4b4-7250-adf6-1815b2b84264.t3",
+            "instance": "01a24ff4-b4b4-7250-adf6-1815b2b84264",
+            "token": 1,
+            "activation": 2,
+            "step": "approval",
+            "title": "Approve the purchase: manager",
+            "assignee": null,
+            "role": "manager",
+            "candidates": [],
+            "claimed_by": null,
+            "claimed_at": null,
+            "status": "open",
+            "stage": 0,
+            "outcomes": [
+                "approve",
+                "reject"
+            ],
+            "created_at": "2026-12-07T10:02:46.836Z",
+            "due_at": null,
+            "completed_at": null,
+            "completed_by": null,
+            "outcome": null
+        }
+    },
+    "timers": {},
+    "forks": {},
+    "parent": null,
+    "process": "01a24ff4-b4b4-7250-adf6-1815b2b84264",
+    "started_by": "acme-admin",
+    "started_at": "2026-12-07T10:02:46.836Z",
+    "ended_at": null,
+    "version": 2,
+    "history_len": 5,
+    "next_id": 4
+})))]
 pub struct InstanceDoc {
     pub id: String,
     pub tenant: String,
@@ -476,5 +557,19 @@ mod tests {
             InstanceDoc::schema(),
             &["subscriptions", "paused", "held", "process"],
         );
+    }
+
+    #[test]
+    fn the_instance_example_is_an_instance_the_engine_wrote() {
+        let schema = InstanceDoc::schema();
+        let RefOr::T(Schema::Object(object)) = schema else {
+            panic!("an object schema")
+        };
+        let [example] = object.examples.as_slice() else {
+            panic!("one example")
+        };
+        let instance: Instance = serde_json::from_value(example.clone())
+            .unwrap_or_else(|e| panic!("the example is not an instance: {e}"));
+        assert_eq!(json(&instance), *example, "read and written back unchanged");
     }
 }

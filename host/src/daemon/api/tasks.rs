@@ -41,7 +41,6 @@ use crate::store::Inbox;
             ("completeTask" = (operation_id = "completeTask", parameters(("id" = "$response.body#/tasks/0/id"))))
         )),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -118,6 +117,7 @@ pub struct Moved {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"outcome": "approve", "comment": "Within the team's budget", "expected_version": 4})))]
 pub struct Act {
     /// Who acts, `{"id": ..., "roles": [...]}`: required of administrator tokens, and must be
     /// the token's own person otherwise.
@@ -155,14 +155,11 @@ fn optional(body: &Bytes) -> Result<Act, ApiError> {
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
     responses(
         (status = 200, description = "The instance's new version", body = Moved),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
         (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field (an administrator token without `by`)", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -185,14 +182,11 @@ pub async fn claim(
     request_body(content = Option<Act>, description = "Optional; administrators name `by`"),
     responses(
         (status = 200, description = "The instance's new version", body = Moved),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Conflict: the task or instance moved on", body = ErrorBody),
         (status = 400, description = "Malformed JSON, with the position", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field (an administrator token without `by`)", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -235,14 +229,10 @@ async fn claim_or_unclaim(
     responses(
         (status = 200, description = "Where the instance stands: its status, version and open tasks", body = CompletedDoc),
         (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token may not do this", body = ErrorBody),
         (status = 404, description = "Not found in the caller's tenant", body = ErrorBody),
         (status = 409, description = "Conflict: the task was completed already, or the instance moved on", body = ErrorBody),
-        (status = 413, description = "The body is over the limit (`details.limit`)", body = ErrorBody),
         (status = 422, description = "Invalid: `details.field` names the field", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "The tenant is over its commands per second (`Retry-After`)", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
