@@ -2,6 +2,7 @@
 //! notifications (webhook and email) pending across a crash, and the OpenAPI document.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -173,7 +174,7 @@ fn a_tenant_that_does_not_load_at_start_waits_while_the_others_serve() {
     );
     assert_eq!(d.call("GET", "/api/v1/plugins", Some(ADMIN), None).0, 401);
     // Past the pause, the action's plugin is missing: its work waits rather than failing.
-    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(1_500));
 
     write_tenant(&folder, &bot);
     eventually("readiness once the file is fixed", || {
@@ -638,6 +639,99 @@ fn every_route_documents_the_statuses_it_answers() {
     }
 }
 
+/// The daemon archives a tenant's finished instances past its retention in the background: the
+/// finished one leaves the API for the day's archive file, the running one stays, and the
+/// workflow's metrics still count both. Retention is a minute at least, so this waits one.
+#[test]
+fn the_daemon_archives_finished_instances_past_the_tenants_retention() {
+    const QUICK: &str = "id = \"quick\"\nstart = \"file\"\n[[steps]]\nid = \"file\"\nkind = \"task\"\nrole = \"clerk\"\nnext = \"done\"\n[[steps]]\nid = \"done\"\nkind = \"end\"\n";
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tenant = write_tenant(dir.path(), "[retention]\nfinished_instances = \"1m\"\n");
+    let d = start_with(dir, std::slice::from_ref(&tenant), "archive_ms = 200\n");
+    let deploy = json!({"file": "quick.toml", "source": QUICK});
+    let (status, body) = d.call("POST", "/api/v1/definitions", Some(ADMIN), Some(deploy));
+    assert_eq!(status, 201, "{body}");
+    let finished = d.start_instance(ADMIN, "quick");
+    let finished = finished["id"].as_str().unwrap_or_default().to_string();
+    let running = d.start_instance(ADMIN, "quick");
+    let running = running["id"].as_str().unwrap_or_default().to_string();
+    let task = d.open_task(ADMIN, &finished, "clerk");
+    let done = json!({"by": {"id": "cleo", "roles": ["clerk"]}});
+    let path = format!("/api/v1/tasks/{task}/complete");
+    let (status, body) = d.call("POST", &path, Some(ADMIN), Some(done));
+    assert_eq!(status, 200, "{body}");
+    let ended = Instant::now();
+
+    // Past the retention (and a few of the archiver's rounds), the finished one is gone.
+    let deadline = ended + Duration::from_secs(120);
+    loop {
+        let (status, body) = d.call(
+            "GET",
+            &format!("/api/v1/instances/{finished}"),
+            Some(ADMIN),
+            None,
+        );
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["instance"]["status"], "completed", "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "not archived 120 s after it ended"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        ended.elapsed() >= Duration::from_secs(60),
+        "archived {:?} after it ended, before its minute of retention",
+        ended.elapsed()
+    );
+    let (status, body) = d.call(
+        "GET",
+        &format!("/api/v1/instances/{running}"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "the running instance stays: {body}");
+
+    // The day's archive file has the finished instance with its whole history.
+    let archive = d.dir.path().join("data/archive/initech");
+    let files: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap_or_else(|e| panic!("{}: {e}", archive.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    let [file] = files.as_slice() else {
+        panic!("one archive file: {files:?}")
+    };
+    assert_eq!(file.extension().and_then(|e| e.to_str()), Some("jsonl"));
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let [line] = lines.as_slice() else {
+        panic!("one archived instance: {text}")
+    };
+    assert_eq!(line["instance"]["id"], json!(finished), "{line}");
+    let events: Vec<&Value> = line["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["event"])
+        .collect();
+    assert_eq!(events.first(), Some(&&json!("instance-started")), "{line}");
+    assert_eq!(events.last(), Some(&&json!("instance-ended")), "{line}");
+
+    // The workflow's metrics still count what was archived.
+    let (status, metrics) = d.call("GET", "/api/v1/metrics/quick", Some(ADMIN), None);
+    assert_eq!(status, 200, "{metrics}");
+    assert_eq!(metrics["started"], 2, "{metrics}");
+    assert_eq!(metrics["ended"], 1, "{metrics}");
+    assert_eq!(metrics["cycle_time"]["completed"]["count"], 1, "{metrics}");
+}
+
 #[test]
 fn a_second_file_for_one_tenant_is_refused_while_the_first_serves() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -696,7 +790,7 @@ fn with_watching_off_sighup_reloads_the_tenants() {
     let folder = tenant.parent().unwrap_or(Path::new("."));
     write_tenant(folder, &token("milton", MILTON, "person", "milton"));
     // Not watched: the new token is unknown until the signal.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.call("GET", "/api/v1/plugins", Some(MILTON), None).0, 401);
     let pid = d.child.id().to_string();
     let sent = std::process::Command::new("kill")
