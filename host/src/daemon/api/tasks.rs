@@ -19,15 +19,15 @@ use crate::engine::Person;
 use crate::service::{Completion, TaskFilter};
 use crate::store::Inbox;
 
-/// Open tasks of a person or a role in task id order, filtered; page with `after` (the answer's `next`; a filtered page may be short before the end). A person token reads its own inbox or its roles'.
+/// Open tasks of a person or a role in task id order, filtered; page with `after` (the answer's `next`; a filtered page may be short before the end). Give exactly one of `person` and `role`; a person token may give neither and reads its own inbox, and reads only its own or its roles'.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
     operation_id = "listTasks",
     tag = "tasks",
     params(
-        ("person" = Option<String>, Query, description = "Tasks assigned to this person"),
-        ("role" = Option<String>, Query, description = "Tasks for this role"),
+        ("person" = Option<String>, Query, description = "Tasks assigned to this person (not with `role`)"),
+        ("role" = Option<String>, Query, description = "Tasks for this role (not with `person`)"),
         ("workflow" = Option<String>, Query, description = "Only tasks of this workflow's instances"),
         ("step" = Option<String>, Query, description = "Only tasks of this step"),
         ("due_before" = Option<String>, Query, format = DateTime, description = "Only tasks due before this time: an RFC 3339 date-time with its offset"),
@@ -40,8 +40,8 @@ use crate::store::Inbox;
             ("claimTask" = (operation_id = "claimTask", parameters(("id" = "$response.body#/tasks/0/id")))),
             ("completeTask" = (operation_id = "completeTask", parameters(("id" = "$response.body#/tasks/0/id"))))
         )),
-        (status = 400, description = "Malformed JSON or query, with the position", body = ErrorBody),
-        (status = 403, description = "The token may not do this", body = ErrorBody)
+        (status = 400, description = "A malformed query, or both `person` and `role` (or neither, with an administrator token); `details.field` names the parameter", body = ErrorBody),
+        (status = 403, description = "A person token asking for another person's inbox or a role it does not have", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
