@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 pub(crate) use calls::requirement;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -53,7 +53,7 @@ use crate::plugin::{Capability, PluginId, PluginRegistry};
 use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
 use clears::{Clears, Recorded};
 use prepare::StartRequest;
-use writer::{Request, Writer};
+use writer::{Request, Writer, WriterQueue};
 
 /// Why a service call failed. Nothing was stored unless the call says otherwise.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct Flowgate {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<Request>,
+    writer: Arc<WriterQueue>,
 }
 
 impl std::fmt::Debug for Flowgate {
@@ -298,15 +298,13 @@ impl Flowgate {
             processes: RwLock::new(HashMap::new()),
             store_failure: Mutex::new(None),
         });
-        let (tx, rx) = mpsc::channel(4096);
-        let writer = Writer::new(shared.clone(), last_outbox);
-        std::thread::Builder::new()
-            .name("flowgate-writer".to_string())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| {
-                ServiceError::Unavailable(format!("cannot start the writer thread: {e}"))
-            })?;
-        Ok(Flowgate { shared, writer: tx })
+        let writer = WriterQueue::start(Writer::new(shared.clone(), last_outbox)).map_err(|e| {
+            ServiceError::Unavailable(format!("cannot start the writer thread: {e}"))
+        })?;
+        Ok(Flowgate {
+            shared,
+            writer: Arc::new(writer),
+        })
     }
 
     /// The store.
@@ -444,7 +442,7 @@ impl Flowgate {
     /// the writer's queue, read now.
     pub fn render_metrics(&self) -> Result<String, ServiceError> {
         let now = self.shared.clock.now();
-        let queue = self.writer.max_capacity() - self.writer.capacity();
+        let queue = self.writer.depth();
         for tenant in self.shared.store.tenants()? {
             let due = self.shared.store.due_timers(&tenant, now, 100_000)?;
             let oldest = due.iter().map(|t| t.due_at).min().unwrap_or(now);

@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::messages::{self, Otherwise, Outcome};
 use super::prepare::Prepared;
@@ -103,6 +106,136 @@ pub(crate) struct KeyedCompletion {
 /// with the cause, and tries again (reopening the store first) at most this often.
 const RETRY_FAILED_STORE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Requests that may wait for the writer at once; past it, senders wait for room.
+const QUEUE: usize = 4096;
+
+/// The way to the writer. A sender that finds the writer idle commits its own request's batch
+/// itself, on its own thread (the leader of a group commit, as RocksDB's write thread does):
+/// at one client a command then makes no hop to the writer's thread and back. A sender that
+/// finds the writer busy leaves its request queued and wakes the writer's thread, which takes
+/// everything queued into its next batch. Either way one batch commits at a time, in arrival
+/// order.
+pub(crate) struct WriterQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<Queued>,
+    /// Wakes the writer's thread when requests are queued (or the queue closes).
+    ready: Condvar,
+    /// The writer's state; whoever holds it commits the next batch.
+    writer: Mutex<Writer>,
+    /// Room in the queue.
+    room: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Queued {
+    requests: VecDeque<(Request, OwnedSemaphorePermit)>,
+    closed: bool,
+}
+
+impl WriterQueue {
+    /// Starts the writer's thread.
+    pub fn start(writer: Writer) -> std::io::Result<WriterQueue> {
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queued::default()),
+            ready: Condvar::new(),
+            writer: Mutex::new(writer),
+            room: Arc::new(Semaphore::new(QUEUE)),
+        });
+        let thread = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("flowgate-writer".to_string())
+            .spawn(move || thread.serve())?;
+        Ok(WriterQueue { inner })
+    }
+
+    /// Queues `request` (waiting for room), and commits it at once if the writer is idle.
+    pub async fn send(&self, request: Request) -> Result<(), Request> {
+        let Ok(permit) = Arc::clone(&self.inner.room).acquire_owned().await else {
+            return Err(request);
+        };
+        {
+            let mut queued = self.inner.lock_queue();
+            if queued.closed {
+                return Err(request);
+            }
+            queued.requests.push_back((request, permit));
+        }
+        match self.inner.writer.try_lock() {
+            Ok(mut writer) => {
+                // The writer is idle: commit one batch here, then leave what came meanwhile to
+                // the writer's thread.
+                let batch = self.inner.take();
+                if !batch.is_empty() {
+                    writer.process(batch);
+                }
+                drop(writer);
+                if !self.inner.lock_queue().requests.is_empty() {
+                    self.inner.ready.notify_one();
+                }
+            }
+            Err(_) => self.inner.ready.notify_one(),
+        }
+        Ok(())
+    }
+
+    /// Requests waiting for the writer.
+    pub fn depth(&self) -> usize {
+        QUEUE - self.inner.room.available_permits()
+    }
+}
+
+impl Drop for WriterQueue {
+    /// The writer's thread ends once it has committed what is queued.
+    fn drop(&mut self) {
+        self.inner.lock_queue().closed = true;
+        self.inner.ready.notify_one();
+    }
+}
+
+impl Inner {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to a batch of the queued requests, in arrival order; their room is given back.
+    fn take(&self) -> Vec<Request> {
+        let mut queued = self.lock_queue();
+        let n = queued.requests.len().min(MAX_BATCH);
+        queued
+            .requests
+            .drain(..n)
+            .map(|(request, _)| request)
+            .collect()
+    }
+
+    /// The writer's thread: commits what senders leave queued, until the queue closes.
+    fn serve(&self) {
+        loop {
+            {
+                let mut queued = self.lock_queue();
+                while queued.requests.is_empty() {
+                    if queued.closed {
+                        return;
+                    }
+                    queued = self
+                        .ready
+                        .wait(queued)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            // A sender may have committed them while this thread waited for the writer.
+            let batch = self.take();
+            if !batch.is_empty() {
+                writer.process(batch);
+            }
+        }
+    }
+}
+
 /// Expired completion keys are forgotten this often, at most [`EXPIRE_BATCH`] at a time.
 const EXPIRE_EVERY_MS: u64 = 60_000;
 const EXPIRE_BATCH: usize = 1_000;
@@ -161,19 +294,6 @@ impl Writer {
             next_outbox: last_outbox + 1,
             expired_at: 0,
             failing: None,
-        }
-    }
-
-    pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut requests = vec![first];
-            while requests.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => requests.push(more),
-                    Err(_) => break,
-                }
-            }
-            self.process(requests);
         }
     }
 
