@@ -1,6 +1,7 @@
-//! The single writer: commands arrive on a channel, and everything that is waiting when the
-//! writer is free goes into one durable transaction (group commit). A command is acknowledged
-//! only after its transaction committed.
+//! The single writer: commands are queued ([`WriterQueue`]), and everything that is waiting when
+//! the writer is free goes into one durable transaction (group commit), committed by the sender
+//! that found the writer idle or by the writer's own thread. A command is acknowledged only
+//! after its transaction committed.
 //!
 //! Commands arrive prepared (see `prepare`): applied to the state as it was read, with their
 //! decisions taken. The writer keeps a prepared state when the instance is still at the version
