@@ -8,11 +8,8 @@
 //! it was read at, and otherwise applies the command afresh; it never calls a plugin. States are
 //! shared (`Arc`) between the batch, the store's change and the answer, never copied.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
