@@ -150,8 +150,9 @@ impl Storage for FullDisk {
         tenant: &str,
         now: Millis,
         limit: usize,
+        skip: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.due_outbox(tenant, now, limit)
+        self.inner.due_outbox(tenant, now, limit, skip)
     }
     fn outbox(
         &self,

@@ -75,7 +75,7 @@ impl Flowgate {
         let result = self
             .shared
             .pool
-            .run(tenant, move || {
+            .run(tenant, &call.plugin, move || {
                 let by = plugin_ref(&plugin);
                 match answer(&plugin, context, request, key_of, &by) {
                     Ok((answer, usage)) => (Ok(answer), Some(usage)),

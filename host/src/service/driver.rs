@@ -75,6 +75,11 @@ impl Dispatch {
         }
     }
 
+    fn is_claimed(&self, key: &(String, String)) -> bool {
+        let claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        claims.keys.contains(key)
+    }
+
     fn claimed(&self, tenant: &str) -> usize {
         let claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         claims.per_tenant.get(tenant).copied().unwrap_or(0)
@@ -172,9 +177,10 @@ impl Flowgate {
                 capped = true;
                 continue;
             }
-            // Read past what is claimed already, so the work behind it is reached.
-            let page = PAGE.min(MAX_PER_TENANT - claimed) + claimed;
-            for due in self.shared.store.due_timers(&tenant, now, page)? {
+            // Timers are read past what is claimed already, so the work behind it is reached
+            // (a due timer is a key, cheap to read); claimed outbox entries are skipped unread.
+            let page = PAGE.min(MAX_PER_TENANT - claimed);
+            for due in self.shared.store.due_timers(&tenant, now, page + claimed)? {
                 let key = (
                     tenant.clone(),
                     format!("timer:{}:{}", due.instance, due.timer),
@@ -196,7 +202,12 @@ impl Flowgate {
                     }
                 });
             }
-            for entry in self.shared.store.due_outbox(&tenant, now, page)? {
+            let under_way = |id| dispatch.is_claimed(&Shared::outbox_key(&tenant, id));
+            for entry in self
+                .shared
+                .store
+                .due_outbox(&tenant, now, page, &under_way)?
+            {
                 let key = Shared::outbox_key(&tenant, entry.id);
                 if !dispatch.claim(&key) {
                     continue;

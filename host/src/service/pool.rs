@@ -1,12 +1,19 @@
 //! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on the pool's
-//! own threads, which an operator may run at a lower scheduling priority than the rest of the
-//! daemon (`FLOWGATE_PLUGIN_NICE`, Linux): when plugins keep the cores busy, HTTP, the writer and
-//! the driver then run first. At most
-//! `workers` calls run at once in all, and for one tenant at most its quota's `concurrency` at
-//! once and its `time_per_second` of plugin time in each second: a tenant whose plugins run
-//! long, or many, holds only its share, and another tenant's call waits for at most a call of
-//! its own tenant, never behind a flood of another's. Within a tenant, calls wait in arrival
-//! order.
+//! own threads. At most `workers` calls run at once in all, and for one tenant at most its
+//! quota's `concurrency` at once and its `time_per_second` of plugin time in each second: a
+//! tenant whose plugins run long, or many, holds only its share, and another tenant's call waits
+//! for at most a call of its own tenant, never behind a flood of another's. Within a tenant,
+//! calls wait in arrival order.
+//!
+//! Quotas share out the pool; the cores are shared by the scheduler. A plugin whose calls run
+//! long on the CPU (more than [`LONG_CALL`] a call, recently) has its calls run in the *long
+//! lane*: threads at the lowest priority there is (Linux `SCHED_IDLE`), which take a core only
+//! when nothing else wants it. HTTP, the writer and the short calls every decision and most
+//! actions make then never wait for a core behind a tenant's plugin that loops to its deadline:
+//! on two cores, one tenant's flood at its full quota (one core) otherwise took another's start
+//! p99 to 1.6x to 2.7x of its p99 alone (see BENCHMARKS.md). A long call is not cut short for it: its deadline counts the time it
+//! ran, not the time it waited for a core (see `plugin::deadline`). The short lane's threads run
+//! at the daemon's priority, or `FLOWGATE_PLUGIN_NICE` below it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,6 +54,19 @@ impl Default for PluginQuota {
     }
 }
 
+/// A plugin whose calls take more CPU time than this, on a moving average, runs in the long lane.
+/// A decision takes 20 to 70 µs; a call that loops to a 100 ms deadline, 100 ms.
+pub const LONG_CALL: Duration = Duration::from_millis(5);
+
+/// Where a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Threads at the daemon's priority (or `FLOWGATE_PLUGIN_NICE` below it).
+    Short,
+    /// Threads at the lowest priority, for plugins whose calls run long.
+    Long,
+}
+
 /// One tenant's use of the pool so far, for `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareStats {
@@ -59,6 +79,8 @@ pub struct ShareStats {
     pub plugin_time: Duration,
     /// Times a call waited because the tenant had used its time for the second.
     pub throttled: u64,
+    /// Calls run in the long lane, below the daemon's priority.
+    pub long_calls: u64,
 }
 
 /// Bounded plugin execution with a fair share per tenant.
@@ -89,24 +111,40 @@ fn plugin_nice() -> i32 {
 /// A job for a plugin thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The plugin pool's threads, taking jobs in turn; they end when the pool is dropped.
+/// The plugin pool's threads, a set per lane, taking jobs in turn; they end when the pool is
+/// dropped.
 #[derive(Debug)]
 struct Threads {
-    jobs: std::sync::mpsc::Sender<Job>,
+    short: std::sync::mpsc::Sender<Job>,
+    long: std::sync::mpsc::Sender<Job>,
 }
 
 impl Threads {
+    /// `count` threads in each lane: either may hold every call the pool lets run at once.
     fn start(count: usize, nice: i32) -> Threads {
+        Threads {
+            short: Self::lane(count, "flowgate-plugin", move || {
+                if nice > 0 {
+                    lower_priority(nice);
+                }
+            }),
+            long: Self::lane(count, "flowgate-plugin-long", lowest_priority),
+        }
+    }
+
+    fn lane(
+        count: usize,
+        name: &str,
+        prepare: impl Fn() + Clone + Send + 'static,
+    ) -> std::sync::mpsc::Sender<Job> {
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..count {
-            let queue = queue.clone();
+            let (queue, prepare) = (queue.clone(), prepare.clone());
             let started = std::thread::Builder::new()
-                .name(format!("flowgate-plugin-{n}"))
+                .name(format!("{name}-{n}"))
                 .spawn(move || {
-                    if nice > 0 {
-                        lower_priority(nice);
-                    }
+                    prepare();
                     loop {
                         // One thread waits for the next job; the others wait for the lock.
                         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -120,8 +158,48 @@ impl Threads {
                 tracing::error!(%error, "cannot start a plugin thread");
             }
         }
-        Threads { jobs }
+        jobs
     }
+
+    fn jobs(&self, lane: Lane) -> &std::sync::mpsc::Sender<Job> {
+        match lane {
+            Lane::Short => &self.short,
+            Lane::Long => &self.long,
+        }
+    }
+}
+
+/// Runs the calling thread at the lowest priority there is: Linux's `SCHED_IDLE` (a thread that
+/// runs only when no other wants the core, and that a waking thread always preempts), or nice
+/// 19 where that is refused.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads `param`, a valid `sched_param` that outlives the
+        // call; pid 0 is the calling thread. Moving to SCHED_IDLE needs no privilege.
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if set != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, "cannot run the long lane's plugin thread at idle priority; it runs at nice 19");
+            lower_priority(19);
+        }
+    }
+}
+
+/// CPU time the calling thread has used, where it can be read.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Some(Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        ))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// Lowers the calling thread's scheduling priority by `nice` (on Linux the nice value is the
@@ -147,6 +225,9 @@ struct Share {
     running: AtomicUsize,
     used_nanos: AtomicU64,
     throttled: AtomicU64,
+    long_calls: AtomicU64,
+    /// Each plugin's CPU time per call, a moving average (a quarter the newest call's).
+    costs: Mutex<HashMap<String, Duration>>,
 }
 
 impl Share {
@@ -159,6 +240,29 @@ impl Share {
             running: AtomicUsize::new(0),
             used_nanos: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            long_calls: AtomicU64::new(0),
+            costs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lane for `plugin`'s next call: the long one once its calls run long. A plugin's
+    /// first call runs in the short lane.
+    fn lane(&self, plugin: &str) -> Lane {
+        let costs = self.costs.lock().unwrap_or_else(PoisonError::into_inner);
+        match costs.get(plugin) {
+            Some(cost) if *cost > LONG_CALL => Lane::Long,
+            _ => Lane::Short,
+        }
+    }
+
+    /// Notes what a call of `plugin` cost on the CPU.
+    fn cost(&self, plugin: &str, cpu: Duration) {
+        let mut costs = self.costs.lock().unwrap_or_else(PoisonError::into_inner);
+        match costs.get_mut(plugin) {
+            Some(cost) => *cost = (*cost * 3 + cpu) / 4,
+            None => {
+                costs.insert(plugin.to_string(), cpu);
+            }
         }
     }
 
@@ -232,6 +336,11 @@ impl PluginPool {
             share
                 .throttled
                 .store(old.throttled.load(Ordering::Relaxed), Ordering::Relaxed);
+            share
+                .long_calls
+                .store(old.long_calls.load(Ordering::Relaxed), Ordering::Relaxed);
+            let costs = old.costs.lock().unwrap_or_else(PoisonError::into_inner);
+            *share.costs.lock().unwrap_or_else(PoisonError::into_inner) = costs.clone();
         }
         tenants.insert(tenant.to_string(), Arc::new(share));
     }
@@ -255,16 +364,19 @@ impl PluginPool {
                 running: share.running.load(Ordering::Relaxed),
                 plugin_time: Duration::from_nanos(share.used_nanos.load(Ordering::Relaxed)),
                 throttled: share.throttled.load(Ordering::Relaxed),
+                long_calls: share.long_calls.load(Ordering::Relaxed),
             })
             .collect();
         stats.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         stats
     }
 
-    /// Runs `call` for `tenant` once the tenant's share, its time and a worker are free.
+    /// Runs `call` of `tenant`'s `plugin` once the tenant's share, its time and a worker are
+    /// free, in the lane the plugin's recent calls put it in.
     pub async fn run<T: Send + 'static>(
         &self,
         tenant: &str,
+        plugin: &str,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
         let closed = |_| ServiceError::Unavailable("the plugin pool is closed".to_string());
@@ -284,19 +396,27 @@ impl PluginPool {
         let worker = self.all.clone().acquire_owned().await.map_err(closed)?;
         drop(waiting);
         share.running.fetch_add(1, Ordering::Relaxed);
+        let lane = share.lane(plugin);
+        if lane == Lane::Long {
+            share.long_calls.fetch_add(1, Ordering::Relaxed);
+        }
         let counted = share.clone();
+        let plugin = plugin.to_string();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _held = (permit, worker);
-            let began = Instant::now();
+            let (began, cpu) = (Instant::now(), thread_cpu_time());
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
-            counted.spend(began.elapsed());
+            let wall = began.elapsed();
+            counted.spend(wall);
+            let cpu = cpu.zip(thread_cpu_time()).map(|(a, b)| b.saturating_sub(a));
+            counted.cost(&plugin, cpu.unwrap_or(wall));
             let _ = answer.send(result);
         });
         let threads = self
             .threads
             .get_or_init(|| Threads::start(self.workers, self.nice));
-        let sent = threads.jobs.send(job);
+        let sent = threads.jobs(lane).send(job);
         let ran = match sent {
             Ok(()) => answered.await.map_err(|_| "its thread stopped".to_string()),
             Err(_) => Err("the pool's threads have stopped".to_string()),
@@ -344,7 +464,7 @@ mod tests {
             let (pool, b_ran) = (pool.clone(), b_ran.clone());
             let (busy, peak) = (busy.clone(), peak.clone());
             flood.push(tokio::spawn(async move {
-                pool.run("a", move || {
+                pool.run("a", "bot", move || {
                     peak.fetch_max(busy.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                     // Each of a's calls lasts until b's call has run: if b had to wait behind
                     // a's flood, this would give up after 10 s and say so.
@@ -360,7 +480,7 @@ mod tests {
                 .await
             }));
         }
-        let b = pool.run("b", {
+        let b = pool.run("b", "bot", {
             let b_ran = b_ran.clone();
             move || b_ran.store(true, Ordering::SeqCst)
         });
@@ -400,7 +520,7 @@ mod quota_tests {
         // waits for the next second.
         for _ in 0..3 {
             let ran = pool
-                .run("a", || std::thread::sleep(Duration::from_millis(60)))
+                .run("a", "bot", || std::thread::sleep(Duration::from_millis(60)))
                 .await;
             assert!(ran.is_ok());
         }
@@ -413,7 +533,7 @@ mod quota_tests {
         let a = stats.iter().find(|s| s.tenant == "a");
         assert!(a.is_some_and(|a| a.throttled >= 1 && a.plugin_time >= Duration::from_millis(180)));
         // Another tenant is not held by a's quota.
-        assert!(pool.run("b", || ()).await.is_ok());
+        assert!(pool.run("b", "bot", || ()).await.is_ok());
         let stats = pool.stats();
         assert!(stats.iter().any(|s| s.tenant == "b" && s.throttled == 0));
     }
@@ -424,14 +544,16 @@ mod quota_tests {
         let pool = PluginPool::new(2, PluginQuota::default());
         let nice = || rustix::process::getpriority_process(None).unwrap_or(i32::MIN);
         let daemon = nice();
-        let plugin = pool.run("a", nice).await.unwrap_or(i32::MIN);
+        let plugin = pool.run("a", "bot", nice).await.unwrap_or(i32::MIN);
         assert_eq!(
             plugin,
             (daemon + plugin_nice()).min(19),
             "the daemon's is {daemon}"
         );
         let name = pool
-            .run("a", || std::thread::current().name().map(str::to_string))
+            .run("a", "bot", || {
+                std::thread::current().name().map(str::to_string)
+            })
             .await;
         assert!(
             name.ok()
@@ -439,8 +561,72 @@ mod quota_tests {
                 .is_some_and(|n| n.starts_with("flowgate-plugin-"))
         );
         // A panic in the host's part of a call is an error for that call; the pool goes on.
-        let panicked: Result<(), _> = pool.run("a", || panic!("host bug")).await;
+        let panicked: Result<(), _> = pool.run("a", "bot", || panic!("host bug")).await;
         assert!(matches!(panicked, Err(ServiceError::Unavailable(_))));
-        assert_eq!(pool.run("a", || 7).await.ok(), Some(7));
+        assert_eq!(pool.run("a", "bot", || 7).await.ok(), Some(7));
+    }
+
+    /// The calling thread's scheduling policy and its name (Linux: `/proc/thread-self/stat`,
+    /// field 41).
+    #[cfg(target_os = "linux")]
+    fn policy_and_name() -> (Option<u32>, String) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        // Fields from the third (state) on; the policy is the 41st field.
+        let policy = after_name.split_whitespace().nth(41 - 3);
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        (policy.and_then(|p| p.parse().ok()), name)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugin_whose_calls_run_long_runs_below_everything_else_until_they_are_short_again() {
+        const SCHED_IDLE: u32 = 5;
+        let pool = PluginPool::new(2, PluginQuota::default());
+        // Runs for `ms` of its thread's CPU time, then says where it ran.
+        let spin = |ms: u64| {
+            move || {
+                let began = thread_cpu_time().unwrap_or_default();
+                while thread_cpu_time().unwrap_or_default() - began < Duration::from_millis(ms) {
+                    std::hint::black_box(0);
+                }
+                policy_and_name()
+            }
+        };
+        // A plugin's first call runs in the short lane, whatever it costs.
+        let (policy, name) = pool.run("a", "looper", spin(20)).await.unwrap_or_default();
+        assert_ne!(policy, Some(SCHED_IDLE), "{name}");
+        assert!(!name.starts_with("flowgate-plugin-long"), "{name}");
+        // Its next calls run at idle priority; the tenant's other plugin and another tenant's
+        // calls do not.
+        for _ in 0..3 {
+            let (policy, name) = pool.run("a", "looper", spin(20)).await.unwrap_or_default();
+            assert_eq!(policy, Some(SCHED_IDLE), "{name}");
+            assert!(name.starts_with("flowgate-plugin-long-"), "{name}");
+        }
+        for (tenant, plugin) in [("a", "policy"), ("b", "looper")] {
+            let (policy, name) = pool.run(tenant, plugin, spin(0)).await.unwrap_or_default();
+            assert_ne!(
+                policy,
+                Some(SCHED_IDLE),
+                "{tenant}'s {plugin} ran on {name}"
+            );
+        }
+        // Calls that are short again bring it back to the short lane.
+        let mut back = None;
+        for n in 1..=20 {
+            let (policy, _) = pool.run("a", "looper", spin(0)).await.unwrap_or_default();
+            if policy != Some(SCHED_IDLE) {
+                back = Some(n);
+                break;
+            }
+        }
+        assert!(
+            back.is_some_and(|n| n <= 12),
+            "back after {back:?} short calls"
+        );
+        let stats = pool.stats();
+        let a = stats.iter().find(|s| s.tenant == "a");
+        assert!(a.is_some_and(|a| a.long_calls >= 3), "{stats:?}");
     }
 }

@@ -70,6 +70,7 @@ pub struct Telemetry {
     plugin_running: Family<TenantLabel, Gauge>,
     plugin_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
     plugin_throttled: Family<TenantLabel, Counter>,
+    plugin_long_calls: Family<TenantLabel, Counter>,
     commands_throttled: Family<TenantLabel, Counter>,
     resident: Gauge,
     commit_failures: Counter,
@@ -111,6 +112,7 @@ impl Default for Telemetry {
             plugin_running: Family::default(),
             plugin_seconds: Family::default(),
             plugin_throttled: Family::default(),
+            plugin_long_calls: Family::default(),
             commands_throttled: Family::default(),
             resident: Gauge::default(),
             commit_failures: Counter::default(),
@@ -191,6 +193,11 @@ impl Default for Telemetry {
             "tenant_plugin_throttled",
             "Plugin calls that waited because the tenant had used its plugin time for the second",
             t.plugin_throttled.clone(),
+        );
+        registry.register(
+            "tenant_plugin_long_calls",
+            "Plugin calls run in the long lane, below the daemon's priority, their plugin's calls having run long",
+            t.plugin_long_calls.clone(),
         );
         registry.register(
             "tenant_commands_throttled",
@@ -309,6 +316,8 @@ impl Telemetry {
         seconds.inc_by((total - seconds.get()).max(0.0));
         let throttled = self.plugin_throttled.get_or_create(&label);
         throttled.inc_by(share.throttled.saturating_sub(throttled.get()));
+        let long = self.plugin_long_calls.get_or_create(&label);
+        long.inc_by(share.long_calls.saturating_sub(long.get()));
     }
 
     /// An API command refused for the tenant's commands per second.

@@ -282,13 +282,14 @@ impl Storage for MemStore {
         tenant: &str,
         now: Millis,
         limit: usize,
+        skip: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let t = self.lock();
         let mut due: Vec<OutboxEntry> = t
             .outbox
             .range((tenant.to_string(), 0)..=(tenant.to_string(), u64::MAX))
             .map(|(_, e)| e)
-            .filter(|e| e.due_at <= now)
+            .filter(|e| e.due_at <= now && !skip(e.id))
             .cloned()
             .collect();
         due.sort_by_key(|e| (e.due_at, e.id));

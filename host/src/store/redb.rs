@@ -853,6 +853,7 @@ impl Storage for RedbStore {
         tenant: &str,
         now: Millis,
         limit: usize,
+        skip: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let txn = self.read()?;
         let due = txn.open_table(OUTBOX_DUE).map_err(db)?;
@@ -867,6 +868,9 @@ impl Storage for RedbStore {
             }
             let (key, _) = entry.map_err(db)?;
             let (_, _, id) = key.value();
+            if skip(id) {
+                continue;
+            }
             if let Some(value) = outbox.get((tenant, id)).map_err(db)? {
                 out.push(decode("outbox", value.value())?);
             }
