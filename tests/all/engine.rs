@@ -574,6 +574,11 @@ async fn a_call_past_its_deadline_is_retried_as_the_hosts_condition_before_an_in
         (incident.kind, incident.blame),
         (Some(FailureKind::Deadline), Some(Blame::Host))
     );
+    // The first call ran 50 ms of CPU: the four after it ran in the long lane, below the
+    // daemon's other work, and still each ended at its deadline.
+    let shares = h.flowgate.plugin_shares();
+    let share = shares.iter().find(|s| s.tenant == h.tenant);
+    assert_eq!(share.map(|s| s.long_calls), Some(4), "{shares:?}");
 }
 
 #[tokio::test]
