@@ -11,9 +11,12 @@
 //! when nothing else wants it. HTTP, the writer and the short calls every decision and most
 //! actions make then never wait for a core behind a tenant's plugin that loops to its deadline:
 //! on two cores, one tenant's flood at its full quota (one core) otherwise took another's start
-//! p99 to 1.6x to 2.7x of its p99 alone (see BENCHMARKS.md). A long call is not cut short for it: its deadline counts the time it
-//! ran, not the time it waited for a core (see `plugin::deadline`). The short lane's threads run
-//! at the daemon's priority, or `FLOWGATE_PLUGIN_NICE` below it.
+//! p99 to 1.6x to 2.7x of its p99 alone (see BENCHMARKS.md). A long call is not cut short for
+//! it: its deadline counts the time it ran, not the time it waited for a core (see
+//! `plugin::deadline`). A decision whose plugin is in the long lane runs there too, so on a busy
+//! machine the start or completion that waits for it waits for a free core, up to ten times the
+//! plugin's limit. The short lane's threads run at the daemon's priority, or
+//! `FLOWGATE_PLUGIN_NICE` below it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
