@@ -586,7 +586,8 @@ mod quota_tests {
     async fn a_plugin_whose_calls_run_long_runs_below_everything_else_until_they_are_short_again() {
         const SCHED_IDLE: u32 = 5;
         let pool = PluginPool::new(2, PluginQuota::default());
-        // Runs for `ms` of its thread's CPU time, then says where it ran.
+        // Runs for `ms` of its thread's CPU time, then says where it ran. Kept short: in the
+        // long lane, on a machine busy with other work, a millisecond of CPU may take seconds.
         let spin = |ms: u64| {
             move || {
                 let began = thread_cpu_time().unwrap_or_default();
@@ -597,13 +598,13 @@ mod quota_tests {
             }
         };
         // A plugin's first call runs in the short lane, whatever it costs.
-        let (policy, name) = pool.run("a", "looper", spin(20)).await.unwrap_or_default();
+        let (policy, name) = pool.run("a", "looper", spin(6)).await.unwrap_or_default();
         assert_ne!(policy, Some(SCHED_IDLE), "{name}");
         assert!(!name.starts_with("flowgate-plugin-long"), "{name}");
         // Its next calls run at idle priority; the tenant's other plugin and another tenant's
         // calls do not.
-        for _ in 0..3 {
-            let (policy, name) = pool.run("a", "looper", spin(20)).await.unwrap_or_default();
+        for _ in 0..2 {
+            let (policy, name) = pool.run("a", "looper", spin(6)).await.unwrap_or_default();
             assert_eq!(policy, Some(SCHED_IDLE), "{name}");
             assert!(name.starts_with("flowgate-plugin-long-"), "{name}");
         }
@@ -630,6 +631,6 @@ mod quota_tests {
         );
         let stats = pool.stats();
         let a = stats.iter().find(|s| s.tenant == "a");
-        assert!(a.is_some_and(|a| a.long_calls >= 3), "{stats:?}");
+        assert!(a.is_some_and(|a| a.long_calls >= 2), "{stats:?}");
     }
 }
