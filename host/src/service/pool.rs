@@ -86,6 +86,40 @@ pub struct ShareStats {
     pub long_calls: u64,
 }
 
+/// A plugin's CPU time per call, a moving average (a quarter the newest call's), in nanoseconds;
+/// `u64::MAX` until its first call. Calls of one plugin at once may each update it; one of the
+/// updates wins, which an average does not mind.
+#[derive(Debug)]
+struct Cost(AtomicU64);
+
+impl Default for Cost {
+    fn default() -> Self {
+        Cost(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl Cost {
+    /// The lane for the plugin's next call: the long one once its calls run long. Its first
+    /// call runs in the short lane.
+    fn lane(&self) -> Lane {
+        match self.0.load(Ordering::Relaxed) {
+            u64::MAX => Lane::Short,
+            nanos if Duration::from_nanos(nanos) > LONG_CALL => Lane::Long,
+            _ => Lane::Short,
+        }
+    }
+
+    /// Notes what a call cost on the CPU.
+    fn add(&self, cpu: Duration) {
+        let cpu = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX - 1);
+        let next = match self.0.load(Ordering::Relaxed) {
+            u64::MAX => cpu,
+            cost => cost / 4 * 3 + cpu / 4,
+        };
+        self.0.store(next, Ordering::Relaxed);
+    }
+}
+
 /// Bounded plugin execution with a fair share per tenant.
 #[derive(Debug)]
 pub struct PluginPool {
@@ -229,8 +263,8 @@ struct Share {
     used_nanos: AtomicU64,
     throttled: AtomicU64,
     long_calls: AtomicU64,
-    /// Each plugin's CPU time per call, a moving average (a quarter the newest call's).
-    costs: Mutex<HashMap<String, Duration>>,
+    /// Each plugin's CPU time per call.
+    costs: Mutex<HashMap<String, Arc<Cost>>>,
 }
 
 impl Share {
@@ -248,24 +282,12 @@ impl Share {
         }
     }
 
-    /// The lane for `plugin`'s next call: the long one once its calls run long. A plugin's
-    /// first call runs in the short lane.
-    fn lane(&self, plugin: &str) -> Lane {
-        let costs = self.costs.lock().unwrap_or_else(PoisonError::into_inner);
-        match costs.get(plugin) {
-            Some(cost) if *cost > LONG_CALL => Lane::Long,
-            _ => Lane::Short,
-        }
-    }
-
-    /// Notes what a call of `plugin` cost on the CPU.
-    fn cost(&self, plugin: &str, cpu: Duration) {
+    /// What `plugin`'s calls cost so far.
+    fn cost_of(&self, plugin: &str) -> Arc<Cost> {
         let mut costs = self.costs.lock().unwrap_or_else(PoisonError::into_inner);
-        match costs.get_mut(plugin) {
-            Some(cost) => *cost = (*cost * 3 + cpu) / 4,
-            None => {
-                costs.insert(plugin.to_string(), cpu);
-            }
+        match costs.get(plugin) {
+            Some(cost) => cost.clone(),
+            None => costs.entry(plugin.to_string()).or_default().clone(),
         }
     }
 
@@ -399,12 +421,12 @@ impl PluginPool {
         let worker = self.all.clone().acquire_owned().await.map_err(closed)?;
         drop(waiting);
         share.running.fetch_add(1, Ordering::Relaxed);
-        let lane = share.lane(plugin);
+        let cost = share.cost_of(plugin);
+        let lane = cost.lane();
         if lane == Lane::Long {
             share.long_calls.fetch_add(1, Ordering::Relaxed);
         }
         let counted = share.clone();
-        let plugin = plugin.to_string();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _held = (permit, worker);
@@ -413,7 +435,7 @@ impl PluginPool {
             let wall = began.elapsed();
             counted.spend(wall);
             let cpu = cpu.zip(thread_cpu_time()).map(|(a, b)| b.saturating_sub(a));
-            counted.cost(&plugin, cpu.unwrap_or(wall));
+            cost.add(cpu.unwrap_or(wall));
             let _ = answer.send(result);
         });
         let threads = self
