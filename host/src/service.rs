@@ -50,7 +50,7 @@ pub use telemetry::{Telemetry, WriteTotals};
 use crate::definition::{self, Catalog, Definition, DefinitionError, Format};
 use crate::engine::{Command, CommandError, Event, Instance, Millis, Person};
 use crate::plugin::{Capability, PluginId, PluginRegistry};
-use crate::store::{Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
+use crate::store::{Change, Inbox, InstanceFilter, Storage, StoreError, StoredDefinition};
 use clears::{Clears, Recorded};
 use prepare::StartRequest;
 use writer::{Request, Writer, WriterQueue};
@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// looks at once.
     pub wake: Notify,
     definitions: Mutex<HashMap<(String, String, u32), Arc<Definition>>>,
+    /// Each workflow's latest version, as deploys commit it: a start needs no store read.
+    latest: Mutex<HashMap<(String, String), u32>>,
     /// Outbox entries and timers being carried out, so none is dispatched twice at once. An
     /// entry stays claimed until its removal from the outbox is committed.
     dispatch: Arc<driver::Dispatch>,
@@ -182,6 +184,47 @@ impl Shared {
         }
     }
 
+    /// The latest version of workflow `id`, or `None` if the tenant never deployed it.
+    pub fn latest_version(&self, tenant: &str, id: &str) -> Result<Option<u32>, ServiceError> {
+        let key = (tenant.to_string(), id.to_string());
+        let known = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied();
+        if known.is_some() {
+            return Ok(known);
+        }
+        let Some(stored) = self.store.definition(tenant, id, None)? else {
+            return Ok(None);
+        };
+        let def = Arc::new(stored.definition);
+        self.definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((key.0.clone(), key.1.clone(), stored.version), def);
+        Ok(Some(self.deployed(key, stored.version)))
+    }
+
+    /// Notes a committed deploy of `version` (called before the deploy is answered, so a start
+    /// after the answer sees it). Returns the latest version known.
+    fn deployed(&self, key: (String, String), version: u32) -> u32 {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = latest.entry(key).or_insert(version);
+        *known = (*known).max(version);
+        *known
+    }
+
+    /// Notes the deploys among committed changes.
+    pub(crate) fn committed_definitions(&self, changes: &[Change]) {
+        for change in changes {
+            if let Change::Definition(d) = change {
+                self.deployed((d.tenant.clone(), d.definition.id.clone()), d.version);
+            }
+        }
+    }
+
     /// A definition version; versions never change, so they are cached for good.
     pub fn definition(
         &self,
@@ -231,7 +274,8 @@ impl std::fmt::Debug for Flowgate {
 /// idempotency key.
 #[derive(Debug, Clone)]
 pub struct Started {
-    pub instance: Instance,
+    /// The instance as committed (shared with the engine's cache: answers are not copies).
+    pub instance: Arc<Instance>,
     pub replayed: bool,
 }
 
@@ -282,6 +326,7 @@ impl Flowgate {
             notifier,
             wake: Notify::new(),
             definitions: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
             dispatch: Arc::default(),
             clears: Clears::unbounded(),
             recorded: Recorded::bounded(record::MAX_WAITING),
@@ -513,7 +558,7 @@ impl Flowgate {
         let started = self
             .start_or_replay(tenant, definition, data, started_by, key, None)
             .await?;
-        Ok(started.instance)
+        Ok(Arc::unwrap_or_clone(started.instance))
     }
 
     /// As [`Flowgate::start`], saying whether the start was a replay: an earlier start with the
@@ -559,10 +604,7 @@ impl Flowgate {
                 reply,
             })
             .await?;
-        Ok(Started {
-            instance: Arc::unwrap_or_clone(instance),
-            replayed,
-        })
+        Ok(Started { instance, replayed })
     }
 
     /// Applies a command to an instance.
@@ -585,6 +627,7 @@ impl Flowgate {
     ) -> Result<Instance, ServiceError> {
         self.apply_command(tenant, instance, command, done, None)
             .await
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Applies a completion command, keeping its idempotency key with the answer in the same
@@ -595,7 +638,7 @@ impl Flowgate {
         instance: &str,
         command: Command,
         completion: Option<writer::KeyedCompletion>,
-    ) -> Result<Instance, ServiceError> {
+    ) -> Result<Arc<Instance>, ServiceError> {
         self.apply_command(tenant, instance, command, None, completion)
             .await
     }
@@ -607,7 +650,7 @@ impl Flowgate {
         command: Command,
         done: Option<u64>,
         completion: Option<writer::KeyedCompletion>,
-    ) -> Result<Instance, ServiceError> {
+    ) -> Result<Arc<Instance>, ServiceError> {
         let started = std::time::Instant::now();
         let now = self.shared.clock.now();
         let prepared = self
@@ -615,18 +658,16 @@ impl Flowgate {
             .await;
         let kind = command.kind();
         let prepared = Box::new(self.refused_early(kind, tenant, started, prepared)?);
-        let after = self
-            .send(kind, tenant, |reply| Request::Command {
-                tenant: tenant.to_string(),
-                instance: instance.to_string(),
-                command: Box::new(command),
-                prepared,
-                done,
-                completion: completion.map(Box::new),
-                reply,
-            })
-            .await?;
-        Ok(Arc::unwrap_or_clone(after))
+        self.send(kind, tenant, |reply| Request::Command {
+            tenant: tenant.to_string(),
+            instance: instance.to_string(),
+            command: Box::new(command),
+            prepared,
+            done,
+            completion: completion.map(Box::new),
+            reply,
+        })
+        .await
     }
 
     /// Completes a task (its instance is found from the task id), without an idempotency key;

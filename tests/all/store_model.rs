@@ -894,3 +894,87 @@ fn recorded_calls_keep_the_newest_per_plugin_in_both_stores_and_across_a_reopen(
         vec![(6, "i6".to_string()), (5, "i5".to_string())]
     );
 }
+
+/// redb applies commits behind the write-ahead log, on a thread of its own; a read, on the
+/// committing thread or another, still sees every commit acknowledged before it began, and so do
+/// the indexes a list reads.
+#[test]
+fn a_read_sees_every_commit_acknowledged_before_it_while_redb_applies_them_behind_the_log() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("behind.redb");
+    let store = Arc::new(RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let acknowledged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    const COMMITS: u64 = 400;
+    // Another thread reads while the commits go on: whatever it saw acknowledged, it reads.
+    let reader = {
+        let (store, acknowledged) = (store.clone(), acknowledged.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            loop {
+                let seen = acknowledged.load(std::sync::atomic::Ordering::Acquire);
+                let stored = store
+                    .instance("acme", "i1")
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .map_or(0, |i| i.version);
+                assert!(
+                    stored >= seen,
+                    "version {seen} was acknowledged, the store read {stored}"
+                );
+                reads += 1;
+                if seen == COMMITS {
+                    return reads;
+                }
+            }
+        })
+    };
+    let mut before: Option<IndexKeys> = None;
+    for version in 1..=COMMITS {
+        let mut after = blank("acme", "i1");
+        after.version = version;
+        // The instance moves between the two workflows, so the listing index changes each time.
+        after.definition_id = if version % 2 == 0 { "d" } else { "e" }.to_string();
+        let keys = IndexKeys::of(&after);
+        store
+            .commit(&[Change::Instance {
+                before: before.replace(keys),
+                after: Arc::new(after),
+                events: vec![event(version)],
+                outbox: Vec::new(),
+                idempotency_key: None,
+                completion_key: None,
+            }])
+            .unwrap_or_else(|e| panic!("{e}"));
+        acknowledged.store(version, std::sync::atomic::Ordering::Release);
+        let listed = |workflow: &str| {
+            let filter = InstanceFilter {
+                definition: Some(workflow.to_string()),
+                limit: 10,
+                ..InstanceFilter::default()
+            };
+            store
+                .instances("acme", &filter)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .map(|i| i.version)
+                .collect::<Vec<_>>()
+        };
+        let (now_in, not_in) = if version % 2 == 0 {
+            ("d", "e")
+        } else {
+            ("e", "d")
+        };
+        assert_eq!(listed(now_in), vec![version], "commit {version}");
+        assert!(listed(not_in).is_empty(), "commit {version}");
+    }
+    let reads = reader
+        .join()
+        .unwrap_or_else(|_| panic!("the reader failed"));
+    assert!(reads > 0);
+    // And all of it is there after a close and an open.
+    drop(store);
+    let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let stored = store
+        .instance("acme", "i1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.map(|i| i.version), Some(COMMITS));
+}

@@ -444,7 +444,7 @@ impl Flowgate {
                     Ok(started) => Command::NextStarted {
                         token,
                         activation,
-                        instance: started.instance.id,
+                        instance: started.instance.id.clone(),
                     },
                     Err(refused) if is_refusal(&refused) => Command::StartRefused {
                         token,
@@ -526,7 +526,7 @@ impl Flowgate {
                 process: Some(current.process_id().to_string()),
             };
             match self.start_request(request).await {
-                Ok(child) => started.push(child.instance.id),
+                Ok(child) => started.push(child.instance.id.clone()),
                 Err(refused) if is_refusal(&refused) => {
                     for child in &started {
                         let reason = format!("instance {} of the fan-out did not start", index + 1);

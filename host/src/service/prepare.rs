@@ -102,17 +102,14 @@ impl Flowgate {
         now: Millis,
     ) -> Result<Prepared, ServiceError> {
         let tenant = &req.tenant;
-        let stored = self
+        let version = self
             .shared
-            .store
-            .definition(tenant, &req.definition, None)?
+            .latest_version(tenant, &req.definition)?
             .ok_or_else(|| ServiceError::NotFound {
                 what: "workflow",
                 id: req.definition.clone(),
             })?;
-        let def = self
-            .shared
-            .definition(tenant, &stored.definition.id, stored.version)?;
+        let def = self.shared.definition(tenant, &req.definition, version)?;
         let mut plugins = BTreeMap::new();
         for name in def.plugins() {
             let current = self
@@ -130,7 +127,7 @@ impl Flowgate {
         }
         let spec = StartSpec {
             id: uuid::Uuid::now_v7().to_string(),
-            version: stored.version,
+            version,
             tenant: tenant.clone(),
             data: req.data.clone(),
             plugins,

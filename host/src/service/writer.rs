@@ -453,6 +453,7 @@ impl Writer {
                     _ => None,
                 });
                 self.shared.cache.committed(states);
+                self.shared.committed_definitions(&batch.changes);
                 log_incidents(&batch.changes);
                 drop(batch.changes);
                 self.shared.release_cleared(&clears);

@@ -2,7 +2,8 @@
 //! with the tenant, values as JSON.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
@@ -11,6 +12,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::behind::{Behind, Next};
 use super::index::{IndexKeys, listing_key, listing_keys};
 use super::wal::{self, Wal};
 use super::{
@@ -20,6 +22,8 @@ use super::{
 };
 use crate::engine::{Event, Instance, Millis};
 use crate::metrics::Facts;
+
+mod behind;
 
 /// The page cache a store opens with unless told otherwise: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -91,24 +95,40 @@ const CHECKPOINT_BYTES: u64 = 1 << 20;
 /// doubled instead.
 const CHECKPOINT_RECORDS: u64 = 1024;
 
+/// Commits queued for redb past this many, the commit that queues one more applies them itself:
+/// an applier that cannot keep up slows the writer instead of filling memory.
+const MAX_BEHIND: usize = 1024;
+
 /// The redb store.
 ///
 /// redb refuses every write after one failed (`PreviousIo`) until the file is opened again, so
 /// the database sits behind a lock: [`Storage::reopen`] closes and opens it in place once the
 /// cause (a full disk) may have passed. Reads hold the lock for their transaction's life, so no
 /// transaction outlives the handle it came from.
+///
+/// A commit is durable once the write-ahead log holds it; redb applies it behind the writer, on
+/// the store's applier thread (see `behind`).
 #[derive(Debug)]
 pub struct RedbStore {
+    inner: Arc<Inner>,
+    /// Stopped and joined when the store is dropped.
+    applier: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
     cache_bytes: usize,
     /// `None` after a reopen that failed, until one succeeds.
     db: RwLock<Option<Database>>,
     /// The write-ahead log; locked by the commit that writes it (commits are one at a time).
     log: Mutex<Log>,
+    /// Commits the log holds and redb does not yet.
+    behind: Behind,
     /// Set when redb itself failed a write (not only the log): it refuses writes until it is
     /// reopened. A failure to append to the log alone leaves redb as it was, so the store keeps
     /// serving reads on a full disk instead of closing a database it might not open again.
-    needs_reopen: std::sync::atomic::AtomicBool,
+    needs_reopen: AtomicBool,
 }
 
 /// The write-ahead log and the next record's number.
@@ -116,11 +136,17 @@ pub struct RedbStore {
 struct Log {
     wal: Wal,
     next_seq: u64,
-    /// A record whose commit failed could not be taken back: no record may follow it, so the
+    /// A record whose write failed could not be taken back: no record may follow it, so the
     /// store refuses commits until it is reopened. (Only an I/O failure of the disk itself gets
     /// here; the record may then be applied at the next open, as a database's commit whose
     /// sync failed may be.)
     broken: bool,
+}
+
+impl Log {
+    fn over_limit(&self) -> bool {
+        self.wal.bytes() >= CHECKPOINT_BYTES || self.wal.records() >= CHECKPOINT_RECORDS
+    }
 }
 
 /// A read transaction, with the database it reads held open.
@@ -160,36 +186,43 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(super::io)?;
         }
         let (db, log) = open_logged(path, cache_bytes)?;
-        Ok(RedbStore {
+        let inner = Arc::new(Inner {
             path: path.to_path_buf(),
             cache_bytes,
+            behind: Behind::new(log.next_seq - 1),
             db: RwLock::new(Some(db)),
             log: Mutex::new(log),
-            needs_reopen: std::sync::atomic::AtomicBool::new(false),
+            needs_reopen: AtomicBool::new(false),
+        });
+        let applier = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("flowgate-store".to_string())
+                .spawn(move || inner.run_applier())
+                .map_err(super::io)?
+        };
+        Ok(RedbStore {
+            inner,
+            applier: Some(applier),
         })
     }
 
     /// Makes every commit so far durable in redb itself, so the log can start over.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        let database = open.as_ref().ok_or(StoreError::Poisoned)?;
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        checkpoint(database, &mut log)
+        self.inner.checkpoint()
     }
 
     /// The file the store keeps.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    /// A read transaction on the open database.
+    /// A read transaction on the open database, which holds every commit acknowledged so far.
     fn read(&self) -> Result<Snapshot<'_>, StoreError> {
-        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        let txn = open
-            .as_ref()
-            .ok_or(StoreError::Poisoned)?
-            .begin_read()
-            .map_err(db)?;
+        let open = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        let database = open.as_ref().ok_or(StoreError::Poisoned)?;
+        self.inner.catch_up(database)?;
+        let txn = database.begin_read().map_err(db)?;
         Ok(Snapshot { txn, _open: open })
     }
 
@@ -294,11 +327,84 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
+        self.inner.behind.stop();
+        if let Some(applier) = self.applier.take() {
+            let _ = applier.join();
+        }
         // Not needed for safety (the log is applied again at the next open), but a store closed
         // cleanly opens without replaying it.
         if let Err(error) = self.checkpoint() {
             tracing::debug!(%error, "store: no checkpoint at close");
         }
+    }
+}
+
+impl Inner {
+    /// The applier's thread: applies what the log holds and redb does not, batch after batch,
+    /// and makes a checkpoint when the log has grown past its limit.
+    fn run_applier(&self) {
+        while let Next::Apply = self.behind.wait() {
+            {
+                let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+                let Some(database) = open.as_ref() else {
+                    // Closed by a reopen that failed: the next one applies the log.
+                    self.behind.refused(Vec::new());
+                    continue;
+                };
+                if let Err(error) = self.catch_up(database) {
+                    tracing::error!(%error, "store: redb refused commits the write-ahead log holds; the store refuses writes until it is reopened");
+                }
+            }
+            if self.behind.take_checkpoint_due()
+                && let Err(error) = self.checkpoint()
+            {
+                tracing::warn!(%error, "store: checkpoint failed; the write-ahead log keeps every commit");
+            }
+        }
+    }
+
+    /// Brings redb up to every commit the log held when this was called: applies what is still
+    /// queued, unless another thread is applying it, whom this waits for.
+    fn catch_up(&self, database: &Database) -> Result<(), StoreError> {
+        if self.behind.caught_up() {
+            return Ok(());
+        }
+        let _applying = self.behind.applying();
+        let Some(batch) = self.behind.take() else {
+            return Err(StoreError::Poisoned);
+        };
+        let Some(&(last, _)) = batch.last() else {
+            return Ok(());
+        };
+        let applied = (|| {
+            let mut txn = database.begin_write().map_err(db)?;
+            txn.set_durability(Durability::None).map_err(db)?;
+            apply(&txn, batch.iter().flat_map(|(_, changes)| changes), last)?;
+            txn.commit().map_err(db)
+        })();
+        match applied {
+            Ok(()) => {
+                self.behind.applied(last);
+                Ok(())
+            }
+            Err(error) => {
+                self.needs_reopen.store(true, Ordering::Release);
+                self.behind.refused(batch);
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies every commit queued, then makes them durable in redb, so the log can start over.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let database = open.as_ref().ok_or(StoreError::Poisoned)?;
+        // The log stays locked throughout: no commit may join it that the checkpoint misses.
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        self.catch_up(database)?;
+        checkpoint(database, &mut log).inspect_err(|_| {
+            self.needs_reopen.store(true, Ordering::Release);
+        })
     }
 }
 
@@ -1020,24 +1126,26 @@ impl Storage for RedbStore {
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        let mut open = self.db.write().unwrap_or_else(PoisonError::into_inner);
-        let broken = self
+        let inner = &*self.inner;
+        let mut open = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        let broken = inner
             .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .broken;
-        if open.is_some() && !broken && !self.needs_reopen.load(Ordering::Acquire) {
+        if open.is_some() && !broken && !inner.needs_reopen.load(Ordering::Acquire) {
             // Only the log failed to grow: redb is as it was, and the next commit tries again.
             return Ok(());
         }
         // Closed first: the file is locked while a handle is open.
         drop(open.take());
-        let (database, log) = open_logged(&self.path, self.cache_bytes)?;
-        *self.log.lock().unwrap_or_else(PoisonError::into_inner) = log;
+        let (database, log) = open_logged(&inner.path, inner.cache_bytes)?;
+        // Opening applied the whole log: nothing is behind.
+        inner.behind.reset(log.next_seq - 1);
+        *inner.log.lock().unwrap_or_else(PoisonError::into_inner) = log;
         *open = Some(database);
-        self.needs_reopen.store(false, Ordering::Release);
-        tracing::info!(path = %self.path.display(), "store: reopened");
+        inner.needs_reopen.store(false, Ordering::Release);
+        tracing::info!(path = %inner.path.display(), "store: reopened");
         Ok(())
     }
 
@@ -1048,24 +1156,15 @@ impl Storage for RedbStore {
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         let span = tracing::trace_span!("store.commit", changes = changes.len());
         let _entered = span.enter();
-        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let inner = &*self.inner;
+        let open = inner.db.read().unwrap_or_else(PoisonError::into_inner);
         let database = open.as_ref().ok_or(StoreError::Poisoned)?;
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        if log.broken {
+        let mut log = inner.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.broken || inner.needs_reopen.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
         let seq = log.next_seq;
-        let failed = |error: StoreError| {
-            self.needs_reopen
-                .store(true, std::sync::atomic::Ordering::Release);
-            error
-        };
-        let mut txn = database.begin_write().map_err(db).map_err(failed)?;
-        txn.set_durability(Durability::None)
-            .map_err(db)
-            .map_err(failed)?;
-        apply(&txn, changes, seq).map_err(failed)?;
-        // Durable once the log has it; redb's own commit then only publishes the change.
+        // Durable once the log has it; redb applies it behind the writer.
         let payload = serde_json::to_vec(changes).map_err(|source| StoreError::Corrupt {
             table: "write-ahead log",
             source,
@@ -1077,29 +1176,28 @@ impl Storage for RedbStore {
             }
             return Err(super::io(error));
         }
-        if let Err(error) = txn.commit() {
-            // Not applied, so not acknowledged: the record must not be applied after a crash.
-            if let Err(unwrite) = log.wal.unwrite_last(payload.len()) {
-                tracing::error!(%unwrite, "store: cannot take back a log record whose commit failed");
-                log.broken = true;
-            }
-            return Err(failed(db(error)));
-        }
         log.next_seq = seq + 1;
-        if log.wal.bytes() >= CHECKPOINT_BYTES || log.wal.records() >= CHECKPOINT_RECORDS {
-            // The command is durable already: a checkpoint that fails only leaves the log
-            // longer, and redb refusing writes after it makes the writer reopen the store.
-            if let Err(error) = checkpoint(database, &mut log) {
-                tracing::warn!(%error, "store: checkpoint failed; the write-ahead log keeps every commit");
-                failed(error);
-            }
+        let queued = inner.behind.push(seq, changes.to_vec());
+        if log.over_limit() {
+            inner.behind.checkpoint_due();
+        }
+        drop(log);
+        if queued > MAX_BEHIND
+            && let Err(error) = inner.catch_up(database)
+        {
+            // The command is durable in the log, which the store applies when it is reopened.
+            tracing::error!(%error, "store: redb refused commits the write-ahead log holds; the store refuses writes until it is reopened");
         }
         Ok(())
     }
 }
 
-/// Applies a commit's changes in `txn`, recording `seq` as the last log record it holds.
-fn apply(txn: &WriteTransaction, changes: &[Change], seq: u64) -> Result<(), StoreError> {
+/// Applies commits' changes in `txn`, recording `seq` as the last log record it holds.
+fn apply<'c>(
+    txn: &WriteTransaction,
+    changes: impl IntoIterator<Item = &'c Change>,
+    seq: u64,
+) -> Result<(), StoreError> {
     {
         let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
         let mut instances = txn.open_table(INSTANCES).map_err(db)?;

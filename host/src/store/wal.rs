@@ -1,9 +1,10 @@
 //! The redb store's write-ahead log: what makes a commit durable with one small write and one
 //! `fdatasync`, rather than redb's durable commit of every dirty page.
 //!
-//! A commit appends its changes here as one record and syncs the file; only then does redb
-//! apply them, without a sync of its own (`Durability::None`). Every few thousand commits the
-//! store makes one durable redb commit (a checkpoint) and the log starts over at its beginning.
+//! A commit appends its changes here as one record and syncs the file, and is acknowledged; redb
+//! applies them afterwards, behind the writer and without a sync of its own (`Durability::None`;
+//! see `redb::behind`). Every thousand commits or so the store makes one durable redb commit (a
+//! checkpoint) and the log starts over at its beginning.
 //! After a crash, redb opens at its last checkpoint and the records after it are applied again,
 //! in order.
 //!
@@ -222,17 +223,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Takes back the last record appended (its commit failed after it was written): its
-    /// header is zeroed and synced, so it ends the log, and the next record goes in its place.
-    pub fn unwrite_last(&mut self, payload_len: usize) -> io::Result<()> {
-        let at = self.tail - (RECORD_HEADER + payload_len) as u64;
-        self.file.write_all_at(&[0u8; RECORD_HEADER], at)?;
-        self.file.sync_data()?;
-        self.tail = at;
-        self.records = self.records.saturating_sub(1);
-        Ok(())
-    }
-
     /// The next record goes after `records` (read back, and not yet in a durable redb commit).
     pub fn resume_after(&mut self, records: &[Record]) {
         self.tail = HEADER
@@ -308,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_record_ends_the_log_and_an_unwritten_one_is_gone() {
+    fn a_torn_record_ends_the_log() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut wal = log(dir.path());
         wal.append(1, b"first").unwrap_or_else(|e| panic!("{e}"));
@@ -317,9 +307,6 @@ mod tests {
         wal.file
             .write_all_at(b"X", HEADER + (RECORD_HEADER + 5 + RECORD_HEADER) as u64)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(wal.read().unwrap_or_default().len(), 1);
-        wal.append(3, b"third").unwrap_or_else(|e| panic!("{e}"));
-        wal.unwrite_last(5).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(wal.read().unwrap_or_default().len(), 1);
     }
 

@@ -1,5 +1,6 @@
 //! Instances: start (with an idempotency key), get with history, list and filter, cancel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -64,7 +65,7 @@ pub async fn start(
     caller: Caller,
     headers: HeaderMap,
     Body(body): Body<Start>,
-) -> Result<(StatusCode, Json<Instance>), ApiError> {
+) -> Result<(StatusCode, Json<Arc<Instance>>), ApiError> {
     let header = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
