@@ -199,11 +199,6 @@ impl Shared {
         let Some(stored) = self.store.definition(tenant, id, None)? else {
             return Ok(None);
         };
-        let def = Arc::new(stored.definition);
-        self.definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((key.0.clone(), key.1.clone(), stored.version), def);
         Ok(Some(self.deployed(key, stored.version)))
     }
 
