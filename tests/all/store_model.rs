@@ -978,3 +978,85 @@ fn a_read_sees_every_commit_acknowledged_before_it_while_redb_applies_them_behin
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.map(|i| i.version), Some(COMMITS));
 }
+
+/// Checkpoints run beside commits (a checkpoint holds commits only for its short second step):
+/// none fails or waits on the other for good, and what a kill -9 after the last checkpoint
+/// leaves (the files as they are) opens with every commit acknowledged, those the log alone
+/// holds included. (A copy of the files keeps what the page cache holds, as a kill -9 does, so
+/// this does not stand for a power loss.)
+#[test]
+fn commits_made_while_checkpoints_run_survive_a_crash_after_them() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("busy.redb");
+    let store = Arc::new(RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    const COMMITS: u64 = 300;
+    const INSTANCES: u64 = 40;
+    // Checkpoints run until this many commits are acknowledged; the rest are only in the log.
+    const CHECKPOINTS_UNTIL: u64 = 240;
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let checkpoints = {
+        let (store, acknowledged) = (store.clone(), acknowledged.clone());
+        std::thread::spawn(move || {
+            let mut made = 0;
+            while acknowledged.load(Ordering::Acquire) < CHECKPOINTS_UNTIL {
+                store
+                    .checkpoint()
+                    .unwrap_or_else(|e| panic!("checkpoint: {e}"));
+                made += 1;
+            }
+            made
+        })
+    };
+    let id = |commit: u64, n: u64| format!("c{commit}-i{n}");
+    for commit in 1..=COMMITS {
+        if commit == CHECKPOINTS_UNTIL + 1 {
+            // The last checkpoint has finished before the commits only the log will hold.
+            while !checkpoints.is_finished() {
+                std::thread::yield_now();
+            }
+        }
+        let changes: Vec<Change> = (0..INSTANCES)
+            .map(|n| Change::Instance {
+                before: None,
+                after: Arc::new(blank("acme", &id(commit, n))),
+                events: vec![event(1)],
+                outbox: Vec::new(),
+                idempotency_key: None,
+                completion_key: None,
+            })
+            .collect();
+        store
+            .commit(&changes)
+            .unwrap_or_else(|e| panic!("commit {commit}: {e}"));
+        acknowledged.store(commit, Ordering::Release);
+    }
+    let made = checkpoints
+        .join()
+        .unwrap_or_else(|_| panic!("the checkpoints failed"));
+    assert!(made > 1, "only {made} checkpoint(s) ran beside the commits");
+    let crashed = dir.path().join("crashed.redb");
+    std::fs::copy(&path, &crashed).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        dir.path().join("busy.redb-wal"),
+        dir.path().join("crashed.redb-wal"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reopened = RedbStore::open(&crashed).unwrap_or_else(|e| panic!("{e}"));
+    let missing: Vec<u64> = (1..=COMMITS)
+        .filter(|commit| {
+            (0..INSTANCES).any(|n| {
+                reopened
+                    .instance("acme", &id(*commit, n))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .is_none()
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged commits lost after the crash, the first {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+}

@@ -332,7 +332,7 @@ impl Flowgate {
             ..
         } = entry;
         let (tenant, instance) = (tenant.as_str(), instance.as_str());
-        let Some(current) = self.shared.store.instance(tenant, instance)? else {
+        let Some(current) = self.shared.committed(tenant, instance)? else {
             return Ok(self.cleared(tenant, id));
         };
         match effect {

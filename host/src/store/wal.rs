@@ -48,6 +48,9 @@ pub(super) struct Wal {
     records: u64,
     /// See [`Wal::torn`].
     torn: bool,
+    /// The record being written, kept between appends: a fresh buffer for every commit cost
+    /// the kernel's zeroing of new pages (a quarter of the writer's time at 64 clients).
+    record: Vec<u8>,
 }
 
 /// A record read back.
@@ -82,6 +85,7 @@ impl Wal {
                         filled,
                         records: 0,
                         torn: false,
+                        record: Vec::new(),
                     });
                 }
                 let found = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
@@ -131,6 +135,7 @@ impl Wal {
             filled: HEADER,
             records: 0,
             torn: false,
+            record: Vec::new(),
         })
     }
 
@@ -175,16 +180,18 @@ impl Wal {
         if end > self.filled {
             self.grow(end)?;
         }
-        let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+        let record = &mut self.record;
+        record.clear();
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&checksum(seq, payload).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
-        if let Err(error) = self
+        let written = self
             .file
-            .write_all_at(&record, self.tail)
-            .and_then(|()| self.file.sync_data())
-        {
+            .write_all_at(record, self.tail)
+            .and_then(|()| self.file.sync_data());
+        keep_reusable(record);
+        if let Err(error) = written {
             // Part of the record, or all of it, may be on disk although it was never
             // acknowledged: its header is zeroed so that it ends the log. If even that fails,
             // the caller must not append after it.
@@ -251,6 +258,19 @@ impl Wal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Buffers reused from one record to the next are kept up to this size; a larger one (a rare,
+/// very large commit) is given back rather than held for the life of the process.
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// Empties `buffer` for reuse, giving its memory back if a rare large record grew it.
+pub(super) fn keep_reusable(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEEP_BUFFER {
+        *buffer = Vec::new();
+    } else {
+        buffer.clear();
     }
 }
 
