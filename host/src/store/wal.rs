@@ -3,8 +3,8 @@
 //!
 //! A commit appends its changes here as one record and syncs the file, and is acknowledged; redb
 //! applies them afterwards, behind the writer and without a sync of its own (`Durability::None`;
-//! see `redb::behind`). Every thousand commits or so the store makes one durable redb commit (a
-//! checkpoint) and the log starts over at its beginning.
+//! see `redb::behind`). Every 8,192 commits (or 8 MiB of records) the store makes one durable
+//! redb commit (a checkpoint) and the log starts over at its beginning.
 //! After a crash, redb opens at its last checkpoint and the records after it are applied again,
 //! in order.
 //!
