@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::pool::Placement;
 use super::{Flowgate, ServiceError};
 use crate::definition::StageOrder;
 use crate::engine::{
@@ -29,7 +30,10 @@ impl Flowgate {
         call: &PluginCall,
     ) -> Result<CallResult, ServiceError> {
         match self.pinned(instance, &call.plugin) {
-            Ok(plugin) => self.invoke_on(plugin, instance, call).await,
+            Ok(plugin) => {
+                self.invoke_on(plugin, instance, call, Placement::Pool)
+                    .await
+            }
             Err(missing) => {
                 log_failed(instance, call, &missing);
                 Ok((Err(missing), None))
@@ -37,17 +41,18 @@ impl Flowgate {
         }
     }
 
-    /// Calls `plugin` for `call` on the plugin pool, in the tenant's share; a decision is
-    /// recorded with its input (see `record`).
+    /// Calls `plugin` for `call` in the tenant's share of the plugin pool, where `placement`
+    /// says; a decision is recorded with its input (see `record`).
     pub(crate) async fn invoke_on(
         &self,
         plugin: Arc<LoadedPlugin>,
         instance: &Instance,
         call: &PluginCall,
+        placement: Placement,
     ) -> Result<CallResult, ServiceError> {
         let context = context(instance, &call.step);
         let result = self
-            .call_plugin(plugin.clone(), &instance.tenant, context, call)
+            .call_plugin(plugin.clone(), &instance.tenant, context, call, placement)
             .await?;
         match &result {
             (Ok(answer), usage) => {
@@ -60,14 +65,15 @@ impl Flowgate {
         Ok(result)
     }
 
-    /// Calls `plugin` for `call` in `context` on the plugin pool, in `tenant`'s share, and
-    /// counts the outcome.
+    /// Calls `plugin` for `call` in `context` in `tenant`'s share of the plugin pool, where
+    /// `placement` says, and counts the outcome.
     pub(crate) async fn call_plugin(
         &self,
         plugin: Arc<LoadedPlugin>,
         tenant: &str,
         context: StepContext,
         call: &PluginCall,
+        placement: Placement,
     ) -> Result<CallResult, ServiceError> {
         let request = call.request.clone();
         let capability = request.capability();
@@ -75,7 +81,7 @@ impl Flowgate {
         let result = self
             .shared
             .pool
-            .run(tenant, &call.plugin, move || {
+            .run_placed(tenant, &call.plugin, placement, move || {
                 let by = plugin_ref(&plugin);
                 match answer(&plugin, context, request, key_of, &by) {
                     Ok((answer, usage)) => (Ok(answer), Some(usage)),

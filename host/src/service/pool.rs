@@ -1,22 +1,22 @@
-//! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on the pool's
-//! own threads. At most `workers` calls run at once in all, and for one tenant at most its
-//! quota's `concurrency` at once and its `time_per_second` of plugin time in each second: a
-//! tenant whose plugins run long, or many, holds only its share, and another tenant's call waits
-//! for at most a call of its own tenant, never behind a flood of another's. Within a tenant,
-//! calls wait in arrival order.
+//! The plugin pool: where every plugin call runs. Wasm is CPU work, so calls run on the pool's own
+//! threads, except a deterministic plugin's short decisions, which run on the caller's thread when
+//! they can start at once (see [`Placement`]). At most `workers` calls run at once in all, and for
+//! one tenant at most its quota's `concurrency` at once and its `time_per_second` of plugin time in
+//! each second: a tenant whose plugins run long, or many, holds only its share, and another
+//! tenant's call waits for at most a call of its own tenant, never behind a flood of another's.
+//! Within a tenant, calls wait in arrival order.
 //!
-//! Quotas share out the pool; the cores are shared by the scheduler. A plugin whose calls run
-//! long on the CPU (more than [`LONG_CALL`] a call, recently) has its calls run in the *long
-//! lane*: threads at the lowest priority there is (Linux `SCHED_IDLE`), which take a core only
-//! when nothing else wants it. HTTP, the writer and the short calls every decision and most
-//! actions make then never wait for a core behind a tenant's plugin that loops to its deadline:
-//! on two cores, one tenant's flood at its full quota (one core) otherwise took another's start
-//! p99 to 1.6x to 2.7x of its p99 alone (see BENCHMARKS.md). A long call is not cut short for
-//! it: its deadline counts the time it ran, not the time it waited for a core (see
-//! `plugin::deadline`). A decision whose plugin is in the long lane runs there too, so on a busy
-//! machine the start or completion that waits for it waits for a free core, up to ten times the
-//! plugin's limit. The short lane's threads run at the daemon's priority, or
-//! `FLOWGATE_PLUGIN_NICE` below it.
+//! Quotas share out the pool; the cores are shared by the scheduler. A plugin whose calls run long
+//! on the CPU (more than [`LONG_CALL`] a call, recently) has its calls run in the *long lane*:
+//! threads at the lowest priority there is (Linux `SCHED_IDLE`), which take a core only when
+//! nothing else wants it. HTTP, the writer and the short calls every decision and most actions make
+//! then never wait for a core behind a tenant's plugin that loops to its deadline: on two cores,
+//! one tenant's flood at its full quota (one core) otherwise took another's start p99 to 1.6x to
+//! 2.7x of its p99 alone (see BENCHMARKS.md). A long call is not cut short for it: its deadline
+//! counts the time it ran, not the time it waited for a core (see `plugin::deadline`). A decision
+//! whose plugin is in the long lane runs there too, so on a busy machine the start or completion
+//! that waits for it waits for a free core, up to ten times the plugin's limit. The short lane's
+//! threads run at the daemon's priority, or `FLOWGATE_PLUGIN_NICE` below it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ServiceError;
 
@@ -70,6 +70,26 @@ enum Lane {
     Long,
 }
 
+/// Where a call may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the pool's threads.
+    Pool,
+    /// On the calling thread, if the call can start at once (the tenant's share, its time for
+    /// the second and a worker all free) and its plugin's calls are short (under
+    /// [`SHORT_CALL`] of CPU, on average, once it has been called): a decision of a few tens
+    /// of µs then costs no hand-off to a plugin thread and back, two thread wake-ups that took
+    /// longer than the decision itself. The call holds the same permits as on the pool, so a
+    /// tenant's share and time are counted alike. Only for deterministic plugins: nothing
+    /// granted lets their calls wait on I/O, so fuel and the time limit bound how long the
+    /// caller's thread is held, as the writer's `fdatasync` holds it for a leader's commit.
+    CallerIfShort,
+}
+
+/// A plugin whose calls take less CPU time than this, on average, may have them run on the
+/// calling thread (see [`Placement::CallerIfShort`]).
+pub const SHORT_CALL: Duration = Duration::from_millis(1);
+
 /// One tenant's use of the pool so far, for `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareStats {
@@ -106,6 +126,14 @@ impl Cost {
             u64::MAX => Lane::Short,
             nanos if Duration::from_nanos(nanos) > LONG_CALL => Lane::Long,
             _ => Lane::Short,
+        }
+    }
+
+    /// Whether the plugin's calls are known to be short (see [`SHORT_CALL`]).
+    fn is_short(&self) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            u64::MAX => false,
+            nanos => Duration::from_nanos(nanos) < SHORT_CALL,
         }
     }
 
@@ -404,8 +432,31 @@ impl PluginPool {
         plugin: &str,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
+        self.run_placed(tenant, plugin, Placement::Pool, call).await
+    }
+
+    /// Runs `call` as [`PluginPool::run`] does, or on the calling thread where `placement`
+    /// allows it and the call can start at once (see [`Placement::CallerIfShort`]).
+    pub async fn run_placed<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        placement: Placement,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
         let closed = |_| ServiceError::Unavailable("the plugin pool is closed".to_string());
         let share = self.share(tenant);
+        let cost = share.cost_of(plugin);
+        if placement == Placement::CallerIfShort
+            && cost.is_short()
+            && let Some(held) = self.hold_at_once(&share)
+        {
+            share.running.fetch_add(1, Ordering::Relaxed);
+            let ran = measured(&share, &cost, call);
+            drop(held);
+            share.running.fetch_sub(1, Ordering::Relaxed);
+            return ran.map_err(|_| panicked());
+        }
         share.waiting.fetch_add(1, Ordering::Relaxed);
         let waiting = Waiting(&share.waiting);
         // The tenant's permit first: a tenant queues on its own share, never on the shared one.
@@ -421,7 +472,6 @@ impl PluginPool {
         let worker = self.all.clone().acquire_owned().await.map_err(closed)?;
         drop(waiting);
         share.running.fetch_add(1, Ordering::Relaxed);
-        let cost = share.cost_of(plugin);
         let lane = cost.lane();
         if lane == Lane::Long {
             share.long_calls.fetch_add(1, Ordering::Relaxed);
@@ -430,13 +480,7 @@ impl PluginPool {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _held = (permit, worker);
-            let (began, cpu) = (Instant::now(), thread_cpu_time());
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
-            let wall = began.elapsed();
-            counted.spend(wall);
-            let cpu = cpu.zip(thread_cpu_time()).map(|(a, b)| b.saturating_sub(a));
-            cost.add(cpu.unwrap_or(wall));
-            let _ = answer.send(result);
+            let _ = answer.send(measured(&counted, &cost, call));
         });
         let threads = self
             .threads
@@ -449,14 +493,39 @@ impl PluginPool {
         share.running.fetch_sub(1, Ordering::Relaxed);
         match ran {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(ServiceError::Unavailable(
-                "a plugin call panicked in the host".to_string(),
-            )),
+            Ok(Err(_)) => Err(panicked()),
             Err(why) => Err(ServiceError::Unavailable(format!(
                 "a plugin call could not run: {why}"
             ))),
         }
     }
+
+    /// The tenant's permit and a worker's, if both are free now and the tenant has time left
+    /// in this second; `None` if the call would have to wait for any of them.
+    fn hold_at_once(&self, share: &Share) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let permit = share.calls.clone().try_acquire_owned().ok()?;
+        if !share.wait().is_zero() {
+            return None;
+        }
+        let worker = self.all.clone().try_acquire_owned().ok()?;
+        Some((permit, worker))
+    }
+}
+
+/// Runs `call`, counting its wall time against the tenant's share and its CPU time in its
+/// plugin's cost; a panic in it is caught.
+fn measured<T>(share: &Share, cost: &Cost, call: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let (began, cpu) = (Instant::now(), thread_cpu_time());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    let wall = began.elapsed();
+    share.spend(wall);
+    let cpu = cpu.zip(thread_cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    cost.add(cpu.unwrap_or(wall));
+    result
+}
+
+fn panicked() -> ServiceError {
+    ServiceError::Unavailable("a plugin call panicked in the host".to_string())
 }
 
 /// Counts a call as waiting until dropped (also when the caller gives up).
@@ -521,6 +590,109 @@ mod tests {
             1,
             "a ran more than its share at once"
         );
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::ThreadId;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Where a call ran: the thread, and whether it was one of the pool's.
+    fn where_it_ran() -> (ThreadId, bool) {
+        let on_pool = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("flowgate-plugin-"));
+        (std::thread::current().id(), on_pool)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_call_runs_on_the_callers_thread_only_when_it_can_start_at_once() {
+        let quota = PluginQuota {
+            plugin_concurrency: 1,
+            plugin_ms_per_second: 1_000,
+        };
+        let pool = Arc::new(PluginPool::new(2, quota));
+        let here = Placement::CallerIfShort;
+        // A plugin's first call runs on the pool: what its calls cost is not known yet.
+        let (_, on_pool) = pool
+            .run_placed("a", "policy", here, where_it_ran)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(on_pool, "a first call ran on the caller's thread");
+        // Known to be short now: on the caller's thread, with nothing in between.
+        let caller = std::thread::current().id();
+        let ran = pool.run_placed("a", "policy", here, where_it_ran).await;
+        assert_eq!(ran.ok(), Some((caller, false)));
+        // Placement::Pool keeps it on the pool.
+        let ran = pool
+            .run_placed("a", "policy", Placement::Pool, where_it_ran)
+            .await;
+        assert!(ran.is_ok_and(|(_, on_pool)| on_pool));
+
+        // While another call of the tenant holds its one share, the next waits its turn and
+        // runs on the pool; another tenant's runs at once on its caller's thread.
+        let release = Arc::new(AtomicBool::new(false));
+        let holding = {
+            let (pool, release) = (pool.clone(), release.clone());
+            tokio::spawn(async move {
+                pool.run("a", "slow", move || {
+                    while !release.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+                .await
+            })
+        };
+        while pool.stats().iter().all(|s| s.running == 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run_placed("a", "policy", here, where_it_ran).await })
+        };
+        while pool.stats().iter().all(|s| s.waiting == 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = pool.run_placed("b", "policy", Placement::Pool, || ()).await;
+        let caller = std::thread::current().id();
+        let ran = pool.run_placed("b", "policy", here, where_it_ran).await;
+        assert_eq!(ran.ok(), Some((caller, false)), "b waited for a");
+        release.store(true, Ordering::SeqCst);
+        assert!(matches!(holding.await, Ok(Ok(()))));
+        let waited = waiting.await.ok().and_then(Result::ok);
+        assert!(waited.is_some_and(|(_, on_pool)| on_pool), "{waited:?}");
+
+        // A panic on the caller's thread is the call's error, as on the pool.
+        let panicked: Result<(), _> = pool
+            .run_placed("a", "policy", here, || panic!("host bug"))
+            .await;
+        assert!(matches!(panicked, Err(ServiceError::Unavailable(_))));
+        assert_eq!(
+            pool.run_placed("a", "policy", here, || 7).await.ok(),
+            Some(7)
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugin_whose_calls_are_not_short_stays_on_the_pool() {
+        let pool = PluginPool::new(2, PluginQuota::default());
+        let here = Placement::CallerIfShort;
+        let busy = || {
+            let began = thread_cpu_time().unwrap_or_default();
+            while thread_cpu_time().unwrap_or_default() - began < 2 * SHORT_CALL {
+                std::hint::black_box(0);
+            }
+            where_it_ran()
+        };
+        for _ in 0..3 {
+            let ran = pool.run_placed("a", "heavy", here, busy).await;
+            assert!(ran.is_ok_and(|(_, on_pool)| on_pool));
+        }
     }
 }
 

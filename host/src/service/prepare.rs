@@ -2,10 +2,11 @@
 //! at once, so a command and its decisions commit in one transaction.
 //!
 //! A router or an approval-policy plugin only reads its input and answers. When a command reaches
-//! such a step, the plugin version the instance is pinned to is asked right away on the plugin
-//! pool (in the tenant's share) and its answer applied too; the caller's answer then already
-//! holds the tasks the decision opened, and nobody polls. The history is the one the outbox path
-//! writes: the decision's events name the plugin and its version, with its reason.
+//! such a step, the plugin version the instance is pinned to is asked right away, in the tenant's
+//! share of the plugin pool (on the caller's own thread when the plugin's calls are short and the
+//! share is free: see `pool::Placement`), and its answer applied too; the caller's answer then
+//! already holds the tasks the decision opened, and nobody polls. The history is the one the outbox
+//! path writes: the decision's events name the plugin and its version, with its reason.
 //!
 //! Only deterministic plugins decide here (nothing granted that varies between calls: clocks,
 //! random numbers, files, the network), and only answers: a call that fails goes through the
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::pool::Placement;
 use super::{Flowgate, ServiceError};
 use crate::definition::Definition;
 use crate::engine::{
@@ -212,7 +214,10 @@ impl Flowgate {
         if !plugin.is_deterministic() {
             return None;
         }
-        match self.invoke_on(plugin, instance, call).await {
+        match self
+            .invoke_on(plugin, instance, call, Placement::CallerIfShort)
+            .await
+        {
             Ok((Ok(answer), usage)) => Some(call.answered_with(Ok(answer), usage)),
             // Failures are retried with backoff from the outbox, or become incidents there.
             Ok((Err(_), _)) | Err(_) => None,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
+use super::pool::Placement;
 use super::{Flowgate, ServiceError};
 use crate::engine::{Instance, PluginAnswer, PluginCall};
 use crate::plugin::types::StepContext;
@@ -256,7 +257,13 @@ impl Flowgate {
         let service = self.clone();
         tokio::spawn(async move {
             let ran = service
-                .call_plugin(shadow.plugin.clone(), &record.tenant, context, &call)
+                .call_plugin(
+                    shadow.plugin.clone(),
+                    &record.tenant,
+                    context,
+                    &call,
+                    Placement::Pool,
+                )
                 .await;
             let mut tally = shadow.tally.lock().unwrap_or_else(PoisonError::into_inner);
             tally.calls += 1;
@@ -384,7 +391,7 @@ impl Flowgate {
                 }
             };
             let (result, usage) = self
-                .call_plugin(candidate.clone(), tenant, context, &call)
+                .call_plugin(candidate.clone(), tenant, context, &call, Placement::Pool)
                 .await?;
             report.replayed += 1;
             report.fuel.recorded_total += record.fuel;
