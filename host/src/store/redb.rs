@@ -432,6 +432,7 @@ fn open_logged(path: &Path, cache_bytes: usize) -> Result<(Database, Log), Store
         (get(WAL_SEQ)?, get(STORE_ID)?)
     };
     let mut wal = Wal::open(&wal::path_for(path), store_id).map_err(super::io)?;
+    tracing::debug!(log = %wal.path().display(), direct = wal.is_direct(), "store: write-ahead log opened");
     let records = wal.read().map_err(super::io)?;
     let replay: Vec<_> = records.iter().filter(|r| r.seq > durable).collect();
     let Some(first) = replay.first() else {
@@ -468,7 +469,7 @@ fn open_logged(path: &Path, cache_bytes: usize) -> Result<(Database, Log), Store
         last = record.seq;
     }
     txn.commit().map_err(db)?;
-    wal.resume_after(&records);
+    wal.resume_after(&records).map_err(super::io)?;
     let mut log = Log {
         wal,
         next_seq: last + 1,

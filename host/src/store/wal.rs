@@ -15,7 +15,15 @@
 //!
 //! The file is filled with zeros ahead of the records, a mebibyte at a time, so a record is
 //! written over space the file already has: its sync flushes data, not the file's size, and a
-//! full disk refuses the growth before any byte of a record is written. A record is valid only
+//! full disk refuses the growth before any byte of a record is written.
+//!
+//! Where the file system allows it, records are written with direct I/O (`O_DIRECT | O_DSYNC`,
+//! as PostgreSQL's `wal_sync_method = open_datasync` does): each append writes the 4 KiB blocks
+//! it touches straight to the device and returns once they are durable, with no page cache copy
+//! and no separate `fdatasync` (on this project's VM, 135 µs a commit against 190). The block a
+//! record ends in is written again, whole, by the next append; the bytes of earlier records in
+//! it are the same, so a torn write of it cannot change them. Elsewhere (tmpfs, or a device
+//! that refuses the alignment) records go through the page cache and `fdatasync`, as before. A record is valid only
 //! if its checksum matches and its sequence number follows the one before, so the end of the
 //! log is the first record that does not: a record torn by a crash, zeros, or a record of the
 //! cycle before the last checkpoint (whose numbers are lower).
@@ -34,6 +42,9 @@ const RECORD_HEADER: usize = 16;
 const GROW: u64 = 1 << 20;
 /// A record longer than this is not one (a length read from garbage).
 const MAX_RECORD: u32 = 1 << 30;
+/// What direct I/O aligns to: offsets, lengths and memory (the largest logical block size in
+/// common use, so that it suits 512-byte devices as well).
+const BLOCK: usize = 4096;
 
 /// The log file, and where the next record goes.
 #[derive(Debug)]
@@ -51,6 +62,18 @@ pub(super) struct Wal {
     /// The record being written, kept between appends: a fresh buffer for every commit cost
     /// the kernel's zeroing of new pages (a quarter of the writer's time at 64 clients).
     record: Vec<u8>,
+    /// The log opened for direct I/O, where the file system allows it.
+    direct: Option<Direct>,
+}
+
+/// Appends by direct I/O: the log opened with `O_DIRECT | O_DSYNC`, and the blocks being written.
+#[derive(Debug)]
+struct Direct {
+    file: File,
+    /// The blocks from the one the tail is in, from an offset in it that is aligned in memory
+    /// (see [`Direct::blocks`]). The bytes before the tail in its block, records written
+    /// already, are kept here between appends, to be written again with the next record.
+    buffer: Vec<u8>,
 }
 
 /// A record read back.
@@ -86,6 +109,7 @@ impl Wal {
                         records: 0,
                         torn: false,
                         record: Vec::new(),
+                        direct: Direct::open(path),
                     });
                 }
                 let found = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
@@ -136,6 +160,7 @@ impl Wal {
             records: 0,
             torn: false,
             record: Vec::new(),
+            direct: Direct::open(path),
         })
     }
 
@@ -186,20 +211,37 @@ impl Wal {
         record.extend_from_slice(&checksum(seq, payload).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
-        let written = self
-            .file
-            .write_all_at(record, self.tail)
-            .and_then(|()| self.file.sync_data());
+        let written = match &mut self.direct {
+            Some(direct) => match direct.write(self.tail, record) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    // Refused before any I/O: this file system or device does not take these
+                    // alignments after all.
+                    tracing::warn!(%error, log = %self.path.display(), "store: the write-ahead log cannot use direct I/O here; it syncs through the page cache");
+                    self.direct = None;
+                    self.file
+                        .write_all_at(record, self.tail)
+                        .and_then(|()| self.file.sync_data())
+                }
+                written => written,
+            },
+            None => self
+                .file
+                .write_all_at(record, self.tail)
+                .and_then(|()| self.file.sync_data()),
+        };
         keep_reusable(record);
         if let Err(error) = written {
             // Part of the record, or all of it, may be on disk although it was never
             // acknowledged: its header is zeroed so that it ends the log. If even that fails,
             // the caller must not append after it.
-            self.torn = self
-                .file
-                .write_all_at(&[0u8; RECORD_HEADER], self.tail)
-                .and_then(|()| self.file.sync_data())
-                .is_err();
+            self.torn = match &mut self.direct {
+                Some(direct) => direct.write(self.tail, &[0u8; RECORD_HEADER]),
+                None => self
+                    .file
+                    .write_all_at(&[0u8; RECORD_HEADER], self.tail)
+                    .and_then(|()| self.file.sync_data()),
+            }
+            .is_err();
             return Err(error);
         }
         self.tail = end;
@@ -231,19 +273,28 @@ impl Wal {
     }
 
     /// The next record goes after `records` (read back, and not yet in a durable redb commit).
-    pub fn resume_after(&mut self, records: &[Record]) {
+    pub fn resume_after(&mut self, records: &[Record]) -> io::Result<()> {
         self.tail = HEADER
             + records
                 .iter()
                 .map(|r| (RECORD_HEADER + r.payload.len()) as u64)
                 .sum::<u64>();
         self.records = records.len() as u64;
+        match &mut self.direct {
+            Some(direct) => direct.resume(&self.file, self.tail),
+            None => Ok(()),
+        }
     }
 
     /// The log starts over: every record in it is in a durable redb commit.
     pub fn restart(&mut self) {
         self.tail = HEADER;
         self.records = 0;
+    }
+
+    /// Whether records are written by direct I/O.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Bytes of records since the log started over.
@@ -259,6 +310,72 @@ impl Wal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl Direct {
+    /// The log at `path` opened for direct I/O, or `None` where the file system refuses it.
+    fn open(path: &Path) -> Option<Direct> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(path);
+        match opened {
+            Ok(file) => Some(Direct {
+                file,
+                buffer: Vec::new(),
+            }),
+            Err(error) => {
+                tracing::debug!(%error, log = %path.display(), "store: no direct I/O for the write-ahead log");
+                None
+            }
+        }
+    }
+
+    /// Writes `bytes` at `tail`, with the records before it in its block, and zeros after it to
+    /// the end of its last block; durable when this returns `Ok`.
+    fn write(&mut self, tail: u64, bytes: &[u8]) -> io::Result<()> {
+        let within = (tail % BLOCK as u64) as usize;
+        let from = tail - within as u64;
+        let end = within + bytes.len();
+        let len = end.div_ceil(BLOCK) * BLOCK;
+        let blocks = aligned(&mut self.buffer, len);
+        blocks[within..end].copy_from_slice(bytes);
+        blocks[end..].fill(0);
+        self.file.write_all_at(blocks, from)?;
+        // The block the new tail is in comes first for the next append.
+        let last = end / BLOCK * BLOCK;
+        if last > 0 {
+            blocks.copy_within(last..last + BLOCK.min(len - last), 0);
+        }
+        Ok(())
+    }
+
+    /// The log goes on after `tail`: the records before it in its block are read back.
+    fn resume(&mut self, file: &File, tail: u64) -> io::Result<()> {
+        let within = (tail % BLOCK as u64) as usize;
+        let blocks = aligned(&mut self.buffer, BLOCK);
+        file.read_exact_at(&mut blocks[..within], tail - within as u64)
+    }
+}
+
+/// `len` bytes of `buffer` from an address aligned to [`BLOCK`], growing it if needed (the
+/// first block's bytes, kept from the last append, move with it).
+fn aligned(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    let start = |buffer: &Vec<u8>| buffer.as_ptr().align_offset(BLOCK);
+    if buffer.len() < start(buffer) + len {
+        let kept = {
+            let at = start(buffer);
+            buffer.get(at..at + BLOCK).map(<[u8]>::to_vec)
+        };
+        *buffer = vec![0u8; (len + BLOCK).next_power_of_two()];
+        let at = start(buffer);
+        if let Some(kept) = kept {
+            buffer[at..at + BLOCK].copy_from_slice(&kept);
+        }
+    }
+    let at = start(buffer);
+    &mut buffer[at..at + len]
 }
 
 /// Buffers reused from one record to the next are kept up to this size; a larger one (a rare,
@@ -315,6 +432,54 @@ mod tests {
         let read = wal.read().unwrap_or_default();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].payload, b"a much longer thirteenth commit");
+    }
+
+    /// Appends records of many sizes (across block boundaries), reopens the log, goes on after
+    /// them, and reads everything back.
+    fn records_survive_reopening_and_resuming(direct: bool) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let payload = |seq: u64| -> Vec<u8> {
+            let len = [1, 7, 100, 4079, 4080, 4081, 5000, 12_345][seq as usize % 8];
+            (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+        };
+        let mut wal = log(dir.path());
+        if !direct {
+            wal.direct = None;
+        } else if !wal.is_direct() {
+            eprintln!("this file system takes no direct I/O: the page cache path is tested");
+        }
+        for seq in 1..=20 {
+            wal.append(seq, &payload(seq))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        drop(wal);
+        let mut wal = log(dir.path());
+        if !direct {
+            wal.direct = None;
+        }
+        let read = wal.read().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.len(), 20);
+        wal.resume_after(&read).unwrap_or_else(|e| panic!("{e}"));
+        for seq in 21..=40 {
+            wal.append(seq, &payload(seq))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let read = wal.read().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.len(), 40);
+        for record in read {
+            assert_eq!(record.payload, payload(record.seq), "record {}", record.seq);
+        }
+    }
+
+    #[test]
+    fn records_written_by_direct_io_read_back_after_reopening() {
+        // Where the file system takes direct I/O (not tmpfs), the log uses it.
+        records_survive_reopening_and_resuming(true);
+    }
+
+    #[test]
+    fn records_written_through_the_page_cache_read_back_after_reopening() {
+        records_survive_reopening_and_resuming(false);
     }
 
     #[test]
