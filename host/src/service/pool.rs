@@ -82,7 +82,7 @@ pub enum Placement {
     /// longer than the decision itself. The call holds the same permits as on the pool, so a
     /// tenant's share and time are counted alike. Only for deterministic plugins: nothing
     /// granted lets their calls wait on I/O, so fuel and the time limit bound how long the
-    /// caller's thread is held, as the writer's `fdatasync` holds it for a leader's commit.
+    /// caller's thread is held, as a leader's commit holds it for the log's durable write.
     CallerIfShort,
 }
 
