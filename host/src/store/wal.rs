@@ -17,16 +17,17 @@
 //! written over space the file already has: its sync flushes data, not the file's size, and a
 //! full disk refuses the growth before any byte of a record is written.
 //!
-//! Where the file system allows it, records are written with direct I/O (`O_DIRECT | O_DSYNC`,
-//! as PostgreSQL's `wal_sync_method = open_datasync` does): each append writes the 4 KiB blocks
-//! it touches straight to the device and returns once they are durable, with no page cache copy
-//! and no separate `fdatasync` (on this project's VM, 135 µs a commit against 190). The block a
-//! record ends in is written again, whole, by the next append; the bytes of earlier records in
-//! it are the same, so a torn write of it cannot change them. Elsewhere (tmpfs, or a device
-//! that refuses the alignment) records go through the page cache and `fdatasync`, as before. A record is valid only
-//! if its checksum matches and its sequence number follows the one before, so the end of the
-//! log is the first record that does not: a record torn by a crash, zeros, or a record of the
-//! cycle before the last checkpoint (whose numbers are lower).
+//! Where the file system allows it, records are written with direct I/O (`O_DIRECT | O_DSYNC`, as
+//! PostgreSQL's `wal_sync_method = open_datasync` does): each append writes the 4 KiB blocks it
+//! touches straight to the device and returns once they are durable, with no page cache copy and no
+//! separate `fdatasync` (on this project's VM, 135 µs a commit against 190). The block a record
+//! ends in is written again, whole, by the next append; the bytes of earlier records in it are the
+//! same, so a torn write of it cannot change them. Elsewhere (tmpfs, or a device that refuses the
+//! alignment) records go through the page cache and `fdatasync`, as before.
+//!
+//! A record is valid only if its checksum matches and its sequence number follows the one before,
+//! so the end of the log is the first record that does not: a record torn by a crash, zeros, or a
+//! record of the cycle before the last checkpoint (whose numbers are lower).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
@@ -71,7 +72,7 @@ pub(super) struct Wal {
 struct Direct {
     file: File,
     /// The blocks from the one the tail is in, from an offset in it that is aligned in memory
-    /// (see [`Direct::blocks`]). The bytes before the tail in its block, records written
+    /// (see [`aligned`]). The bytes before the tail in its block, records written
     /// already, are kept here between appends, to be written again with the next record.
     buffer: Vec<u8>,
 }
