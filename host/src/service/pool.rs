@@ -479,8 +479,10 @@ impl PluginPool {
         let counted = share.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _held = (permit, worker);
-            let _ = answer.send(measured(&counted, &cost, call));
+            let result = measured(&counted, &cost, call);
+            // Given back before the answer: the caller's next call finds them free.
+            drop((permit, worker));
+            let _ = answer.send(result);
         });
         let threads = self
             .threads
