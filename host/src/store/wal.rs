@@ -206,48 +206,44 @@ impl Wal {
         if end > self.filled {
             self.grow(end)?;
         }
-        let record = &mut self.record;
+        let mut record = std::mem::take(&mut self.record);
         record.clear();
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&checksum(seq, payload).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
-        let written = match &mut self.direct {
-            Some(direct) => match direct.write(self.tail, record) {
-                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                    // Refused before any I/O: this file system or device does not take these
-                    // alignments after all.
-                    tracing::warn!(%error, log = %self.path.display(), "store: the write-ahead log cannot use direct I/O here; it syncs through the page cache");
-                    self.direct = None;
-                    self.file
-                        .write_all_at(record, self.tail)
-                        .and_then(|()| self.file.sync_data())
-                }
-                written => written,
-            },
-            None => self
-                .file
-                .write_all_at(record, self.tail)
-                .and_then(|()| self.file.sync_data()),
-        };
-        keep_reusable(record);
+        let written = self.write_at_tail(&record);
+        keep_reusable(&mut record);
+        self.record = record;
         if let Err(error) = written {
             // Part of the record, or all of it, may be on disk although it was never
             // acknowledged: its header is zeroed so that it ends the log. If even that fails,
             // the caller must not append after it.
-            self.torn = match &mut self.direct {
-                Some(direct) => direct.write(self.tail, &[0u8; RECORD_HEADER]),
-                None => self
-                    .file
-                    .write_all_at(&[0u8; RECORD_HEADER], self.tail)
-                    .and_then(|()| self.file.sync_data()),
-            }
-            .is_err();
+            self.torn = self.write_at_tail(&[0u8; RECORD_HEADER]).is_err();
             return Err(error);
         }
         self.tail = end;
         self.records += 1;
         Ok(())
+    }
+
+    /// Writes `bytes` at the tail and makes them durable: by direct I/O where it is taken,
+    /// otherwise through the page cache and `fdatasync`.
+    fn write_at_tail(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            match direct.write(self.tail, bytes) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    // Refused before any I/O: this file system or device does not take these
+                    // alignments after all.
+                    tracing::warn!(%error, log = %self.path.display(), "store: the write-ahead log cannot use direct I/O here; it syncs through the page cache");
+                    self.direct = None;
+                }
+                written => return written,
+            }
+        }
+        self.file
+            .write_all_at(bytes, self.tail)
+            .and_then(|()| self.file.sync_data())
     }
 
     /// Whether a failed append may have left a record at the end that was never acknowledged
