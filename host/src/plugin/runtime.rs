@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -312,17 +312,27 @@ impl Compiled {
     }
 }
 
-/// The engine's epoch, which every call's deadline is counted in: ticked every `tick` while a
-/// call runs, and not at all while none does, so an idle daemon does not wake a thousand times a
-/// second for nothing.
+/// The engine's epoch, which every call's deadline is counted in: ticked every `tick` while
+/// calls run, and not at all once none has for [`LINGER_TICKS`] ticks, so an idle daemon does not
+/// wake a thousand times a second for nothing.
+///
+/// While calls keep coming the ticker keeps ticking between them: a call that starts then finds
+/// it awake, and marks itself running with an atomic add and no system call. (Parking the
+/// ticker as soon as no call ran made every call of a steady stream wake it anew: a futex call
+/// on the caller's path and a thread woken, for calls that take tens of microseconds.)
 #[derive(Debug)]
 pub(crate) struct EpochTicker {
     pub tick: Duration,
     /// Calls running (guest code, instantiation included).
     running: AtomicUsize,
+    /// Calls started since the ticker last looked.
+    started: AtomicBool,
     /// The ticker's thread, to wake when a call starts.
     thread: OnceLock<std::thread::Thread>,
 }
+
+/// Ticks the ticker goes on for after the last call, before it parks.
+const LINGER_TICKS: u32 = 100;
 
 /// A call running: the ticker ticks until every one of these is dropped.
 pub(crate) struct Running<'a>(&'a EpochTicker);
@@ -339,6 +349,7 @@ impl EpochTicker {
         let ticker = Arc::new(EpochTicker {
             tick,
             running: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
             thread: OnceLock::new(),
         });
         let weak = engine.weak();
@@ -346,8 +357,12 @@ impl EpochTicker {
         let spawned = std::thread::Builder::new()
             .name("flowgate-epoch".to_string())
             .spawn(move || {
+                let mut idle = 0;
                 while weak.upgrade().is_some() {
-                    if shared.running.load(Ordering::SeqCst) == 0 {
+                    let busy = shared.started.swap(false, Ordering::SeqCst)
+                        || shared.running.load(Ordering::SeqCst) > 0;
+                    idle = if busy { 0 } else { idle + 1 };
+                    if idle > LINGER_TICKS {
                         // A call that starts now unparks this thread (or already has: the token
                         // is kept), so no call waits for a tick that never comes.
                         std::thread::park_timeout(Duration::from_secs(1));
@@ -373,9 +388,11 @@ impl EpochTicker {
 
     /// Marks a call running until the guard is dropped; the first one wakes the ticker.
     pub fn running(&self) -> Running<'_> {
+        self.started.store(true, Ordering::SeqCst);
         if self.running.fetch_add(1, Ordering::SeqCst) == 0
             && let Some(thread) = self.thread.get()
         {
+            // Without a system call when the ticker is ticking (see `std::thread::Thread::unpark`).
             thread.unpark();
         }
         Running(self)

@@ -1221,241 +1221,245 @@ fn apply<'c>(
     changes: impl IntoIterator<Item = &'c Change>,
     seq: u64,
 ) -> Result<(), StoreError> {
-    {
-        let mut definitions = txn.open_table(DEFINITIONS).map_err(db)?;
-        let mut instances = txn.open_table(INSTANCES).map_err(db)?;
-        let mut history = txn.open_table(HISTORY).map_err(db)?;
-        let mut outbox = txn.open_table(OUTBOX).map_err(db)?;
-        let mut keys = txn.open_table(START_KEYS).map_err(db)?;
-        let mut due = txn.open_table(OUTBOX_DUE).map_err(db)?;
-        let mut meta = txn.open_table(META).map_err(db)?;
-        let mut indexes = Indexes {
-            tasks: txn.open_table(TASKS).map_err(db)?,
-            timers: txn.open_table(TIMERS).map_err(db)?,
-            listing: txn.open_table(LISTING).map_err(db)?,
-            subscriptions: txn.open_table(SUBSCRIPTIONS).map_err(db)?,
-        };
-        let mut last_outbox = None;
-        for change in changes {
-            match change {
-                Change::Definition(d) => {
-                    definitions
-                        .insert(
-                            (d.tenant.as_str(), d.definition.id.as_str(), d.version),
-                            encode(d).as_slice(),
-                        )
+    let mut t = Tables::new(txn);
+    let mut last_outbox = None;
+    for change in changes {
+        match change {
+            Change::Definition(d) => {
+                t.definitions()?
+                    .insert(
+                        (d.tenant.as_str(), d.definition.id.as_str(), d.version),
+                        encode(d).as_slice(),
+                    )
+                    .map_err(db)?;
+            }
+            Change::Instance {
+                before,
+                after,
+                events,
+                outbox: effects,
+                idempotency_key,
+                completion_key,
+            } => {
+                let tenant = after.tenant.as_str();
+                let id = after.id.as_str();
+                // Only what changed is written: the index entries the new state drops are
+                // removed, the ones it adds inserted.
+                let old = before.clone().unwrap_or_default();
+                reindex(&mut t, tenant, id, &old, &IndexKeys::of(after))?;
+                for event in events {
+                    t.history()?
+                        .insert((tenant, id, event.seq), encode(event).as_slice())
                         .map_err(db)?;
                 }
-                Change::Instance {
-                    before,
-                    after,
-                    events,
-                    outbox: effects,
-                    idempotency_key,
-                    completion_key,
-                } => {
-                    let tenant = after.tenant.as_str();
-                    let id = after.id.as_str();
-                    // Only what changed is written: the index entries the new state drops
-                    // are removed, the ones it adds inserted.
-                    let old = before.clone().unwrap_or_default();
-                    reindex(txn, &mut indexes, tenant, id, &old, &IndexKeys::of(after))?;
-                    for event in events {
-                        history
-                            .insert((tenant, id, event.seq), encode(event).as_slice())
-                            .map_err(db)?;
-                    }
-                    for entry in effects {
-                        outbox
-                            .insert((tenant, entry.id), encode(entry).as_slice())
-                            .map_err(db)?;
-                        due.insert((tenant, entry.due_at, entry.id), ())
-                            .map_err(db)?;
-                        last_outbox = last_outbox.max(Some(entry.id));
-                    }
-                    if let Some(key) = idempotency_key {
-                        keys.insert((tenant, key.as_str()), id).map_err(db)?;
-                    }
-                    if let Some(done) = completion_key {
-                        let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
-                        let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
-                        let key = done.key.as_str();
-                        let replaced = made
-                            .insert((tenant, key), encode(done.as_ref()).as_slice())
-                            .map_err(db)?
-                            .map(|old| decode::<CompletionKey>("completion key", old.value()));
-                        if let Some(old) = replaced {
-                            age.remove((old?.at, tenant, key)).map_err(db)?;
-                        }
-                        age.insert((done.at, tenant, key), ()).map_err(db)?;
-                    }
-                    instances
-                        .insert((tenant, id), encode(after.as_ref()).as_slice())
+                for entry in effects {
+                    t.outbox()?
+                        .insert((tenant, entry.id), encode(entry).as_slice())
+                        .map_err(db)?;
+                    t.outbox_due()?
+                        .insert((tenant, entry.due_at, entry.id), ())
+                        .map_err(db)?;
+                    last_outbox = last_outbox.max(Some(entry.id));
+                }
+                if let Some(key) = idempotency_key {
+                    t.start_keys()?
+                        .insert((tenant, key.as_str()), id)
                         .map_err(db)?;
                 }
-                Change::Message(record) => {
-                    put_message(txn, record)?;
-                }
-                Change::Schedule(state) => {
-                    let mut table = txn.open_table(SCHEDULES).map_err(db)?;
-                    let key = (
-                        state.tenant.as_str(),
-                        state.workflow.as_str(),
-                        state.schedule.as_str(),
-                    );
-                    table
-                        .insert(key, encode(state.as_ref()).as_slice())
-                        .map_err(db)?;
-                }
-                Change::ExpireMessages { now, limit } => {
-                    let expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
-                    let mut due = Vec::new();
-                    for entry in expiry.range((0, "", "")..(*now, "", "")).map_err(db)? {
-                        let (key, _) = entry.map_err(db)?;
-                        let (at, tenant, id) = key.value();
-                        due.push((at, tenant.to_string(), id.to_string()));
-                        if due.len() >= *limit {
-                            break;
-                        }
-                    }
-                    drop(expiry);
-                    for (at, tenant, id) in due {
-                        let found = txn
-                            .open_table(MESSAGES)
-                            .map_err(db)?
-                            .get((tenant.as_str(), id.as_str()))
-                            .map_err(db)?
-                            .map(|g| decode::<MessageRecord>("messages", g.value()));
-                        if let Some(record) = found {
-                            let mut record = record?;
-                            record.status = MessageStatus::Expired { at };
-                            put_message(txn, &record)?;
-                        }
-                    }
-                }
-                Change::ExpireCompletionKeys { before, limit } => {
-                    let mut made = txn.open_table(COMPLETION_KEYS).map_err(db)?;
-                    let mut age = txn.open_table(COMPLETION_KEYS_AGE).map_err(db)?;
-                    let mut expired = Vec::new();
-                    for entry in age.range((0, "", "")..(*before, "", "")).map_err(db)? {
-                        let (key, _) = entry.map_err(db)?;
-                        let (at, tenant, key) = key.value();
-                        expired.push((at, tenant.to_string(), key.to_string()));
-                        if expired.len() >= *limit {
-                            break;
-                        }
-                    }
-                    for (at, tenant, key) in &expired {
-                        age.remove((*at, tenant.as_str(), key.as_str()))
-                            .map_err(db)?;
-                        made.remove((tenant.as_str(), key.as_str())).map_err(db)?;
-                    }
-                }
-                Change::ClearOutbox {
-                    tenant,
-                    outbox: ids,
-                } => {
-                    for id in ids {
-                        let removed = outbox.remove((tenant.as_str(), *id)).map_err(db)?;
-                        if let Some(old) = removed {
-                            let old: OutboxEntry = decode("outbox", old.value())?;
-                            due.remove((tenant.as_str(), old.due_at, *id)).map_err(db)?;
-                        }
-                    }
-                }
-                Change::Retry {
-                    tenant,
-                    outbox: id,
-                    attempts,
-                    due_at,
-                } => {
-                    let found = outbox
-                        .get((tenant.as_str(), *id))
+                if let Some(done) = completion_key {
+                    let key = done.key.as_str();
+                    let replaced = t
+                        .completion_keys()?
+                        .insert((tenant, key), encode(done.as_ref()).as_slice())
                         .map_err(db)?
-                        .map(|g| decode::<OutboxEntry>("outbox", g.value()));
-                    let Some(entry) = found else { continue };
-                    let mut entry = entry?;
-                    due.remove((tenant.as_str(), entry.due_at, *id))
-                        .map_err(db)?;
-                    (entry.attempts, entry.due_at) = (*attempts, *due_at);
-                    due.insert((tenant.as_str(), entry.due_at, *id), ())
-                        .map_err(db)?;
-                    outbox
-                        .insert((tenant.as_str(), *id), encode(&entry).as_slice())
-                        .map_err(db)?;
+                        .map(|old| decode::<CompletionKey>("completion key", old.value()));
+                    let age = t.completion_keys_age()?;
+                    if let Some(old) = replaced {
+                        age.remove((old?.at, tenant, key)).map_err(db)?;
+                    }
+                    age.insert((done.at, tenant, key), ()).map_err(db)?;
                 }
-                Change::Probe { at } => {
-                    meta.insert("probed_at", *at).map_err(db)?;
+                t.instances()?
+                    .insert((tenant, id), encode(after.as_ref()).as_slice())
+                    .map_err(db)?;
+            }
+            Change::Message(record) => {
+                put_message(&mut t, record)?;
+            }
+            Change::Schedule(state) => {
+                let key = (
+                    state.tenant.as_str(),
+                    state.workflow.as_str(),
+                    state.schedule.as_str(),
+                );
+                t.schedules()?
+                    .insert(key, encode(state.as_ref()).as_slice())
+                    .map_err(db)?;
+            }
+            Change::ExpireMessages { now, limit } => {
+                let mut due = Vec::new();
+                for entry in t
+                    .buffer_expiry()?
+                    .range((0, "", "")..(*now, "", ""))
+                    .map_err(db)?
+                {
+                    let (key, _) = entry.map_err(db)?;
+                    let (at, tenant, id) = key.value();
+                    due.push((at, tenant.to_string(), id.to_string()));
+                    if due.len() >= *limit {
+                        break;
+                    }
                 }
-                Change::RecordCall { record, keep } => {
-                    let (tenant, plugin) = (record.tenant.as_str(), record.plugin.as_str());
-                    let mut seqs = txn.open_table(CALL_SEQ).map_err(db)?;
-                    let seq = seqs
-                        .get((tenant, plugin))
+                for (at, tenant, id) in due {
+                    let found = t
+                        .messages()?
+                        .get((tenant.as_str(), id.as_str()))
                         .map_err(db)?
-                        .map_or(0, |g| g.value())
-                        + 1;
-                    seqs.insert((tenant, plugin), seq).map_err(db)?;
-                    let mut calls = txn.open_table(CALLS).map_err(db)?;
-                    let mut kept = (**record).clone();
-                    kept.seq = seq;
+                        .map(|g| decode::<MessageRecord>("messages", g.value()));
+                    if let Some(record) = found {
+                        let mut record = record?;
+                        record.status = MessageStatus::Expired { at };
+                        put_message(&mut t, &record)?;
+                    }
+                }
+            }
+            Change::ExpireCompletionKeys { before, limit } => {
+                let mut expired = Vec::new();
+                for entry in t
+                    .completion_keys_age()?
+                    .range((0, "", "")..(*before, "", ""))
+                    .map_err(db)?
+                {
+                    let (key, _) = entry.map_err(db)?;
+                    let (at, tenant, key) = key.value();
+                    expired.push((at, tenant.to_string(), key.to_string()));
+                    if expired.len() >= *limit {
+                        break;
+                    }
+                }
+                for (at, tenant, key) in &expired {
+                    t.completion_keys_age()?
+                        .remove((*at, tenant.as_str(), key.as_str()))
+                        .map_err(db)?;
+                    t.completion_keys()?
+                        .remove((tenant.as_str(), key.as_str()))
+                        .map_err(db)?;
+                }
+            }
+            Change::ClearOutbox {
+                tenant,
+                outbox: ids,
+            } => {
+                for id in ids {
+                    let removed = t
+                        .outbox()?
+                        .remove((tenant.as_str(), *id))
+                        .map_err(db)?
+                        .map(|old| decode::<OutboxEntry>("outbox", old.value()));
+                    if let Some(old) = removed {
+                        t.outbox_due()?
+                            .remove((tenant.as_str(), old?.due_at, *id))
+                            .map_err(db)?;
+                    }
+                }
+            }
+            Change::Retry {
+                tenant,
+                outbox: id,
+                attempts,
+                due_at,
+            } => {
+                let found = t
+                    .outbox()?
+                    .get((tenant.as_str(), *id))
+                    .map_err(db)?
+                    .map(|g| decode::<OutboxEntry>("outbox", g.value()));
+                let Some(entry) = found else { continue };
+                let mut entry = entry?;
+                let due = t.outbox_due()?;
+                due.remove((tenant.as_str(), entry.due_at, *id))
+                    .map_err(db)?;
+                (entry.attempts, entry.due_at) = (*attempts, *due_at);
+                due.insert((tenant.as_str(), entry.due_at, *id), ())
+                    .map_err(db)?;
+                t.outbox()?
+                    .insert((tenant.as_str(), *id), encode(&entry).as_slice())
+                    .map_err(db)?;
+            }
+            Change::Probe { at } => {
+                t.meta()?.insert("probed_at", *at).map_err(db)?;
+            }
+            Change::RecordCall { record, keep } => {
+                let (tenant, plugin) = (record.tenant.as_str(), record.plugin.as_str());
+                let seqs = t.call_seq()?;
+                let seq = seqs
+                    .get((tenant, plugin))
+                    .map_err(db)?
+                    .map_or(0, |g| g.value())
+                    + 1;
+                seqs.insert((tenant, plugin), seq).map_err(db)?;
+                let mut kept = (**record).clone();
+                kept.seq = seq;
+                let calls = t.calls()?;
+                calls
+                    .insert((tenant, plugin, seq), encode(&kept).as_slice())
+                    .map_err(db)?;
+                // Normally the one record that left the window; more when `keep` shrank.
+                if let Some(cut) = seq.checked_sub(*keep) {
                     calls
-                        .insert((tenant, plugin, seq), encode(&kept).as_slice())
+                        .retain_in((tenant, plugin, 0)..=(tenant, plugin, cut), |_, _| false)
                         .map_err(db)?;
-                    // Normally the one record that left the window; more when `keep` shrank.
-                    if let Some(cut) = seq.checked_sub(*keep) {
-                        calls
-                            .retain_in((tenant, plugin, 0)..=(tenant, plugin, cut), |_, _| false)
-                            .map_err(db)?;
-                    }
                 }
-                Change::Archive {
-                    tenant,
-                    instance: id,
-                    workflow,
-                    ended_at,
-                    facts,
-                } => {
-                    let (tenant, id) = (tenant.as_str(), id.as_str());
-                    let Some(state) = instances.remove((tenant, id)).map_err(db)? else {
-                        continue;
-                    };
-                    let state: Instance = decode("instances", state.value())?;
-                    let keys = IndexKeys::of(&state);
-                    reindex(txn, &mut indexes, tenant, id, &keys, &IndexKeys::default())?;
-                    history
-                        .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
-                        .map_err(db)?;
-                    let mut kept = txn.open_table(FACTS).map_err(db)?;
-                    kept.insert(
+            }
+            Change::Archive {
+                tenant,
+                instance: id,
+                workflow,
+                ended_at,
+                facts,
+            } => {
+                let (tenant, id) = (tenant.as_str(), id.as_str());
+                let removed = t
+                    .instances()?
+                    .remove((tenant, id))
+                    .map_err(db)?
+                    .map(|state| decode::<Instance>("instances", state.value()));
+                let Some(state) = removed else {
+                    continue;
+                };
+                let keys = IndexKeys::of(&state?);
+                reindex(&mut t, tenant, id, &keys, &IndexKeys::default())?;
+                t.history()?
+                    .retain_in((tenant, id, 0)..=(tenant, id, u64::MAX), |_, _| false)
+                    .map_err(db)?;
+                t.facts()?
+                    .insert(
                         (tenant, workflow.as_str(), *ended_at, id),
                         encode(facts.as_ref()).as_slice(),
                     )
                     .map_err(db)?;
-                }
             }
         }
-        if let Some(last) = last_outbox {
-            let current = meta
-                .get("last_outbox_id")
-                .map_err(db)?
-                .map(|g| g.value())
-                .unwrap_or(0);
-            meta.insert("last_outbox_id", current.max(last))
-                .map_err(db)?;
-        }
-        meta.insert(WAL_SEQ, seq).map_err(db)?;
     }
+    let meta = t.meta()?;
+    if let Some(last) = last_outbox {
+        let current = meta
+            .get("last_outbox_id")
+            .map_err(db)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        meta.insert("last_outbox_id", current.max(last))
+            .map_err(db)?;
+    }
+    meta.insert(WAL_SEQ, seq).map_err(db)?;
     Ok(())
 }
 
 /// Writes a message's record, keeping the buffer's two indexes in step with its status.
-fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), StoreError> {
-    let mut messages = txn.open_table(MESSAGES).map_err(db)?;
-    let mut buffered = txn.open_table(BUFFERED).map_err(db)?;
-    let mut expiry = txn.open_table(BUFFER_EXPIRY).map_err(db)?;
+fn put_message(t: &mut Tables<'_>, record: &MessageRecord) -> Result<(), StoreError> {
     let (tenant, id) = (record.tenant.as_str(), record.id.as_str());
-    let old = messages
+    let old = t
+        .messages()?
         .insert((tenant, id), encode(record).as_slice())
         .map_err(db)?
         .map(|old| decode::<MessageRecord>("messages", old.value()));
@@ -1466,7 +1470,7 @@ fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), Sto
     if let Some(old) = old {
         let old = old?;
         if let Some(expires_at) = buffer_keys(&old) {
-            buffered
+            t.buffered()?
                 .remove((
                     tenant,
                     old.name.as_str(),
@@ -1475,11 +1479,13 @@ fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), Sto
                     id,
                 ))
                 .map_err(db)?;
-            expiry.remove((expires_at, tenant, id)).map_err(db)?;
+            t.buffer_expiry()?
+                .remove((expires_at, tenant, id))
+                .map_err(db)?;
         }
     }
     if let Some(expires_at) = buffer_keys(record) {
-        buffered
+        t.buffered()?
             .insert(
                 (
                     tenant,
@@ -1491,35 +1497,68 @@ fn put_message(txn: &WriteTransaction, record: &MessageRecord) -> Result<(), Sto
                 (),
             )
             .map_err(db)?;
-        expiry.insert((expires_at, tenant, id), ()).map_err(db)?;
+        t.buffer_expiry()?
+            .insert((expires_at, tenant, id), ())
+            .map_err(db)?;
     }
     Ok(())
 }
 
-/// The index tables an instance's entries live in, open in a write transaction.
-struct Indexes<'txn> {
-    tasks: Table<'txn, (&'static str, &'static str, &'static str, &'static str), &'static str>,
-    timers: Table<'txn, (&'static str, u64, &'static str, &'static str), ()>,
-    listing: Table<'txn, (&'static str, &'static str, &'static str), ()>,
-    /// `(tenant, message, correlation, instance, subscription)`.
-    subscriptions: Table<
-        'txn,
-        (
-            &'static str,
-            &'static str,
-            &'static str,
-            &'static str,
-            &'static str,
-        ),
-        (),
-    >,
+/// Declares [`Tables`]: one field and one accessor per table a batch may write.
+macro_rules! tables {
+    ($($field:ident: $table:ident <$key:ty, $value:ty>,)*) => {
+        /// The tables a batch writes, each opened the first time one of its changes needs it
+        /// and kept open to the end of the batch. A command touches a few of them, and opening
+        /// one looks its root up in redb's table of tables.
+        struct Tables<'txn> {
+            txn: &'txn WriteTransaction,
+            $($field: Option<Table<'txn, $key, $value>>,)*
+        }
+
+        impl<'txn> Tables<'txn> {
+            fn new(txn: &'txn WriteTransaction) -> Self {
+                Tables { txn, $($field: None,)* }
+            }
+
+            $(fn $field(&mut self) -> Result<&mut Table<'txn, $key, $value>, StoreError> {
+                let table = match self.$field.take() {
+                    Some(open) => open,
+                    None => self.txn.open_table($table).map_err(db)?,
+                };
+                Ok(self.$field.insert(table))
+            })*
+        }
+    };
+}
+
+tables! {
+    definitions: DEFINITIONS<(&'static str, &'static str, u32), &'static [u8]>,
+    instances: INSTANCES<(&'static str, &'static str), &'static [u8]>,
+    history: HISTORY<(&'static str, &'static str, u64), &'static [u8]>,
+    tasks: TASKS<(&'static str, &'static str, &'static str, &'static str), &'static str>,
+    timers: TIMERS<(&'static str, u64, &'static str, &'static str), ()>,
+    outbox: OUTBOX<(&'static str, u64), &'static [u8]>,
+    start_keys: START_KEYS<(&'static str, &'static str), &'static str>,
+    completion_keys: COMPLETION_KEYS<(&'static str, &'static str), &'static [u8]>,
+    completion_keys_age: COMPLETION_KEYS_AGE<(u64, &'static str, &'static str), ()>,
+    listing: LISTING<(&'static str, &'static str, &'static str), ()>,
+    outbox_due: OUTBOX_DUE<(&'static str, u64, u64), ()>,
+    subscriptions: SUBSCRIPTIONS<(&'static str, &'static str, &'static str, &'static str, &'static str), ()>,
+    messages: MESSAGES<(&'static str, &'static str), &'static [u8]>,
+    buffered: BUFFERED<(&'static str, &'static str, &'static str, u64, &'static str), ()>,
+    buffer_expiry: BUFFER_EXPIRY<(u64, &'static str, &'static str), ()>,
+    schedules: SCHEDULES<(&'static str, &'static str, &'static str), &'static [u8]>,
+    ended: ENDED<(&'static str, u64, &'static str), ()>,
+    facts: FACTS<(&'static str, &'static str, u64, &'static str), &'static [u8]>,
+    meta: META<&'static str, u64>,
+    calls: CALLS<(&'static str, &'static str, u64), &'static [u8]>,
+    call_seq: CALL_SEQ<(&'static str, &'static str), u64>,
 }
 
 /// Moves instance `id`'s index entries from `old` to `new`: removes those `new` lacks, inserts
 /// those it adds (an archived instance's `new` is empty).
 fn reindex(
-    txn: &WriteTransaction,
-    t: &mut Indexes<'_>,
+    t: &mut Tables<'_>,
     tenant: &str,
     id: &str,
     old: &IndexKeys,
@@ -1533,7 +1572,7 @@ fn reindex(
             id,
             sub.as_str(),
         );
-        t.subscriptions.remove(key).map_err(db)?;
+        t.subscriptions()?.remove(key).map_err(db)?;
     }
     for (name, correlation, sub) in new.messages.difference(&old.messages) {
         let key = (
@@ -1543,36 +1582,38 @@ fn reindex(
             id,
             sub.as_str(),
         );
-        t.subscriptions.insert(key, ()).map_err(db)?;
+        t.subscriptions()?.insert(key, ()).map_err(db)?;
     }
     for (who, status, task) in old.tasks.difference(&new.tasks) {
         let key = (tenant, who.as_str(), status.as_str(), task.as_str());
-        t.tasks.remove(key).map_err(db)?;
+        t.tasks()?.remove(key).map_err(db)?;
     }
     for (who, status, task) in new.tasks.difference(&old.tasks) {
         let key = (tenant, who.as_str(), status.as_str(), task.as_str());
-        t.tasks.insert(key, id).map_err(db)?;
+        t.tasks()?.insert(key, id).map_err(db)?;
     }
     for (due, timer) in old.timers.difference(&new.timers) {
-        t.timers
+        t.timers()?
             .remove((tenant, *due, id, timer.as_str()))
             .map_err(db)?;
     }
     for (due, timer) in new.timers.difference(&old.timers) {
-        t.timers
+        t.timers()?
             .insert((tenant, *due, id, timer.as_str()), ())
             .map_err(db)?;
     }
     for key in old.listing.difference(&new.listing) {
-        t.listing.remove((tenant, key.as_str(), id)).map_err(db)?;
+        t.listing()?
+            .remove((tenant, key.as_str(), id))
+            .map_err(db)?;
     }
     for key in new.listing.difference(&old.listing) {
-        t.listing
+        t.listing()?
             .insert((tenant, key.as_str(), id), ())
             .map_err(db)?;
     }
     if old.ended != new.ended {
-        let mut ended = txn.open_table(ENDED).map_err(db)?;
+        let ended = t.ended()?;
         if let Some(at) = old.ended {
             ended.remove((tenant, at, id)).map_err(db)?;
         }

@@ -40,6 +40,9 @@ struct Queue {
     /// reopened (which applies the log again).
     failed: bool,
     stop: bool,
+    /// The applier waits on `arrived`: only then does a commit need to wake it (a wake-up is a
+    /// system call, and under load the applier is nearly always busy with the last batch).
+    waiting: bool,
 }
 
 /// What the applier is to do next.
@@ -65,7 +68,9 @@ impl Behind {
         let mut queue = self.queue();
         queue.commits.push((seq, changes));
         self.logged.store(seq, Ordering::Release);
-        self.arrived.notify_one();
+        if queue.waiting {
+            self.arrived.notify_one();
+        }
         queue.commits.len()
     }
 
@@ -136,10 +141,12 @@ impl Behind {
             if work && !queue.failed {
                 return Next::Apply;
             }
+            queue.waiting = true;
             queue = self
                 .arrived
                 .wait(queue)
                 .unwrap_or_else(PoisonError::into_inner);
+            queue.waiting = false;
         }
     }
 
