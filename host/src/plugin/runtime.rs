@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -327,6 +327,8 @@ pub(crate) struct EpochTicker {
     running: AtomicUsize,
     /// Calls started since the ticker last looked.
     started: AtomicBool,
+    /// Ticks so far.
+    ticks: AtomicU64,
     /// The ticker's thread, to wake when a call starts.
     thread: OnceLock<std::thread::Thread>,
 }
@@ -350,6 +352,7 @@ impl EpochTicker {
             tick,
             running: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
             thread: OnceLock::new(),
         });
         let weak = engine.weak();
@@ -371,6 +374,7 @@ impl EpochTicker {
                     std::thread::sleep(shared.tick);
                     if let Some(engine) = weak.upgrade() {
                         engine.increment_epoch();
+                        shared.ticks.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
@@ -396,6 +400,47 @@ impl EpochTicker {
             thread.unpark();
         }
         Running(self)
+    }
+}
+
+#[cfg(test)]
+mod ticker_tests {
+    use super::*;
+
+    fn ticks(ticker: &EpochTicker) -> u64 {
+        ticker.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to ten seconds for `done`.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_ticker_ticks_while_calls_come_and_parks_once_they_stop() {
+        let engine = Engine::default();
+        let ticker = EpochTicker::spawn(&engine, Duration::from_millis(1));
+        // A long call: ticks come while it runs.
+        let running = ticker.running();
+        let before = ticks(&ticker);
+        eventually("no tick while a call ran", || ticks(&ticker) > before + 5);
+        drop(running);
+        // Idle past the linger: the ticker parks, and the epoch stands still.
+        eventually("the ticker did not park", || {
+            let seen = ticks(&ticker);
+            std::thread::sleep(Duration::from_millis(300));
+            ticks(&ticker) == seen
+        });
+        // A short call after that wakes it: its deadline can still come.
+        let parked = ticks(&ticker);
+        drop(ticker.running());
+        eventually("a call did not wake the parked ticker", || {
+            ticks(&ticker) > parked
+        });
     }
 }
 

@@ -156,3 +156,51 @@ impl Behind {
         self.arrived.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Nothing reads here, so nothing but the commit's wake-up can bring the applier to it: a
+    /// lost wake-up shows as a commit never applied. The commits come both while the applier
+    /// waits and while it is still busy with the one before.
+    #[test]
+    fn every_commit_reaches_the_applier_whether_it_waits_or_is_busy() {
+        let behind = Arc::new(Behind::new(0));
+        let (sender, applied) = std::sync::mpsc::channel();
+        let applier = {
+            let behind = Arc::clone(&behind);
+            std::thread::spawn(move || {
+                while let Next::Apply = behind.wait() {
+                    let _applying = behind.applying();
+                    let batch = behind.take().unwrap_or_default();
+                    if let Some(&(last, _)) = batch.last() {
+                        // Busy a while, so that some commits arrive while it is not waiting.
+                        std::thread::sleep(Duration::from_micros(200));
+                        behind.applied(last);
+                        let _ = sender.send(last);
+                    }
+                }
+            })
+        };
+        let mut seen = 0;
+        for seq in 1..=200 {
+            behind.push(seq, Vec::new());
+            if seq % 2 == 0 {
+                // Wait for the applier to come to this commit: next time it waits again.
+                while seen < seq {
+                    seen = applied
+                        .recv_timeout(Duration::from_secs(10))
+                        .unwrap_or_else(|_| panic!("commit {seq} queued, the applier not woken"));
+                }
+                assert!(behind.caught_up());
+            }
+        }
+        behind.stop();
+        applier
+            .join()
+            .unwrap_or_else(|_| panic!("the applier panicked"));
+    }
+}
