@@ -403,47 +403,6 @@ impl EpochTicker {
     }
 }
 
-#[cfg(test)]
-mod ticker_tests {
-    use super::*;
-
-    fn ticks(ticker: &EpochTicker) -> u64 {
-        ticker.ticks.load(Ordering::Relaxed)
-    }
-
-    /// Waits up to ten seconds for `done`.
-    fn eventually(what: &str, done: impl Fn() -> bool) {
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(std::time::Instant::now() < until, "{what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn the_ticker_ticks_while_calls_come_and_parks_once_they_stop() {
-        let engine = Engine::default();
-        let ticker = EpochTicker::spawn(&engine, Duration::from_millis(1));
-        // A long call: ticks come while it runs.
-        let running = ticker.running();
-        let before = ticks(&ticker);
-        eventually("no tick while a call ran", || ticks(&ticker) > before + 5);
-        drop(running);
-        // Idle past the linger: the ticker parks, and the epoch stands still.
-        eventually("the ticker did not park", || {
-            let seen = ticks(&ticker);
-            std::thread::sleep(Duration::from_millis(300));
-            ticks(&ticker) == seen
-        });
-        // A short call after that wakes it: its deadline can still come.
-        let parked = ticks(&ticker);
-        drop(ticker.running());
-        eventually("a call did not wake the parked ticker", || {
-            ticks(&ticker) > parked
-        });
-    }
-}
-
 /// Says plainly what the bytes are when they are not a component: not WebAssembly, or a core
 /// module (wasmtime's own words for these are a dump of the header's bytes).
 fn check_header(wasm: &[u8]) -> Result<(), PluginFailure> {
@@ -507,4 +466,45 @@ fn check_memories(wasm: &[u8], limit: u64) -> Result<(), PluginFailure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod ticker_tests {
+    use super::*;
+
+    fn ticks(ticker: &EpochTicker) -> u64 {
+        ticker.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to ten seconds for `done`.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_ticker_ticks_while_calls_come_and_parks_once_they_stop() {
+        let engine = Engine::default();
+        let ticker = EpochTicker::spawn(&engine, Duration::from_millis(1));
+        // A long call: ticks come while it runs.
+        let running = ticker.running();
+        let before = ticks(&ticker);
+        eventually("no tick while a call ran", || ticks(&ticker) > before + 5);
+        drop(running);
+        // Idle past the linger: the ticker parks, and the epoch stands still.
+        eventually("the ticker did not park", || {
+            let seen = ticks(&ticker);
+            std::thread::sleep(Duration::from_millis(300));
+            ticks(&ticker) == seen
+        });
+        // A short call after that wakes it: its deadline can still come.
+        let parked = ticks(&ticker);
+        drop(ticker.running());
+        eventually("a call did not wake the parked ticker", || {
+            ticks(&ticker) > parked
+        });
+    }
 }
