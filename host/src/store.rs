@@ -593,8 +593,10 @@ pub trait Storage: Send + Sync + 'static {
     fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleState>, StoreError>;
     /// The highest outbox id ever issued.
     fn last_outbox_id(&self) -> Result<u64, StoreError>;
-    /// Applies `changes` atomically and durably: all of them or none.
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Applies `changes` atomically and durably: all of them or none. Shared, not borrowed: a
+    /// backend that applies them later (redb, behind its write-ahead log) keeps them without a
+    /// copy.
+    fn commit(&self, changes: Arc<[Change]>) -> Result<(), StoreError>;
     /// Closes and opens the backend again after a write failed for a resource reason (a
     /// backend may refuse every later write until then). What was committed stays.
     fn reopen(&self) -> Result<(), StoreError> {

@@ -168,7 +168,7 @@ impl Storage for FullDisk {
     fn last_outbox_id(&self) -> Result<u64, StoreError> {
         self.inner.last_outbox_id()
     }
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn commit(&self, changes: Arc<[Change]>) -> Result<(), StoreError> {
         if self.full.load(Ordering::SeqCst) {
             return Err(StoreError::DiskFull(std::io::Error::from(
                 std::io::ErrorKind::StorageFull,

@@ -590,10 +590,10 @@ pub(crate) fn compare_after_random_batches(seed: u64, steps: usize) {
                     }
                 }
             }
-            redb.commit(&batch)
+            redb.commit(batch.clone().into())
                 .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
             model
-                .commit(&batch)
+                .commit(batch.clone().into())
                 .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
             let (got, want) = (snapshot(&redb), snapshot(&model));
             if got != want {
@@ -696,7 +696,9 @@ fn a_version_1_file_gets_its_listing_and_ended_indexes_when_opened() {
                 completion_key: None,
             })
             .collect();
-        store.commit(&changes).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .commit(changes.clone().into())
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     // Make it a version 1 file: no listing table, version 1.
     {
@@ -872,8 +874,10 @@ fn recorded_calls_keep_the_newest_per_plugin_in_both_stores_and_across_a_reopen(
             .collect()
     };
     for batch in &batches {
-        redb.commit(batch).unwrap_or_else(|e| panic!("{e}"));
-        mem.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        redb.commit(batch.clone().into())
+            .unwrap_or_else(|e| panic!("{e}"));
+        mem.commit(batch.clone().into())
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let newest = vec![(5, "i5".to_string()), (4, "i4".to_string())];
     assert_eq!(seen(&redb, "p"), newest);
@@ -887,7 +891,7 @@ fn recorded_calls_keep_the_newest_per_plugin_in_both_stores_and_across_a_reopen(
     // Kept through a close without a checkpoint's help: numbering goes on.
     drop(redb);
     let redb = RedbStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    redb.commit(&[record("p", "i6", 2)])
+    redb.commit(Arc::from([record("p", "i6", 2)]))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         seen(&redb, "p"),
@@ -935,14 +939,14 @@ fn a_read_sees_every_commit_acknowledged_before_it_while_redb_applies_them_behin
         after.definition_id = if version % 2 == 0 { "d" } else { "e" }.to_string();
         let keys = IndexKeys::of(&after);
         store
-            .commit(&[Change::Instance {
+            .commit(Arc::from([Change::Instance {
                 before: before.replace(keys),
                 after: Arc::new(after),
                 events: vec![event(version)],
                 outbox: Vec::new(),
                 idempotency_key: None,
                 completion_key: None,
-            }])
+            }]))
             .unwrap_or_else(|e| panic!("{e}"));
         acknowledged.store(version, std::sync::atomic::Ordering::Release);
         let listed = |workflow: &str| {
@@ -1027,7 +1031,7 @@ fn commits_made_while_checkpoints_run_survive_a_crash_after_them() {
             })
             .collect();
         store
-            .commit(&changes)
+            .commit(changes.clone().into())
             .unwrap_or_else(|e| panic!("commit {commit}: {e}"));
         acknowledged.store(commit, Ordering::Release);
     }

@@ -58,11 +58,15 @@ pub fn store_copies(
             completion_key: None,
         });
         if batch.len() == 10_000 {
-            store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .commit(batch.clone().into())
+                .unwrap_or_else(|e| panic!("{e}"));
             batch.clear();
         }
     }
-    store.commit(&batch).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .commit(batch.clone().into())
+        .unwrap_or_else(|e| panic!("{e}"));
     started.elapsed()
 }
 

@@ -432,14 +432,16 @@ impl Writer {
                 });
             }
         }
-        let committed = if batch.changes.is_empty() {
+        // Shared with the store, which keeps them until redb has applied them.
+        let changes: Arc<[Change]> = std::mem::take(&mut batch.changes).into();
+        let committed = if changes.is_empty() {
             Ok(())
         } else {
-            self.commit(&batch.changes, pending.len(), now)
+            self.commit(Arc::clone(&changes), pending.len(), now)
         };
         // The driver has new work only when the batch put something in the outbox or armed a
         // timer that is due already; later timers are its tick's.
-        let driver_work = batch.changes.iter().any(|change| match change {
+        let driver_work = changes.iter().any(|change| match change {
             Change::Instance { outbox, after, .. } => {
                 !outbox.is_empty() || after.timers.values().any(|t| t.due_at <= now)
             }
@@ -448,14 +450,14 @@ impl Writer {
         let changed: Vec<(String, String)> = batch.instances.into_keys().collect();
         match committed {
             Ok(()) => {
-                let states = batch.changes.iter().filter_map(|change| match change {
+                let states = changes.iter().filter_map(|change| match change {
                     Change::Instance { after, .. } => Some(after),
                     _ => None,
                 });
                 self.shared.cache.committed(states);
-                self.shared.committed_definitions(&batch.changes);
-                log_incidents(&batch.changes);
-                drop(batch.changes);
+                self.shared.committed_definitions(&changes);
+                log_incidents(&changes);
+                drop(changes);
                 self.shared.release_cleared(&clears);
                 for p in pending {
                     match p {
@@ -478,8 +480,8 @@ impl Writer {
                 self.next_outbox = outbox_before;
                 self.shared.clears.put_back(clears);
                 // Taken back out of the batch, to ride along with the next one.
-                let recorded = batch.changes.into_iter().filter_map(|change| match change {
-                    Change::RecordCall { record, keep } => Some((*record, keep)),
+                let recorded = changes.iter().filter_map(|change| match change {
+                    Change::RecordCall { record, keep } => Some(((**record).clone(), *keep)),
                     _ => None,
                 });
                 self.shared.recorded.put_back(recorded.collect());
@@ -502,7 +504,7 @@ impl Writer {
     /// is refused at once with the cause until the next try, which reopens the store first.
     fn commit(
         &mut self,
-        changes: &[Change],
+        changes: Arc<[Change]>,
         commands: usize,
         now: u64,
     ) -> Result<(), Arc<StoreError>> {
@@ -516,12 +518,11 @@ impl Writer {
             }
         }
         let started = std::time::Instant::now();
+        let count = changes.len();
         match self.shared.store.commit(changes) {
             Ok(()) => {
                 let seconds = started.elapsed().as_secs_f64();
-                self.shared
-                    .telemetry
-                    .commit(commands, changes.len(), seconds);
+                self.shared.telemetry.commit(commands, count, seconds);
                 if self.failing.take().is_some() {
                     tracing::info!("store: commits succeed again");
                     self.shared.set_store_failure(None);

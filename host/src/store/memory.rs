@@ -1,7 +1,7 @@
 //! An in-memory store: the model the redb store is checked against, and a store for tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::index::{message_keys, task_keys, timer_keys};
 use super::{
@@ -402,9 +402,9 @@ impl Storage for MemStore {
         Ok(self.lock().last_outbox)
     }
 
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn commit(&self, changes: Arc<[Change]>) -> Result<(), StoreError> {
         let mut t = self.lock();
-        for change in changes {
+        for change in changes.iter() {
             match change {
                 Change::Definition(d) => {
                     t.definitions.insert(

@@ -381,7 +381,11 @@ impl Inner {
         let applied = (|| {
             let mut txn = database.begin_write().map_err(db)?;
             txn.set_durability(Durability::None).map_err(db)?;
-            apply(&txn, batch.iter().flat_map(|(_, changes)| changes), last)?;
+            apply(
+                &txn,
+                batch.iter().flat_map(|(_, changes)| changes.iter()),
+                last,
+            )?;
             txn.commit().map_err(db)
         })();
         match applied {
@@ -1172,7 +1176,7 @@ impl Storage for RedbStore {
         self.backup_to(to)
     }
 
-    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn commit(&self, changes: Arc<[Change]>) -> Result<(), StoreError> {
         let span = tracing::trace_span!("store.commit", changes = changes.len());
         let _entered = span.enter();
         let inner = &*self.inner;
@@ -1186,7 +1190,7 @@ impl Storage for RedbStore {
         // Durable once the log has it; redb applies it behind the writer.
         let Log { wal, payload, .. } = &mut *log;
         payload.clear();
-        serde_json::to_writer(&mut *payload, changes).map_err(|source| StoreError::Corrupt {
+        serde_json::to_writer(&mut *payload, &*changes).map_err(|source| StoreError::Corrupt {
             table: "write-ahead log",
             source,
         })?;
@@ -1200,7 +1204,7 @@ impl Storage for RedbStore {
             return Err(super::io(error));
         }
         log.next_seq = seq + 1;
-        let queued = inner.behind.push(seq, changes.to_vec());
+        let queued = inner.behind.push(seq, changes);
         if log.over_limit() {
             inner.behind.checkpoint_due();
         }

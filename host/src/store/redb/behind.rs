@@ -11,12 +11,12 @@
 //! `RedbStore::read`). Batches reach redb one at a time, in the log's order.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::store::Change;
 
 /// A commit's record number in the log, with its changes.
-pub(super) type Logged = (u64, Vec<Change>);
+pub(super) type Logged = (u64, Arc<[Change]>);
 
 #[derive(Debug, Default)]
 pub(super) struct Behind {
@@ -64,7 +64,7 @@ impl Behind {
     }
 
     /// Queues a commit the log holds now. Called with the log locked, so in the log's order.
-    pub fn push(&self, seq: u64, changes: Vec<Change>) -> usize {
+    pub fn push(&self, seq: u64, changes: Arc<[Change]>) -> usize {
         let mut queue = self.queue();
         queue.commits.push((seq, changes));
         self.logged.store(seq, Ordering::Release);
@@ -160,7 +160,6 @@ impl Behind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// Nothing reads here, so nothing but the commit's wake-up can bring the applier to it: a
@@ -187,7 +186,7 @@ mod tests {
         };
         let mut seen = 0;
         for seq in 1..=200 {
-            behind.push(seq, Vec::new());
+            behind.push(seq, Arc::from([]));
             if seq % 2 == 0 {
                 // Wait for the applier to come to this commit: next time it waits again.
                 while seen < seq {
