@@ -1301,20 +1301,7 @@ fn apply<'c>(
                     .map_err(db)?;
             }
             Change::ExpireMessages { now, limit } => {
-                let mut due = Vec::new();
-                for entry in t
-                    .buffer_expiry()?
-                    .range((0, "", "")..(*now, "", ""))
-                    .map_err(db)?
-                {
-                    let (key, _) = entry.map_err(db)?;
-                    let (at, tenant, id) = key.value();
-                    due.push((at, tenant.to_string(), id.to_string()));
-                    if due.len() >= *limit {
-                        break;
-                    }
-                }
-                for (at, tenant, id) in due {
+                for (at, tenant, id) in oldest(t.buffer_expiry()?, *now, *limit)? {
                     let found = t
                         .messages()?
                         .get((tenant.as_str(), id.as_str()))
@@ -1328,20 +1315,7 @@ fn apply<'c>(
                 }
             }
             Change::ExpireCompletionKeys { before, limit } => {
-                let mut expired = Vec::new();
-                for entry in t
-                    .completion_keys_age()?
-                    .range((0, "", "")..(*before, "", ""))
-                    .map_err(db)?
-                {
-                    let (key, _) = entry.map_err(db)?;
-                    let (at, tenant, key) = key.value();
-                    expired.push((at, tenant.to_string(), key.to_string()));
-                    if expired.len() >= *limit {
-                        break;
-                    }
-                }
-                for (at, tenant, key) in &expired {
+                for (at, tenant, key) in &oldest(t.completion_keys_age()?, *before, *limit)? {
                     t.completion_keys_age()?
                         .remove((*at, tenant.as_str(), key.as_str()))
                         .map_err(db)?;
@@ -1457,6 +1431,25 @@ fn apply<'c>(
     }
     meta.insert(WAL_SEQ, seq).map_err(db)?;
     Ok(())
+}
+
+/// The oldest `limit` entries of an index by age, `(at, tenant, id)`, with `at` before `before`.
+fn oldest(
+    index: &Table<'_, (u64, &'static str, &'static str), ()>,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String, String)>, StoreError> {
+    let mut found = Vec::new();
+    for entry in index
+        .range((0, "", "")..(before, "", ""))
+        .map_err(db)?
+        .take(limit)
+    {
+        let (key, _) = entry.map_err(db)?;
+        let (at, tenant, id) = key.value();
+        found.push((at, tenant.to_string(), id.to_string()));
+    }
+    Ok(found)
 }
 
 /// Writes a message's record, keeping the buffer's two indexes in step with its status.
